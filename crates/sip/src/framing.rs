@@ -1,0 +1,90 @@
+//! Framing of SIP messages on stream transports (RFC 3261 §18.3): a message
+//! ends at the blank line plus Content-Length bytes of body.
+
+use crate::message::MAX_MESSAGE_SIZE;
+
+/// What the bytes at the front of a stream buffer hold.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// Not enough bytes yet.
+    Incomplete,
+    /// CRLF keep-alives (RFC 5626 §3.5.1) to drop: this many bytes.
+    KeepAlive(usize),
+    /// One whole message of this many bytes.
+    Message(usize),
+}
+
+/// Why a stream can no longer be framed; the connection should be closed.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("message exceeds the size limit")]
+    TooLarge,
+    #[error("missing or malformed Content-Length on a stream transport")]
+    BadContentLength,
+}
+
+/// Finds the first message (or keep-alive) at the front of `buf`.
+pub fn next_frame(buf: &[u8]) -> Result<Frame, FrameError> {
+    let crlf = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+    if crlf > 0 {
+        return Ok(Frame::KeepAlive(crlf));
+    }
+    let Some(head_end) = memchr::memmem::find(buf, b"\r\n\r\n") else {
+        return if buf.len() > MAX_MESSAGE_SIZE {
+            Err(FrameError::TooLarge)
+        } else {
+            Ok(Frame::Incomplete)
+        };
+    };
+    let body_start = head_end + 4;
+    let length = content_length(&buf[..head_end]).ok_or(FrameError::BadContentLength)?;
+    let total = body_start + length;
+    if total > MAX_MESSAGE_SIZE {
+        return Err(FrameError::TooLarge);
+    }
+    if buf.len() < total {
+        return Ok(Frame::Incomplete);
+    }
+    Ok(Frame::Message(total))
+}
+
+/// Content-Length from a header section (compact `l:` included). A stream
+/// message without it is refused, as RFC 3261 §18.3 requires the header there.
+fn content_length(head: &[u8]) -> Option<usize> {
+    for line in head.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = line[..colon].trim_ascii();
+        if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l") {
+            let value = line[colon + 1..].trim_ascii();
+            if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            return std::str::from_utf8(value).ok()?.parse().ok();
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_glued_messages() {
+        let one = b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 3\r\n\r\nabc";
+        let mut glued = one.to_vec();
+        glued.extend_from_slice(b"OPTIONS sip:a@b SIP/2.0\r\nl: 0\r\n\r\n");
+        assert_eq!(next_frame(&glued), Ok(Frame::Message(one.len())));
+        assert_eq!(next_frame(&glued[one.len()..]), Ok(Frame::Message(glued.len() - one.len())));
+        assert_eq!(next_frame(&one[..20]), Ok(Frame::Incomplete));
+        assert_eq!(next_frame(&one[..one.len() - 1]), Ok(Frame::Incomplete));
+        assert_eq!(next_frame(b"\r\n\r\nINV"), Ok(Frame::KeepAlive(4)));
+        assert_eq!(
+            next_frame(b"OPTIONS sip:a@b SIP/2.0\r\n\r\n"),
+            Err(FrameError::BadContentLength)
+        );
+    }
+}

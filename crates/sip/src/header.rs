@@ -1,0 +1,570 @@
+//! Typed views of the header values Switchboard reads (RFC 3261 §20, §25.1).
+//!
+//! Every view borrows from the header text; nothing here allocates.
+
+use std::net::IpAddr;
+
+/// `token` characters of RFC 3261 §25.1.
+pub fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+        )
+}
+
+/// Splits a comma-separated header value into its elements, leaving commas
+/// inside quoted strings and `<...>` alone. Empty elements are skipped.
+pub fn split_list(value: &str) -> impl Iterator<Item = &str> + '_ {
+    ListSplit { rest: value }
+}
+
+struct ListSplit<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Iterator for ListSplit<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        loop {
+            if self.rest.is_empty() {
+                return None;
+            }
+            let bytes = self.rest.as_bytes();
+            let mut in_quotes = false;
+            let mut in_angle = false;
+            let mut i = 0;
+            while i < bytes.len() {
+                match bytes[i] {
+                    b'\\' if in_quotes => i += 1,
+                    b'"' => in_quotes = !in_quotes,
+                    b'<' if !in_quotes => in_angle = true,
+                    b'>' if !in_quotes => in_angle = false,
+                    b',' if !in_quotes && !in_angle => break,
+                    _ => {}
+                }
+                i += 1;
+            }
+            let end = i.min(bytes.len());
+            let item = self.rest[..end].trim_matches([' ', '\t']);
+            self.rest = if end < bytes.len() {
+                &self.rest[end + 1..]
+            } else {
+                ""
+            };
+            if !item.is_empty() {
+                return Some(item);
+            }
+        }
+    }
+}
+
+/// `;name=value` parameters, kept as written. Names compare case-insensitively.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Params<'a> {
+    raw: &'a str,
+}
+
+impl<'a> Params<'a> {
+    /// `raw` starts at the first `;` (or is empty).
+    pub fn new(raw: &'a str) -> Self {
+        Params { raw }
+    }
+
+    pub fn as_str(&self) -> &'a str {
+        self.raw
+    }
+
+    /// Each parameter as (name, value); a flag parameter has no value.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, Option<&'a str>)> + 'a {
+        split_params(self.raw).map(|p| match p.split_once('=') {
+            Some((n, v)) => (n.trim(), Some(v.trim())),
+            None => (p.trim(), None),
+        })
+    }
+
+    /// `None` when absent, `Some(None)` for a flag, `Some(Some(v))` otherwise.
+    pub fn get(&self, name: &str) -> Option<Option<&'a str>> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+}
+
+/// Splits `;a=1;b="x;y";c` respecting quotes; skips empty parameters.
+fn split_params(raw: &str) -> impl Iterator<Item = &str> + '_ {
+    let mut rest = raw;
+    std::iter::from_fn(move || loop {
+        rest = rest.strip_prefix(';').unwrap_or(rest);
+        if rest.is_empty() {
+            return None;
+        }
+        let bytes = rest.as_bytes();
+        let mut in_quotes = false;
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'\\' if in_quotes => i += 1,
+                b'"' => in_quotes = !in_quotes,
+                b';' if !in_quotes => break,
+                _ => {}
+            }
+            i += 1;
+        }
+        let end = i.min(bytes.len());
+        let item = rest[..end].trim();
+        rest = &rest[end..];
+        if !item.is_empty() {
+            return Some(item);
+        }
+    })
+}
+
+/// Finds the first `;` not inside quotes or `<>`.
+fn params_start(value: &str) -> usize {
+    let bytes = value.as_bytes();
+    let mut in_quotes = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if in_quotes => i += 1,
+            b'"' => in_quotes = !in_quotes,
+            b';' if !in_quotes => return i,
+            _ => {}
+        }
+        i += 1;
+    }
+    value.len()
+}
+
+/// One Via value: `SIP/2.0/UDP host:port;branch=...`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Via<'a> {
+    /// Upper-cased by the sender, compared case-insensitively: `UDP`, `TCP`, ...
+    pub transport: &'a str,
+    /// As written; IPv6 references keep their brackets.
+    pub host: &'a str,
+    pub port: Option<u16>,
+    pub params: Params<'a>,
+}
+
+/// The magic cookie of RFC 3261 branches (§8.1.1.7).
+pub const BRANCH_COOKIE: &str = "z9hG4bK";
+
+impl<'a> Via<'a> {
+    pub fn parse(value: &'a str) -> Option<Via<'a>> {
+        let value = value.trim();
+        let (protocol, rest) = split_ws(value)?;
+        let mut parts = protocol.split('/').map(str::trim);
+        let (Some(name), Some(version), Some(transport), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return None;
+        };
+        if !name.eq_ignore_ascii_case("SIP") || version != "2.0" || transport.is_empty() {
+            return None;
+        }
+        let p = params_start(rest);
+        let (host, port) = parse_host_port(rest[..p].trim())?;
+        let params = Params::new(&rest[p..]);
+        for (name, value) in params.iter() {
+            if name.is_empty() || !name.bytes().all(is_token_byte) {
+                return None;
+            }
+            if let Some(v) = value {
+                if v.is_empty() {
+                    return None;
+                }
+            }
+        }
+        Some(Via {
+            transport,
+            host,
+            port,
+            params,
+        })
+    }
+
+    pub fn branch(&self) -> Option<&'a str> {
+        self.params.get("branch").flatten()
+    }
+
+    pub fn received(&self) -> Option<&'a str> {
+        self.params.get("received").flatten()
+    }
+
+    /// `Some(None)` when the client asked for rport (RFC 3581) without a value.
+    pub fn rport(&self) -> Option<Option<u16>> {
+        self.params
+            .get("rport")
+            .map(|v| v.and_then(|p| p.parse().ok()))
+    }
+}
+
+/// Splits "SIP / 2.0 / UDP host" into the protocol and the rest, allowing LWS
+/// around the slashes (RFC 4475 §3.1.1.1).
+fn split_ws(value: &str) -> Option<(&str, &str)> {
+    let bytes = value.as_bytes();
+    let mut i = 0;
+    let mut slashes = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'/' => slashes += 1,
+            b' ' | b'\t' if slashes == 2 => {
+                // Past the second slash: whitespace after the transport token ends it.
+                let transport_started = value[..i]
+                    .rsplit('/')
+                    .next()
+                    .is_some_and(|t| !t.trim().is_empty());
+                if transport_started {
+                    return Some((&value[..i], value[i..].trim_start()));
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// `host[:port]` with IPv6 references in brackets.
+pub fn parse_host_port(s: &str) -> Option<(&str, Option<u16>)> {
+    if s.is_empty() {
+        return None;
+    }
+    let (host, port) = if s.starts_with('[') {
+        let close = s.find(']')?;
+        let host = &s[..=close];
+        let inner = &host[1..host.len() - 1];
+        if inner.parse::<std::net::Ipv6Addr>().is_err() {
+            return None;
+        }
+        match &s[close + 1..] {
+            "" => (host, None),
+            rest => (host, Some(rest.strip_prefix(':')?)),
+        }
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) if !h.contains(':') => (h, Some(p)),
+            Some(_) => return None,
+            None => (s, None),
+        }
+    };
+    if host.is_empty()
+        || !(host.starts_with('[')
+            || host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.'))
+    {
+        return None;
+    }
+    let port = match port {
+        None => None,
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(p.parse::<u16>().ok()?)
+        }
+        Some(_) => return None,
+    };
+    Some((host, port))
+}
+
+/// Parses a host as an IP address, brackets removed.
+pub fn host_ip(host: &str) -> Option<IpAddr> {
+    let inner = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    inner.parse().ok()
+}
+
+/// `"Display" <uri>;params`, `Display <uri>;params` or `uri;params`
+/// (From, To, Contact, Route, Record-Route).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NameAddr<'a> {
+    /// As written, quotes included.
+    pub display: Option<&'a str>,
+    pub uri: &'a str,
+    /// Header parameters (after the `>`, or after the URI in the bare form).
+    pub params: Params<'a>,
+}
+
+impl<'a> NameAddr<'a> {
+    pub fn parse(value: &'a str) -> Option<NameAddr<'a>> {
+        let value = value.trim();
+        if value.is_empty() {
+            return None;
+        }
+        let bytes = value.as_bytes();
+        // Find '<' outside quotes.
+        let mut in_quotes = false;
+        let mut open = None;
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'\\' if in_quotes => i += 1,
+                b'"' => in_quotes = !in_quotes,
+                b'<' if !in_quotes => {
+                    open = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+        if in_quotes {
+            return None;
+        }
+        match open {
+            Some(open) => {
+                let close = open + value[open..].find('>')?;
+                let display = value[..open].trim();
+                if display.starts_with('"') && !display.ends_with('"') {
+                    return None;
+                }
+                if !display.starts_with('"')
+                    && !display
+                        .split_ascii_whitespace()
+                        .all(|w| w.bytes().all(is_token_byte))
+                {
+                    return None;
+                }
+                let uri = value[open + 1..close].trim();
+                if uri.is_empty() || uri.bytes().any(|b| b == b' ' || b == b'<') {
+                    return None;
+                }
+                let rest = value[close + 1..].trim_start();
+                if !rest.is_empty() && !rest.starts_with(';') {
+                    return None;
+                }
+                Some(NameAddr {
+                    display: (!display.is_empty()).then_some(display),
+                    uri,
+                    params: Params::new(rest),
+                })
+            }
+            None => {
+                if value.starts_with('"') || value.contains('>') {
+                    return None;
+                }
+                let p = params_start(value);
+                let uri = value[..p].trim();
+                if uri.is_empty() || uri.contains([' ', '\t']) {
+                    return None;
+                }
+                Some(NameAddr {
+                    display: None,
+                    uri,
+                    params: Params::new(&value[p..]),
+                })
+            }
+        }
+    }
+
+    pub fn tag(&self) -> Option<&'a str> {
+        self.params.get("tag").flatten()
+    }
+
+    /// The display name without quotes or escapes' backslashes kept (display only).
+    pub fn display_name(&self) -> Option<&'a str> {
+        self.display
+            .map(|d| d.trim_matches('"'))
+            .filter(|d| !d.is_empty())
+    }
+}
+
+/// URI schemes Switchboard handles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scheme {
+    Sip,
+    Sips,
+    Tel,
+}
+
+/// A `sip:`, `sips:` or `tel:` URI (RFC 3261 §19.1, RFC 3966).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Uri<'a> {
+    pub scheme: Scheme,
+    /// For `tel:` the number; for SIP the user part, still %-escaped.
+    pub user: Option<&'a str>,
+    /// Empty for `tel:`; IPv6 references keep their brackets.
+    pub host: &'a str,
+    pub port: Option<u16>,
+    pub params: Params<'a>,
+    pub headers: Option<&'a str>,
+}
+
+/// Why a URI was refused; `UnsupportedScheme` maps to `416`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UriError {
+    UnsupportedScheme,
+    Malformed,
+}
+
+impl<'a> Uri<'a> {
+    pub fn parse(s: &'a str) -> Result<Uri<'a>, UriError> {
+        let (scheme, rest) = s.split_once(':').ok_or(UriError::Malformed)?;
+        if scheme.is_empty()
+            || !scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        {
+            return Err(UriError::Malformed);
+        }
+        let scheme = if scheme.eq_ignore_ascii_case("sip") {
+            Scheme::Sip
+        } else if scheme.eq_ignore_ascii_case("sips") {
+            Scheme::Sips
+        } else if scheme.eq_ignore_ascii_case("tel") {
+            Scheme::Tel
+        } else {
+            return Err(UriError::UnsupportedScheme);
+        };
+        if rest.bytes().any(|b| b <= b' ' || b == b'<' || b == b'>' || b == b'"') {
+            return Err(UriError::Malformed);
+        }
+        if scheme == Scheme::Tel {
+            let p = rest.find(';').unwrap_or(rest.len());
+            let number = &rest[..p];
+            if number.is_empty() {
+                return Err(UriError::Malformed);
+            }
+            return Ok(Uri {
+                scheme,
+                user: Some(number),
+                host: "",
+                port: None,
+                params: Params::new(&rest[p..]),
+                headers: None,
+            });
+        }
+        let (before_headers, headers) = match rest.split_once('?') {
+            Some((b, h)) => (b, Some(h)),
+            None => (rest, None),
+        };
+        // userinfo ends at the last '@' before any parameter.
+        let (user, host_part) = match before_headers.rfind('@') {
+            Some(at) => {
+                let userinfo = &before_headers[..at];
+                let user = userinfo.split(':').next().unwrap_or(userinfo);
+                if user.is_empty() {
+                    return Err(UriError::Malformed);
+                }
+                (Some(user), &before_headers[at + 1..])
+            }
+            None => (None, before_headers),
+        };
+        let p = host_part.find(';').unwrap_or(host_part.len());
+        let (host, port) = parse_host_port(&host_part[..p]).ok_or(UriError::Malformed)?;
+        Ok(Uri {
+            scheme,
+            user,
+            host,
+            port,
+            params: Params::new(&host_part[p..]),
+            headers,
+        })
+    }
+
+    /// The `transport` parameter, lower-cased comparisons are up to the caller.
+    pub fn transport(&self) -> Option<&'a str> {
+        self.params.get("transport").flatten()
+    }
+}
+
+/// `CSeq: 4711 INVITE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CSeq<'a> {
+    pub seq: u32,
+    pub method: &'a str,
+}
+
+impl<'a> CSeq<'a> {
+    pub fn parse(value: &'a str) -> Option<CSeq<'a>> {
+        let mut parts = value.split_ascii_whitespace();
+        let (Some(seq), Some(method), None) = (parts.next(), parts.next(), parts.next()) else {
+            return None;
+        };
+        if !seq.bytes().all(|b| b.is_ascii_digit()) || !method.bytes().all(is_token_byte) {
+            return None;
+        }
+        // RFC 3261 §8.1.1.5: the sequence number is a 32-bit unsigned integer.
+        let seq = seq.parse::<u32>().ok()?;
+        Some(CSeq { seq, method })
+    }
+}
+
+/// `delta-seconds` (Expires, Min-Expires, the expires parameter). Values
+/// beyond 2^32-1 saturate, as RFC 3261 §25.1 asks.
+pub fn parse_delta_seconds(value: &str) -> Option<u32> {
+    let v = value.trim();
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(v.parse::<u32>().unwrap_or(u32::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn lists_respect_quotes_and_angle_brackets() {
+        let v = r#""Doe, John" <sip:a@b;x=1,2>;expires=60, <sip:c@d>;expires=30"#;
+        let items: Vec<_> = split_list(v).collect();
+        assert_eq!(
+            items,
+            vec![r#""Doe, John" <sip:a@b;x=1,2>;expires=60"#, "<sip:c@d>;expires=30"]
+        );
+    }
+
+    #[test]
+    fn via_with_lws_ipv6_and_rport() {
+        let via = Via::parse("SIP / 2.0 / UDP [2001:db8::9]:5060 ;branch=z9hG4bK1;rport").unwrap();
+        assert_eq!(via.transport, "UDP");
+        assert_eq!(via.host, "[2001:db8::9]");
+        assert_eq!(via.port, Some(5060));
+        assert_eq!(via.branch(), Some("z9hG4bK1"));
+        assert_eq!(via.rport(), Some(None));
+        assert!(Via::parse("SIP/2.0/UDP 192.0.2.15;;,;,,").is_none());
+        assert!(Via::parse("SIP/2.0/UDP host;branch=").is_none());
+    }
+
+    #[test]
+    fn name_addr_forms() {
+        let c = NameAddr::parse(
+            r#"<sip:alice@10.0.0.1:5062;ob>;+sip.instance="<urn:uuid:00000000-0000-1000-8000-AABBCCDDEEFF>";expires=60"#,
+        )
+        .unwrap();
+        assert_eq!(c.uri, "sip:alice@10.0.0.1:5062;ob");
+        assert_eq!(c.params.get("expires"), Some(Some("60")));
+        assert!(c.params.contains("+sip.instance"));
+        let f = NameAddr::parse("sip:caller@example.net;tag=134").unwrap();
+        assert_eq!(f.uri, "sip:caller@example.net");
+        assert_eq!(f.tag(), Some("134"));
+        assert!(NameAddr::parse(r#""unbalanced <sip:a@b>"#).is_none());
+    }
+
+    #[test]
+    fn uris() {
+        let u = Uri::parse("sip:+15550100;user=phone@[::1]:5060;transport=tcp").unwrap();
+        assert_eq!(u.host, "[::1]");
+        assert_eq!(u.port, Some(5060));
+        assert_eq!(u.transport(), Some("tcp"));
+        let t = Uri::parse("tel:+1-555-0100;phone-context=example.com").unwrap();
+        assert_eq!(t.user, Some("+1-555-0100"));
+        assert_eq!(Uri::parse("http://x").unwrap_err(), UriError::UnsupportedScheme);
+    }
+
+    #[test]
+    fn cseq_is_32_bit() {
+        assert_eq!(CSeq::parse("4711 INVITE").unwrap().seq, 4711);
+        assert!(CSeq::parse("36893488147419103232 REGISTER").is_none());
+        assert_eq!(parse_delta_seconds("99999999999999"), Some(u32::MAX));
+    }
+}

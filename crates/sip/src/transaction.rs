@@ -1,0 +1,747 @@
+//! The transaction layer of RFC 3261 §17, with the changes of RFC 6026
+//! (the `Accepted` states and timers L and M). Sans-IO: time is passed in,
+//! bytes to send and events for the transaction user are queued and drained
+//! with [`Transactions::poll_output`].
+//!
+//! Drive it like this: feed every parsed request to
+//! [`Transactions::on_request`] and every response to
+//! [`Transactions::on_response`]; create server transactions for new
+//! requests with [`Transactions::new_server`] and client ones with
+//! [`Transactions::new_client`]; call [`Transactions::handle_timeout`] when
+//! the instant from [`Transactions::poll_timeout`] has come.
+//!
+//! | timer | section | default | meaning |
+//! |---|---|---|---|
+//! | A | 17.1.1.2 | T1, doubling | INVITE request retransmit (unreliable only) |
+//! | B | 17.1.1.2 | 64*T1 | INVITE transaction timeout |
+//! | D | 17.1.1.2 | 32 s (0 reliable) | wait for response retransmits after ACK |
+//! | E | 17.1.2.2 | T1, doubling to T2 | non-INVITE request retransmit (unreliable) |
+//! | F | 17.1.2.2 | 64*T1 | non-INVITE transaction timeout |
+//! | G | 17.2.1 | T1, doubling to T2 | INVITE final response retransmit (unreliable) |
+//! | H | 17.2.1 | 64*T1 | wait for ACK receipt |
+//! | I | 17.2.1 | T4 (0 reliable) | wait for ACK retransmits |
+//! | J | 17.2.2 | 64*T1 (0 reliable) | wait for non-INVITE request retransmits |
+//! | K | 17.1.2.2 | T4 (0 reliable) | wait for response retransmits |
+//! | L | RFC 6026 §8.7 | 64*T1 | server INVITE `Accepted`: absorb retransmits, 2xx re-sent until ACK |
+//! | M | RFC 6026 §8.4 | 64*T1 | client INVITE `Accepted`: pass 2xx retransmits up |
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::build::response_to;
+use crate::header::BRANCH_COOKIE;
+use crate::message::{HeaderName, Message, Method};
+
+/// The transport a message came in on or leaves by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    Udp,
+    /// A TCP connection, named by the daemon's connection id.
+    Tcp(u64),
+}
+
+impl Transport {
+    pub fn is_reliable(self) -> bool {
+        !matches!(self, Transport::Udp)
+    }
+
+    /// The Via transport token.
+    pub fn via_token(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp(_) => "TCP",
+        }
+    }
+}
+
+/// Where a message came from or goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Peer {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+/// Bytes to send.
+#[derive(Clone, Debug)]
+pub struct Transmit {
+    pub to: Peer,
+    pub bytes: Bytes,
+}
+
+/// RFC 3261 timer base values (§17.1.1.1, table 4).
+#[derive(Clone, Copy, Debug)]
+pub struct TimerConfig {
+    pub t1: Duration,
+    pub t2: Duration,
+    pub t4: Duration,
+}
+
+impl Default for TimerConfig {
+    fn default() -> Self {
+        TimerConfig {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Names a transaction for as long as it lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TxId(u64);
+
+/// What the transaction user hears.
+#[derive(Clone, Debug)]
+pub enum TxEvent<C> {
+    /// A 1xx to a client transaction.
+    Provisional { tx: TxId, ctx: C, response: Message },
+    /// The first final response to a client transaction (non-2xx ACKs are
+    /// already sent by the transaction).
+    Final { tx: TxId, ctx: C, response: Message },
+    /// A retransmitted 2xx to a client INVITE: the TU re-sends its ACK.
+    Retransmitted2xx { tx: TxId, ctx: C, response: Message },
+    /// Timer B or F fired: no final response came.
+    Timeout { tx: TxId, ctx: C },
+    /// A server INVITE transaction's final response was never acknowledged
+    /// (timer H for non-2xx; timer L for a 2xx nobody ACKed).
+    AckTimeout { tx: TxId, ctx: C, status: u16 },
+}
+
+/// What [`Transactions::poll_output`] yields, in the order it happened.
+#[derive(Clone, Debug)]
+pub enum Output<C> {
+    Transmit(Transmit),
+    Event(TxEvent<C>),
+}
+
+/// How an incoming request relates to the transactions we hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestMatch {
+    /// A retransmission (or an ACK to a non-2xx) the layer handled itself.
+    Absorbed,
+    /// No transaction: the TU decides (create a server transaction unless ACK).
+    New,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    Calling,
+    Trying,
+    Proceeding,
+    Completed,
+    Confirmed,
+    Accepted,
+    Terminated,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Timer {
+    /// A, E or G: retransmit.
+    Retransmit,
+    /// B, F, H, L or M: give up.
+    Timeout,
+    /// D, I, J or K: linger, then terminate.
+    Linger,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    ClientInvite,
+    ClientNonInvite,
+    ServerInvite,
+    ServerNonInvite,
+}
+
+struct Tx<C> {
+    kind: Kind,
+    state: State,
+    key: String,
+    peer: Peer,
+    ctx: C,
+    request: Message,
+    /// Client: the request bytes. Server: the last response sent.
+    last_sent: Option<Bytes>,
+    last_status: u16,
+    /// For the client INVITE `Completed` state: the ACK to re-send.
+    ack: Option<Bytes>,
+    interval: Duration,
+    deadlines: [Option<Instant>; 3],
+}
+
+/// Every live transaction of one endpoint.
+pub struct Transactions<C> {
+    timers: TimerConfig,
+    txs: HashMap<TxId, Tx<C>>,
+    index: HashMap<String, TxId>,
+    heap: BinaryHeap<Reverse<(Instant, TxId, Timer)>>,
+    next_id: u64,
+    out: VecDeque<Output<C>>,
+}
+
+impl<C: Clone> Transactions<C> {
+    pub fn new(timers: TimerConfig) -> Self {
+        Transactions {
+            timers,
+            txs: HashMap::new(),
+            index: HashMap::new(),
+            heap: BinaryHeap::new(),
+            next_id: 1,
+            out: VecDeque::new(),
+        }
+    }
+
+    pub fn timers(&self) -> TimerConfig {
+        self.timers
+    }
+
+    /// Live transactions.
+    pub fn len(&self) -> usize {
+        self.txs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.txs.is_empty()
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output<C>> {
+        self.out.pop_front()
+    }
+
+    /// The earliest instant a timer may fire (possibly one already cancelled).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.heap.peek().map(|Reverse((at, _, _))| *at)
+    }
+
+    pub fn state(&self, tx: TxId) -> Option<State> {
+        self.txs.get(&tx).map(|t| t.state)
+    }
+
+    /// The request a transaction was created for.
+    pub fn request(&self, tx: TxId) -> Option<&Message> {
+        self.txs.get(&tx).map(|t| &t.request)
+    }
+
+    pub fn context(&self, tx: TxId) -> Option<&C> {
+        self.txs.get(&tx).map(|t| &t.ctx)
+    }
+
+    /// Matches a request against server transactions (§17.2.3). ACK matches
+    /// the INVITE transaction it acknowledges.
+    pub fn on_request(&mut self, now: Instant, request: &Message) -> RequestMatch {
+        let Some(key) = server_key(request) else {
+            return RequestMatch::New;
+        };
+        let Some(&id) = self.index.get(&key) else {
+            return RequestMatch::New;
+        };
+        let is_ack = request.method() == Some(&Method::Ack);
+        let Some(tx) = self.txs.get_mut(&id) else {
+            return RequestMatch::New;
+        };
+        if is_ack {
+            return match tx.state {
+                State::Completed => {
+                    tx.state = State::Confirmed;
+                    tx.deadlines[Timer::Retransmit as usize] = None;
+                    tx.deadlines[Timer::Timeout as usize] = None;
+                    let linger = if tx.peer.transport.is_reliable() {
+                        Duration::ZERO
+                    } else {
+                        self.timers.t4
+                    };
+                    self.arm(id, Timer::Linger, now + linger);
+                    RequestMatch::Absorbed
+                }
+                State::Confirmed => RequestMatch::Absorbed,
+                // An ACK to our 2xx: the TU's business.
+                _ => RequestMatch::New,
+            };
+        }
+        match tx.state {
+            State::Proceeding | State::Completed => {
+                if let Some(bytes) = &tx.last_sent {
+                    self.out.push_back(Output::Transmit(Transmit {
+                        to: tx.peer,
+                        bytes: bytes.clone(),
+                    }));
+                }
+            }
+            State::Trying | State::Accepted | State::Confirmed => {}
+            State::Calling | State::Terminated => return RequestMatch::New,
+        }
+        RequestMatch::Absorbed
+    }
+
+    /// Creates the server transaction for a new request (not ACK). An INVITE
+    /// is answered `100 Trying` at once (§17.2.1), so the caller stops
+    /// retransmitting while the routing decision is made.
+    pub fn new_server(&mut self, now: Instant, from: Peer, request: Message, ctx: C) -> TxId {
+        let _ = now;
+        let id = self.alloc_id();
+        let key = server_key(&request).unwrap_or_default();
+        let is_invite = request.method() == Some(&Method::Invite);
+        let mut tx = Tx {
+            kind: if is_invite {
+                Kind::ServerInvite
+            } else {
+                Kind::ServerNonInvite
+            },
+            state: if is_invite {
+                State::Proceeding
+            } else {
+                State::Trying
+            },
+            key: key.clone(),
+            peer: from,
+            ctx,
+            request,
+            last_sent: None,
+            last_status: 0,
+            ack: None,
+            interval: self.timers.t1,
+            deadlines: [None; 3],
+        };
+        if is_invite {
+            let trying = response_to(&tx.request, 100, "Trying", None, false);
+            let bytes = Bytes::from(trying.encode());
+            tx.last_sent = Some(bytes.clone());
+            tx.last_status = 100;
+            self.out
+                .push_back(Output::Transmit(Transmit { to: from, bytes }));
+        }
+        if !key.is_empty() {
+            self.index.insert(key, id);
+        }
+        self.txs.insert(id, tx);
+        id
+    }
+
+    /// Sends a response on a server transaction.
+    pub fn respond(&mut self, now: Instant, id: TxId, response: &Message) {
+        let Some(status) = response.status() else {
+            return;
+        };
+        let timers = self.timers;
+        let Some(tx) = self.txs.get_mut(&id) else {
+            return;
+        };
+        if matches!(
+            tx.state,
+            State::Completed | State::Confirmed | State::Accepted | State::Terminated
+        ) {
+            return;
+        }
+        let bytes = Bytes::from(response.encode());
+        tx.last_sent = Some(bytes.clone());
+        tx.last_status = status;
+        let peer = tx.peer;
+        let reliable = peer.transport.is_reliable();
+        self.out.push_back(Output::Transmit(Transmit { to: peer, bytes }));
+        if status < 200 {
+            tx.state = State::Proceeding;
+            return;
+        }
+        match tx.kind {
+            Kind::ServerInvite if status < 300 => {
+                // RFC 6026: stay to absorb INVITE retransmits; the 2xx is
+                // re-sent (§13.3.1.4) until the TU reports the ACK.
+                tx.state = State::Accepted;
+                tx.interval = timers.t1;
+                self.arm(id, Timer::Retransmit, now + timers.t1);
+                self.arm(id, Timer::Timeout, now + timers.t1 * 64);
+            }
+            Kind::ServerInvite => {
+                tx.state = State::Completed;
+                tx.interval = timers.t1;
+                if !reliable {
+                    self.arm(id, Timer::Retransmit, now + timers.t1);
+                }
+                self.arm(id, Timer::Timeout, now + timers.t1 * 64);
+            }
+            Kind::ServerNonInvite => {
+                tx.state = State::Completed;
+                let linger = if reliable {
+                    Duration::ZERO
+                } else {
+                    timers.t1 * 64
+                };
+                self.arm(id, Timer::Linger, now + linger);
+            }
+            Kind::ClientInvite | Kind::ClientNonInvite => {}
+        }
+    }
+
+    /// The TU saw the ACK for the 2xx this server INVITE transaction sent:
+    /// stop re-sending it. The transaction lingers until timer L.
+    pub fn confirm_2xx(&mut self, id: TxId) {
+        if let Some(tx) = self.txs.get_mut(&id) {
+            if tx.state == State::Accepted {
+                tx.deadlines[Timer::Retransmit as usize] = None;
+                tx.last_status = 0;
+            }
+        }
+    }
+
+    /// Starts a client transaction and sends the request. The request's top
+    /// Via must carry a fresh branch.
+    pub fn new_client(&mut self, now: Instant, to: Peer, request: Message, ctx: C) -> TxId {
+        let id = self.alloc_id();
+        let key = client_key_of_request(&request).unwrap_or_default();
+        let is_invite = request.method() == Some(&Method::Invite);
+        let bytes = Bytes::from(request.encode());
+        self.out.push_back(Output::Transmit(Transmit {
+            to,
+            bytes: bytes.clone(),
+        }));
+        let tx = Tx {
+            kind: if is_invite {
+                Kind::ClientInvite
+            } else {
+                Kind::ClientNonInvite
+            },
+            state: if is_invite {
+                State::Calling
+            } else {
+                State::Trying
+            },
+            key: key.clone(),
+            peer: to,
+            ctx,
+            request,
+            last_sent: Some(bytes),
+            last_status: 0,
+            ack: None,
+            interval: self.timers.t1,
+            deadlines: [None; 3],
+        };
+        if !key.is_empty() {
+            self.index.insert(key, id);
+        }
+        self.txs.insert(id, tx);
+        if !to.transport.is_reliable() {
+            self.arm(id, Timer::Retransmit, now + self.timers.t1);
+        }
+        self.arm(id, Timer::Timeout, now + self.timers.t1 * 64);
+        id
+    }
+
+    /// Matches a response to a client transaction (§17.1.3). Returns the
+    /// response when no transaction claims it (a stray), so the TU can deal
+    /// with a late 2xx.
+    pub fn on_response(&mut self, now: Instant, response: Message) -> Option<Message> {
+        let Some(key) = client_key_of_response(&response) else {
+            return Some(response);
+        };
+        let Some(&id) = self.index.get(&key) else {
+            return Some(response);
+        };
+        let status = response.status().unwrap_or(0);
+        let timers = self.timers;
+        let Some(tx) = self.txs.get_mut(&id) else {
+            return Some(response);
+        };
+        let reliable = tx.peer.transport.is_reliable();
+        match (tx.kind, tx.state) {
+            (Kind::ClientInvite, State::Calling | State::Proceeding) => {
+                tx.deadlines[Timer::Retransmit as usize] = None;
+                if status < 200 {
+                    if tx.state == State::Calling {
+                        // Timer B only guards `Calling`; the TU bounds ringing.
+                        tx.deadlines[Timer::Timeout as usize] = None;
+                    }
+                    tx.state = State::Proceeding;
+                    self.out.push_back(Output::Event(TxEvent::Provisional {
+                        tx: id,
+                        ctx: tx.ctx.clone(),
+                        response,
+                    }));
+                } else if status < 300 {
+                    tx.state = State::Accepted;
+                    tx.deadlines[Timer::Timeout as usize] = None;
+                    self.out.push_back(Output::Event(TxEvent::Final {
+                        tx: id,
+                        ctx: tx.ctx.clone(),
+                        response,
+                    }));
+                    self.arm(id, Timer::Linger, now + timers.t1 * 64);
+                } else {
+                    let ack = Bytes::from(ack_for_non_2xx(&tx.request, &response).encode());
+                    self.out.push_back(Output::Transmit(Transmit {
+                        to: tx.peer,
+                        bytes: ack.clone(),
+                    }));
+                    tx.ack = Some(ack);
+                    tx.state = State::Completed;
+                    tx.deadlines[Timer::Timeout as usize] = None;
+                    self.out.push_back(Output::Event(TxEvent::Final {
+                        tx: id,
+                        ctx: tx.ctx.clone(),
+                        response,
+                    }));
+                    let linger = if reliable {
+                        Duration::ZERO
+                    } else {
+                        Duration::from_secs(32).max(timers.t1 * 64)
+                    };
+                    self.arm(id, Timer::Linger, now + linger);
+                }
+            }
+            (Kind::ClientInvite, State::Completed) => {
+                if let Some(ack) = &tx.ack {
+                    self.out.push_back(Output::Transmit(Transmit {
+                        to: tx.peer,
+                        bytes: ack.clone(),
+                    }));
+                }
+            }
+            (Kind::ClientInvite, State::Accepted) => {
+                if (200..300).contains(&status) {
+                    self.out
+                        .push_back(Output::Event(TxEvent::Retransmitted2xx {
+                            tx: id,
+                            ctx: tx.ctx.clone(),
+                            response,
+                        }));
+                }
+            }
+            (Kind::ClientNonInvite, State::Trying | State::Proceeding) => {
+                if status < 200 {
+                    tx.state = State::Proceeding;
+                    self.out.push_back(Output::Event(TxEvent::Provisional {
+                        tx: id,
+                        ctx: tx.ctx.clone(),
+                        response,
+                    }));
+                } else {
+                    tx.state = State::Completed;
+                    tx.deadlines[Timer::Retransmit as usize] = None;
+                    tx.deadlines[Timer::Timeout as usize] = None;
+                    self.out.push_back(Output::Event(TxEvent::Final {
+                        tx: id,
+                        ctx: tx.ctx.clone(),
+                        response,
+                    }));
+                    let linger = if reliable { Duration::ZERO } else { timers.t4 };
+                    self.arm(id, Timer::Linger, now + linger);
+                }
+            }
+            // Retransmitted responses in Completed are absorbed.
+            _ => {}
+        }
+        None
+    }
+
+    /// Builds the CANCEL for a client INVITE transaction (§9.1): same
+    /// Request-URI, top Via, Call-ID, From, To, Route and CSeq number.
+    pub fn cancel_for(&self, id: TxId) -> Option<Message> {
+        let tx = self.txs.get(&id)?;
+        if tx.kind != Kind::ClientInvite {
+            return None;
+        }
+        let req = &tx.request;
+        let mut cancel = Message::request(Method::Cancel, req.request_uri()?);
+        cancel.push(HeaderName::Via, req.values(HeaderName::Via).next()?);
+        copy(req, &mut cancel, HeaderName::From);
+        copy(req, &mut cancel, HeaderName::To);
+        copy(req, &mut cancel, HeaderName::CallId);
+        let mut cseq = String::with_capacity(20);
+        let _ = write!(cseq, "{} CANCEL", req.cseq()?.seq);
+        cancel.push(HeaderName::CSeq, &cseq);
+        for route in req.header_lines(HeaderName::Route) {
+            cancel.push(HeaderName::Route, route);
+        }
+        cancel.push(HeaderName::MaxForwards, "70");
+        Some(cancel)
+    }
+
+    /// The peer a transaction talks to.
+    pub fn peer(&self, id: TxId) -> Option<Peer> {
+        self.txs.get(&id).map(|t| t.peer)
+    }
+
+    /// Finds the server INVITE transaction a CANCEL targets (§9.2).
+    pub fn find_invite_for_cancel(&self, cancel: &Message) -> Option<TxId> {
+        let key = server_key_with_method(cancel, "INVITE")?;
+        self.index.get(&key).copied()
+    }
+
+    /// Fires every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(Reverse((at, id, timer))) = self.heap.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.heap.pop();
+            let armed = self
+                .txs
+                .get(&id)
+                .is_some_and(|tx| tx.deadlines[timer as usize] == Some(at));
+            if armed {
+                self.fire(now, id, timer, at);
+            }
+        }
+    }
+
+    fn fire(&mut self, now: Instant, id: TxId, timer: Timer, at: Instant) {
+        let timers = self.timers;
+        let Some(tx) = self.txs.get_mut(&id) else {
+            return;
+        };
+        tx.deadlines[timer as usize] = None;
+        match timer {
+            Timer::Retransmit => {
+                if let Some(bytes) = &tx.last_sent {
+                    self.out.push_back(Output::Transmit(Transmit {
+                        to: tx.peer,
+                        bytes: bytes.clone(),
+                    }));
+                }
+                // A doubles without cap; E (in Proceeding, T2 flat) and G cap at T2.
+                let next = match (tx.kind, tx.state) {
+                    (Kind::ClientInvite, _) => tx.interval * 2,
+                    (Kind::ClientNonInvite, State::Proceeding) => timers.t2,
+                    _ => (tx.interval * 2).min(timers.t2),
+                };
+                tx.interval = next;
+                self.arm(id, Timer::Retransmit, at + next);
+            }
+            Timer::Timeout => {
+                let ctx = tx.ctx.clone();
+                let event = match tx.kind {
+                    Kind::ClientInvite | Kind::ClientNonInvite => {
+                        Some(TxEvent::Timeout { tx: id, ctx })
+                    }
+                    // H, or L with the 2xx never confirmed.
+                    Kind::ServerInvite if tx.last_status >= 200 => Some(TxEvent::AckTimeout {
+                        tx: id,
+                        ctx,
+                        status: tx.last_status,
+                    }),
+                    _ => None,
+                };
+                self.terminate(id);
+                if let Some(event) = event {
+                    self.out.push_back(Output::Event(event));
+                }
+            }
+            Timer::Linger => {
+                let _ = now;
+                self.terminate(id);
+            }
+        }
+    }
+
+    /// Removes a transaction at once (e.g. a TU that abandons a CANCEL).
+    pub fn terminate(&mut self, id: TxId) {
+        if let Some(tx) = self.txs.remove(&id) {
+            if self.index.get(&tx.key) == Some(&id) {
+                self.index.remove(&tx.key);
+            }
+        }
+    }
+
+    fn arm(&mut self, id: TxId, timer: Timer, at: Instant) {
+        if let Some(tx) = self.txs.get_mut(&id) {
+            tx.deadlines[timer as usize] = Some(at);
+            self.heap.push(Reverse((at, id, timer)));
+        }
+    }
+
+    fn alloc_id(&mut self) -> TxId {
+        let id = TxId(self.next_id);
+        self.next_id += 1;
+        id
+    }
+}
+
+fn copy(from: &Message, to: &mut Message, name: HeaderName) {
+    if let Some(v) = from.header(name) {
+        to.push(name, v);
+    }
+}
+
+/// The ACK a client INVITE transaction sends for a non-2xx final (§17.1.1.3).
+fn ack_for_non_2xx(request: &Message, response: &Message) -> Message {
+    let mut ack = Message::request(Method::Ack, request.request_uri().unwrap_or("sip:invalid"));
+    if let Some(via) = request.values(HeaderName::Via).next() {
+        ack.push(HeaderName::Via, via);
+    }
+    copy(request, &mut ack, HeaderName::From);
+    copy(response, &mut ack, HeaderName::To);
+    copy(request, &mut ack, HeaderName::CallId);
+    let seq = request.cseq().map(|c| c.seq).unwrap_or(1);
+    let mut cseq = String::with_capacity(16);
+    let _ = write!(cseq, "{seq} ACK");
+    ack.push(HeaderName::CSeq, &cseq);
+    for route in request.header_lines(HeaderName::Route) {
+        ack.push(HeaderName::Route, route);
+    }
+    ack.push(HeaderName::MaxForwards, "70");
+    ack
+}
+
+fn server_key(request: &Message) -> Option<String> {
+    let method = match request.method()? {
+        Method::Ack => "INVITE",
+        m => m.as_str(),
+    };
+    server_key_with_method(request, method)
+}
+
+/// §17.2.3: branch plus sent-by plus method for RFC 3261 clients; for RFC
+/// 2543 clients (no magic cookie), the dialog identifiers and CSeq number.
+fn server_key_with_method(request: &Message, method: &str) -> Option<String> {
+    let via = request.top_via()?;
+    let mut key = String::with_capacity(96);
+    match via.branch() {
+        Some(branch) if branch.starts_with(BRANCH_COOKIE) => {
+            let _ = write!(
+                key,
+                "s|{branch}|{}:{}|{method}",
+                via.host,
+                via.port.unwrap_or(0)
+            );
+        }
+        _ => {
+            let _ = write!(
+                key,
+                "s2543|{}|{}|{}|{}:{}|{method}",
+                request.call_id()?,
+                request.cseq()?.seq,
+                request.from_tag().unwrap_or(""),
+                via.host,
+                via.port.unwrap_or(0),
+            );
+        }
+    }
+    Some(key)
+}
+
+fn client_key(branch: &str, method: &str) -> String {
+    let mut key = String::with_capacity(branch.len() + method.len() + 3);
+    key.push_str("c|");
+    key.push_str(branch);
+    key.push('|');
+    key.push_str(method);
+    key
+}
+
+fn client_key_of_request(request: &Message) -> Option<String> {
+    let via = request.top_via()?;
+    Some(client_key(via.branch()?, request.method()?.as_str()))
+}
+
+/// §17.1.3: the top Via branch and the CSeq method.
+fn client_key_of_response(response: &Message) -> Option<String> {
+    let via = response.top_via()?;
+    let cseq = response.cseq()?;
+    Some(client_key(via.branch()?, cseq.method))
+}
+
+#[cfg(test)]
+mod tests;
