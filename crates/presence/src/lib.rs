@@ -1,1 +1,386 @@
-//! placeholder
+//! Live state of the workspace's users: where each user is signed in
+//! (registration bindings with their expiry) and how many answered calls each
+//! user has (occupancy, which makes a user busy).
+//!
+//! Reads on the call path take no lock a writer can hold: occupancy and the
+//! "signed in until" instant are atomics, the binding list is an `ArcSwap`
+//! snapshot. Writers (the registrar) serialise per user on a small mutex.
+//! The only IO is [`Presence::save`] and [`Presence::load`], which persist the
+//! bindings in the data directory so that a restart keeps every user signed in.
+//!
+//! Time is passed in as milliseconds since the Unix epoch: binding expiries
+//! must mean the same thing after a restart.
+
+use std::fs;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use dashmap::DashMap;
+use directory::{Directory, UserIdx};
+use serde::{Deserialize, Serialize};
+
+/// How a device reaches us and we reach it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BindingTransport {
+    Udp,
+    /// A TCP connection; its id is only meaningful while the daemon runs
+    /// (after a restart, the device is reached at its Contact instead).
+    Tcp {
+        #[serde(skip)]
+        connection: Option<u64>,
+    },
+}
+
+/// One registered device of a user (RFC 3261 §10.3).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binding {
+    /// The Contact URI, without angle brackets.
+    pub contact: String,
+    /// Unix milliseconds at which the binding lapses.
+    pub expires_at_ms: u64,
+    /// Call-ID and CSeq of the REGISTER that last refreshed it (§10.3 step 7).
+    pub call_id: String,
+    pub cseq: u32,
+    /// Where the REGISTER came from (after NAT).
+    pub source: SocketAddr,
+    pub transport: BindingTransport,
+    /// `+sip.instance` (RFC 5626), which identifies a device across Contact changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<String>,
+}
+
+/// The live state of one user.
+#[derive(Debug, Default)]
+pub struct UserPresence {
+    bindings: ArcSwap<Vec<Binding>>,
+    write: Mutex<()>,
+    /// The latest binding expiry, so "is this user signed in" is one load.
+    signed_in_until_ms: AtomicU64,
+    active_calls: AtomicU32,
+}
+
+impl UserPresence {
+    /// True while at least one binding is live.
+    pub fn is_signed_in(&self, now_ms: u64) -> bool {
+        self.signed_in_until_ms.load(Ordering::Acquire) > now_ms
+    }
+
+    /// The live bindings at `now_ms`.
+    pub fn bindings(&self, now_ms: u64) -> Vec<Binding> {
+        self.bindings
+            .load()
+            .iter()
+            .filter(|b| b.expires_at_ms > now_ms)
+            .cloned()
+            .collect()
+    }
+
+    /// The stored bindings without filtering (for callers that filter themselves).
+    pub fn snapshot(&self) -> Arc<Vec<Binding>> {
+        self.bindings.load_full()
+    }
+
+    /// Answered calls the user is in.
+    pub fn active_calls(&self) -> u32 {
+        self.active_calls.load(Ordering::Acquire)
+    }
+
+    /// Counts an answered call. Paired with exactly one [`UserPresence::call_ended`].
+    pub fn call_started(&self) {
+        self.active_calls.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Ends an answered call; never goes below zero.
+    pub fn call_ended(&self) {
+        let _ = self
+            .active_calls
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    }
+
+    /// Replaces the bindings through `edit`, which sees the current list
+    /// (expired ones already dropped). Returns what `edit` returns.
+    pub fn update<R>(&self, now_ms: u64, edit: impl FnOnce(&mut Vec<Binding>) -> R) -> R {
+        let _guard = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let mut list: Vec<Binding> = self
+            .bindings
+            .load()
+            .iter()
+            .filter(|b| b.expires_at_ms > now_ms)
+            .cloned()
+            .collect();
+        let result = edit(&mut list);
+        let until = list.iter().map(|b| b.expires_at_ms).max().unwrap_or(0);
+        self.bindings.store(Arc::new(list));
+        self.signed_in_until_ms.store(until, Ordering::Release);
+        result
+    }
+}
+
+/// Per-user live state for a directory snapshot, aligned with its user
+/// indices so the call path reaches a user's state without hashing.
+#[derive(Clone, Debug, Default)]
+pub struct PresenceView {
+    users: Vec<Arc<UserPresence>>,
+}
+
+impl PresenceView {
+    pub fn user(&self, idx: UserIdx) -> &UserPresence {
+        &self.users[idx.0 as usize]
+    }
+
+    pub fn user_arc(&self, idx: UserIdx) -> Arc<UserPresence> {
+        Arc::clone(&self.users[idx.0 as usize])
+    }
+
+    pub fn len(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty()
+    }
+}
+
+/// Why the registrations file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: not a registrations file: {source}")]
+    Format {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredFile {
+    version: u32,
+    users: std::collections::BTreeMap<String, Vec<Binding>>,
+}
+
+/// Every user's live state, keyed by user id so that it outlives directory
+/// snapshots (a reload keeps who is signed in and who is in a call).
+#[derive(Debug, Default)]
+pub struct Presence {
+    users: DashMap<Box<str>, Arc<UserPresence>>,
+    dirty: AtomicBool,
+}
+
+impl Presence {
+    pub fn new() -> Self {
+        Presence::default()
+    }
+
+    /// The state of a user, created on first use.
+    pub fn user(&self, id: &str) -> Arc<UserPresence> {
+        if let Some(p) = self.users.get(id) {
+            return Arc::clone(&p);
+        }
+        Arc::clone(&self.users.entry(id.into()).or_default())
+    }
+
+    /// The state of every user of `directory`, in its index order.
+    pub fn view(&self, directory: &Directory) -> PresenceView {
+        PresenceView {
+            users: directory.users().iter().map(|u| self.user(&u.id)).collect(),
+        }
+    }
+
+    /// Records that bindings changed, so the next [`Presence::save_if_dirty`] writes.
+    pub fn mark_dirty(&self) {
+        self.dirty.store(true, Ordering::Release);
+    }
+
+    /// Writes the bindings if anything changed since the last write.
+    pub fn save_if_dirty(&self, path: &Path) -> Result<bool, StoreError> {
+        if !self.dirty.swap(false, Ordering::AcqRel) {
+            return Ok(false);
+        }
+        if let Err(e) = self.save(path) {
+            self.dirty.store(true, Ordering::Release);
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    /// Writes every binding atomically: a temporary file, fsynced, renamed
+    /// over the old one, so a crash leaves either the old or the new file.
+    pub fn save(&self, path: &Path) -> Result<(), StoreError> {
+        let io = |source| StoreError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut stored = StoredFile {
+            version: 1,
+            users: Default::default(),
+        };
+        for entry in self.users.iter() {
+            let bindings = entry.value().snapshot();
+            if !bindings.is_empty() {
+                stored
+                    .users
+                    .insert(entry.key().to_string(), bindings.as_ref().clone());
+            }
+        }
+        let json = serde_json::to_vec_pretty(&stored).map_err(|source| StoreError::Format {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(io)?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        let mut file = fs::File::create(&tmp).map_err(io)?;
+        file.write_all(&json).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        fs::rename(&tmp, path).map_err(io)?;
+        if let Some(dir) = path.parent() {
+            if let Ok(d) = fs::File::open(dir) {
+                let _ = d.sync_all();
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads bindings saved by [`Presence::save`], dropping expired ones. A
+    /// missing file is an empty store.
+    pub fn load(&self, path: &Path, now_ms: u64) -> Result<usize, StoreError> {
+        let bytes = match fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        let stored: StoredFile =
+            serde_json::from_slice(&bytes).map_err(|source| StoreError::Format {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let mut count = 0;
+        for (user, bindings) in stored.users {
+            let live: Vec<Binding> = bindings
+                .into_iter()
+                .filter(|b| b.expires_at_ms > now_ms)
+                .collect();
+            count += live.len();
+            self.user(&user).update(now_ms, |list| *list = live);
+        }
+        Ok(count)
+    }
+
+    /// Drops expired bindings everywhere; returns how many users lost their last one.
+    pub fn expire(&self, now_ms: u64) -> usize {
+        let mut signed_out = 0;
+        for entry in self.users.iter() {
+            let user = entry.value();
+            let stale = user.snapshot().iter().any(|b| b.expires_at_ms <= now_ms);
+            if stale {
+                let was = user.is_signed_in(now_ms.saturating_sub(1));
+                user.update(now_ms, |_| ());
+                if was && !user.is_signed_in(now_ms) {
+                    signed_out += 1;
+                }
+                self.mark_dirty();
+            }
+        }
+        signed_out
+    }
+
+    /// Total live bindings (for metrics and tests).
+    pub fn binding_count(&self, now_ms: u64) -> usize {
+        self.users
+            .iter()
+            .map(|e| {
+                e.value()
+                    .snapshot()
+                    .iter()
+                    .filter(|b| b.expires_at_ms > now_ms)
+                    .count()
+            })
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn binding(contact: &str, expires_at_ms: u64) -> Binding {
+        Binding {
+            contact: contact.into(),
+            expires_at_ms,
+            call_id: "c".into(),
+            cseq: 1,
+            source: "127.0.0.1:5080".parse().unwrap(),
+            transport: BindingTransport::Udp,
+            instance: None,
+        }
+    }
+
+    #[test]
+    fn signed_in_follows_the_latest_binding() {
+        let p = Presence::new();
+        let alice = p.user("alice");
+        assert!(!alice.is_signed_in(0));
+        alice.update(1_000, |l| {
+            l.push(binding("sip:a@127.0.0.1:1", 5_000));
+            l.push(binding("sip:a@127.0.0.1:2", 9_000));
+        });
+        assert!(alice.is_signed_in(8_999));
+        assert!(!alice.is_signed_in(9_000));
+        assert_eq!(alice.bindings(6_000).len(), 1);
+    }
+
+    #[test]
+    fn occupancy_never_goes_negative() {
+        let u = UserPresence::default();
+        u.call_ended();
+        assert_eq!(u.active_calls(), 0);
+        u.call_started();
+        u.call_started();
+        u.call_ended();
+        assert_eq!(u.active_calls(), 1);
+    }
+
+    #[test]
+    fn bindings_survive_save_and_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registrations.json");
+        let p = Presence::new();
+        p.user("alice")
+            .update(0, |l| l.push(binding("sip:a@127.0.0.1:1", 10_000)));
+        p.user("bob")
+            .update(0, |l| l.push(binding("sip:b@127.0.0.1:1", 500)));
+        p.mark_dirty();
+        assert!(p.save_if_dirty(&path).unwrap());
+        assert!(!p.save_if_dirty(&path).unwrap());
+
+        let restored = Presence::new();
+        assert_eq!(restored.load(&path, 1_000).unwrap(), 1);
+        assert!(restored.user("alice").is_signed_in(1_000));
+        assert!(!restored.user("bob").is_signed_in(1_000));
+        assert_eq!(Presence::new().load(&dir.path().join("none.json"), 0).unwrap(), 0);
+    }
+
+    #[test]
+    fn expire_drops_lapsed_bindings() {
+        let p = Presence::new();
+        p.user("a").update(0, |l| l.push(binding("sip:a@h", 100)));
+        assert_eq!(p.binding_count(50), 1);
+        assert_eq!(p.expire(100), 1);
+        assert_eq!(p.binding_count(0), 0);
+    }
+}

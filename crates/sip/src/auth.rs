@@ -197,7 +197,9 @@ fn set_once<'a>(slot: &mut Option<Cow<'a, str>>, value: Cow<'a, str>) -> Result<
 /// (`Digest k=v, k="v", ...`). Parameter names are case-insensitive and
 /// unknown parameters are ignored. Never panics.
 ///
-/// Errors: [`AuthError::NotDigest`] for another scheme,
+/// # Errors
+///
+/// [`AuthError::NotDigest`] for another scheme,
 /// [`AuthError::MissingParam`] when `username`, `realm`, `nonce`, `uri` or
 /// `response` is absent (or `cnonce` / `nc` while `qop` is present),
 /// [`AuthError::UnsupportedAlgorithm`] for anything but `MD5` / `SHA-256`,
@@ -418,6 +420,7 @@ pub fn ha1(algorithm: Algorithm, username: &str, realm: &str, password: &str) ->
 /// constant-time and case-insensitive.
 ///
 /// This does not check the nonce or realm; see [`NonceIssuer::check`].
+#[must_use]
 pub fn verify(creds: &Credentials<'_>, method: &str, ha1: &str) -> bool {
     let alg = creds.algorithm;
     let len = alg.hex_len();
@@ -572,6 +575,7 @@ impl NonceIssuer {
     ///
     /// A nonce is [`NonceStatus::Valid`] while `now_unix - issued <= lifetime`,
     /// then [`NonceStatus::Stale`]. Never panics on arbitrary input.
+    #[must_use]
     pub fn check(&self, nonce: &str, realm: &str, now_unix: u64) -> NonceStatus {
         let hex = nonce.as_bytes();
         if hex.len() != NONCE_HEX_LEN {

@@ -1,0 +1,613 @@
+//! The compiled, immutable snapshot of a workspace, and the one validation
+//! that every way of building it goes through.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use jiff::tz::TimeZone;
+
+use crate::e164::normalize_e164;
+use crate::error::{ConfigError, ConfigErrors};
+
+/// Position of a user in [`Directory::users`]; valid only for the snapshot
+/// that produced it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserIdx(pub u32);
+
+/// Position of a number in [`Directory::numbers`]; valid only for the snapshot
+/// that produced it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NumberIdx(pub u32);
+
+/// Plain-data description of a workspace: what the TOML's `[plan]`,
+/// `[[trunks]]`, `[[users]]` and `[[numbers]]` hold (plus `server.domain`),
+/// so code can build a [`Directory`] without TOML. Nothing here is checked
+/// until [`Directory::from_workspace`].
+#[derive(Debug, Clone, Default)]
+pub struct WorkspaceSpec {
+    pub domain: String,
+    pub seats: u32,
+    pub trunks: Vec<TrunkSpec>,
+    pub users: Vec<UserSpec>,
+    pub numbers: Vec<NumberSpec>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TrunkSpec {
+    pub name: String,
+    /// IP addresses or CIDRs, as text.
+    pub sources: Vec<String>,
+}
+
+/// `Default` gives an active user with `max_calls` 1 (the file's default).
+#[derive(Clone)]
+pub struct UserSpec {
+    pub id: String,
+    pub name: String,
+    pub status: UserStatus,
+    pub password: String,
+    pub max_calls: u32,
+}
+
+impl Default for UserSpec {
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            name: String::new(),
+            status: UserStatus::Active,
+            password: String::new(),
+            max_calls: 1,
+        }
+    }
+}
+
+impl fmt::Debug for UserSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserSpec")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("status", &self.status)
+            .field("password", &Redacted)
+            .field("max_calls", &self.max_calls)
+            .finish()
+    }
+}
+
+/// `Default` gives a simultaneous number ringing for 30 s (the file's
+/// default) in no time zone; `timezone` must be filled in.
+#[derive(Debug, Clone)]
+pub struct NumberSpec {
+    /// As written; normalised with [`normalize_e164`].
+    pub number: String,
+    pub name: String,
+    /// IANA time zone name.
+    pub timezone: String,
+    /// User ids.
+    pub members: Vec<String>,
+    pub strategy: Strategy,
+    /// User ids, each a member, in ringing order.
+    pub ring: Vec<String>,
+    pub ring_timeout_secs: u32,
+}
+
+impl Default for NumberSpec {
+    fn default() -> Self {
+        Self {
+            number: String::new(),
+            name: String::new(),
+            timezone: String::new(),
+            members: Vec::new(),
+            strategy: Strategy::Simultaneous,
+            ring: Vec::new(),
+            ring_timeout_secs: DEFAULT_RING_TIMEOUT_SECS,
+        }
+    }
+}
+
+pub(crate) const DEFAULT_RING_TIMEOUT_SECS: u32 = 30;
+const MAX_RING_TIMEOUT_SECS: u32 = 600;
+
+/// A person of the workspace. `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    /// SIP username (digest username, user part of the AOR).
+    pub id: String,
+    pub name: String,
+    pub status: UserStatus,
+    /// Digest secret, in clear: the registrar needs it to check responses.
+    pub password: String,
+    /// Concurrent calls before the user counts as busy; at least 1.
+    pub max_calls: u32,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("status", &self.status)
+            .field("password", &Redacted)
+            .field("max_calls", &self.max_calls)
+            .finish()
+    }
+}
+
+struct Redacted;
+
+impl fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Gate 1 of ringing: only active users take calls; invited ones hold a seat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UserStatus {
+    Active,
+    Invited,
+}
+
+impl UserStatus {
+    /// The word used in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Active => "active",
+            UserStatus::Invited => "invited",
+        }
+    }
+}
+
+/// A line: an E.164 number with its own members and routing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Number {
+    /// Normalised, such as `"+15550100"`.
+    pub e164: String,
+    pub name: String,
+    pub timezone: TimeZone,
+    /// The canonical IANA name of `timezone`.
+    pub timezone_name: String,
+    /// Users assigned to the number (gate 2), in config order.
+    pub members: Vec<UserIdx>,
+    pub routing: Routing,
+    pub ring_timeout: Duration,
+}
+
+impl Number {
+    /// Whether `u` is assigned to this number. Linear: members are few.
+    pub fn is_member(&self, u: UserIdx) -> bool {
+        self.members.contains(&u)
+    }
+}
+
+/// Who rings (gate 3) and how. Every entry of `ring` is a member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routing {
+    pub strategy: Strategy,
+    /// In ringing order (the cascade order).
+    pub ring: Vec<UserIdx>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Strategy {
+    /// Ring every free routed user at once; first answer wins.
+    Simultaneous,
+    /// Ring one after another in `ring` order.
+    Cascade,
+}
+
+impl Strategy {
+    /// The word used in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Simultaneous => "simultaneous",
+            Strategy::Cascade => "cascade",
+        }
+    }
+}
+
+/// A carrier allowed to deliver calls, recognised by source address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trunk {
+    pub name: String,
+    /// A bare IP in the file is a /32 or /128 here.
+    pub sources: Vec<IpNet>,
+}
+
+impl Trunk {
+    /// Whether `ip` is one of this trunk's sources. IPv4-mapped IPv6
+    /// addresses (from dual-stack sockets) match their IPv4 form.
+    pub fn accepts(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.sources.iter().any(|net| net.contains(&ip))
+    }
+}
+
+/// Immutable compiled snapshot of a workspace. Cheap lookups, no locks.
+/// Users and numbers keep config order; indices are positions in them.
+#[derive(Debug, Clone)]
+pub struct Directory {
+    domain: String,
+    seats: u32,
+    users: Vec<User>,
+    numbers: Vec<Number>,
+    trunks: Vec<Trunk>,
+    user_by_id: HashMap<String, UserIdx>,
+    number_by_e164: HashMap<String, NumberIdx>,
+}
+
+impl Directory {
+    /// Digest realm and host part of user addresses.
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    pub fn seats(&self) -> u32 {
+        self.seats
+    }
+
+    pub fn users(&self) -> &[User] {
+        &self.users
+    }
+
+    /// Panics if `idx` did not come from this snapshot.
+    pub fn user(&self, idx: UserIdx) -> &User {
+        &self.users[idx.0 as usize]
+    }
+
+    pub fn user_index(&self, id: &str) -> Option<UserIdx> {
+        self.user_by_id.get(id).copied()
+    }
+
+    pub fn numbers(&self) -> &[Number] {
+        &self.numbers
+    }
+
+    /// Panics if `idx` did not come from this snapshot.
+    pub fn number(&self, idx: NumberIdx) -> &Number {
+        &self.numbers[idx.0 as usize]
+    }
+
+    /// Lookup by already-normalised E.164 (`"+15550100"`); see
+    /// [`normalize_e164`].
+    pub fn number_index(&self, e164: &str) -> Option<NumberIdx> {
+        self.number_by_e164.get(e164).copied()
+    }
+
+    pub fn trunks(&self) -> &[Trunk] {
+        &self.trunks
+    }
+
+    /// The trunk whose sources contain this address, if any; the first in
+    /// config order when several do.
+    pub fn trunk_for_source(&self, ip: IpAddr) -> Option<&Trunk> {
+        self.trunks.iter().find(|t| t.accepts(ip))
+    }
+
+    /// Builds a snapshot from plain data, with exactly the validation the file
+    /// gets. `origin` names the source in errors; keys follow the TOML layout
+    /// (`users[3].id`, `numbers[1].routing.ring[0]`, `server.domain`).
+    pub fn from_workspace(ws: WorkspaceSpec, origin: &Path) -> Result<Directory, ConfigErrors> {
+        let mut errors = Errors::new(origin);
+        let directory = compile(ws, &mut errors);
+        match errors.finish() {
+            Some(e) => Err(e),
+            None => Ok(directory),
+        }
+    }
+}
+
+/// Collects problems against one origin.
+pub(crate) struct Errors<'a> {
+    origin: &'a Path,
+    list: Vec<ConfigError>,
+}
+
+impl<'a> Errors<'a> {
+    pub(crate) fn new(origin: &'a Path) -> Self {
+        Self {
+            origin,
+            list: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+        self.list.push(ConfigError::new(self.origin, key, reason));
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    pub(crate) fn finish(self) -> Option<ConfigErrors> {
+        if self.list.is_empty() {
+            None
+        } else {
+            Some(ConfigErrors(self.list))
+        }
+    }
+
+    pub(crate) fn list_mut(&mut self) -> &mut Vec<ConfigError> {
+        &mut self.list
+    }
+}
+
+/// Validates and compiles. Always returns a directory (possibly partial);
+/// it is only meaningful when no error was pushed.
+pub(crate) fn compile(ws: WorkspaceSpec, errors: &mut Errors<'_>) -> Directory {
+    check_domain(&ws.domain, errors);
+
+    if ws.users.len() > ws.seats as usize {
+        errors.push(
+            "plan.seats",
+            format!(
+                "{} users (invited and active, one seat each) but the plan has {} seats",
+                ws.users.len(),
+                ws.seats
+            ),
+        );
+    }
+
+    let trunks = compile_trunks(ws.trunks, errors);
+    let (users, user_by_id) = compile_users(ws.users, errors);
+    let (numbers, number_by_e164) = compile_numbers(ws.numbers, &user_by_id, errors);
+
+    Directory {
+        domain: ws.domain,
+        seats: ws.seats,
+        users,
+        numbers,
+        trunks,
+        user_by_id,
+        number_by_e164,
+    }
+}
+
+fn check_domain(domain: &str, errors: &mut Errors<'_>) {
+    if domain.is_empty() {
+        errors.push("server.domain", "must not be empty");
+    } else if let Some(c) = domain.chars().find(|c| c.is_whitespace() || c.is_control()) {
+        errors.push(
+            "server.domain",
+            format!("`{domain}` contains {c:?}; a domain has no spaces or control characters"),
+        );
+    }
+}
+
+fn compile_trunks(specs: Vec<TrunkSpec>, errors: &mut Errors<'_>) -> Vec<Trunk> {
+    let mut trunks: Vec<Trunk> = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.into_iter().enumerate() {
+        if spec.name.is_empty() {
+            errors.push(format!("trunks[{i}].name"), "must not be empty");
+        } else if let Some(first) = trunks.iter().position(|t| t.name == spec.name) {
+            errors.push(
+                format!("trunks[{i}].name"),
+                format!(
+                    "duplicate trunk name `{}` (first at trunks[{first}])",
+                    spec.name
+                ),
+            );
+        }
+        let mut sources = Vec::with_capacity(spec.sources.len());
+        for (j, source) in spec.sources.iter().enumerate() {
+            match parse_source(source) {
+                Some(net) => sources.push(net),
+                None => errors.push(
+                    format!("trunks[{i}].sources[{j}]"),
+                    format!(
+                        "`{source}` is not an IP address or CIDR \
+                         (such as `192.0.2.10`, `192.0.2.0/24` or `2001:db8::/32`)"
+                    ),
+                ),
+            }
+        }
+        trunks.push(Trunk {
+            name: spec.name,
+            sources,
+        });
+    }
+    trunks
+}
+
+/// An IP or a CIDR; a bare IP is a host route (/32 or /128).
+fn parse_source(s: &str) -> Option<IpNet> {
+    if let Ok(net) = IpNet::from_str(s) {
+        return Some(net.trunc());
+    }
+    IpAddr::from_str(s).ok().map(IpNet::from)
+}
+
+fn compile_users(
+    specs: Vec<UserSpec>,
+    errors: &mut Errors<'_>,
+) -> (Vec<User>, HashMap<String, UserIdx>) {
+    let mut users = Vec::with_capacity(specs.len());
+    let mut by_id: HashMap<String, UserIdx> = HashMap::with_capacity(specs.len());
+    for (i, spec) in specs.into_iter().enumerate() {
+        let Ok(idx) = u32::try_from(i).map(UserIdx) else {
+            errors.push("users", "more than 2^32 users");
+            break;
+        };
+        if spec.id.is_empty() {
+            errors.push(format!("users[{i}].id"), "must not be empty");
+        } else if let Some(c) = spec.id.chars().find(|&c| !is_user_id_char(c)) {
+            errors.push(
+                format!("users[{i}].id"),
+                format!(
+                    "`{}` contains {c:?}; a user id may only contain \
+                     letters, digits, '.', '_' and '-'",
+                    spec.id
+                ),
+            );
+        }
+        // Every id goes in the map, even a malformed one, so numbers that
+        // name it are not reported a second time.
+        if let Some(first) = by_id.get(&spec.id) {
+            errors.push(
+                format!("users[{i}].id"),
+                format!(
+                    "duplicate user id `{}` (first at users[{}])",
+                    spec.id, first.0
+                ),
+            );
+        } else {
+            by_id.insert(spec.id.clone(), idx);
+        }
+        if spec.password.is_empty() {
+            errors.push(format!("users[{i}].password"), "must not be empty");
+        }
+        if spec.max_calls == 0 {
+            errors.push(format!("users[{i}].max_calls"), "must be at least 1");
+        }
+        users.push(User {
+            id: spec.id,
+            name: spec.name,
+            status: spec.status,
+            password: spec.password,
+            max_calls: spec.max_calls,
+        });
+    }
+    (users, by_id)
+}
+
+/// SIP usernames are RFC 3261 `user` tokens; we keep to a portable subset.
+fn is_user_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
+}
+
+fn compile_numbers(
+    specs: Vec<NumberSpec>,
+    user_by_id: &HashMap<String, UserIdx>,
+    errors: &mut Errors<'_>,
+) -> (Vec<Number>, HashMap<String, NumberIdx>) {
+    let mut numbers = Vec::with_capacity(specs.len());
+    let mut by_e164: HashMap<String, NumberIdx> = HashMap::with_capacity(specs.len());
+    // Time zones repeat across numbers; look each name up once.
+    let mut zones: HashMap<String, Option<TimeZone>> = HashMap::new();
+    for (i, spec) in specs.into_iter().enumerate() {
+        let Ok(idx) = u32::try_from(i).map(NumberIdx) else {
+            errors.push("numbers", "more than 2^32 numbers");
+            break;
+        };
+
+        let e164 = match normalize_e164(&spec.number) {
+            Some(n) => n.as_str().to_owned(),
+            None => {
+                errors.push(
+                    format!("numbers[{i}].number"),
+                    format!(
+                        "`{}` is not a valid E.164 number \
+                         (expected `+` then 2 to 15 digits, the first not 0)",
+                        spec.number
+                    ),
+                );
+                String::new()
+            }
+        };
+        if !e164.is_empty() {
+            if let Some(first) = by_e164.get(&e164) {
+                errors.push(
+                    format!("numbers[{i}].number"),
+                    format!(
+                        "duplicate number {e164} (same as numbers[{}].number)",
+                        first.0
+                    ),
+                );
+            } else {
+                by_e164.insert(e164.clone(), idx);
+            }
+        }
+
+        let zone = zones
+            .entry(spec.timezone.clone())
+            .or_insert_with(|| TimeZone::get(&spec.timezone).ok())
+            .clone();
+        let (timezone, timezone_name) = match zone {
+            Some(tz) => {
+                let name = tz.iana_name().unwrap_or(&spec.timezone).to_owned();
+                (tz, name)
+            }
+            None => {
+                errors.push(
+                    format!("numbers[{i}].timezone"),
+                    format!(
+                        "unknown time zone `{}` (expected an IANA name such as `Europe/Paris`)",
+                        spec.timezone
+                    ),
+                );
+                (TimeZone::UTC, spec.timezone.clone())
+            }
+        };
+
+        let mut members: Vec<UserIdx> = Vec::with_capacity(spec.members.len());
+        for (j, id) in spec.members.iter().enumerate() {
+            if let Some(first) = spec.members[..j].iter().position(|m| m == id) {
+                errors.push(
+                    format!("numbers[{i}].members[{j}]"),
+                    format!("`{id}` is listed twice (first at members[{first}])"),
+                );
+                continue;
+            }
+            match user_by_id.get(id) {
+                Some(&u) => members.push(u),
+                None => errors.push(
+                    format!("numbers[{i}].members[{j}]"),
+                    format!("`{id}` is not a user (no [[users]] entry has this id)"),
+                ),
+            }
+        }
+
+        let mut ring: Vec<UserIdx> = Vec::with_capacity(spec.ring.len());
+        for (j, id) in spec.ring.iter().enumerate() {
+            if let Some(first) = spec.ring[..j].iter().position(|r| r == id) {
+                errors.push(
+                    format!("numbers[{i}].routing.ring[{j}]"),
+                    format!("`{id}` is listed twice (first at ring[{first}])"),
+                );
+                continue;
+            }
+            if !spec.members.iter().any(|m| m == id) {
+                errors.push(
+                    format!("numbers[{i}].routing.ring[{j}]"),
+                    format!(
+                        "`{id}` is not a member of this number \
+                         (add it to numbers[{i}].members first)"
+                    ),
+                );
+                continue;
+            }
+            // A member that is not a user was reported under members.
+            if let Some(&u) = user_by_id.get(id) {
+                ring.push(u);
+            }
+        }
+
+        if !(1..=MAX_RING_TIMEOUT_SECS).contains(&spec.ring_timeout_secs) {
+            errors.push(
+                format!("numbers[{i}].ring_timeout"),
+                format!(
+                    "must be between 1 and {MAX_RING_TIMEOUT_SECS} seconds, got {}",
+                    spec.ring_timeout_secs
+                ),
+            );
+        }
+
+        numbers.push(Number {
+            e164,
+            name: spec.name,
+            timezone,
+            timezone_name,
+            members,
+            routing: Routing {
+                strategy: spec.strategy,
+                ring,
+            },
+            ring_timeout: Duration::from_secs(u64::from(spec.ring_timeout_secs)),
+        });
+    }
+    (numbers, by_e164)
+}
