@@ -48,6 +48,26 @@ pub struct ServerConfig {
     pub min_expires: u32,
     pub max_expires: u32,
     pub default_expires: u32,
+    /// Digest algorithms offered in challenges, most preferred first
+    /// (RFC 8760 §2.4). Never empty, no duplicates.
+    pub digest_algorithms: Vec<DigestAlgorithm>,
+}
+
+/// A digest algorithm the registrar can challenge with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DigestAlgorithm {
+    Md5,
+    Sha256,
+}
+
+impl DigestAlgorithm {
+    /// The token used in the file and on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DigestAlgorithm::Md5 => "MD5",
+            DigestAlgorithm::Sha256 => "SHA-256",
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -148,6 +168,7 @@ struct RawServer {
     min_expires: Option<u32>,
     max_expires: Option<u32>,
     default_expires: Option<u32>,
+    digest_algorithms: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -467,7 +488,34 @@ fn server_config(raw: RawServer, base_dir: &Path, errors: &mut Errors<'_>) -> Se
         );
     }
 
+    let mut digest_algorithms = Vec::new();
+    let names = raw
+        .digest_algorithms
+        .unwrap_or_else(|| vec!["SHA-256".to_owned(), "MD5".to_owned()]);
+    if names.is_empty() {
+        errors.push("server.digest_algorithms", "must name at least one algorithm");
+    }
+    for (i, name) in names.iter().enumerate() {
+        let algorithm = if name.eq_ignore_ascii_case("MD5") {
+            DigestAlgorithm::Md5
+        } else if name.eq_ignore_ascii_case("SHA-256") {
+            DigestAlgorithm::Sha256
+        } else {
+            errors.push(
+                format!("server.digest_algorithms[{i}]"),
+                format!("unknown algorithm {name:?}; expected \"SHA-256\" or \"MD5\""),
+            );
+            continue;
+        };
+        if digest_algorithms.contains(&algorithm) {
+            errors.push(format!("server.digest_algorithms[{i}]"), format!("{name} is listed twice"));
+            continue;
+        }
+        digest_algorithms.push(algorithm);
+    }
+
     ServerConfig {
+        digest_algorithms,
         domain: raw.domain,
         sip_udp,
         sip_tcp,

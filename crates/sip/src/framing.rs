@@ -38,10 +38,11 @@ pub fn next_frame(buf: &[u8]) -> Result<Frame, FrameError> {
     };
     let body_start = head_end + 4;
     let length = content_length(&buf[..head_end]).ok_or(FrameError::BadContentLength)?;
-    let total = body_start + length;
-    if total > MAX_MESSAGE_SIZE {
-        return Err(FrameError::TooLarge);
-    }
+    // The length is read from the peer: add without overflowing.
+    let total = body_start
+        .checked_add(length)
+        .filter(|&total| total <= MAX_MESSAGE_SIZE)
+        .ok_or(FrameError::TooLarge)?;
     if buf.len() < total {
         return Ok(Frame::Incomplete);
     }
@@ -49,10 +50,18 @@ pub fn next_frame(buf: &[u8]) -> Result<Frame, FrameError> {
 }
 
 /// Content-Length from a header section (compact `l:` included). A stream
-/// message without it is refused, as RFC 3261 §18.3 requires the header there.
+/// message without it is refused, as RFC 3261 §18.3 requires the header
+/// there; so is one with two values that disagree, which leaves the end of
+/// the message unknown (RFC 4475 §3.3.9 `mcl01`: close the connection).
 fn content_length(head: &[u8]) -> Option<usize> {
-    for line in head.split(|&b| b == b'\n') {
+    let mut found = None;
+    // The start line is skipped, and so are folded continuation lines: a
+    // header name only starts a line that does not begin with whitespace.
+    for line in head.split(|&b| b == b'\n').skip(1) {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.first().is_some_and(|&b| b == b' ' || b == b'\t') {
+            continue;
+        }
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
         };
@@ -62,10 +71,14 @@ fn content_length(head: &[u8]) -> Option<usize> {
             if value.is_empty() || !value.iter().all(u8::is_ascii_digit) {
                 return None;
             }
-            return std::str::from_utf8(value).ok()?.parse().ok();
+            let length: usize = std::str::from_utf8(value).ok()?.parse().ok()?;
+            if found.is_some_and(|earlier| earlier != length) {
+                return None;
+            }
+            found = Some(length);
         }
     }
-    None
+    found
 }
 
 #[cfg(test)]
@@ -85,6 +98,20 @@ mod tests {
         assert_eq!(
             next_frame(b"OPTIONS sip:a@b SIP/2.0\r\n\r\n"),
             Err(FrameError::BadContentLength)
+        );
+    }
+
+    #[test]
+    fn conflicting_or_huge_lengths_close_the_stream() {
+        assert_eq!(
+            next_frame(b"OPTIONS sip:a@b SIP/2.0\r\nl: 1\r\nContent-Length: 2\r\n\r\nab"),
+            Err(FrameError::BadContentLength)
+        );
+        let agreeing = b"OPTIONS sip:a@b SIP/2.0\r\nl: 2\r\nContent-Length: 2\r\n\r\nab";
+        assert_eq!(next_frame(agreeing), Ok(Frame::Message(agreeing.len())));
+        assert_eq!(
+            next_frame(b"OPTIONS sip:a@b SIP/2.0\r\nl: 18446744073709551615\r\n\r\n"),
+            Err(FrameError::TooLarge)
         );
     }
 }

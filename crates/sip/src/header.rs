@@ -1,8 +1,9 @@
 //! Typed views of the header values Switchboard reads (RFC 3261 §20, §25.1).
 //!
-//! Every view borrows from the header text; nothing here allocates.
+//! Every view borrows from the header text; nothing here allocates (except
+//! the repair of the rare RFC 5118 §4.10 `:::` IPv6 spelling).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 /// `token` characters of RFC 3261 §25.1.
 pub fn is_token_byte(b: u8) -> bool {
@@ -94,6 +95,88 @@ impl<'a> Params<'a> {
     pub fn contains(&self, name: &str) -> bool {
         self.get(name).is_some()
     }
+
+    /// Whether every parameter is `token [= value]` with a value that is a
+    /// token, a host (IPv6 addresses included, bracketed or not, as RFC 5118
+    /// §4.5 asks for `received`) or a complete quoted string.
+    ///
+    /// [`Params::iter`] skips empty parameters so that lookups stay lenient;
+    /// this is the strict check a UAS applies before trusting a header
+    /// (RFC 4475 §3.1.2.1 `badinv01`: `;;,;,,` and `;;;;` are malformed).
+    pub fn is_well_formed(&self) -> bool {
+        let raw = self.raw.trim_start_matches([' ', '\t']);
+        if raw.is_empty() {
+            return true;
+        }
+        let Some(mut rest) = raw.strip_prefix(';') else {
+            return false;
+        };
+        loop {
+            let end = unquoted_position(rest, b';').unwrap_or(rest.len());
+            if !is_well_formed_param(rest[..end].trim_matches([' ', '\t'])) {
+                return false;
+            }
+            if end == rest.len() {
+                return true;
+            }
+            rest = &rest[end + 1..];
+        }
+    }
+}
+
+/// The first `needle` byte outside a quoted string.
+fn unquoted_position(s: &str, needle: u8) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut in_quotes = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if in_quotes => i += 1,
+            b'"' => in_quotes = !in_quotes,
+            b if b == needle && !in_quotes => return Some(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// One `name[=value]` parameter, already trimmed (RFC 3261 §25.1 generic-param).
+fn is_well_formed_param(param: &str) -> bool {
+    let (name, value) = match param.split_once('=') {
+        Some((n, v)) => (n.trim_end_matches([' ', '\t']), Some(v.trim_start_matches([' ', '\t']))),
+        None => (param, None),
+    };
+    if name.is_empty() || !name.bytes().all(is_token_byte) {
+        return false;
+    }
+    match value {
+        None => true,
+        Some(v) if v.starts_with('"') => is_quoted_string(v),
+        Some(v) => {
+            !v.is_empty()
+                && v.bytes()
+                    .all(|b| is_token_byte(b) || matches!(b, b':' | b'[' | b']'))
+        }
+    }
+}
+
+/// A whole `"..."` quoted string: closed by its last byte, escapes honoured.
+pub fn is_quoted_string(s: &str) -> bool {
+    let bytes = s.as_bytes();
+    if bytes.len() < 2 || bytes[0] != b'"' {
+        return false;
+    }
+    let mut i = 1;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => i += 1,
+            b'"' => return i == bytes.len() - 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    false
 }
 
 /// Splits `;a=1;b="x;y";c` respecting quotes; skips empty parameters.
@@ -172,15 +255,8 @@ impl<'a> Via<'a> {
         let p = params_start(rest);
         let (host, port) = parse_host_port(rest[..p].trim())?;
         let params = Params::new(&rest[p..]);
-        for (name, value) in params.iter() {
-            if name.is_empty() || !name.bytes().all(is_token_byte) {
-                return None;
-            }
-            if let Some(v) = value {
-                if v.is_empty() {
-                    return None;
-                }
-            }
+        if !params.is_well_formed() || !transport.bytes().all(is_token_byte) {
+            return None;
         }
         Some(Via {
             transport,
@@ -240,10 +316,7 @@ pub fn parse_host_port(s: &str) -> Option<(&str, Option<u16>)> {
     let (host, port) = if s.starts_with('[') {
         let close = s.find(']')?;
         let host = &s[..=close];
-        let inner = &host[1..host.len() - 1];
-        if inner.parse::<std::net::Ipv6Addr>().is_err() {
-            return None;
-        }
+        parse_ipv6(&host[1..host.len() - 1])?;
         match &s[close + 1..] {
             "" => (host, None),
             rest => (host, Some(rest.strip_prefix(':')?)),
@@ -279,7 +352,25 @@ pub fn host_ip(host: &str) -> Option<IpAddr> {
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
-    inner.parse().ok()
+    match inner.parse() {
+        Ok(ip) => Some(ip),
+        Err(_) => parse_ipv6(inner).map(IpAddr::V6),
+    }
+}
+
+/// An IPv6 address as RFC 4291 writes it, plus the one deviation RFC 5118
+/// §4.10 tells implementations to tolerate: RFC 3261's ABNF lets a sender
+/// write three colons before an embedded IPv4 address
+/// (`2001:db8:::192.0.2.1`), which is read as `2001:db8::192.0.2.1`.
+fn parse_ipv6(text: &str) -> Option<Ipv6Addr> {
+    if let Ok(ip) = text.parse() {
+        return Some(ip);
+    }
+    let (before, after) = text.split_once(":::")?;
+    if after.contains(':') || after.parse::<std::net::Ipv4Addr>().is_err() {
+        return None;
+    }
+    format!("{before}::{after}").parse().ok()
 }
 
 /// `"Display" <uri>;params`, `Display <uri>;params` or `uri;params`
@@ -333,18 +424,24 @@ impl<'a> NameAddr<'a> {
                 {
                     return None;
                 }
-                let uri = value[open + 1..close].trim();
-                if uri.is_empty() || uri.bytes().any(|b| b == b' ' || b == b'<') {
+                // No whitespace inside the brackets: `< sip:a@b >` is not an
+                // addr-spec (RFC 4475 §3.1.2.14 `badaspec`).
+                let uri = &value[open + 1..close];
+                if uri.is_empty() || uri.bytes().any(|b| b <= b' ' || b == b'<' || b == 0x7f) {
                     return None;
                 }
                 let rest = value[close + 1..].trim_start();
                 if !rest.is_empty() && !rest.starts_with(';') {
                     return None;
                 }
+                let params = Params::new(rest);
+                if !params.is_well_formed() {
+                    return None;
+                }
                 Some(NameAddr {
                     display: (!display.is_empty()).then_some(display),
                     uri,
-                    params: Params::new(rest),
+                    params,
                 })
             }
             None => {
@@ -353,13 +450,21 @@ impl<'a> NameAddr<'a> {
                 }
                 let p = params_start(value);
                 let uri = value[..p].trim();
-                if uri.is_empty() || uri.contains([' ', '\t']) {
+                // RFC 3261 §20: a URI holding a comma, question mark or
+                // semicolon must be enclosed in <>; bare, the `;` starts the
+                // header parameters and `?` or `,` is malformed (RFC 4475
+                // §3.1.2.13 `regbadct`).
+                if uri.is_empty() || uri.bytes().any(|b| b <= b' ' || matches!(b, b'?' | b',' | b'"')) {
+                    return None;
+                }
+                let params = Params::new(&value[p..]);
+                if !params.is_well_formed() {
                     return None;
                 }
                 Some(NameAddr {
                     display: None,
                     uri,
-                    params: Params::new(&value[p..]),
+                    params,
                 })
             }
         }
@@ -442,21 +547,28 @@ impl<'a> Uri<'a> {
                 headers: None,
             });
         }
-        let (before_headers, headers) = match rest.split_once('?') {
-            Some((b, h)) => (b, Some(h)),
-            None => (rest, None),
-        };
-        // userinfo ends at the last '@' before any parameter.
-        let (user, host_part) = match before_headers.rfind('@') {
+        // The userinfo may itself hold `;`, `?` and `/` (RFC 3261 §25.1
+        // user-unreserved; RFC 4475 `semiuri`, `intmeth`), and host, params
+        // and headers never hold an unescaped '@'. So the userinfo ends at
+        // the last '@' before the first '?' when there is one (tolerating
+        // senders who leave an '@' unescaped in a header such as Replaces),
+        // else at the last '@' at all.
+        let query = rest.find('?').unwrap_or(rest.len());
+        let at = rest[..query].rfind('@').or_else(|| rest.rfind('@'));
+        let (user, after_user) = match at {
             Some(at) => {
-                let userinfo = &before_headers[..at];
+                let userinfo = &rest[..at];
                 let user = userinfo.split(':').next().unwrap_or(userinfo);
                 if user.is_empty() {
                     return Err(UriError::Malformed);
                 }
-                (Some(user), &before_headers[at + 1..])
+                (Some(user), &rest[at + 1..])
             }
-            None => (None, before_headers),
+            None => (None, rest),
+        };
+        let (host_part, headers) = match after_user.split_once('?') {
+            Some((h, headers)) => (h, Some(headers)),
+            None => (after_user, None),
         };
         let p = host_part.find(';').unwrap_or(host_part.len());
         let (host, port) = parse_host_port(&host_part[..p]).ok_or(UriError::Malformed)?;

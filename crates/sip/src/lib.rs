@@ -16,6 +16,7 @@ pub mod header;
 pub mod ids;
 pub mod message;
 pub mod transaction;
+pub mod validate;
 
 pub use header::{CSeq, NameAddr, Params, Scheme, Uri, Via};
 pub use message::{HeaderName, Message, Method, ParseError, MAX_MESSAGE_SIZE};

@@ -182,6 +182,19 @@ pub enum ParseError {
     RequestUri,
 }
 
+impl ParseError {
+    /// The status a UAS answers with when it can still form a response
+    /// (RFC 3261 §8.2, §21.5.6, §21.5.14): `505` for another SIP version,
+    /// `513` for a message over the size limit, `400` for everything else.
+    pub fn status_code(&self) -> u16 {
+        match self {
+            ParseError::Version => 505,
+            ParseError::TooLarge => 513,
+            _ => 400,
+        }
+    }
+}
+
 /// Where a piece of text lives: a span of the parsed header section, or text
 /// set by an edit.
 #[derive(Clone, Debug)]

@@ -150,6 +150,7 @@ enum Timer {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(clippy::enum_variant_names)]
 enum Kind {
     ClientInvite,
     ClientNonInvite,
@@ -224,6 +225,13 @@ impl<C: Clone> Transactions<C> {
     /// The request a transaction was created for.
     pub fn request(&self, tx: TxId) -> Option<&Message> {
         self.txs.get(&tx).map(|t| &t.request)
+    }
+
+    /// Re-labels a transaction (the TU learns what it belongs to after creating it).
+    pub fn set_context(&mut self, tx: TxId, ctx: C) {
+        if let Some(t) = self.txs.get_mut(&tx) {
+            t.ctx = ctx;
+        }
     }
 
     pub fn context(&self, tx: TxId) -> Option<&C> {

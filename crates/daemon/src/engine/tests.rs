@@ -1,0 +1,1 @@
+//! Engine tests with a manual clock: see below.

@@ -1,0 +1,382 @@
+//! The driver: sockets and timers around the sans-IO [`Engine`].
+//!
+//! One task owns the engine. It receives UDP datagrams itself (draining the
+//! socket in batches), takes TCP messages from the connection tasks over a
+//! channel, reads the clock in exactly one place per batch, and sends what
+//! the engine outputs. Another task expires and persists registrations.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use bytes::{Bytes, BytesMut};
+use directory::Config;
+use presence::Presence;
+use sip::framing::{next_frame, Frame};
+use sip::ids::IdGenerator;
+use sip::transaction::{Peer, Transmit, Transport};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{Engine, EngineConfig, WallClock, Workspace};
+
+/// The registrations file inside the data directory.
+pub const REGISTRATIONS_FILE: &str = "registrations.json";
+
+/// How often registrations are expired and, if changed, written to disk.
+const PERSIST_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A running daemon.
+pub struct Daemon {
+    pub udp_addr: Option<SocketAddr>,
+    pub tcp_addr: Option<SocketAddr>,
+    pub presence: Arc<Presence>,
+    pub workspace: Arc<ArcSwap<Workspace>>,
+    shutdown: CancellationToken,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+enum EngineInput {
+    Message { peer: Peer, bytes: Bytes },
+    Connected { id: u64, writer: mpsc::Sender<Bytes> },
+    Disconnected { id: u64 },
+}
+
+fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Daemon {
+    /// Binds every configured listener, restores registrations, and starts
+    /// serving on the current tokio runtime.
+    pub async fn start(config: Config) -> anyhow::Result<Daemon> {
+        let server = &config.server;
+        let presence = Arc::new(Presence::new());
+        let store = server.data_dir.join(REGISTRATIONS_FILE);
+        let restored = presence
+            .load(&store, unix_ms_now())
+            .with_context(|| format!("restoring registrations from {}", store.display()))?;
+        let workspace = Arc::new(ArcSwap::from_pointee(Workspace::new(
+            config.directory.clone(),
+            &presence,
+        )));
+
+        let udp = match server.sip_udp {
+            Some(addr) => Some(Arc::new(bind_udp(addr).with_context(|| format!("binding UDP {addr}"))?)),
+            None => None,
+        };
+        let tcp = match server.sip_tcp {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding TCP {addr}"))?,
+            ),
+            None => None,
+        };
+        if udp.is_none() && tcp.is_none() {
+            anyhow::bail!("no SIP listener configured: set server.sip_udp or server.sip_tcp");
+        }
+        let udp_addr = udp.as_ref().map(|s| s.local_addr()).transpose()?;
+        let tcp_addr = tcp.as_ref().map(|l| l.local_addr()).transpose()?;
+
+        let mut cfg = EngineConfig::new(&server.domain);
+        cfg.udp_addr = udp_addr;
+        cfg.tcp_addr = tcp_addr;
+        cfg.min_expires = server.min_expires;
+        cfg.max_expires = server.max_expires;
+        cfg.default_expires = server.default_expires;
+        cfg.digest_algorithms = server
+            .digest_algorithms
+            .iter()
+            .map(|a| match a {
+                directory::DigestAlgorithm::Md5 => sip::auth::Algorithm::Md5,
+                directory::DigestAlgorithm::Sha256 => sip::auth::Algorithm::Sha256,
+            })
+            .collect();
+        let clock = WallClock::new(Instant::now(), unix_ms_now());
+        let engine = Engine::new(
+            cfg,
+            Arc::clone(&workspace),
+            Arc::clone(&presence),
+            clock,
+            IdGenerator::new(),
+        );
+
+        let shutdown = CancellationToken::new();
+        let (input_tx, input_rx) = mpsc::channel(8192);
+        let mut tasks = Vec::new();
+        if let Some(listener) = tcp {
+            tasks.push(tokio::spawn(accept_loop(listener, input_tx.clone(), shutdown.clone())));
+        }
+        tasks.push(tokio::spawn(engine_loop(engine, udp, input_rx, shutdown.clone())));
+        tasks.push(tokio::spawn(persist_loop(Arc::clone(&presence), store, shutdown.clone())));
+        drop(input_tx);
+
+        tracing::info!(
+            udp = ?udp_addr,
+            tcp = ?tcp_addr,
+            domain = %server.domain,
+            users = config.directory.users().len(),
+            numbers = config.directory.numbers().len(),
+            restored_bindings = restored,
+            "switchboard listening"
+        );
+        Ok(Daemon {
+            udp_addr,
+            tcp_addr,
+            presence,
+            workspace,
+            shutdown,
+            tasks,
+        })
+    }
+
+    /// A token that stops the daemon when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops every task and writes registrations a last time.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.wait().await;
+    }
+
+    /// Waits until the daemon has stopped (after its token is cancelled).
+    pub async fn wait(self) {
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// A UDP socket with large buffers: bursts of thousands of datagrams must
+/// wait in the kernel, not be dropped, while the engine works.
+fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = std::net::UdpSocket::bind(addr)?;
+    socket.set_nonblocking(true)?;
+    let socket = socket2::Socket::from(socket);
+    let _ = socket.set_recv_buffer_size(8 << 20);
+    let _ = socket.set_send_buffer_size(8 << 20);
+    UdpSocket::from_std(socket.into())
+}
+
+async fn engine_loop(
+    mut engine: Engine,
+    udp: Option<Arc<UdpSocket>>,
+    mut inputs: mpsc::Receiver<EngineInput>,
+    shutdown: CancellationToken,
+) {
+    let mut connections: HashMap<u64, mpsc::Sender<Bytes>> = HashMap::new();
+    let mut buf = vec![0u8; 65_536];
+    let mut inputs_open = true;
+    loop {
+        let deadline = engine.poll_timeout();
+        let sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let udp_ready = async {
+            match &udp {
+                Some(s) => s.readable().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            ready = udp_ready => {
+                if ready.is_err() {
+                    continue;
+                }
+                let Some(socket) = &udp else { continue };
+                let now = Instant::now();
+                // Drain what the kernel holds, one clock read for the batch.
+                for _ in 0..256 {
+                    match socket.try_recv_from(&mut buf) {
+                        Ok((len, from)) => {
+                            let peer = Peer { transport: Transport::Udp, addr: from };
+                            engine.handle_datagram(now, peer, Bytes::copy_from_slice(&buf[..len]));
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            // ICMP errors surface here on Linux; they concern one peer only.
+                            tracing::trace!(error = %e, "udp receive");
+                        }
+                    }
+                }
+                engine.handle_timeout(now);
+            }
+            input = inputs.recv(), if inputs_open => {
+                let now = Instant::now();
+                match input {
+                    Some(EngineInput::Message { peer, bytes }) => engine.handle_datagram(now, peer, bytes),
+                    Some(EngineInput::Connected { id, writer }) => { connections.insert(id, writer); }
+                    Some(EngineInput::Disconnected { id }) => { connections.remove(&id); }
+                    None => inputs_open = false,
+                }
+            }
+            _ = sleep => {
+                engine.handle_timeout(Instant::now());
+            }
+        }
+        flush(&mut engine, udp.as_deref(), &connections).await;
+    }
+}
+
+async fn flush(engine: &mut Engine, udp: Option<&UdpSocket>, connections: &HashMap<u64, mpsc::Sender<Bytes>>) {
+    while let Some(Transmit { to, bytes }) = engine.poll_transmit() {
+        match to.transport {
+            Transport::Udp => {
+                let Some(socket) = udp else {
+                    tracing::debug!(peer = %to.addr, "no UDP listener to send from");
+                    continue;
+                };
+                match socket.try_send_to(&bytes, to.addr) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        if let Err(e) = socket.send_to(&bytes, to.addr).await {
+                            tracing::debug!(peer = %to.addr, error = %e, "udp send");
+                        }
+                    }
+                    Err(e) => tracing::debug!(peer = %to.addr, error = %e, "udp send"),
+                }
+            }
+            Transport::Tcp(id) => match connections.get(&id) {
+                Some(writer) => {
+                    if writer.try_send(bytes).is_err() {
+                        tracing::debug!(peer = %to.addr, "tcp connection gone or congested; message dropped");
+                    }
+                }
+                None => tracing::debug!(peer = %to.addr, "tcp connection closed; message dropped"),
+            },
+        }
+    }
+}
+
+/// Most simultaneous TCP connections; more are refused until some close.
+const MAX_TCP_CONNECTIONS: usize = 10_000;
+
+async fn accept_loop(listener: TcpListener, inputs: mpsc::Sender<EngineInput>, shutdown: CancellationToken) {
+    let mut next_id: u64 = 1;
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_TCP_CONNECTIONS));
+    loop {
+        let accepted = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, addr) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(error = %e, "tcp accept");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+            tracing::warn!(peer = %addr, "too many tcp connections; refusing");
+            continue;
+        };
+        let id = next_id;
+        next_id += 1;
+        let inputs = inputs.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            serve_connection(id, stream, addr, inputs, shutdown).await;
+        });
+    }
+}
+
+async fn serve_connection(
+    id: u64,
+    stream: TcpStream,
+    addr: SocketAddr,
+    inputs: mpsc::Sender<EngineInput>,
+    shutdown: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(1024);
+    if inputs.send(EngineInput::Connected { id, writer: out_tx }).await.is_err() {
+        return;
+    }
+    let write_task = tokio::spawn(async move {
+        while let Some(bytes) = out_rx.recv().await {
+            if writer.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+    });
+    let peer = Peer {
+        transport: Transport::Tcp(id),
+        addr,
+    };
+    let mut buf = BytesMut::with_capacity(8192);
+    'read: loop {
+        let read = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            read = reader.read_buf(&mut buf) => read,
+        };
+        match read {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        loop {
+            match next_frame(&buf) {
+                Ok(Frame::Incomplete) => break,
+                Ok(Frame::KeepAlive(n)) => {
+                    let _ = buf.split_to(n);
+                }
+                Ok(Frame::Message(n)) => {
+                    let bytes = buf.split_to(n).freeze();
+                    if inputs.send(EngineInput::Message { peer, bytes }).await.is_err() {
+                        break 'read;
+                    }
+                }
+                Err(e) => {
+                    // A stream we cannot frame cannot be resynchronised: close it.
+                    tracing::debug!(peer = %addr, error = %e, "closing tcp connection");
+                    break 'read;
+                }
+            }
+        }
+    }
+    let _ = inputs.send(EngineInput::Disconnected { id }).await;
+    write_task.abort();
+}
+
+async fn persist_loop(presence: Arc<Presence>, store: PathBuf, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(PERSIST_INTERVAL);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            _ = shutdown.cancelled() => true,
+            _ = ticker.tick() => false,
+        };
+        presence.expire(unix_ms_now());
+        let p = Arc::clone(&presence);
+        let path = store.clone();
+        let result = tokio::task::spawn_blocking(move || p.save_if_dirty(&path)).await;
+        match result {
+            Ok(Err(e)) => tracing::error!(error = %e, "saving registrations"),
+            Err(e) => tracing::error!(error = %e, "saving registrations"),
+            Ok(Ok(_)) => {}
+        }
+        if stopping {
+            break;
+        }
+    }
+}
