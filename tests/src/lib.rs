@@ -1,1 +1,469 @@
-//! Shared support for the end-to-end tests.
+//! A small SIP user agent for end-to-end tests over real UDP on loopback:
+//! phones that register with digest auth and answer, and a trunk that calls.
+//! It builds messages as text and parses them with the `sip` crate, so the
+//! daemon is exercised through its sockets exactly as a peer would.
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use sip::auth::{self, Algorithm};
+use sip::{HeaderName, Message, Method};
+use tokio::net::UdpSocket;
+
+pub use sip;
+
+/// How long a test waits for a message it expects.
+pub const WAIT: Duration = Duration::from_secs(3);
+/// How long a test waits to be sure a message does NOT come.
+pub const QUIET: Duration = Duration::from_millis(700);
+
+pub const SDP_OFFER: &str = "v=0\r\no=trunk 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0 8\r\na=rtpmap:0 PCMU/8000\r\n";
+
+pub fn sdp_answer(port: u16) -> String {
+    format!("v=0\r\no=phone 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+}
+
+/// A UDP endpoint that speaks SIP to the daemon.
+pub struct Ua {
+    socket: UdpSocket,
+    pub addr: SocketAddr,
+    pub server: SocketAddr,
+    counter: u64,
+    /// (branch, method) of requests already seen, to skip retransmissions.
+    seen: HashSet<(String, String)>,
+}
+
+impl Ua {
+    /// Binds on `ip` (any 127.x.y.z) and an ephemeral port.
+    pub async fn bind(ip: &str, server: SocketAddr) -> Ua {
+        let socket = UdpSocket::bind((ip, 0)).await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        Ua {
+            socket,
+            addr,
+            server,
+            counter: 0,
+            seen: HashSet::new(),
+        }
+    }
+
+    pub fn unique(&mut self, prefix: &str) -> String {
+        self.counter += 1;
+        format!("{prefix}{}-{}", self.addr.port(), self.counter)
+    }
+
+    pub async fn send_raw(&self, bytes: &[u8]) {
+        self.socket.send_to(bytes, self.server).await.unwrap();
+    }
+
+    pub async fn send(&self, message: &Message) {
+        self.socket
+            .send_to(&message.encode(), self.server)
+            .await
+            .unwrap();
+    }
+
+    /// The next message, or `None` after `wait`.
+    pub async fn recv_within(&mut self, wait: Duration) -> Option<Message> {
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let (len, _) = tokio::time::timeout(wait, self.socket.recv_from(&mut buf))
+                .await
+                .ok()?
+                .ok()?;
+            let msg =
+                Message::parse(&buf[..len]).expect("daemon sent a message that does not parse");
+            if msg.is_request() {
+                let key = (
+                    msg.top_via()
+                        .and_then(|v| v.branch())
+                        .unwrap_or("")
+                        .to_string(),
+                    msg.method().unwrap().as_str().to_string(),
+                );
+                if !self.seen.insert(key) {
+                    continue; // a retransmission
+                }
+            }
+            return Some(msg);
+        }
+    }
+
+    /// The next request with this method, skipping responses such as 100.
+    pub async fn expect_request(&mut self, method: Method) -> Message {
+        loop {
+            let msg = self
+                .recv_within(WAIT)
+                .await
+                .unwrap_or_else(|| panic!("{} expected a {method} request", self.addr));
+            if msg.method() == Some(&method) {
+                return msg;
+            }
+            assert!(
+                !msg.is_request(),
+                "{} expected {method}, got {}",
+                self.addr,
+                msg
+            );
+        }
+    }
+
+    /// The next final response (or the given provisional), skipping 100.
+    pub async fn expect_response(&mut self, status: u16) -> Message {
+        loop {
+            let msg = self
+                .recv_within(WAIT)
+                .await
+                .unwrap_or_else(|| panic!("{} expected a {status} response", self.addr));
+            let provisional = msg.status().is_some_and(|s| s < 200);
+            if provisional
+                && (status >= 200 || msg.status() == Some(100))
+                && msg.status() != Some(status)
+            {
+                continue;
+            }
+            assert_eq!(msg.status(), Some(status), "{} got {}", self.addr, msg);
+            return msg;
+        }
+    }
+
+    /// The first final response (>= 200), skipping provisionals.
+    pub async fn final_response(&mut self) -> Message {
+        loop {
+            let msg = self
+                .recv_within(WAIT)
+                .await
+                .unwrap_or_else(|| panic!("{} expected a final response", self.addr));
+            if msg.status().is_some_and(|s| s >= 200) {
+                return msg;
+            }
+        }
+    }
+
+    /// Nothing but (optionally) responses arrives for a while: no request.
+    pub async fn expect_no_request(&mut self) {
+        while let Some(msg) = self.recv_within(QUIET).await {
+            assert!(
+                !msg.is_request(),
+                "{} got an unexpected request: {}",
+                self.addr,
+                msg
+            );
+        }
+    }
+
+    /// Answers a request as written, copying the dialog headers.
+    pub async fn respond(
+        &self,
+        request: &Message,
+        status: u16,
+        to_tag: Option<&str>,
+        body: Option<&str>,
+    ) {
+        let mut resp = sip::build::response_to(
+            request,
+            status,
+            sip::build::reason_phrase(status),
+            to_tag,
+            false,
+        );
+        resp.push(HeaderName::Contact, &format!("<sip:ua@{}>", self.addr));
+        if let Some(body) = body {
+            resp.push(HeaderName::ContentType, "application/sdp");
+            resp.set_body(body.as_bytes().to_vec().into());
+        }
+        self.send(&resp).await;
+    }
+
+    fn via(&mut self) -> String {
+        let branch = self.unique("z9hG4bK");
+        format!("SIP/2.0/UDP {};branch={branch};rport", self.addr)
+    }
+
+    /// REGISTER with digest auth; returns the final response.
+    pub async fn register(
+        &mut self,
+        user: &str,
+        password: &str,
+        contact_port: Option<u16>,
+        expires: u32,
+    ) -> Message {
+        self.register_with(user, password, contact_port, expires, Algorithm::Md5)
+            .await
+    }
+
+    pub async fn register_with(
+        &mut self,
+        user: &str,
+        password: &str,
+        contact_port: Option<u16>,
+        expires: u32,
+        algorithm: Algorithm,
+    ) -> Message {
+        let call_id = self.unique("reg-");
+        let contact = format!(
+            "<sip:{user}@127.0.0.1:{}>",
+            contact_port.unwrap_or(self.addr.port())
+        );
+        let build = |ua: &mut Ua, cseq: u32, auth_header: Option<String>| {
+            let mut m = Message::request(Method::Register, "sip:switchboard.test");
+            m.push(HeaderName::Via, &ua.via());
+            m.push(
+                HeaderName::From,
+                &format!("<sip:{user}@switchboard.test>;tag={}", ua.unique("t")),
+            );
+            m.push(HeaderName::To, &format!("<sip:{user}@switchboard.test>"));
+            m.push(HeaderName::CallId, &call_id);
+            m.push(HeaderName::CSeq, &format!("{cseq} REGISTER"));
+            m.push(HeaderName::Contact, &contact);
+            m.push(HeaderName::Expires, &expires.to_string());
+            m.push(HeaderName::MaxForwards, "70");
+            if let Some(a) = auth_header {
+                m.push(HeaderName::Authorization, &a);
+            }
+            m
+        };
+        let first = build(self, 1, None);
+        self.send(&first).await;
+        let challenge = self.final_response().await;
+        if challenge.status() != Some(401) {
+            return challenge;
+        }
+        let header = digest_answer(
+            &challenge,
+            HeaderName::WwwAuthenticate,
+            algorithm,
+            user,
+            password,
+            "REGISTER",
+            "sip:switchboard.test",
+        );
+        let second = build(self, 2, Some(header));
+        self.send(&second).await;
+        self.final_response().await
+    }
+
+    /// Builds an INVITE from this trunk to `number`.
+    pub fn invite(&mut self, number: &str, from_user: &str) -> Message {
+        let mut m = Message::request(Method::Invite, &format!("sip:{number}@{}", self.server));
+        m.push(HeaderName::Via, &self.via());
+        m.push(
+            HeaderName::From,
+            &format!(
+                "\"Caller\" <sip:{from_user}@{}>;tag={}",
+                self.addr.ip(),
+                self.unique("c")
+            ),
+        );
+        m.push(
+            HeaderName::To,
+            &format!("<sip:{number}@{}>", self.server.ip()),
+        );
+        m.push(HeaderName::CallId, &self.unique("call-"));
+        m.push(HeaderName::CSeq, "1 INVITE");
+        m.push(HeaderName::Contact, &format!("<sip:trunk@{}>", self.addr));
+        m.push(HeaderName::MaxForwards, "70");
+        m.push(HeaderName::ContentType, "application/sdp");
+        m.set_body(SDP_OFFER.as_bytes().to_vec().into());
+        m
+    }
+
+    /// ACK for a 2xx to `invite` (new branch, To from the response).
+    pub async fn ack_2xx(&mut self, invite: &Message, ok: &Message) {
+        let target = ok
+            .values(HeaderName::Contact)
+            .next()
+            .and_then(sip::NameAddr::parse)
+            .map(|c| c.uri.to_string())
+            .unwrap();
+        let mut ack = Message::request(Method::Ack, &target);
+        ack.push(HeaderName::Via, &self.via());
+        ack.push(HeaderName::From, invite.header(HeaderName::From).unwrap());
+        ack.push(HeaderName::To, ok.header(HeaderName::To).unwrap());
+        ack.push(HeaderName::CallId, invite.call_id().unwrap());
+        ack.push(
+            HeaderName::CSeq,
+            &format!("{} ACK", invite.cseq().unwrap().seq),
+        );
+        ack.push(HeaderName::MaxForwards, "70");
+        self.send(&ack).await;
+    }
+
+    /// ACK for a non-2xx final to `invite` (same branch).
+    pub async fn ack_non_2xx(&self, invite: &Message, response: &Message) {
+        let mut ack = Message::request(Method::Ack, invite.request_uri().unwrap());
+        ack.push(
+            HeaderName::Via,
+            invite.values(HeaderName::Via).next().unwrap(),
+        );
+        ack.push(HeaderName::From, invite.header(HeaderName::From).unwrap());
+        ack.push(HeaderName::To, response.header(HeaderName::To).unwrap());
+        ack.push(HeaderName::CallId, invite.call_id().unwrap());
+        ack.push(
+            HeaderName::CSeq,
+            &format!("{} ACK", invite.cseq().unwrap().seq),
+        );
+        ack.push(HeaderName::MaxForwards, "70");
+        self.send(&ack).await;
+    }
+
+    /// CANCEL for `invite` (same branch and CSeq number).
+    pub async fn cancel(&self, invite: &Message) {
+        let mut c = Message::request(Method::Cancel, invite.request_uri().unwrap());
+        c.push(
+            HeaderName::Via,
+            invite.values(HeaderName::Via).next().unwrap(),
+        );
+        c.push(HeaderName::From, invite.header(HeaderName::From).unwrap());
+        c.push(HeaderName::To, invite.header(HeaderName::To).unwrap());
+        c.push(HeaderName::CallId, invite.call_id().unwrap());
+        c.push(
+            HeaderName::CSeq,
+            &format!("{} CANCEL", invite.cseq().unwrap().seq),
+        );
+        c.push(HeaderName::MaxForwards, "70");
+        self.send(&c).await;
+    }
+
+    /// An in-dialog request on a dialog where we are the caller (`local` is
+    /// our From, `remote` the To with its tag) towards `target`.
+    pub async fn in_dialog(
+        &mut self,
+        method: Method,
+        target: &str,
+        local: &str,
+        remote: &str,
+        call_id: &str,
+        cseq: u32,
+    ) -> Message {
+        let mut m = Message::request(method.clone(), target);
+        m.push(HeaderName::Via, &self.via());
+        m.push(HeaderName::From, local);
+        m.push(HeaderName::To, remote);
+        m.push(HeaderName::CallId, call_id);
+        m.push(HeaderName::CSeq, &format!("{cseq} {method}"));
+        m.push(HeaderName::MaxForwards, "70");
+        m.push(HeaderName::Contact, &format!("<sip:ua@{}>", self.addr));
+        self.send(&m).await;
+        m
+    }
+}
+
+/// The Authorization value answering the challenge for `algorithm`.
+pub fn digest_answer(
+    challenge: &Message,
+    header: HeaderName,
+    algorithm: Algorithm,
+    user: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+) -> String {
+    let line = challenge
+        .header_lines(header)
+        .find(|l| l.contains(&format!("algorithm={}", algorithm.as_str())))
+        .unwrap_or_else(|| panic!("no {} challenge in {challenge}", algorithm.as_str()));
+    let param = |name: &str| -> String {
+        let start = line.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+        let end = line[start..].find('"').unwrap() + start;
+        line[start..end].to_string()
+    };
+    let realm = param("realm");
+    let nonce = param("nonce");
+    let cnonce = "0a4f113b";
+    let nc = "00000001";
+    let ha1 = auth::ha1(algorithm, user, &realm, password);
+    let ha2 = auth::hash_hex(algorithm, &[method, uri]);
+    let response = auth::hash_hex(algorithm, &[&ha1, &nonce, nc, cnonce, "auth", &ha2]);
+    format!(
+        "Digest username=\"{user}\", realm=\"{realm}\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{response}\", algorithm={}, cnonce=\"{cnonce}\", nc={nc}, qop=auth",
+        algorithm.as_str()
+    )
+}
+
+/// A test configuration: the daemon on 127.0.0.1 port 0 (UDP only), data in
+/// `data_dir`, trunk source 127.0.0.1 only (127.0.0.2 is "the internet").
+pub fn test_config(data_dir: &Path, extra: &str) -> directory::Config {
+    let text = format!(
+        r#"
+[server]
+domain = "switchboard.test"
+sip_udp = "127.0.0.1:0"
+data_dir = "{}"
+digest_algorithms = ["MD5", "SHA-256"]
+
+[plan]
+seats = 20
+
+[[trunks]]
+name = "carrier"
+sources = ["127.0.0.1/32"]
+
+[[users]]
+id = "alice"
+name = "Alice"
+status = "active"
+password = "alice-pw"
+
+[[users]]
+id = "bob"
+name = "Bob"
+status = "active"
+password = "bob-pw"
+
+[[users]]
+id = "carol"
+name = "Carol"
+status = "active"
+password = "carol-pw"
+
+[[users]]
+id = "dave"
+name = "Dave"
+status = "invited"
+password = "dave-pw"
+
+[[users]]
+id = "frank"
+name = "Frank"
+status = "active"
+password = "frank-pw"
+
+[[users]]
+id = "gina"
+name = "Gina"
+status = "active"
+password = "gina-pw"
+
+# Sales: alice (two devices), bob and gina (never signs in) ring; carol is
+# assigned but not routed; dave is invited; frank is not assigned.
+[[numbers]]
+number = "+15550100"
+name = "Sales"
+timezone = "Europe/Paris"
+members = ["alice", "bob", "carol", "dave", "gina"]
+ring_timeout = 5
+
+[numbers.routing]
+strategy = "simultaneous"
+ring = ["alice", "bob", "dave", "gina"]
+
+# Direct: only bob.
+[[numbers]]
+number = "+15550200"
+name = "Bob direct"
+timezone = "America/New_York"
+members = ["bob"]
+
+[numbers.routing]
+strategy = "simultaneous"
+ring = ["bob"]
+{extra}
+"#,
+        data_dir.display()
+    );
+    directory::Config::parse(&text, Path::new("test.toml"), data_dir).unwrap()
+}

@@ -45,9 +45,17 @@ pub struct Daemon {
 }
 
 enum EngineInput {
-    Message { peer: Peer, bytes: Bytes },
-    Connected { id: u64, writer: mpsc::Sender<Bytes> },
-    Disconnected { id: u64 },
+    Message {
+        peer: Peer,
+        bytes: Bytes,
+    },
+    Connected {
+        id: u64,
+        writer: mpsc::Sender<Bytes>,
+    },
+    Disconnected {
+        id: u64,
+    },
 }
 
 fn unix_ms_now() -> u64 {
@@ -73,7 +81,9 @@ impl Daemon {
         )));
 
         let udp = match server.sip_udp {
-            Some(addr) => Some(Arc::new(bind_udp(addr).with_context(|| format!("binding UDP {addr}"))?)),
+            Some(addr) => Some(Arc::new(
+                bind_udp(addr).with_context(|| format!("binding UDP {addr}"))?,
+            )),
             None => None,
         };
         let tcp = match server.sip_tcp {
@@ -117,10 +127,23 @@ impl Daemon {
         let (input_tx, input_rx) = mpsc::channel(8192);
         let mut tasks = Vec::new();
         if let Some(listener) = tcp {
-            tasks.push(tokio::spawn(accept_loop(listener, input_tx.clone(), shutdown.clone())));
+            tasks.push(tokio::spawn(accept_loop(
+                listener,
+                input_tx.clone(),
+                shutdown.clone(),
+            )));
         }
-        tasks.push(tokio::spawn(engine_loop(engine, udp, input_rx, shutdown.clone())));
-        tasks.push(tokio::spawn(persist_loop(Arc::clone(&presence), store, shutdown.clone())));
+        tasks.push(tokio::spawn(engine_loop(
+            engine,
+            udp,
+            input_rx,
+            shutdown.clone(),
+        )));
+        tasks.push(tokio::spawn(persist_loop(
+            Arc::clone(&presence),
+            store,
+            shutdown.clone(),
+        )));
         drop(input_tx);
 
         tracing::info!(
@@ -236,7 +259,11 @@ async fn engine_loop(
     }
 }
 
-async fn flush(engine: &mut Engine, udp: Option<&UdpSocket>, connections: &HashMap<u64, mpsc::Sender<Bytes>>) {
+async fn flush(
+    engine: &mut Engine,
+    udp: Option<&UdpSocket>,
+    connections: &HashMap<u64, mpsc::Sender<Bytes>>,
+) {
     while let Some(Transmit { to, bytes }) = engine.poll_transmit() {
         match to.transport {
             Transport::Udp => {
@@ -269,7 +296,11 @@ async fn flush(engine: &mut Engine, udp: Option<&UdpSocket>, connections: &HashM
 /// Most simultaneous TCP connections; more are refused until some close.
 const MAX_TCP_CONNECTIONS: usize = 10_000;
 
-async fn accept_loop(listener: TcpListener, inputs: mpsc::Sender<EngineInput>, shutdown: CancellationToken) {
+async fn accept_loop(
+    listener: TcpListener,
+    inputs: mpsc::Sender<EngineInput>,
+    shutdown: CancellationToken,
+) {
     let mut next_id: u64 = 1;
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_TCP_CONNECTIONS));
     loop {
@@ -310,7 +341,11 @@ async fn serve_connection(
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
     let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(1024);
-    if inputs.send(EngineInput::Connected { id, writer: out_tx }).await.is_err() {
+    if inputs
+        .send(EngineInput::Connected { id, writer: out_tx })
+        .await
+        .is_err()
+    {
         return;
     }
     let write_task = tokio::spawn(async move {
@@ -342,7 +377,11 @@ async fn serve_connection(
                 }
                 Ok(Frame::Message(n)) => {
                     let bytes = buf.split_to(n).freeze();
-                    if inputs.send(EngineInput::Message { peer, bytes }).await.is_err() {
+                    if inputs
+                        .send(EngineInput::Message { peer, bytes })
+                        .await
+                        .is_err()
+                    {
                         break 'read;
                     }
                 }

@@ -493,7 +493,10 @@ fn server_config(raw: RawServer, base_dir: &Path, errors: &mut Errors<'_>) -> Se
         .digest_algorithms
         .unwrap_or_else(|| vec!["SHA-256".to_owned(), "MD5".to_owned()]);
     if names.is_empty() {
-        errors.push("server.digest_algorithms", "must name at least one algorithm");
+        errors.push(
+            "server.digest_algorithms",
+            "must name at least one algorithm",
+        );
     }
     for (i, name) in names.iter().enumerate() {
         let algorithm = if name.eq_ignore_ascii_case("MD5") {
@@ -508,7 +511,10 @@ fn server_config(raw: RawServer, base_dir: &Path, errors: &mut Errors<'_>) -> Se
             continue;
         };
         if digest_algorithms.contains(&algorithm) {
-            errors.push(format!("server.digest_algorithms[{i}]"), format!("{name} is listed twice"));
+            errors.push(
+                format!("server.digest_algorithms[{i}]"),
+                format!("{name} is listed twice"),
+            );
             continue;
         }
         digest_algorithms.push(algorithm);

@@ -372,7 +372,12 @@ mod tests {
         assert_eq!(restored.load(&path, 1_000).unwrap(), 1);
         assert!(restored.user("alice").is_signed_in(1_000));
         assert!(!restored.user("bob").is_signed_in(1_000));
-        assert_eq!(Presence::new().load(&dir.path().join("none.json"), 0).unwrap(), 0);
+        assert_eq!(
+            Presence::new()
+                .load(&dir.path().join("none.json"), 0)
+                .unwrap(),
+            0
+        );
     }
 
     #[test]

@@ -84,8 +84,18 @@ fn number_forms_normalise_to_the_same_line() {
     let dir = workspace();
     let p = Presence::new();
     sign_in(&p, "alice", NOW + 1);
-    for dialled in ["+15550100", "15550100", "+1 555-0100", "+1.555.0100", "(1) 5550100"] {
-        assert_eq!(ringing(&dir, &p, dialled), Ok(vec!["alice".into()]), "{dialled}");
+    for dialled in [
+        "+15550100",
+        "15550100",
+        "+1 555-0100",
+        "+1.555.0100",
+        "(1) 5550100",
+    ] {
+        assert_eq!(
+            ringing(&dir, &p, dialled),
+            Ok(vec!["alice".into()]),
+            "{dialled}"
+        );
     }
     for dialled in ["+15550199", "alice", "", "+"] {
         assert_eq!(ringing(&dir, &p, dialled), Err(404), "{dialled}");

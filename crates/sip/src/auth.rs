@@ -401,6 +401,14 @@ fn h(algorithm: Algorithm, parts: &[&[u8]]) -> HexDigest {
     }
 }
 
+/// `H(parts joined by ":")` as lowercase hex: the building block clients
+/// (and tests playing clients) use to compute a response.
+pub fn hash_hex(algorithm: Algorithm, parts: &[&str]) -> String {
+    let bytes: Vec<&[u8]> = parts.iter().map(|p| p.as_bytes()).collect();
+    let d = h(algorithm, &bytes);
+    d.as_bytes().iter().map(|&c| char::from(c)).collect()
+}
+
 /// `HA1 = H(username ":" realm ":" password)`, lowercase hex.
 pub fn ha1(algorithm: Algorithm, username: &str, realm: &str, password: &str) -> String {
     let d = h(

@@ -25,7 +25,10 @@ pub enum FrameError {
 
 /// Finds the first message (or keep-alive) at the front of `buf`.
 pub fn next_frame(buf: &[u8]) -> Result<Frame, FrameError> {
-    let crlf = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
+    let crlf = buf
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
     if crlf > 0 {
         return Ok(Frame::KeepAlive(crlf));
     }
@@ -91,7 +94,10 @@ mod tests {
         let mut glued = one.to_vec();
         glued.extend_from_slice(b"OPTIONS sip:a@b SIP/2.0\r\nl: 0\r\n\r\n");
         assert_eq!(next_frame(&glued), Ok(Frame::Message(one.len())));
-        assert_eq!(next_frame(&glued[one.len()..]), Ok(Frame::Message(glued.len() - one.len())));
+        assert_eq!(
+            next_frame(&glued[one.len()..]),
+            Ok(Frame::Message(glued.len() - one.len()))
+        );
         assert_eq!(next_frame(&one[..20]), Ok(Frame::Incomplete));
         assert_eq!(next_frame(&one[..one.len() - 1]), Ok(Frame::Incomplete));
         assert_eq!(next_frame(b"\r\n\r\nINV"), Ok(Frame::KeepAlive(4)));

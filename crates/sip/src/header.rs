@@ -144,7 +144,10 @@ fn unquoted_position(s: &str, needle: u8) -> Option<usize> {
 /// One `name[=value]` parameter, already trimmed (RFC 3261 §25.1 generic-param).
 fn is_well_formed_param(param: &str) -> bool {
     let (name, value) = match param.split_once('=') {
-        Some((n, v)) => (n.trim_end_matches([' ', '\t']), Some(v.trim_start_matches([' ', '\t']))),
+        Some((n, v)) => (
+            n.trim_end_matches([' ', '\t']),
+            Some(v.trim_start_matches([' ', '\t'])),
+        ),
         None => (param, None),
     };
     if name.is_empty() || !name.bytes().all(is_token_byte) {
@@ -454,7 +457,11 @@ impl<'a> NameAddr<'a> {
                 // semicolon must be enclosed in <>; bare, the `;` starts the
                 // header parameters and `?` or `,` is malformed (RFC 4475
                 // §3.1.2.13 `regbadct`).
-                if uri.is_empty() || uri.bytes().any(|b| b <= b' ' || matches!(b, b'?' | b',' | b'"')) {
+                if uri.is_empty()
+                    || uri
+                        .bytes()
+                        .any(|b| b <= b' ' || matches!(b, b'?' | b',' | b'"'))
+                {
                     return None;
                 }
                 let params = Params::new(&value[p..]);
@@ -529,7 +536,10 @@ impl<'a> Uri<'a> {
         } else {
             return Err(UriError::UnsupportedScheme);
         };
-        if rest.bytes().any(|b| b <= b' ' || b == b'<' || b == b'>' || b == b'"') {
+        if rest
+            .bytes()
+            .any(|b| b <= b' ' || b == b'<' || b == b'>' || b == b'"')
+        {
             return Err(UriError::Malformed);
         }
         if scheme == Scheme::Tel {
@@ -631,7 +641,10 @@ mod tests {
         let items: Vec<_> = split_list(v).collect();
         assert_eq!(
             items,
-            vec![r#""Doe, John" <sip:a@b;x=1,2>;expires=60"#, "<sip:c@d>;expires=30"]
+            vec![
+                r#""Doe, John" <sip:a@b;x=1,2>;expires=60"#,
+                "<sip:c@d>;expires=30"
+            ]
         );
     }
 
@@ -670,7 +683,10 @@ mod tests {
         assert_eq!(u.transport(), Some("tcp"));
         let t = Uri::parse("tel:+1-555-0100;phone-context=example.com").unwrap();
         assert_eq!(t.user, Some("+1-555-0100"));
-        assert_eq!(Uri::parse("http://x").unwrap_err(), UriError::UnsupportedScheme);
+        assert_eq!(
+            Uri::parse("http://x").unwrap_err(),
+            UriError::UnsupportedScheme
+        );
     }
 
     #[test]

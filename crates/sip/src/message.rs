@@ -475,7 +475,8 @@ impl Message {
     }
 
     pub fn from_tag(&self) -> Option<&str> {
-        self.from_header().and_then(|f| f.params.get("tag").flatten())
+        self.from_header()
+            .and_then(|f| f.params.get("tag").flatten())
     }
 
     pub fn to_tag(&self) -> Option<&str> {
@@ -641,10 +642,7 @@ fn parse_head(head: String) -> Result<Message, ParseError> {
         headers.push(Header {
             name: HeaderName::from_name(name),
             raw_name: Text::Span(from as u32, (from + name.len()) as u32),
-            value: Text::Span(
-                value_from as u32,
-                (value_from + value_trimmed.len()) as u32,
-            ),
+            value: Text::Span(value_from as u32, (value_from + value_trimmed.len()) as u32),
         });
     }
     Ok(Message {
@@ -801,7 +799,10 @@ mod tests {
     #[test]
     fn refuses_short_body_and_bad_start_lines() {
         let short = "OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 10\r\n\r\nabc";
-        assert_eq!(Message::parse(short.as_bytes()).unwrap_err(), ParseError::ShortBody);
+        assert_eq!(
+            Message::parse(short.as_bytes()).unwrap_err(),
+            ParseError::ShortBody
+        );
         assert_eq!(
             Message::parse(b"OPTIONS  sip:a@b SIP/2.0\r\n\r\n").unwrap_err(),
             ParseError::StartLine

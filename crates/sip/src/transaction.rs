@@ -349,7 +349,8 @@ impl<C: Clone> Transactions<C> {
         tx.last_status = status;
         let peer = tx.peer;
         let reliable = peer.transport.is_reliable();
-        self.out.push_back(Output::Transmit(Transmit { to: peer, bytes }));
+        self.out
+            .push_back(Output::Transmit(Transmit { to: peer, bytes }));
         if status < 200 {
             tx.state = State::Proceeding;
             return;
@@ -509,12 +510,11 @@ impl<C: Clone> Transactions<C> {
             }
             (Kind::ClientInvite, State::Accepted) => {
                 if (200..300).contains(&status) {
-                    self.out
-                        .push_back(Output::Event(TxEvent::Retransmitted2xx {
-                            tx: id,
-                            ctx: tx.ctx.clone(),
-                            response,
-                        }));
+                    self.out.push_back(Output::Event(TxEvent::Retransmitted2xx {
+                        tx: id,
+                        ctx: tx.ctx.clone(),
+                        response,
+                    }));
                 }
             }
             (Kind::ClientNonInvite, State::Trying | State::Proceeding) => {

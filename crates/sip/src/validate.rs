@@ -385,11 +385,15 @@ mod tests {
     #[test]
     fn scalar_ranges() {
         assert_eq!(
-            check_request(&request("Max-Forwards: 256\r\n")).unwrap_err().status,
+            check_request(&request("Max-Forwards: 256\r\n"))
+                .unwrap_err()
+                .status,
             400
         );
         assert_eq!(
-            check_request(&request("Expires: soon\r\n")).unwrap_err().reason,
+            check_request(&request("Expires: soon\r\n"))
+                .unwrap_err()
+                .reason,
             "Malformed Expires header"
         );
     }
@@ -415,11 +419,16 @@ mod tests {
     fn contact_star_and_parse_errors_map_to_statuses() {
         assert_eq!(check_request(&request("Contact: *\r\n")), Ok(()));
         assert_eq!(
-            check_request(&request("Contact: *, <sip:x@y>\r\n")).unwrap_err().status,
+            check_request(&request("Contact: *, <sip:x@y>\r\n"))
+                .unwrap_err()
+                .status,
             400
         );
         let r = Rejection::from(ParseError::Version);
-        assert_eq!((r.status, r.reason.as_str()), (505, "Unsupported SIP version"));
+        assert_eq!(
+            (r.status, r.reason.as_str()),
+            (505, "Unsupported SIP version")
+        );
         assert_eq!(
             Rejection::from(ParseError::MissingHeader("Call-ID")).reason,
             "Missing Call-ID header"

@@ -83,7 +83,11 @@ const CASES: &[Case] = &[
         ParseRefuses(ParseError::BadHeader("Content-Length"), 400),
     ),
     // CSeq > 2^32-1 (also Max-Forwards 300): "400 due to the CSeq error".
-    case("scalar02", "3.1.2.4", Rejected(400, "Malformed CSeq header")),
+    case(
+        "scalar02",
+        "3.1.2.4",
+        Rejected(400, "Malformed CSeq header"),
+    ),
     // A response with overlarge scalars is discarded.
     case(
         "scalarlg",
@@ -91,26 +95,54 @@ const CASES: &[Case] = &[
         ResponseDropped(ParseError::BadHeader("CSeq")),
     ),
     case("quotbal", "3.1.2.6", Rejected(400, "Malformed To header")),
-    case("ltgtruri", "3.1.2.7", Rejected(400, "Malformed Request-URI")),
+    case(
+        "ltgtruri",
+        "3.1.2.7",
+        Rejected(400, "Malformed Request-URI"),
+    ),
     // The start line itself is broken: `sip:user@example.com; lr`.
-    case("lwsruri", "3.1.2.8", ParseRefuses(ParseError::StartLine, 400)),
+    case(
+        "lwsruri",
+        "3.1.2.8",
+        ParseRefuses(ParseError::StartLine, 400),
+    ),
     // "acceptable to reject as malformed": we are strict on the start line.
-    case("lwsstart", "3.1.2.9", ParseRefuses(ParseError::StartLine, 400)),
+    case(
+        "lwsstart",
+        "3.1.2.9",
+        ParseRefuses(ParseError::StartLine, 400),
+    ),
     case("trws", "3.1.2.10", ParseRefuses(ParseError::StartLine, 400)),
     case(
         "escruri",
         "3.1.2.11",
         Rejected(400, "Request-URI must not carry headers"),
     ),
-    case("baddate", "3.1.2.12", Rejected(400, "Malformed Date header")),
-    case("regbadct", "3.1.2.13", Rejected(400, "Malformed Contact header")),
+    case(
+        "baddate",
+        "3.1.2.12",
+        Rejected(400, "Malformed Date header"),
+    ),
+    case(
+        "regbadct",
+        "3.1.2.13",
+        Rejected(400, "Malformed Contact header"),
+    ),
     case("badaspec", "3.1.2.14", Rejected(400, "Malformed To header")),
     // The archive's baddn.dat ends after `l: 0` CRLF, without the empty
     // line that closes a header section (RFC 3261 §7), so parse refuses it
     // first; with the empty line, check_request refuses the display name
     // (see `refused_messages_refuse_for_the_right_reason`).
-    case("baddn", "3.1.2.15", ParseRefuses(ParseError::Incomplete, 400)),
-    case("badvers", "3.1.2.16", ParseRefuses(ParseError::Version, 505)),
+    case(
+        "baddn",
+        "3.1.2.15",
+        ParseRefuses(ParseError::Incomplete, 400),
+    ),
+    case(
+        "badvers",
+        "3.1.2.16",
+        ParseRefuses(ParseError::Version, 505),
+    ),
     case(
         "mismatch01",
         "3.1.2.17",
@@ -124,7 +156,11 @@ const CASES: &[Case] = &[
         Rejected(400, "CSeq method does not match the request method"),
     ),
     // A status code over 699 in a response: dropped.
-    case("bigcode", "3.1.2.19", ParseRefuses(ParseError::StartLine, 400)),
+    case(
+        "bigcode",
+        "3.1.2.19",
+        ParseRefuses(ParseError::StartLine, 400),
+    ),
     // 3.2 Transaction layer: a branch that is only the magic cookie parses;
     // what it means is the transaction layer's matter.
     case("badbranch", "3.2.1", Valid),
@@ -268,7 +304,8 @@ fn exercise(msg: &Message) {
         let _ = header::parse_delta_seconds(value);
         for element in header::split_list(value) {
             let _ = Via::parse(element);
-            let _ = NameAddr::parse(element).map(|a| (Uri::parse(a.uri), a.params.is_well_formed()));
+            let _ =
+                NameAddr::parse(element).map(|a| (Uri::parse(a.uri), a.params.is_well_formed()));
         }
         let _ = name;
     }
@@ -284,7 +321,10 @@ fn exercise(msg: &Message) {
 #[test]
 fn wsinv_reads_through_the_whitespace() {
     let m = parsed("wsinv");
-    assert_eq!(m.request_uri(), Some("sip:vivekg@chair-dnrc.example.com;unknownparam"));
+    assert_eq!(
+        m.request_uri(),
+        Some("sip:vivekg@chair-dnrc.example.com;unknownparam")
+    );
     assert_eq!(m.to_tag(), Some("1918181833n"));
     assert_eq!(m.from_tag(), Some("98asjd8"));
     assert_eq!(
@@ -294,11 +334,17 @@ fn wsinv_reads_through_the_whitespace() {
     assert_eq!(m.max_forwards(), Some(68));
     let cseq = m.cseq().unwrap();
     assert_eq!((cseq.seq, cseq.method), (9, "INVITE"));
-    let vias: Vec<Via> = m.values(HeaderName::Via).map(|v| Via::parse(v).unwrap()).collect();
+    let vias: Vec<Via> = m
+        .values(HeaderName::Via)
+        .map(|v| Via::parse(v).unwrap())
+        .collect();
     assert_eq!(vias.len(), 3);
     assert_eq!((vias[0].transport, vias[0].host), ("UDP", "192.0.2.2"));
     assert_eq!(vias[0].branch(), Some("390skdjuw"));
-    assert_eq!((vias[1].transport, vias[1].host), ("TCP", "spindle.example.com"));
+    assert_eq!(
+        (vias[1].transport, vias[1].host),
+        ("TCP", "spindle.example.com")
+    );
     assert_eq!(vias[1].branch(), Some("z9hG4bK9ikj8"));
     assert_eq!(vias[2].host, "192.168.255.111");
     assert_eq!(vias[2].branch(), Some("z9hG4bK30239"));
@@ -318,7 +364,10 @@ fn intmeth_keeps_its_unusual_method_uri_and_values() {
     assert_eq!(m.method(), Some(&Method::Other(method.into())));
     assert_eq!(m.cseq().unwrap().method, method);
     let uri = Uri::parse(m.request_uri().unwrap()).unwrap();
-    assert_eq!(uri.user, Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"));
+    assert_eq!(
+        uri.user,
+        Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*")
+    );
     assert_eq!(uri.host, "example.com");
     let to = m.to_header().unwrap();
     assert_eq!(to.display, Some("\"BEL:\\\x07 NUL:\\\0 DEL:\\\x7f\""));
@@ -326,10 +375,16 @@ fn intmeth_keeps_its_unusual_method_uri_and_values() {
         Uri::parse(to.uri).unwrap().user,
         Some("1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*")
     );
-    assert_eq!(m.call_id(), Some("intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{"));
+    assert_eq!(
+        m.call_id(),
+        Some("intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{")
+    );
     assert_eq!(m.from_tag(), Some("_token~1'+`*%!-."));
     assert_eq!(m.max_forwards(), Some(255));
-    let (_, _, ext) = m.headers().find(|(_, n, _)| n.starts_with("extensionHeader")).unwrap();
+    let (_, _, ext) = m
+        .headers()
+        .find(|(_, n, _)| n.starts_with("extensionHeader"))
+        .unwrap();
     // UTF-8 (a byte-order mark and three CJK characters), kept as sent.
     assert_eq!(ext, "\u{feff}\u{5927}\u{505c}\u{96fb}");
 }
@@ -342,7 +397,10 @@ fn escapes_are_kept_as_written() {
         Some("sips%3Auser%40example.com")
     );
     let contact = NameAddr::parse(m.header(HeaderName::Contact).unwrap()).unwrap();
-    assert_eq!(contact.uri, "sip:cal%6Cer@host5.example.net;%6C%72;n%61me=v%61lue%25%34%31");
+    assert_eq!(
+        contact.uri,
+        "sip:cal%6Cer@host5.example.net;%6C%72;n%61me=v%61lue%25%34%31"
+    );
 
     let m = parsed("escnull");
     assert_eq!(m.to_header().unwrap().uri, "sip:null-%00-null@example.com");
@@ -352,7 +410,10 @@ fn escapes_are_kept_as_written() {
     let m = parsed("esc02");
     assert_eq!(m.method(), Some(&Method::Other("RE%47IST%45R".into())));
     assert_eq!(m.values(HeaderName::Contact).count(), 2);
-    assert_eq!(m.header_by_name("C%6Fntact"), Some("<sip:alias2@host2.example.com>"));
+    assert_eq!(
+        m.header_by_name("C%6Fntact"),
+        Some("<sip:alias2@host2.example.com>")
+    );
     assert_eq!(m.top_via().unwrap().branch(), Some("z9hG4bK209%fzsnel234"));
 }
 
@@ -363,11 +424,20 @@ fn lwsdisp_and_longreq() {
 
     let m = parsed("longreq");
     assert_eq!(m.values(HeaderName::Via).count(), 34);
-    let last = m.values(HeaderName::Via).last().map(|v| Via::parse(v).unwrap()).unwrap();
+    let last = m
+        .values(HeaderName::Via)
+        .last()
+        .map(|v| Via::parse(v).unwrap())
+        .unwrap();
     assert_eq!(last.received(), Some("192.0.2.5"));
     let to = m.to_header().unwrap();
-    assert!(to.display.unwrap().starts_with("\"I have a user name of extremeextreme"));
-    assert!(to.uri.starts_with("sip:user@example.com:6000;unknownparam1=verylong"));
+    assert!(to
+        .display
+        .unwrap()
+        .starts_with("\"I have a user name of extremeextreme"));
+    assert!(to
+        .uri
+        .starts_with("sip:user@example.com:6000;unknownparam1=verylong"));
     assert!(to.uri.ends_with("ParameterNameWithNoValue"));
     assert_eq!(Uri::parse(to.uri).unwrap().port, Some(6000));
     assert!(m.from_tag().unwrap().len() > 150);
@@ -401,7 +471,10 @@ fn dblreq_parses_the_first_request_only() {
 fn semiuri_and_transports() {
     let m = parsed("semiuri");
     let uri = Uri::parse(m.request_uri().unwrap()).unwrap();
-    assert_eq!((uri.user, uri.host), (Some("user;par=u%40example.net"), "example.com"));
+    assert_eq!(
+        (uri.user, uri.host),
+        (Some("user;par=u%40example.net"), "example.com")
+    );
     assert!(uri.params.as_str().is_empty());
 
     let m = parsed("transports");
@@ -515,7 +588,11 @@ fn application_level_cases_are_read_right() {
     assert_eq!(m.to_header().unwrap().uri, "isbn:2983792873");
 
     let m = parsed("bcast");
-    let second = m.values(HeaderName::Via).nth(1).map(|v| Via::parse(v).unwrap()).unwrap();
+    let second = m
+        .values(HeaderName::Via)
+        .nth(1)
+        .map(|v| Via::parse(v).unwrap())
+        .unwrap();
     assert_eq!(second.host, "255.255.255.255");
 
     // RFC 2543: no Content-Length, so the body is the rest of the datagram.

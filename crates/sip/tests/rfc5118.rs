@@ -219,7 +219,10 @@ fn s4_1_ipv6_references_are_read_everywhere() {
     assert_eq!(header::host_ip(via.host), Some(v6("2001:db8::9:1")));
     let contact = NameAddr::parse(m.header(HeaderName::Contact).unwrap()).unwrap();
     let contact_uri = Uri::parse(contact.uri).unwrap();
-    assert_eq!((contact_uri.user, contact_uri.host), (Some("caller"), "[2001:db8::1]"));
+    assert_eq!(
+        (contact_uri.user, contact_uri.host),
+        (Some("caller"), "[2001:db8::1]")
+    );
 }
 
 #[test]
@@ -227,9 +230,15 @@ fn s4_2_an_undelimited_ipv6_request_uri_gets_400() {
     // The request line itself is well formed; the URI in it is not. Parsed,
     // the request can still be answered with the 400 the RFC asks for.
     let m = Message::parse(IPV6_BAD.as_bytes()).unwrap();
-    assert_eq!(Uri::parse(m.request_uri().unwrap()), Err(UriError::Malformed));
+    assert_eq!(
+        Uri::parse(m.request_uri().unwrap()),
+        Err(UriError::Malformed)
+    );
     let rejection = validate::check_request(&m).unwrap_err();
-    assert_eq!((rejection.status, rejection.reason.as_str()), (400, "Malformed Request-URI"));
+    assert_eq!(
+        (rejection.status, rejection.reason.as_str()),
+        (400, "Malformed Request-URI")
+    );
 }
 
 #[test]
@@ -283,17 +292,32 @@ fn s4_6_the_rfc_declared_length_is_refused_as_too_long() {
     // UDP that is a body shorter than declared: refused (RFC 3261 §18.3).
     let text = format!("{IPV6_IN_SDP_HEAD}Content-Length: 268\r\n\r\n{IPV6_IN_SDP_BODY}");
     assert_eq!(IPV6_IN_SDP_BODY.len(), 251);
-    assert_eq!(Message::parse(text.as_bytes()).unwrap_err(), ParseError::ShortBody);
+    assert_eq!(
+        Message::parse(text.as_bytes()).unwrap_err(),
+        ParseError::ShortBody
+    );
 }
 
 #[test]
 fn s4_7_mixed_ipv4_and_ipv6_vias() {
     let m = valid(MULT_IP_IN_HEADER);
-    let vias: Vec<Via> = m.values(HeaderName::Via).map(|v| Via::parse(v).unwrap()).collect();
+    let vias: Vec<Via> = m
+        .values(HeaderName::Via)
+        .map(|v| Via::parse(v).unwrap())
+        .collect();
     assert_eq!(vias.len(), 3);
-    assert_eq!((vias[0].host, vias[0].port), ("[2001:db8::9:1]", Some(6050)));
-    assert_eq!(header::host_ip(vias[1].host), Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))));
-    assert_eq!((vias[2].transport, vias[2].host), ("TCP", "[2001:db8::9:255]"));
+    assert_eq!(
+        (vias[0].host, vias[0].port),
+        ("[2001:db8::9:1]", Some(6050))
+    );
+    assert_eq!(
+        header::host_ip(vias[1].host),
+        Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)))
+    );
+    assert_eq!(
+        (vias[2].transport, vias[2].host),
+        ("TCP", "[2001:db8::9:255]")
+    );
     assert_eq!(
         vias[2].received().and_then(header::host_ip),
         Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 200)))
@@ -312,8 +336,14 @@ fn s4_8_mixed_addresses_in_sdp() {
 fn s4_9_ipv4_mapped_addresses() {
     let text = with_body(IPV4_MAPPED_HEAD, IPV4_MAPPED_BODY);
     let m = valid(&text);
-    let vias: Vec<Via> = m.values(HeaderName::Via).map(|v| Via::parse(v).unwrap()).collect();
-    assert_eq!((vias[0].host, vias[0].port), ("[::ffff:192.0.2.10]", Some(19823)));
+    let vias: Vec<Via> = m
+        .values(HeaderName::Via)
+        .map(|v| Via::parse(v).unwrap())
+        .collect();
+    assert_eq!(
+        (vias[0].host, vias[0].port),
+        ("[::ffff:192.0.2.10]", Some(19823))
+    );
     let Some(IpAddr::V6(mapped)) = header::host_ip(vias[0].host) else {
         panic!("an IPv6 address");
     };
@@ -340,14 +370,14 @@ fn s4_10_three_colons_before_an_embedded_ipv4_are_tolerated() {
 #[test]
 fn malformed_ipv6_references_are_refused() {
     for bad in [
-        "sip:[2001:db8::10",        // unterminated
-        "sip:2001:db8::10",         // undelimited (§4.2)
+        "sip:[2001:db8::10",          // unterminated
+        "sip:2001:db8::10",           // undelimited (§4.2)
         "sip:user@2001:db8::10:5070", // undelimited, port ambiguous
-        "sip:[2001:db8::10]:",      // empty port
-        "sip:[2001:db8::10]5070",   // port without its colon
-        "sip:[2001:db8::10]:70000", // port out of range
-        "sip:[2001:db8::g]",        // not an address
-        "sip:[192.0.2.1]",          // brackets are for IPv6 only
+        "sip:[2001:db8::10]:",        // empty port
+        "sip:[2001:db8::10]5070",     // port without its colon
+        "sip:[2001:db8::10]:70000",   // port out of range
+        "sip:[2001:db8::g]",          // not an address
+        "sip:[192.0.2.1]",            // brackets are for IPv6 only
     ] {
         assert_eq!(Uri::parse(bad), Err(UriError::Malformed), "{bad}");
     }
@@ -363,5 +393,8 @@ fn ipv6_hosts_with_params_and_users() {
     assert_eq!(uri.transport(), Some("tcp"));
     assert!(uri.params.contains("lr"));
     let via = Via::parse("SIP/2.0/TLS [2001:db8::10]:5061;branch=z9hG4bK1;rport=5061").unwrap();
-    assert_eq!((via.host, via.port, via.rport()), ("[2001:db8::10]", Some(5061), Some(Some(5061))));
+    assert_eq!(
+        (via.host, via.port, via.rport()),
+        ("[2001:db8::10]", Some(5061), Some(Some(5061)))
+    );
 }

@@ -190,14 +190,21 @@ impl Engine {
     /// A new INVITE (no To tag): authorise, decide, fork.
     pub(super) fn b2bua_new_call(&mut self, now: Instant, from: Peer, request: Message) {
         let caller_call_id = request.call_id().unwrap_or("").to_string();
-        if self.calls.by_caller_call_id.contains_key(caller_call_id.as_str()) {
+        if self
+            .calls
+            .by_caller_call_id
+            .contains_key(caller_call_id.as_str())
+        {
             // §8.2.2.2: the same request reaching us twice by different paths.
             self.reply_new(now, from, request, 482, None);
             return;
         }
         let tx = self.tl.new_server(now, from, request, TxCtx::Plain);
         let workspace = self.workspace.load_full();
-        let from_trunk = workspace.directory.trunk_for_source(from.addr.ip()).is_some();
+        let from_trunk = workspace
+            .directory
+            .trunk_for_source(from.addr.ip())
+            .is_some();
         if !from_trunk {
             let outcome = match self.tl.request(tx) {
                 Some(req) => self.authenticate(now, req, HeaderName::ProxyAuthorization),
@@ -290,7 +297,12 @@ impl Engine {
                     self.cfg.domain,
                     tag
                 );
-                let remote = format!("{} <sip:{}@{}>", quote(&user.name), user.id, self.cfg.domain);
+                let remote = format!(
+                    "{} <sip:{}@{}>",
+                    quote(&user.name),
+                    user.id,
+                    self.cfg.domain
+                );
                 let mut invite = Message::request(Method::Invite, &binding.contact);
                 invite.push(HeaderName::Via, &self.via_value(peer.transport));
                 invite.push(HeaderName::MaxForwards, &max_forwards.to_string());
@@ -298,13 +310,18 @@ impl Engine {
                 invite.push(HeaderName::To, &remote);
                 invite.push(HeaderName::CallId, &call_id);
                 invite.push(HeaderName::CSeq, "1 INVITE");
-                invite.push(HeaderName::Contact, &contact_value(local_addr, peer.transport));
+                invite.push(
+                    HeaderName::Contact,
+                    &contact_value(local_addr, peer.transport),
+                );
                 invite.push(HeaderName::Allow, ALLOW);
                 if let Some(ct) = &content_type {
                     invite.push(HeaderName::ContentType, ct);
                 }
                 invite.set_body(body.clone());
-                let leg_tx = self.tl.new_client(now, peer, invite, TxCtx::Leg(key, leg_index));
+                let leg_tx = self
+                    .tl
+                    .new_client(now, peer, invite, TxCtx::Leg(key, leg_index));
                 self.calls
                     .by_leg_call_id
                     .insert(call_id.as_str().into(), (key, leg_index));
@@ -441,7 +458,10 @@ impl Engine {
             if let Some(req) = self.tl.request(inbound_tx) {
                 let mut ringing = response_to(req, 180, "Ringing", Some(&tag), true);
                 let addr = local_addr_for(&self.cfg, call.inbound.peer.transport);
-                ringing.push(HeaderName::Contact, &contact_value(addr, call.inbound.peer.transport));
+                ringing.push(
+                    HeaderName::Contact,
+                    &contact_value(addr, call.inbound.peer.transport),
+                );
                 self.tl.respond(now, inbound_tx, &ringing);
             }
         }
@@ -499,7 +519,14 @@ impl Engine {
         if !won {
             // Answered too late (another device won, or the call ended).
             leg.state = LegState::Done;
-            let ack = build_ack(&mut self.ids, &leg.dialog, leg.invite_cseq, self.cfg.udp_addr, None, None);
+            let ack = build_ack(
+                &mut self.ids,
+                &leg.dialog,
+                leg.invite_cseq,
+                self.cfg.udp_addr,
+                None,
+                None,
+            );
             let peer = dialog_peer(&leg.dialog);
             self.out.push_back(Transmit {
                 to: peer,
@@ -513,7 +540,14 @@ impl Engine {
         tracing::debug!(call_id = %call.inbound.call_id, number = %call.number, user = %user_id, "answered");
         let late_offer = call.late_offer;
         if !late_offer {
-            let ack = build_ack(&mut self.ids, &leg.dialog, leg.invite_cseq, Some(local_addr_for(&self.cfg, leg.dialog.peer.transport)), None, None);
+            let ack = build_ack(
+                &mut self.ids,
+                &leg.dialog,
+                leg.invite_cseq,
+                Some(local_addr_for(&self.cfg, leg.dialog.peer.transport)),
+                None,
+                None,
+            );
             let bytes = Bytes::from(ack.encode());
             leg.ack = Some(bytes.clone());
             self.out.push_back(Transmit {
@@ -530,7 +564,10 @@ impl Engine {
         let transport = call.inbound.peer.transport;
         if let Some(req) = self.tl.request(inbound_tx) {
             let mut ok = response_to(req, 200, "OK", Some(&tag), true);
-            ok.push(HeaderName::Contact, &contact_value(self.local_addr(transport), transport));
+            ok.push(
+                HeaderName::Contact,
+                &contact_value(self.local_addr(transport), transport),
+            );
             ok.push(HeaderName::Allow, ALLOW);
             if let Some(ct) = response.header(HeaderName::ContentType) {
                 ok.push(HeaderName::ContentType, ct);
@@ -590,7 +627,8 @@ impl Engine {
     }
 
     fn send_cancel(&mut self, now: Instant, invite_tx: TxId) {
-        let (Some(cancel), Some(peer)) = (self.tl.cancel_for(invite_tx), self.tl.peer(invite_tx)) else {
+        let (Some(cancel), Some(peer)) = (self.tl.cancel_for(invite_tx), self.tl.peer(invite_tx))
+        else {
             return;
         };
         self.tl.new_client(now, peer, cancel, TxCtx::Fire);
@@ -637,7 +675,13 @@ impl Engine {
         self.tl.new_client(now, to, bye, TxCtx::Fire);
     }
 
-    pub(super) fn b2bua_leg_2xx_again(&mut self, key: CallKey, leg_index: u16, tx: TxId, response: &Message) {
+    pub(super) fn b2bua_leg_2xx_again(
+        &mut self,
+        key: CallKey,
+        leg_index: u16,
+        tx: TxId,
+        response: &Message,
+    ) {
         let ack = self
             .calls
             .calls
@@ -676,7 +720,13 @@ impl Engine {
         }
     }
 
-    pub(super) fn b2bua_leg_timeout(&mut self, now: Instant, _tx: TxId, key: CallKey, leg_index: u16) {
+    pub(super) fn b2bua_leg_timeout(
+        &mut self,
+        now: Instant,
+        _tx: TxId,
+        key: CallKey,
+        leg_index: u16,
+    ) {
         let Some(call) = self.calls.calls.get_mut(&key) else {
             return;
         };
@@ -756,7 +806,14 @@ impl Engine {
                     let body = ack.body().clone();
                     let ct = ack.header(HeaderName::ContentType).map(str::to_string);
                     let local = Some(local_addr_for(&self.cfg, leg.dialog.peer.transport));
-                    let msg = build_ack(&mut self.ids, &leg.dialog, leg.invite_cseq, local, ct.as_deref(), Some(body));
+                    let msg = build_ack(
+                        &mut self.ids,
+                        &leg.dialog,
+                        leg.invite_cseq,
+                        local,
+                        ct.as_deref(),
+                        Some(body),
+                    );
                     let bytes = Bytes::from(msg.encode());
                     leg.ack = Some(bytes.clone());
                     self.out.push_back(Transmit {
@@ -782,7 +839,14 @@ impl Engine {
         };
         let local = Some(local_addr_for(&self.cfg, dialog.peer.transport));
         let ct = ack.header(HeaderName::ContentType).map(str::to_string);
-        let msg = build_ack(&mut self.ids, dialog, relay_cseq, local, ct.as_deref(), Some(ack.body().clone()));
+        let msg = build_ack(
+            &mut self.ids,
+            dialog,
+            relay_cseq,
+            local,
+            ct.as_deref(),
+            Some(ack.body().clone()),
+        );
         let bytes = Bytes::from(msg.encode());
         let to = dialog_peer(dialog);
         if let Some(relay) = call.relayed_invite.as_mut() {
@@ -803,11 +867,6 @@ impl Engine {
         let Some(call) = self.calls.calls.get_mut(&key) else {
             return;
         };
-        if side == Side::Caller {
-            if let Some(seq) = self.tl.request(server_tx).and_then(|r| r.cseq()).map(|c| c.seq) {
-                call.inbound_cseq = call.inbound_cseq.max(seq);
-            }
-        }
         let state = call.state;
         if method == Method::Bye {
             self.respond_plain(now, server_tx, 200);
@@ -872,7 +931,9 @@ impl Engine {
         if let Some(slot) = side_dialog_mut(call, target_side) {
             *slot = dialog_copy;
         }
-        let client_tx = self.tl.new_client(now, to, relayed, TxCtx::Relay(key, server_tx));
+        let client_tx = self
+            .tl
+            .new_client(now, to, relayed, TxCtx::Relay(key, server_tx));
         if method == Method::Invite {
             if let Some(call) = self.calls.calls.get_mut(&key) {
                 call.relayed_invite = Some(RelayedInvite {
@@ -887,18 +948,32 @@ impl Engine {
     }
 
     /// The other side answered a relayed request (or never did).
-    pub(super) fn b2bua_relay_final(&mut self, now: Instant, key: CallKey, server_tx: TxId, response: Option<Message>) {
+    pub(super) fn b2bua_relay_final(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        server_tx: TxId,
+        response: Option<Message>,
+    ) {
         let Some(original) = self.tl.request(server_tx) else {
             return;
         };
         let reply = match &response {
             Some(resp) => {
                 let status = resp.status().unwrap_or(500);
-                let mut reply = response_to(original, status, resp.reason().unwrap_or(""), None, false);
+                let mut reply =
+                    response_to(original, status, resp.reason().unwrap_or(""), None, false);
                 copy_end_to_end(resp, &mut reply);
                 if original.method() == Some(&Method::Invite) && (200..300).contains(&status) {
-                    let transport = self.tl.peer(server_tx).map(|p| p.transport).unwrap_or(Transport::Udp);
-                    reply.push(HeaderName::Contact, &contact_value(self.local_addr(transport), transport));
+                    let transport = self
+                        .tl
+                        .peer(server_tx)
+                        .map(|p| p.transport)
+                        .unwrap_or(Transport::Udp);
+                    reply.push(
+                        HeaderName::Contact,
+                        &contact_value(self.local_addr(transport), transport),
+                    );
                 }
                 reply.set_body(resp.body().clone());
                 reply
@@ -941,7 +1016,10 @@ impl Engine {
     }
 
     pub(super) fn b2bua_stray_response(&mut self, _now: Instant, response: Message) {
-        tracing::trace!(status = response.status(), "response matches no transaction");
+        tracing::trace!(
+            status = response.status(),
+            "response matches no transaction"
+        );
     }
 
     pub(super) fn on_call_timer(&mut self, now: Instant, key: CallKey, timer: CallTimer) {
@@ -1019,9 +1097,13 @@ impl Engine {
         if let Some(user) = call.busy.take() {
             user.call_ended();
         }
-        self.calls.by_caller_call_id.remove(call.inbound.call_id.as_str());
+        self.calls
+            .by_caller_call_id
+            .remove(call.inbound.call_id.as_str());
         for (i, leg) in call.legs.iter().enumerate() {
-            self.calls.by_leg_call_id.remove(leg.dialog.call_id.as_str());
+            self.calls
+                .by_leg_call_id
+                .remove(leg.dialog.call_id.as_str());
             unlist_ringing(&mut self.calls.ringing_by_user, &leg.user_id, key, i as u16);
             if leg.state == LegState::Ringing && !leg.cancel_sent {
                 self.send_cancel(now, leg.tx);
@@ -1042,10 +1124,14 @@ impl Calls {
             .get(call_id)
             .map(|&(key, leg)| (key, Side::Leg(leg)))
     }
-
 }
 
-fn unlist_ringing(ringing: &mut HashMap<Box<str>, Vec<(CallKey, u16)>>, user_id: &str, key: CallKey, leg: u16) {
+fn unlist_ringing(
+    ringing: &mut HashMap<Box<str>, Vec<(CallKey, u16)>>,
+    user_id: &str,
+    key: CallKey,
+    leg: u16,
+) {
     if let Some(list) = ringing.get_mut(user_id) {
         list.retain(|&(k, l)| !(k == key && l == leg));
         if list.is_empty() {
@@ -1141,7 +1227,11 @@ fn uri_addr(uri: &str) -> Option<SocketAddr> {
         return None;
     }
     let ip = host_ip(uri.host)?;
-    let default_port = if uri.scheme == Scheme::Sips { 5061 } else { 5060 };
+    let default_port = if uri.scheme == Scheme::Sips {
+        5061
+    } else {
+        5060
+    };
     Some(SocketAddr::new(ip, uri.port.unwrap_or(default_port)))
 }
 

@@ -228,7 +228,8 @@ impl Engine {
         };
         if let Err(rejection) = check_request(&request) {
             if method != Method::Ack {
-                let mut reply = response_to(&request, rejection.status, &rejection.reason, None, false);
+                let mut reply =
+                    response_to(&request, rejection.status, &rejection.reason, None, false);
                 if let Some(tags) = &rejection.unsupported {
                     reply.push(HeaderName::Unsupported, tags);
                 }
@@ -264,7 +265,8 @@ impl Engine {
             _ => {
                 let tx = self.tl.new_server(now, from, request, TxCtx::Plain);
                 if let Some(req) = self.tl.request(tx) {
-                    let mut reply = response_to(req, 405, "Method Not Allowed", Some(&self.ids.tag()), false);
+                    let mut reply =
+                        response_to(req, 405, "Method Not Allowed", Some(&self.ids.tag()), false);
                     reply.push(HeaderName::Allow, ALLOW);
                     self.tl.respond(now, tx, &reply);
                 }
@@ -291,12 +293,25 @@ impl Engine {
     }
 
     /// Creates a server transaction and answers it at once with `status`.
-    fn reply_new(&mut self, now: Instant, from: Peer, request: Message, status: u16, extra: Option<(HeaderName, &str)>) {
+    fn reply_new(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        request: Message,
+        status: u16,
+        extra: Option<(HeaderName, &str)>,
+    ) {
         let tx = self.tl.new_server(now, from, request, TxCtx::Plain);
         let Some(req) = self.tl.request(tx) else {
             return;
         };
-        let mut reply = response_to(req, status, reason_phrase(status), Some(&self.ids.tag()), false);
+        let mut reply = response_to(
+            req,
+            status,
+            reason_phrase(status),
+            Some(&self.ids.tag()),
+            false,
+        );
         if let Some((name, value)) = extra {
             reply.push(name, value);
         }
@@ -339,7 +354,9 @@ impl Engine {
             },
             TxEvent::Final { tx, ctx, response } => match ctx {
                 TxCtx::Leg(call, leg) => self.b2bua_leg_final(now, tx, call, leg, response),
-                TxCtx::Relay(call, server_tx) => self.b2bua_relay_final(now, call, server_tx, Some(response)),
+                TxCtx::Relay(call, server_tx) => {
+                    self.b2bua_relay_final(now, call, server_tx, Some(response))
+                }
                 _ => {}
             },
             TxEvent::Retransmitted2xx { tx, ctx, response } => {
@@ -381,7 +398,8 @@ pub(crate) fn local_addr_for(cfg: &EngineConfig, transport: Transport) -> Socket
 }
 
 /// Methods Switchboard accepts.
-pub(crate) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, NOTIFY, REFER, MESSAGE";
+pub(crate) const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, NOTIFY, REFER, MESSAGE";
 
 /// RFC 3261 §18.2.1 and RFC 3581: note where the request really came from in
 /// its top Via, so every response retraces the path through NAT.
@@ -457,7 +475,11 @@ fn salvage_error_response(raw: &[u8], status: u16, reason: &str) -> Option<Bytes
     let text = String::from_utf8_lossy(raw);
     let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
     let first = lines.find(|l| !l.is_empty())?;
-    if first.len() < 3 || first.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("SIP/")) {
+    if first.len() < 3
+        || first
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("SIP/"))
+    {
         return None;
     }
     let mut out = Vec::with_capacity(512);

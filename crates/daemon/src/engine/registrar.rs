@@ -61,12 +61,20 @@ impl Engine {
                 r.push(HeaderName::MinExpires, &self.cfg.min_expires.to_string());
                 r
             }
-            Err(RegisterError::NotActive) => {
-                response_to(req, 403, "Forbidden (account not active)", Some(&tag), false)
-            }
-            Err(RegisterError::WrongAor) => {
-                response_to(req, 403, "Forbidden (To does not match the credentials)", Some(&tag), false)
-            }
+            Err(RegisterError::NotActive) => response_to(
+                req,
+                403,
+                "Forbidden (account not active)",
+                Some(&tag),
+                false,
+            ),
+            Err(RegisterError::WrongAor) => response_to(
+                req,
+                403,
+                "Forbidden (To does not match the credentials)",
+                Some(&tag),
+                false,
+            ),
             Err(RegisterError::BadRequest(why)) => response_to(req, 400, why, Some(&tag), false),
             Err(RegisterError::OutOfOrder) => {
                 response_to(req, 500, "Out Of Order Registration", Some(&tag), false)
@@ -81,7 +89,12 @@ impl Engine {
     /// Checks `Authorization` (or `Proxy-Authorization`) against the
     /// directory. Unknown users are verified against a dummy secret so that
     /// they cost the same as a wrong password.
-    pub(crate) fn authenticate(&self, now: Instant, request: &Message, header: HeaderName) -> AuthOutcome {
+    pub(crate) fn authenticate(
+        &self,
+        now: Instant,
+        request: &Message,
+        header: HeaderName,
+    ) -> AuthOutcome {
         let realm = self.cfg.domain.as_str();
         let method = request.method().map(|m| m.as_str()).unwrap_or("");
         let now_unix = self.now_unix_ms(now) / 1000;
@@ -98,7 +111,9 @@ impl Engine {
                 .directory
                 .user_index(&creds.username)
                 .map(|i| workspace.directory.user(i));
-            let password = user.map(|u| u.password.as_str()).unwrap_or("\u{0}no-such-user");
+            let password = user
+                .map(|u| u.password.as_str())
+                .unwrap_or("\u{0}no-such-user");
             let ha1 = auth::ha1(creds.algorithm, &creds.username, realm, password);
             let offered = self.cfg.digest_algorithms.contains(&creds.algorithm);
             let verified = offered && auth::verify(&creds, method, &ha1) && user.is_some();
@@ -137,10 +152,18 @@ impl Engine {
 
     /// RFC 3261 §10.3 steps 5 to 8 for an authenticated user. Returns the
     /// Contact values of the bindings after the change.
-    fn apply_register(&mut self, now: Instant, tx: TxId, from: Peer, user_id: &str) -> Result<Vec<String>, RegisterError> {
+    fn apply_register(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        from: Peer,
+        user_id: &str,
+    ) -> Result<Vec<String>, RegisterError> {
         let workspace = self.workspace.load();
         let directory = &workspace.directory;
-        let user_idx = directory.user_index(user_id).ok_or(RegisterError::WrongAor)?;
+        let user_idx = directory
+            .user_index(user_id)
+            .ok_or(RegisterError::WrongAor)?;
         if directory.user(user_idx).status != UserStatus::Active {
             return Err(RegisterError::NotActive);
         }
@@ -149,14 +172,18 @@ impl Engine {
         };
         // The address of record is the To URI; its user must be the one who
         // authenticated (§10.3 step 6).
-        let to = req.to_header().ok_or(RegisterError::BadRequest("Malformed To"))?;
+        let to = req
+            .to_header()
+            .ok_or(RegisterError::BadRequest("Malformed To"))?;
         let aor = Uri::parse(to.uri).map_err(|_| RegisterError::BadRequest("Malformed To URI"))?;
         if aor.user != Some(user_id) {
             return Err(RegisterError::WrongAor);
         }
         let call_id = req.call_id().unwrap_or("").to_string();
         let cseq = req.cseq().map(|c| c.seq).unwrap_or(0);
-        let header_expires = req.header(HeaderName::Expires).and_then(parse_delta_seconds);
+        let header_expires = req
+            .header(HeaderName::Expires)
+            .and_then(parse_delta_seconds);
         let now_ms = self.now_unix_ms(now);
 
         let mut changes: Vec<Change> = Vec::new();
@@ -166,7 +193,8 @@ impl Engine {
                 wildcard = true;
                 continue;
             }
-            let contact = NameAddr::parse(value).ok_or(RegisterError::BadRequest("Malformed Contact"))?;
+            let contact =
+                NameAddr::parse(value).ok_or(RegisterError::BadRequest("Malformed Contact"))?;
             if Uri::parse(contact.uri).is_err() {
                 return Err(RegisterError::BadRequest("Malformed Contact URI"));
             }
@@ -194,13 +222,17 @@ impl Engine {
         if wildcard {
             // §10.3 step 6: `*` only alone and with Expires: 0.
             if !changes.is_empty() || header_expires != Some(0) {
-                return Err(RegisterError::BadRequest("Wildcard Contact needs Expires: 0 and no other Contact"));
+                return Err(RegisterError::BadRequest(
+                    "Wildcard Contact needs Expires: 0 and no other Contact",
+                ));
             }
         }
 
         let transport = match from.transport {
             Transport::Udp => BindingTransport::Udp,
-            Transport::Tcp(id) => BindingTransport::Tcp { connection: Some(id) },
+            Transport::Tcp(id) => BindingTransport::Tcp {
+                connection: Some(id),
+            },
         };
         let max = self.cfg.max_bindings_per_user;
         let presence = workspace.presence.user(user_idx);
@@ -214,7 +246,8 @@ impl Engine {
             }
             for change in &changes {
                 let existing = list.iter().position(|b| {
-                    b.contact == change.uri || (change.instance.is_some() && b.instance == change.instance)
+                    b.contact == change.uri
+                        || (change.instance.is_some() && b.instance == change.instance)
                 });
                 if let Some(i) = existing {
                     if list[i].call_id == call_id && list[i].cseq >= cseq {

@@ -101,7 +101,9 @@ fn provisional_stops_timer_a_and_b_non_2xx_is_acked_and_timer_d_lingers() {
     let t0 = Instant::now();
     let id = t.new_client(t0, peer(), request("INVITE", "z9hG4bKb"), 1);
     drain(&mut t);
-    assert!(t.on_response(t0 + ms(100), response(180, "INVITE", "z9hG4bKb")).is_none());
+    assert!(t
+        .on_response(t0 + ms(100), response(180, "INVITE", "z9hG4bKb"))
+        .is_none());
     let (_, ev) = drain(&mut t);
     assert!(matches!(ev[..], [TxEvent::Provisional { .. }]));
     // No retransmission and no timer B once proceeding.
@@ -149,7 +151,9 @@ fn timer_e_caps_at_t2_and_timer_f_times_out() {
     t.new_client(t0, peer(), request("OPTIONS", "z9hG4bKe"), 3);
     drain(&mut t);
     // 0.5, 1.5, 3.5, 7.5 then every 4 s: 11.5, 15.5, ... 31.5.
-    let at = [500, 1500, 3500, 7500, 11_500, 15_500, 19_500, 23_500, 27_500, 31_500];
+    let at = [
+        500, 1500, 3500, 7500, 11_500, 15_500, 19_500, 23_500, 27_500, 31_500,
+    ];
     assert_eq!(sends_at(&mut t, t0, &at), vec![1; at.len()]);
     assert_eq!(sends_at(&mut t, t0, &[31_999]), vec![0]);
     t.handle_timeout(t0 + ms(32_000));
@@ -202,7 +206,11 @@ fn timer_g_h_and_ack_absorbed_then_timer_i() {
     let req = request("INVITE", "z9hG4bKg");
     let id = t.new_server(t0, peer(), req.clone(), 9);
     drain(&mut t);
-    t.respond(t0, id, &response_to(&req, 486, "Busy Here", Some("x"), false));
+    t.respond(
+        t0,
+        id,
+        &response_to(&req, 486, "Busy Here", Some("x"), false),
+    );
     assert_eq!(drain(&mut t).0, vec!["SIP/2.0 486 Busy Here"]);
     // G: 0.5, 1.5, 3.5, 7.5, 11.5 (capped at T2).
     assert_eq!(
@@ -224,13 +232,24 @@ fn timer_g_h_and_ack_absorbed_then_timer_i() {
     // Without an ACK, timer H fires at 64*T1 and reports it.
     let req = request("INVITE", "z9hG4bKh");
     let id = t.new_server(t0, peer(), req.clone(), 4);
-    t.respond(t0, id, &response_to(&req, 480, "Temporarily Unavailable", Some("x"), false));
+    t.respond(
+        t0,
+        id,
+        &response_to(&req, 480, "Temporarily Unavailable", Some("x"), false),
+    );
     drain(&mut t);
     t.handle_timeout(t0 + ms(31_999));
     assert!(drain(&mut t).1.is_empty());
     t.handle_timeout(t0 + ms(32_000));
     let (_, ev) = drain(&mut t);
-    assert!(matches!(ev[..], [TxEvent::AckTimeout { ctx: 4, status: 480, .. }]));
+    assert!(matches!(
+        ev[..],
+        [TxEvent::AckTimeout {
+            ctx: 4,
+            status: 480,
+            ..
+        }]
+    ));
 }
 
 #[test]
@@ -260,7 +279,14 @@ fn server_2xx_is_resent_until_confirmed_and_timer_l_ends_it() {
     drain(&mut t);
     t.handle_timeout(t0 + ms(32_000));
     let (_, ev) = drain(&mut t);
-    assert!(matches!(ev[..], [TxEvent::AckTimeout { ctx: 6, status: 200, .. }]));
+    assert!(matches!(
+        ev[..],
+        [TxEvent::AckTimeout {
+            ctx: 6,
+            status: 200,
+            ..
+        }]
+    ));
 }
 
 #[test]
