@@ -508,14 +508,12 @@ impl<C: Clone> Transactions<C> {
                     }));
                 }
             }
-            (Kind::ClientInvite, State::Accepted) => {
-                if (200..300).contains(&status) {
-                    self.out.push_back(Output::Event(TxEvent::Retransmitted2xx {
-                        tx: id,
-                        ctx: tx.ctx.clone(),
-                        response,
-                    }));
-                }
+            (Kind::ClientInvite, State::Accepted) if (200..300).contains(&status) => {
+                self.out.push_back(Output::Event(TxEvent::Retransmitted2xx {
+                    tx: id,
+                    ctx: tx.ctx.clone(),
+                    response,
+                }));
             }
             (Kind::ClientNonInvite, State::Trying | State::Proceeding) => {
                 if status < 200 {

@@ -348,10 +348,11 @@ impl Engine {
 
     fn on_tx_event(&mut self, now: Instant, event: TxEvent<TxCtx>) {
         match event {
-            TxEvent::Provisional { tx, ctx, response } => match ctx {
-                TxCtx::Leg(call, leg) => self.b2bua_leg_provisional(now, tx, call, leg, response),
-                _ => {}
-            },
+            TxEvent::Provisional { tx, ctx, response } => {
+                if let TxCtx::Leg(call, leg) = ctx {
+                    self.b2bua_leg_provisional(now, tx, call, leg, response);
+                }
+            }
             TxEvent::Final { tx, ctx, response } => match ctx {
                 TxCtx::Leg(call, leg) => self.b2bua_leg_final(now, tx, call, leg, response),
                 TxCtx::Relay(call, server_tx) => {

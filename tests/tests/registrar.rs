@@ -1,0 +1,265 @@
+//! The registrar over real UDP: digest auth, bindings, expiry, persistence.
+#![allow(clippy::unwrap_used)]
+
+use switchboard::server::Daemon;
+use switchboard_tests::sip::auth::Algorithm;
+use switchboard_tests::sip::{HeaderName, Message, Method};
+use switchboard_tests::{test_config, Ua};
+
+async fn start_in(dir: &std::path::Path, extra: &str) -> Daemon {
+    Daemon::start(test_config(dir, extra)).await.unwrap()
+}
+
+fn contacts(resp: &Message) -> Vec<String> {
+    resp.values(HeaderName::Contact)
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn sign_in_with_md5_and_sha256_and_the_200_lists_bindings() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start_in(dir.path(), "").await;
+    let server = daemon.udp_addr.unwrap();
+    let mut phone = Ua::bind("127.0.0.1", server).await;
+    let ok = phone.register("alice", "alice-pw", Some(5081), 300).await;
+    assert_eq!(ok.status(), Some(200));
+    assert_eq!(
+        contacts(&ok),
+        vec!["<sip:alice@127.0.0.1:5081>;expires=300".to_string()]
+    );
+
+    let ok = phone
+        .register_with("alice", "alice-pw", Some(5082), 120, Algorithm::Sha256)
+        .await;
+    assert_eq!(ok.status(), Some(200));
+    let mut listed = contacts(&ok);
+    listed.sort();
+    assert_eq!(
+        listed,
+        vec![
+            "<sip:alice@127.0.0.1:5081>;expires=300".to_string(),
+            "<sip:alice@127.0.0.1:5082>;expires=120".to_string()
+        ]
+    );
+    assert!(daemon.presence.user("alice").is_signed_in(now_ms()));
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_user_get_the_same_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start_in(dir.path(), "").await;
+    let server = daemon.udp_addr.unwrap();
+    let mut phone = Ua::bind("127.0.0.1", server).await;
+    let wrong = phone.register("alice", "nope", None, 300).await;
+    let unknown = phone.register("mallory", "nope", None, 300).await;
+    assert_eq!(wrong.status(), Some(403));
+    assert_eq!(unknown.status(), Some(403));
+    assert_eq!(wrong.reason(), unknown.reason());
+    assert!(!daemon.presence.user("alice").is_signed_in(now_ms()));
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn invited_user_cannot_sign_in_even_with_the_right_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start_in(dir.path(), "").await;
+    let mut phone = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
+    let resp = phone.register("dave", "dave-pw", None, 300).await;
+    assert_eq!(resp.status(), Some(403));
+    assert!(!daemon.presence.user("dave").is_signed_in(now_ms()));
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn too_brief_is_423_and_too_long_is_cut_to_the_maximum() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start_in(dir.path(), "").await;
+    let mut phone = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
+    let resp = phone.register("bob", "bob-pw", None, 10).await;
+    assert_eq!(resp.status(), Some(423));
+    assert_eq!(resp.header(HeaderName::MinExpires), Some("60"));
+    let resp = phone.register("bob", "bob-pw", None, 99_999).await;
+    assert_eq!(resp.status(), Some(200));
+    assert!(contacts(&resp)[0].ends_with(";expires=3600"));
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn expires_zero_removes_one_device_and_wildcard_removes_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start_in(dir.path(), "").await;
+    let mut phone = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
+    assert_eq!(
+        phone
+            .register("bob", "bob-pw", Some(6001), 300)
+            .await
+            .status(),
+        Some(200)
+    );
+    assert_eq!(
+        phone
+            .register("bob", "bob-pw", Some(6002), 300)
+            .await
+            .status(),
+        Some(200)
+    );
+    let resp = phone.register("bob", "bob-pw", Some(6001), 0).await;
+    assert_eq!(
+        contacts(&resp),
+        vec!["<sip:bob@127.0.0.1:6002>;expires=300".to_string()]
+    );
+
+    // Contact: * with Expires: 0 (RFC 3261 §10.2.2), authenticated.
+    let call_id = "wild-1";
+    let mut first = Message::request(Method::Register, "sip:switchboard.test");
+    first.push(
+        HeaderName::Via,
+        &format!("SIP/2.0/UDP {};branch=z9hG4bKw1", phone.addr),
+    );
+    first.push(HeaderName::From, "<sip:bob@switchboard.test>;tag=w");
+    first.push(HeaderName::To, "<sip:bob@switchboard.test>");
+    first.push(HeaderName::CallId, call_id);
+    first.push(HeaderName::CSeq, "1 REGISTER");
+    first.push(HeaderName::Contact, "*");
+    first.push(HeaderName::Expires, "0");
+    phone.send(&first).await;
+    let challenge = phone.final_response().await;
+    assert_eq!(challenge.status(), Some(401));
+    let mut second = first.clone();
+    second.set(
+        HeaderName::Via,
+        &format!("SIP/2.0/UDP {};branch=z9hG4bKw2", phone.addr),
+    );
+    second.set(HeaderName::CSeq, "2 REGISTER");
+    second.push(
+        HeaderName::Authorization,
+        &switchboard_tests::digest_answer(
+            &challenge,
+            HeaderName::WwwAuthenticate,
+            Algorithm::Md5,
+            "bob",
+            "bob-pw",
+            "REGISTER",
+            "sip:switchboard.test",
+        ),
+    );
+    phone.send(&second).await;
+    let ok = phone.final_response().await;
+    assert_eq!(ok.status(), Some(200));
+    assert!(contacts(&ok).is_empty());
+    assert!(!daemon.presence.user("bob").is_signed_in(now_ms()));
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn bindings_expire_on_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start_in(dir.path(), "").await;
+    let mut phone = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
+    // The test config allows 60 s at least; register, then check the expiry
+    // instant the registrar computed instead of waiting a minute.
+    let before = now_ms();
+    assert_eq!(
+        phone.register("carol", "carol-pw", None, 60).await.status(),
+        Some(200)
+    );
+    let bindings = daemon.presence.user("carol").bindings(now_ms());
+    assert_eq!(bindings.len(), 1);
+    let expires = bindings[0].expires_at_ms;
+    assert!(expires >= before + 60_000 && expires <= now_ms() + 60_000);
+    assert!(daemon.presence.user("carol").is_signed_in(expires - 1));
+    assert!(!daemon.presence.user("carol").is_signed_in(expires));
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_keeps_every_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start_in(dir.path(), "").await;
+    let mut phone = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
+    assert_eq!(
+        phone.register("bob", "bob-pw", None, 300).await.status(),
+        Some(200)
+    );
+    daemon.stop().await;
+    assert!(dir.path().join("registrations.json").exists());
+
+    let daemon = start_in(dir.path(), "").await;
+    assert!(daemon.presence.user("bob").is_signed_in(now_ms()));
+    // And the restored binding rings: a trunk call to bob's direct line.
+    let mut trunk = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
+    let mut phone = phone_rebound(phone, daemon.udp_addr.unwrap());
+    let invite = trunk.invite("+15550200", "+15551234567");
+    trunk.send(&invite).await;
+    let at_phone = phone.expect_request(Method::Invite).await;
+    phone.respond(&at_phone, 486, Some("busy1"), None).await;
+    assert_eq!(trunk.final_response().await.status(), Some(486));
+    daemon.stop().await;
+}
+
+/// The same socket talking to a restarted daemon on a new port.
+fn phone_rebound(mut phone: Ua, server: std::net::SocketAddr) -> Ua {
+    phone.server = server;
+    phone
+}
+
+#[tokio::test]
+async fn garbage_and_oversized_messages_do_not_stop_the_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start_in(dir.path(), "").await;
+    let mut ua = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
+    ua.send_raw(b"\x00\xff garbage \r\n\r\n").await;
+    ua.send_raw(&vec![b'A'; 65_000]).await;
+    // A request missing Call-ID gets a 400 that names the problem.
+    let raw = format!(
+        "OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKbad\r\n\
+         From: <sip:a@b>;tag=1\r\nTo: <sip:x@y>\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        ua.addr
+    );
+    ua.send_raw(raw.as_bytes()).await;
+    let resp = ua.final_response().await;
+    assert_eq!(resp.status(), Some(400));
+    assert!(resp.reason().unwrap().contains("Call-ID"), "{resp}");
+    // Content-Length beyond the datagram: refused with 400.
+    let raw = format!(
+        "OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bKshort\r\n\
+         From: <sip:a@b>;tag=1\r\nTo: <sip:x@y>\r\nCall-ID: s\r\nCSeq: 1 OPTIONS\r\nContent-Length: 500\r\n\r\nabc",
+        ua.addr
+    );
+    ua.send_raw(raw.as_bytes()).await;
+    assert_eq!(ua.final_response().await.status(), Some(400));
+    // Still serving.
+    assert_eq!(
+        ua.register("alice", "alice-pw", None, 300).await.status(),
+        Some(200)
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn options_and_unknown_methods() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start_in(dir.path(), "").await;
+    let mut ua = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
+    for (method, status) in [("OPTIONS", 200), ("FOO", 501), ("SUBSCRIBE", 405)] {
+        let raw = format!(
+            "{method} sip:switchboard@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK{method}\r\n\
+             From: <sip:a@b>;tag=1\r\nTo: <sip:x@y>\r\nCall-ID: {method}-1\r\nCSeq: 1 {method}\r\n\
+             Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            ua.addr
+        );
+        ua.send_raw(raw.as_bytes()).await;
+        let resp = ua.final_response().await;
+        assert_eq!(resp.status(), Some(status), "{method}");
+    }
+    daemon.stop().await;
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
