@@ -467,3 +467,95 @@ ring = ["bob"]
     );
     directory::Config::parse(&text, Path::new("test.toml"), data_dir).unwrap()
 }
+
+/// A SIP peer over one TCP connection (RFC 3261 §18.3 framing).
+pub struct TcpUa {
+    stream: tokio::net::TcpStream,
+    pub addr: SocketAddr,
+    buf: Vec<u8>,
+}
+
+impl TcpUa {
+    pub async fn connect(server: SocketAddr) -> TcpUa {
+        let stream = tokio::net::TcpStream::connect(server).await.unwrap();
+        let addr = stream.local_addr().unwrap();
+        TcpUa {
+            stream,
+            addr,
+            buf: Vec::new(),
+        }
+    }
+
+    pub async fn send(&mut self, message: &Message) {
+        use tokio::io::AsyncWriteExt;
+        self.stream.write_all(&message.encode()).await.unwrap();
+    }
+
+    pub async fn recv(&mut self) -> Message {
+        use tokio::io::AsyncReadExt;
+        loop {
+            match sip::framing::next_frame(&self.buf).unwrap() {
+                sip::framing::Frame::Message(n) => {
+                    let msg = Message::parse(&self.buf[..n]).unwrap();
+                    self.buf.drain(..n);
+                    return msg;
+                }
+                sip::framing::Frame::KeepAlive(n) => {
+                    self.buf.drain(..n);
+                }
+                sip::framing::Frame::Incomplete => {
+                    let mut chunk = [0u8; 4096];
+                    let n = tokio::time::timeout(WAIT, self.stream.read(&mut chunk))
+                        .await
+                        .expect("a message over TCP")
+                        .unwrap();
+                    assert!(n > 0, "connection closed");
+                    self.buf.extend_from_slice(&chunk[..n]);
+                }
+            }
+        }
+    }
+
+    /// REGISTER with digest auth over this connection.
+    pub async fn register(&mut self, user: &str, password: &str) -> Message {
+        let build = |ua: &TcpUa, cseq: u32, auth_header: Option<String>| {
+            let mut m = Message::request(Method::Register, "sip:switchboard.test");
+            m.push(
+                HeaderName::Via,
+                &format!("SIP/2.0/TCP {};branch=z9hG4bKtcp{cseq}", ua.addr),
+            );
+            m.push(
+                HeaderName::From,
+                &format!("<sip:{user}@switchboard.test>;tag=tcp"),
+            );
+            m.push(HeaderName::To, &format!("<sip:{user}@switchboard.test>"));
+            m.push(HeaderName::CallId, "tcp-reg");
+            m.push(HeaderName::CSeq, &format!("{cseq} REGISTER"));
+            m.push(
+                HeaderName::Contact,
+                &format!("<sip:{user}@{};transport=tcp>", ua.addr),
+            );
+            m.push(HeaderName::Expires, "300");
+            if let Some(a) = auth_header {
+                m.push(HeaderName::Authorization, &a);
+            }
+            m
+        };
+        let first = build(self, 1, None);
+        self.send(&first).await;
+        let challenge = self.recv().await;
+        assert_eq!(challenge.status(), Some(401));
+        let answer = digest_answer(
+            &challenge,
+            HeaderName::WwwAuthenticate,
+            Algorithm::Md5,
+            user,
+            password,
+            "REGISTER",
+            "sip:switchboard.test",
+        );
+        let second = build(self, 2, Some(answer));
+        self.send(&second).await;
+        self.recv().await
+    }
+}

@@ -230,7 +230,7 @@ impl Presence {
                     .insert(entry.key().to_string(), bindings.as_ref().clone());
             }
         }
-        let json = serde_json::to_vec_pretty(&stored).map_err(|source| StoreError::Format {
+        let json = serde_json::to_vec(&stored).map_err(|source| StoreError::Format {
             path: path.to_path_buf(),
             source,
         })?;

@@ -1,0 +1,83 @@
+//! TCP: framing by Content-Length, and calls reach a device over the
+//! connection it registered on.
+#![allow(clippy::unwrap_used)]
+
+use switchboard::server::Daemon;
+use switchboard_tests::sip::{HeaderName, Method};
+use switchboard_tests::{test_config, TcpUa, Ua};
+
+#[tokio::test]
+async fn a_device_registered_over_tcp_is_called_over_that_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), "");
+    config.server.sip_tcp = Some("127.0.0.1:0".parse().unwrap());
+    let daemon = Daemon::start(config).await.unwrap();
+    let mut phone = TcpUa::connect(daemon.tcp_addr.unwrap()).await;
+    let ok = phone.register("bob", "bob-pw").await;
+    assert_eq!(ok.status(), Some(200), "{ok}");
+
+    let mut trunk = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
+    let invite = trunk.invite("+15550200", "+15551234567");
+    trunk.send(&invite).await;
+    let at_phone = phone.recv().await;
+    assert_eq!(at_phone.method(), Some(&Method::Invite));
+    assert!(at_phone
+        .top_via()
+        .unwrap()
+        .transport
+        .eq_ignore_ascii_case("TCP"));
+    let mut busy =
+        switchboard_tests::sip::build::response_to(&at_phone, 486, "Busy Here", Some("t"), false);
+    busy.push(
+        HeaderName::Contact,
+        &format!("<sip:bob@{};transport=tcp>", phone.addr),
+    );
+    phone.send(&busy).await;
+    let ack = phone.recv().await;
+    assert_eq!(ack.method(), Some(&Method::Ack));
+    assert_eq!(trunk.final_response().await.status(), Some(486));
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn glued_and_split_messages_are_framed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), "");
+    config.server.sip_tcp = Some("127.0.0.1:0".parse().unwrap());
+    let daemon = Daemon::start(config).await.unwrap();
+    let addr = daemon.tcp_addr.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let local = stream.local_addr().unwrap();
+    let options = |n: u32| {
+        format!(
+            "OPTIONS sip:switchboard@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bKo{n}\r\n\
+             From: <sip:a@b>;tag=1\r\nTo: <sip:s@b>\r\nCall-ID: o{n}\r\nCSeq: {n} OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Two messages in one write, then one in two writes with a keep-alive first.
+    let glued = format!("{}{}", options(1), options(2));
+    stream.write_all(glued.as_bytes()).await.unwrap();
+    let third = format!("\r\n\r\n{}", options(3));
+    let (a, b) = third.split_at(40);
+    stream.write_all(a.as_bytes()).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    stream.write_all(b.as_bytes()).await.unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    while got.iter().filter(|&&b| b == b'\n').count() < 1
+        || String::from_utf8_lossy(&got).matches("SIP/2.0 200").count() < 3
+    {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(3), stream.read(&mut buf))
+            .await
+            .expect("three answers")
+            .unwrap();
+        assert!(n > 0);
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    for n in 1..=3 {
+        assert!(text.contains(&format!("CSeq: {n} OPTIONS")), "{text}");
+    }
+    daemon.stop().await;
+}
