@@ -71,6 +71,10 @@ impl Daemon {
     pub async fn start(config: Config) -> anyhow::Result<Daemon> {
         let server = &config.server;
         let presence = Arc::new(Presence::new());
+        // Fail at start, not at the first save, when the data dir is unusable.
+        std::fs::create_dir_all(&server.data_dir).with_context(|| {
+            format!("creating the data directory {}", server.data_dir.display())
+        })?;
         let store = server.data_dir.join(REGISTRATIONS_FILE);
         let restored = presence
             .load(&store, unix_ms_now())
@@ -146,6 +150,14 @@ impl Daemon {
         )));
         drop(input_tx);
 
+        for number in config.directory.numbers() {
+            if number.routing.strategy == directory::Strategy::Cascade {
+                tracing::warn!(
+                    number = %number.name,
+                    "cascade routing is not implemented yet: this number rings its routed users simultaneously"
+                );
+            }
+        }
         tracing::info!(
             udp = ?udp_addr,
             tcp = ?tcp_addr,
