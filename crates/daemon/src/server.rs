@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,7 +15,7 @@ use anyhow::Context;
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use directory::Config;
-use presence::Presence;
+use presence::{Presence, RegistrationStore};
 use sip::framing::{next_frame, Frame};
 use sip::ids::IdGenerator;
 use sip::transaction::{Peer, Transmit, Transport};
@@ -27,9 +26,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::engine::{Engine, EngineConfig, WallClock, Workspace};
-
-/// The registrations file inside the data directory.
-pub const REGISTRATIONS_FILE: &str = "registrations.json";
 
 /// How often registrations are expired and, if changed, written to disk.
 const PERSIST_INTERVAL: Duration = Duration::from_secs(1);
@@ -75,10 +71,8 @@ impl Daemon {
         std::fs::create_dir_all(&server.data_dir).with_context(|| {
             format!("creating the data directory {}", server.data_dir.display())
         })?;
-        let store = server.data_dir.join(REGISTRATIONS_FILE);
-        let restored = presence
-            .load(&store, unix_ms_now())
-            .with_context(|| format!("restoring registrations from {}", store.display()))?;
+        let (store, restored) = RegistrationStore::open(&server.data_dir, &presence, unix_ms_now())
+            .context("restoring registrations")?;
         let workspace = Arc::new(ArcSwap::from_pointee(Workspace::new(
             config.directory.clone(),
             &presence,
@@ -409,22 +403,47 @@ async fn serve_connection(
     write_task.abort();
 }
 
-async fn persist_loop(presence: Arc<Presence>, store: PathBuf, shutdown: CancellationToken) {
+/// Expires lapsed bindings and journals changed ones, once a second and at
+/// shutdown. File IO runs on the blocking pool, never on the engine's thread.
+async fn persist_loop(
+    presence: Arc<Presence>,
+    store: RegistrationStore,
+    shutdown: CancellationToken,
+) {
     let mut ticker = tokio::time::interval(PERSIST_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut store = Some(store);
     loop {
         let stopping = tokio::select! {
             _ = shutdown.cancelled() => true,
             _ = ticker.tick() => false,
         };
-        presence.expire(unix_ms_now());
+        let Some(mut current) = store.take() else {
+            break;
+        };
         let p = Arc::clone(&presence);
-        let path = store.clone();
-        let result = tokio::task::spawn_blocking(move || p.save_if_dirty(&path)).await;
+        let result = tokio::task::spawn_blocking(move || {
+            p.expire(unix_ms_now());
+            let flushed = current.flush(&p);
+            let compacted = if stopping {
+                current.compact(&p).map(|_| 0)
+            } else {
+                Ok(0)
+            };
+            (current, flushed.and(compacted))
+        })
+        .await;
         match result {
-            Ok(Err(e)) => tracing::error!(error = %e, "saving registrations"),
-            Err(e) => tracing::error!(error = %e, "saving registrations"),
-            Ok(Ok(_)) => {}
+            Ok((current, outcome)) => {
+                if let Err(e) = outcome {
+                    tracing::error!(error = %e, "saving registrations");
+                }
+                store = Some(current);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "registration store task failed");
+                break;
+            }
         }
         if stopping {
             break;

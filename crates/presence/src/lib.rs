@@ -11,17 +11,21 @@
 //! Time is passed in as milliseconds since the Unix epoch: binding expiries
 //! must mean the same thing after a restart.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use directory::{Directory, UserIdx};
 use serde::{Deserialize, Serialize};
+
+mod store;
+pub use store::RegistrationStore;
 
 /// How a device reaches us and we reach it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -171,7 +175,8 @@ struct StoredFile {
 #[derive(Debug, Default)]
 pub struct Presence {
     users: DashMap<Box<str>, Arc<UserPresence>>,
-    dirty: AtomicBool,
+    /// Users whose bindings changed since the store last wrote them.
+    changed: Mutex<HashSet<Box<str>>>,
 }
 
 impl Presence {
@@ -194,26 +199,32 @@ impl Presence {
         }
     }
 
-    /// Records that bindings changed, so the next [`Presence::save_if_dirty`] writes.
-    pub fn mark_dirty(&self) {
-        self.dirty.store(true, Ordering::Release);
+    /// Records that a user's bindings changed, so the store writes them.
+    pub fn mark_changed(&self, user: &str) {
+        let mut changed = self.changed.lock().unwrap_or_else(|e| e.into_inner());
+        if !changed.contains(user) {
+            changed.insert(user.into());
+        }
     }
 
-    /// Writes the bindings if anything changed since the last write.
-    pub fn save_if_dirty(&self, path: &Path) -> Result<bool, StoreError> {
-        if !self.dirty.swap(false, Ordering::AcqRel) {
-            return Ok(false);
-        }
-        if let Err(e) = self.save(path) {
-            self.dirty.store(true, Ordering::Release);
-            return Err(e);
-        }
-        Ok(true)
+    /// The users changed since the last call, forgetting them.
+    pub fn take_changed(&self) -> Vec<Box<str>> {
+        let mut changed = self.changed.lock().unwrap_or_else(|e| e.into_inner());
+        changed.drain().collect()
+    }
+
+    /// Every user with stored bindings (expired ones included) and the list.
+    pub fn all_bindings(&self) -> Vec<(String, Arc<Vec<Binding>>)> {
+        self.users
+            .iter()
+            .map(|e| (e.key().to_string(), e.value().snapshot()))
+            .filter(|(_, b)| !b.is_empty())
+            .collect()
     }
 
     /// Writes every binding atomically: a temporary file, fsynced, renamed
     /// over the old one, so a crash leaves either the old or the new file.
-    pub fn save(&self, path: &Path) -> Result<(), StoreError> {
+    pub fn save(&self, path: &Path) -> Result<u64, StoreError> {
         let io = |source| StoreError::Io {
             path: path.to_path_buf(),
             source,
@@ -247,7 +258,7 @@ impl Presence {
                 let _ = d.sync_all();
             }
         }
-        Ok(())
+        Ok(json.len() as u64)
     }
 
     /// Loads bindings saved by [`Presence::save`], dropping expired ones. A
@@ -292,7 +303,6 @@ impl Presence {
                 if was && !user.is_signed_in(now_ms) {
                     signed_out += 1;
                 }
-                self.mark_dirty();
             }
         }
         signed_out
@@ -364,9 +374,7 @@ mod tests {
             .update(0, |l| l.push(binding("sip:a@127.0.0.1:1", 10_000)));
         p.user("bob")
             .update(0, |l| l.push(binding("sip:b@127.0.0.1:1", 500)));
-        p.mark_dirty();
-        assert!(p.save_if_dirty(&path).unwrap());
-        assert!(!p.save_if_dirty(&path).unwrap());
+        assert!(p.save(&path).unwrap() > 0);
 
         let restored = Presence::new();
         assert_eq!(restored.load(&path, 1_000).unwrap(), 1);

@@ -690,6 +690,44 @@ mod tests {
     }
 
     #[test]
+    fn strict_parameter_syntax() {
+        assert!(Params::new("").is_well_formed());
+        assert!(Params::new(" ; tag = 1 ;lr; q=0.5").is_well_formed());
+        assert!(
+            Params::new(r#";x="a;b\"c";received=[2001:db8::1];r=2001:db8::1"#).is_well_formed()
+        );
+        for bad in [
+            ";",
+            ";;",
+            ";a;;b",
+            ";a=",
+            ";=1",
+            r#";x="open"#,
+            ";a b=1",
+            "tag=1",
+        ] {
+            assert!(!Params::new(bad).is_well_formed(), "{bad}");
+        }
+        assert!(NameAddr::parse(r#""Joe" <sip:joe@example.org>;;;;"#).is_none());
+        assert!(NameAddr::parse("< sip:a@b >").is_none());
+        assert!(NameAddr::parse("sip:a@b?Route=x").is_none());
+        assert!(NameAddr::parse("<sip:a@b?Route=x>").is_some());
+    }
+
+    #[test]
+    fn userinfo_may_hold_question_marks_and_semicolons() {
+        let u = Uri::parse("sip:a?b;c@example.com;lr?h=v").unwrap();
+        assert_eq!((u.user, u.host), (Some("a?b;c"), "example.com"));
+        assert!(u.params.contains("lr"));
+        assert_eq!(u.headers, Some("h=v"));
+        let u = Uri::parse("sip:bob@example.com?Replaces=1@2").unwrap();
+        assert_eq!(
+            (u.user, u.host, u.headers),
+            (Some("bob"), "example.com", Some("Replaces=1@2"))
+        );
+    }
+
+    #[test]
     fn cseq_is_32_bit() {
         assert_eq!(CSeq::parse("4711 INVITE").unwrap().seq, 4711);
         assert!(CSeq::parse("36893488147419103232 REGISTER").is_none());

@@ -5,6 +5,11 @@
 //! that came in (folding aside, which is replaced by spaces of the same
 //! meaning). Edits replace whole header values; everything else is untouched.
 //! The body is kept as raw bytes and never decoded.
+//!
+//! Parsing refuses only what cannot be framed or has a broken start line;
+//! a message that parses may still be semantically invalid, and
+//! [`crate::validate`] decides that (and which status answers it), so that a
+//! malformed request can still be answered from its parsed headers.
 
 use std::fmt;
 
@@ -246,7 +251,7 @@ impl Message {
             .ok_or(ParseError::Empty)?;
         let data = &input[skip..];
         let (head_len, body_start) = find_head_end(data).ok_or(ParseError::Incomplete)?;
-        let head = normalise_head(&data[..head_len]);
+        let head = normalise_head(&data[..head_len])?;
         let mut message = parse_head(head)?;
 
         let rest = input.slice(skip + body_start..);
@@ -600,10 +605,25 @@ fn find_head_end(data: &[u8]) -> Option<(usize, usize)> {
 /// Copies the header section into text: folded lines (a line end followed by
 /// space or tab, RFC 3261 §7.3.1) become spaces, and bytes that are not UTF-8
 /// are read as Latin-1, the charset old phones put in display names.
-fn normalise_head(raw: &[u8]) -> String {
+///
+/// A CR that is not part of a line end is refused: the grammar has none
+/// (not even in a quoted-pair), and a bare CR is read as a line end by some
+/// parsers and not by others, so accepting it would let two elements see
+/// different headers in the same bytes.
+fn normalise_head(raw: &[u8]) -> Result<String, ParseError> {
     let mut bytes = raw.to_vec();
+    // `raw` stops just before the LF that ends its last line: drop that CR.
     if bytes.last() == Some(&b'\r') {
         bytes.pop();
+    }
+    if let Some(cr) = memchr::memchr_iter(b'\r', &bytes).find(|&i| bytes.get(i + 1) != Some(&b'\n'))
+    {
+        let in_start_line = !bytes[..cr].contains(&b'\n');
+        return Err(if in_start_line {
+            ParseError::StartLine
+        } else {
+            ParseError::HeaderLine
+        });
     }
     let mut i = 0;
     while let Some(pos) = memchr::memchr(b'\n', &bytes[i..]) {
@@ -616,10 +636,10 @@ fn normalise_head(raw: &[u8]) -> String {
         }
         i = nl + 1;
     }
-    match String::from_utf8(bytes) {
+    Ok(match String::from_utf8(bytes) {
         Ok(s) => s,
         Err(e) => e.into_bytes().iter().map(|&b| b as char).collect(),
-    }
+    })
 }
 
 fn parse_head(head: String) -> Result<Message, ParseError> {
@@ -819,6 +839,25 @@ mod tests {
         let raw = b"OPTIONS sip:a@b SIP/2.0\r\nFrom: \"Jos\xe9\" <sip:j@b>;tag=1\r\n\r\n";
         let m = Message::parse(raw).unwrap();
         assert_eq!(m.from_header().unwrap().display, Some("\"Jos\u{e9}\""));
+    }
+
+    #[test]
+    fn bare_carriage_returns_are_refused() {
+        assert_eq!(
+            Message::parse(b"OPTIONS sip:a@b SIP/2.0\r\nX: a\rb\r\n\r\n").unwrap_err(),
+            ParseError::HeaderLine
+        );
+        assert_eq!(
+            Message::parse(b"OPTIONS sip:a@b SIP/2.0\r\nX: a\r\r\n\r\n").unwrap_err(),
+            ParseError::HeaderLine
+        );
+        assert_eq!(
+            Message::parse(b"SIP/2.0 200 O\rK\r\n\r\n").unwrap_err(),
+            ParseError::StartLine
+        );
+        // Bare LF line ends stay accepted, and CR in the body is the body's.
+        let m = Message::parse(b"OPTIONS sip:a@b SIP/2.0\nX: a\n\n\rbody").unwrap();
+        assert_eq!(&m.body()[..], b"\rbody");
     }
 
     #[test]

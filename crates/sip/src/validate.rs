@@ -135,7 +135,8 @@ pub fn check_request_supporting(msg: &Message, supported: &[&str]) -> Result<(),
     }
     check_required_headers(msg)?;
 
-    let cseq = msg.cseq().ok_or(ParseError::BadHeader("CSeq"))?; // checked above
+    // Present and parsable, as check_required_headers has just made sure.
+    let cseq = msg.cseq().ok_or(ParseError::BadHeader("CSeq"))?;
     if cseq.method != method.as_str() {
         return Err(Rejection::bad_request(
             "CSeq method does not match the request method",

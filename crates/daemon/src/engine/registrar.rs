@@ -281,7 +281,7 @@ impl Engine {
         });
         result?;
         if wildcard || !changes.is_empty() {
-            self.presence.mark_dirty();
+            self.presence.mark_changed(user_id);
         }
         let contacts = presence
             .bindings(now_ms)
