@@ -7,8 +7,7 @@
 //! (BYE from either side, CANCEL, failure, ring timeout, a 2xx never ACKed,
 //! the maximum duration) goes through it, so no count can leak.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,6 +38,8 @@ pub struct CallCounts {
     pub ringing: usize,
     pub answered: usize,
     pub legs: usize,
+    /// Armed call timers (ring timeout, maximum duration).
+    pub timers: usize,
 }
 
 #[derive(Default)]
@@ -52,21 +53,24 @@ pub(crate) struct Calls {
     /// Legs still ringing, per user id: when the user answers one call,
     /// the others stop ringing.
     ringing_by_user: HashMap<Box<str>, Vec<(CallKey, u16)>>,
-    timers: BinaryHeap<Reverse<(Instant, CallKey, CallTimer)>>,
+    /// Armed call timers. An ordered set rather than a heap with lazy
+    /// deletion: a call's maximum-duration timer lies hours ahead, and an
+    /// ended call must not leave it behind.
+    timers: BTreeSet<(Instant, CallKey, CallTimer)>,
 }
 
 impl Calls {
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.peek().map(|Reverse((at, _, _))| *at)
+        self.timers.first().map(|(at, _, _)| *at)
     }
 
     pub(crate) fn due_timers(&mut self, now: Instant) -> Vec<(CallKey, CallTimer)> {
         let mut due = Vec::new();
-        while let Some(Reverse((at, key, timer))) = self.timers.peek().copied() {
+        while let Some(&(at, key, timer)) = self.timers.first() {
             if at > now {
                 break;
             }
-            self.timers.pop();
+            self.timers.pop_first();
             if self.calls.contains_key(&key) {
                 due.push((key, timer));
             }
@@ -75,7 +79,10 @@ impl Calls {
     }
 
     pub(crate) fn counts(&self) -> CallCounts {
-        let mut counts = CallCounts::default();
+        let mut counts = CallCounts {
+            timers: self.timers.len(),
+            ..CallCounts::default()
+        };
         for call in self.calls.values() {
             match call.state {
                 CallState::Ringing => counts.ringing += 1,
@@ -164,6 +171,8 @@ struct Call {
     sent_ringing: bool,
     busy: Option<Arc<UserPresence>>,
     relayed_invite: Option<RelayedInvite>,
+    /// This call's entries in [`Calls::timers`], removed when it ends.
+    timers: Vec<(Instant, CallTimer)>,
 }
 
 impl Call {
@@ -383,17 +392,20 @@ impl Engine {
             sent_ringing: false,
             busy: None,
             relayed_invite: None,
+            timers: Vec::with_capacity(2),
         };
         self.tl.set_context(tx, TxCtx::Inbound(key));
         self.calls
             .by_caller_call_id
             .insert(caller_call_id.as_str().into(), key);
         self.calls.calls.insert(key, call);
-        self.calls.timers.push(Reverse((
-            now + number.ring_timeout,
-            key,
-            CallTimer::RingTimeout,
-        )));
+        let ring_deadline = now + number.ring_timeout;
+        self.calls
+            .timers
+            .insert((ring_deadline, key, CallTimer::RingTimeout));
+        if let Some(call) = self.calls.calls.get_mut(&key) {
+            call.timers.push((ring_deadline, CallTimer::RingTimeout));
+        }
     }
 
     /// Where to send requests for a binding: the connection it registered
@@ -575,11 +587,13 @@ impl Engine {
             ok.set_body(response.body().clone());
             self.tl.respond(now, inbound_tx, &ok);
         }
-        self.calls.timers.push(Reverse((
-            now + self.cfg.max_call_duration,
-            key,
-            CallTimer::MaxDuration,
-        )));
+        let max_deadline = now + self.cfg.max_call_duration;
+        self.calls
+            .timers
+            .insert((max_deadline, key, CallTimer::MaxDuration));
+        if let Some(call) = self.calls.calls.get_mut(&key) {
+            call.timers.push((max_deadline, CallTimer::MaxDuration));
+        }
         // Every other device of this call stops ringing...
         let others: Vec<u16> = (0..self.calls.calls[&key].legs.len() as u16)
             .filter(|&i| i != leg_index)
@@ -1096,6 +1110,9 @@ impl Engine {
         };
         if let Some(user) = call.busy.take() {
             user.call_ended();
+        }
+        for (at, timer) in call.timers.drain(..) {
+            self.calls.timers.remove(&(at, key, timer));
         }
         self.calls
             .by_caller_call_id

@@ -341,6 +341,11 @@ fn maximum_call_duration_hangs_up_both_sides() {
     assert_eq!(sim.take_requests(TRUNK, Method::Bye).len(), 1);
     assert_eq!(sim.take_requests(BOB_1, Method::Bye).len(), 1);
     assert_eq!(sim.busy("bob"), 0);
+    assert_eq!(
+        sim.engine.call_counts(),
+        CallCounts::default(),
+        "no call or timer left behind"
+    );
 }
 
 #[test]
