@@ -1,0 +1,754 @@
+#!/usr/bin/env bash
+# tests/sipp/run.sh: end-to-end checks of the switchboard daemon with sipp.
+#
+#   bash tests/sipp/run.sh [DAEMON_BINARY]
+#
+# DAEMON_BINARY defaults to $CARGO_TARGET_DIR/debug/switchboard (target/ when
+# CARGO_TARGET_DIR is unset). This script builds nothing.
+#
+# It writes a test workspace (the demo's shape plus two single-user numbers)
+# to a temporary directory, with its own data_dir and non-default ports so it
+# never collides with a demo daemon on 5060, starts the daemon, waits for its
+# "switchboard listening" line, and runs the checks below against it, all on
+# loopback. Every sipp run is bounded by -m, -timeout (with -timeout_error)
+# and coreutils timeout. Everything it started is stopped on exit (trap).
+# On failure it prints the daemon log and the failing sipp error logs, and
+# exits 1.
+#
+# Environment:
+#   SB_SIPP_PORT     daemon UDP+TCP port                (default 15060)
+#   SB_SIPP_BASE     base of the sipp ports: UAC +70..+72, phones +81/+82,
+#                    REGISTER +90, probes +95, garbage +99 (default 25000)
+#   SB_SIPP_KEEP=1   keep the temporary directory even when all passed
+#   RUST_LOG         daemon log filter (default info,switchboard=debug)
+#
+# Needs: sipp (Debian package sip-tester), python3, coreutils.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+SCEN="$ROOT/tests/sipp"
+BIN="${1:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/switchboard}"
+case "$BIN" in /*) ;; *) BIN="$PWD/$BIN" ;; esac
+
+PORT="${SB_SIPP_PORT:-15060}"
+BASE="${SB_SIPP_BASE:-25000}"
+DAEMON="127.0.0.1:$PORT"
+P_UAC=$((BASE + 70))     # trunk: uac_call
+P_BUSY=$((BASE + 71))    # trunk: uac_busy
+P_CANCEL=$((BASE + 72))  # trunk: uac_cancel
+P_ALICE=$((BASE + 81))   # alice's phone (sipp UAS)
+P_BOB=$((BASE + 82))     # bob's phone (sipp UAS)
+P_REG=$((BASE + 90))     # REGISTER client
+P_PROBE=$((BASE + 95))   # OPTIONS probe
+P_GARBAGE=$((BASE + 99)) # garbage.py
+
+for tool in sipp python3 timeout; do
+    if ! command -v "$tool" >/dev/null 2>&1; then
+        echo "tests/sipp: $tool is not installed (apt-get install sip-tester python3 coreutils)" >&2
+        exit 2
+    fi
+done
+if [[ ! -x "$BIN" ]]; then
+    echo "tests/sipp: no daemon binary at $BIN (cargo build -p switchboard)" >&2
+    exit 2
+fi
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/switchboard-sipp.XXXXXX")"
+CFG="$WORK/switchboard.toml"
+DATA="$WORK/data"
+LOG="$WORK/daemon.log"
+: >"$LOG"
+
+DAEMON_PID=""
+LISTENING_LINE=""
+BG_PIDS=()
+RESULTS=()
+FAILED=()
+FAILED_DIRS=()
+
+# --------------------------------------------------------------------------
+# Cleanup: stop what we started, by PID, and show what went wrong.
+
+cleanup() {
+    local rc=$?
+    set +e
+    for pid in "${BG_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null
+    done
+    if [[ -n "$DAEMON_PID" ]] && kill -0 "$DAEMON_PID" 2>/dev/null; then
+        kill -TERM "$DAEMON_PID" 2>/dev/null
+        for _ in $(seq 50); do kill -0 "$DAEMON_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$DAEMON_PID" 2>/dev/null
+    fi
+    for pid in "${BG_PIDS[@]}" $DAEMON_PID; do
+        wait "$pid" 2>/dev/null
+    done
+    if [[ $rc -ne 0 || ${#FAILED[@]} -gt 0 ]]; then
+        echo
+        echo "==================== daemon log ($LOG) ===================="
+        cat "$LOG"
+        for dir in "${FAILED_DIRS[@]}"; do
+            for f in "$dir"/*errors.log "$dir"/*.out; do
+                [[ -s "$f" ]] || continue
+                echo "==================== $f (last 60 lines) ===================="
+                tail -n 60 "$f"
+            done
+        done
+        echo
+        echo "tests/sipp: work directory kept: $WORK"
+    elif [[ "${SB_SIPP_KEEP:-0}" == 1 ]]; then
+        echo "tests/sipp: work directory kept: $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --------------------------------------------------------------------------
+# The test workspace: the demo's users and numbers, plus +15550300 (only
+# alice rings) and +15550400 (only bob rings).
+
+cat >"$CFG" <<EOF
+# Written by tests/sipp/run.sh: the demo workspace on test ports.
+[server]
+domain = "switchboard.local"
+sip_udp = "127.0.0.1:$PORT"
+sip_tcp = "127.0.0.1:$PORT"
+data_dir = "$DATA"
+log_format = "human"
+min_expires = 60
+max_expires = 3600
+default_expires = 3600
+digest_algorithms = ["MD5", "SHA-256"]
+
+[plan]
+seats = 10
+
+[[trunks]]
+name = "carrier"
+sources = ["127.0.0.1/32", "::1/128"]
+
+[[users]]
+id = "alice"
+name = "Alice Martin"
+status = "active"
+password = "alice-secret"
+max_calls = 1
+
+[[users]]
+id = "bob"
+name = "Bob Dupont"
+status = "active"
+password = "bob-secret"
+
+[[users]]
+id = "carol"
+name = "Carol Nguyen"
+status = "active"
+password = "carol-secret"
+
+[[users]]
+id = "dave"
+name = "Dave Okafor"
+status = "invited"
+password = "dave-secret"
+
+[[numbers]]
+number = "+15550100"
+name = "Sales"
+timezone = "Europe/Paris"
+members = ["alice", "bob", "carol"]
+ring_timeout = 30
+
+[numbers.routing]
+strategy = "simultaneous"
+ring = ["alice", "bob"]
+
+[[numbers]]
+number = "+15550200"
+name = "Support"
+timezone = "America/New_York"
+members = ["carol", "alice"]
+
+[numbers.routing]
+strategy = "cascade"
+ring = ["carol", "alice"]
+
+[[numbers]]
+number = "+15550300"
+name = "Alice direct"
+timezone = "Europe/Paris"
+members = ["alice"]
+
+[numbers.routing]
+strategy = "simultaneous"
+ring = ["alice"]
+
+[[numbers]]
+number = "+15550400"
+name = "Bob direct"
+timezone = "Europe/Paris"
+members = ["bob"]
+
+[numbers.routing]
+strategy = "simultaneous"
+ring = ["bob"]
+EOF
+
+# -inf files: field0 = user, field1 = sipp's authentication keyword,
+# field2 = the port of the sipp UAS that plays the user's phone.
+printf 'SEQUENTIAL\nalice;[authentication username=alice password=alice-secret];%s;\nbob;[authentication username=bob password=bob-secret];%s;\n' \
+    "$P_ALICE" "$P_BOB" >"$WORK/phones.csv"
+printf 'SEQUENTIAL\nalice;[authentication username=alice password=alice-secret];%s;\n' \
+    "$P_ALICE" >"$WORK/alice.csv"
+printf 'SEQUENTIAL\ncarol;[authentication username=carol password=carol-secret];%s;\n' \
+    "$((BASE + 83))" >"$WORK/carol.csv"
+printf 'SEQUENTIAL\nalice;[authentication username=alice password=not-her-secret];%s;\nmallory;[authentication username=mallory password=whatever];%s;\n' \
+    "$P_ALICE" "$P_ALICE" >"$WORK/bad.csv"
+printf 'SEQUENTIAL\ndave;[authentication username=dave password=dave-secret];%s;\n' \
+    "$P_ALICE" >"$WORK/invited.csv"
+
+# --------------------------------------------------------------------------
+# Helpers
+
+say() { printf '%s\n' "$*"; }
+
+# pass/fail NAME [DIR...]: records a check's result.
+pass() {
+    RESULTS+=("PASS  $1")
+    say "  PASS  $1"
+}
+fail() {
+    local name="$1"
+    shift
+    RESULTS+=("FAIL  $name")
+    FAILED+=("$name")
+    FAILED_DIRS+=("$@")
+    say "  FAIL  $name"
+}
+
+# sipp_dir NAME: a fresh directory for one sipp run's logs.
+sipp_dir() {
+    local dir="$WORK/sipp/$1"
+    mkdir -p "$dir"
+    printf '%s' "$dir"
+}
+
+# sipp_run DIR SECONDS ARGS...: runs sipp in the foreground, bounded by
+# -timeout SECONDS (an error when reached) and coreutils timeout; returns
+# sipp's exit code (0 = every call succeeded).
+sipp_run() {
+    local dir="$1" secs="$2"
+    shift 2
+    (cd "$dir" && timeout -k 5 $((secs + 10)) sipp "$@" \
+        -i 127.0.0.1 -nostdin -timeout "${secs}s" -timeout_error \
+        -buff_size 4194304 -trace_err -error_file "$dir/errors.log" \
+        -max_log_size 1000000 >"$dir/screen.out" 2>&1)
+}
+
+# sipp_bg DIR SECONDS ARGS...: same in the background; the PID is in $SIPP_PID.
+sipp_bg() {
+    local dir="$1" secs="$2"
+    shift 2
+    (cd "$dir" && exec timeout -k 5 $((secs + 10)) sipp "$@" \
+        -i 127.0.0.1 -nostdin -timeout "${secs}s" -timeout_error \
+        -buff_size 4194304 -trace_err -error_file "$dir/errors.log" \
+        -max_log_size 1000000 >"$dir/screen.out" 2>&1) &
+    SIPP_PID=$!
+    BG_PIDS+=("$SIPP_PID")
+}
+
+# reap PID: waits for a background process, returns its exit code, and
+# forgets the PID (so that cleanup never signals a recycled one).
+reap() {
+    local rc=0 pid keep=()
+    wait "$1" || rc=$?
+    for pid in "${BG_PIDS[@]}"; do
+        [[ "$pid" == "$1" ]] || keep+=("$pid")
+    done
+    BG_PIDS=("${keep[@]}")
+    return "$rc"
+}
+
+# udp_port_free PORT: no socket bound to 127.0.0.1:PORT (or *:PORT).
+udp_port_free() {
+    local hex
+    hex=$(printf ':%04X ' "$1")
+    ! grep -q "$hex" /proc/net/udp 2>/dev/null
+}
+
+# wait_port_free PORT: a sipp UAS can only bind once the previous one left.
+wait_port_free() {
+    for _ in $(seq 100); do
+        udp_port_free "$1" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# start_daemon: starts it and waits for the "listening" line (15 s).
+start_daemon() {
+    local from
+    from=$(($(wc -l <"$LOG") + 1))
+    NO_COLOR=1 RUST_LOG="${RUST_LOG:-info,switchboard=debug}" \
+        "$BIN" --config "$CFG" >>"$LOG" 2>&1 &
+    DAEMON_PID=$!
+    for _ in $(seq 150); do
+        LISTENING_LINE=$(awk -v from="$from" \
+            'NR >= from && /switchboard listening/ { print; exit }' "$LOG")
+        if [[ -n "$LISTENING_LINE" ]]; then
+            return 0
+        fi
+        if ! kill -0 "$DAEMON_PID" 2>/dev/null; then
+            wait "$DAEMON_PID" 2>/dev/null || true
+            DAEMON_PID=""
+            return 1
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# stop_daemon: SIGTERM, then waits up to 10 s; returns the daemon's exit code.
+stop_daemon() {
+    local rc=0
+    kill -TERM "$DAEMON_PID" 2>/dev/null || return 1
+    for _ in $(seq 100); do
+        kill -0 "$DAEMON_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$DAEMON_PID" 2>/dev/null; then
+        say "    the daemon did not stop within 10 s of SIGTERM"
+        kill -KILL "$DAEMON_PID" 2>/dev/null || true
+        wait "$DAEMON_PID" 2>/dev/null || true
+        DAEMON_PID=""
+        return 1
+    fi
+    wait "$DAEMON_PID" || rc=$?
+    DAEMON_PID=""
+    return "$rc"
+}
+
+daemon_alive() {
+    [[ -n "$DAEMON_PID" ]] && kill -0 "$DAEMON_PID" 2>/dev/null
+}
+
+# options_probe NAME [-t t1]: OPTIONS -> 200 over UDP (or TCP).
+options_probe() {
+    local dir
+    dir=$(sipp_dir "$1")
+    shift
+    sipp_run "$dir" 10 "$DAEMON" -sf "$SCEN/options.xml" -p "$P_PROBE" -m 1 "$@"
+}
+
+# register CSV CALLS [NAME]: signs the phones of a -inf file in.
+register() {
+    local dir
+    dir=$(sipp_dir "${3:-register_$(basename "$1" .csv)}")
+    sipp_run "$dir" 15 "$DAEMON" -sf "$SCEN/register_auth.xml" -inf "$1" -p "$P_REG" -m "$2"
+}
+
+# stored_bindings: what the daemon has stored in its data directory: the
+# registrations snapshot and its journal, when there is one.
+stored_bindings() {
+    cat "$DATA"/registrations.json "$DATA"/registrations.journal 2>/dev/null || true
+}
+
+# stored_match REGEX: the stored registrations match (grep on the files
+# themselves: no pipe, so pipefail cannot turn an early match into failure).
+stored_match() {
+    grep -Eqs "$1" "$DATA"/registrations.json "$DATA"/registrations.journal
+}
+
+# wait_for_stored REGEX SECONDS: until the stored registrations match.
+wait_for_stored() {
+    local i
+    for ((i = 0; i < $2 * 10; i++)); do
+        stored_match "$1" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# wait_for_file_match FILE REGEX SECONDS
+wait_for_file_match() {
+    local i
+    for ((i = 0; i < $3 * 10; i++)); do
+        grep -Eq "$2" "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# --------------------------------------------------------------------------
+# The checks. Each prints PASS/FAIL and never stops the run.
+
+check_config() {
+    say "== config: switchboard check"
+    local out="$WORK/check.out" rc=0
+    if "$BIN" check --config "$CFG" >"$out" 2>&1; then
+        pass "config: check accepts the test workspace"
+    else
+        cat "$out"
+        fail "config: check accepts the test workspace"
+    fi
+    if "$BIN" check --config "$ROOT/config/switchboard.toml" >"$out" 2>&1; then
+        pass "config: check accepts config/switchboard.toml"
+    else
+        cat "$out"
+        fail "config: check accepts config/switchboard.toml"
+    fi
+    # Every kind of error at once: all must be reported, each with the
+    # file and the key.
+    local bad="$WORK/bad.toml"
+    cat >"$bad" <<'EOF'
+[server]
+domain = "switchboard.local"
+sip_udp = "not-an-address"
+colour = "blue"
+
+[plan]
+seats = 1
+
+[[users]]
+id = "alice"
+name = "Alice"
+status = "active"
+password = "a"
+
+[[users]]
+id = "alice"
+name = "Alice again"
+status = "active"
+password = "a"
+
+[[numbers]]
+number = "+15550100"
+name = "One"
+timezone = "Mars/Olympus_Mons"
+members = ["alice", "zed"]
+[numbers.routing]
+strategy = "simultaneous"
+ring = ["alice", "bob"]
+
+[[numbers]]
+number = "+1 555 0100"
+name = "Same number"
+timezone = "UTC"
+members = []
+[numbers.routing]
+strategy = "simultaneous"
+ring = []
+
+[[numbers]]
+number = "555-CALL"
+name = "Letters"
+timezone = "UTC"
+members = []
+[numbers.routing]
+strategy = "simultaneous"
+ring = []
+EOF
+    rc=0
+    "$BIN" check --config "$bad" >"$out" 2>&1 || rc=$?
+    # The unknown key is a structural error: it is reported alone (the
+    # semantic pass only runs on a well-shaped file), so check it apart.
+    local ok=1
+    if [[ $rc -eq 0 ]]; then ok=0; fi
+    grep -q "bad.toml: server.colour: unknown field" "$out" || ok=0
+    if [[ $ok -eq 1 ]]; then
+        pass "config: unknown key refused (exit $rc, file and key named)"
+    else
+        say "    exit code $rc; output:"
+        sed 's/^/      /' "$out"
+        fail "config: unknown key refused (exit $rc, file and key named)"
+    fi
+    sed -i '/^colour = /d' "$bad"
+    rc=0
+    "$BIN" check --config "$bad" >"$out" 2>&1 || rc=$?
+    ok=1
+    [[ $rc -ne 0 ]] || ok=0
+    local key
+    for key in "server.sip_udp" "plan.seats" "users\[1\].id" "numbers\[0\].timezone" \
+        "numbers\[0\].members\[1\]" "numbers\[0\].routing.ring\[1\]" \
+        "numbers\[1\].number" "numbers\[2\].number"; do
+        if ! grep -q "bad.toml: $key: " "$out"; then
+            say "    no error for $key"
+            ok=0
+        fi
+    done
+    if [[ $ok -eq 1 ]]; then
+        pass "config: every semantic error reported with file and key (exit $rc)"
+    else
+        say "    exit code $rc; output:"
+        sed 's/^/      /' "$out"
+        fail "config: every semantic error reported with file and key (exit $rc)"
+    fi
+}
+
+check_register() {
+    say "== REGISTER"
+    local dir
+    if options_probe options_udp; then pass "options.xml: OPTIONS -> 200 (UDP)"; else fail "options.xml: OPTIONS -> 200 (UDP)" "$WORK/sipp/options_udp"; fi
+    if options_probe options_tcp -t t1; then pass "options.xml: OPTIONS -> 200 (TCP)"; else fail "options.xml: OPTIONS -> 200 (TCP)" "$WORK/sipp/options_tcp"; fi
+
+    if register "$WORK/alice.csv" 1 register_auth; then
+        if wait_for_stored "sip:alice@127.0.0.1:$P_ALICE" 5; then
+            pass "register_auth.xml: alice 401 -> 200, binding stored"
+        else
+            say "    no binding for alice in $DATA/registrations.*:"
+            stored_bindings
+            fail "register_auth.xml: alice 401 -> 200, binding stored" "$WORK/sipp/register_auth"
+        fi
+    else
+        fail "register_auth.xml: alice 401 -> 200, binding stored" "$WORK/sipp/register_auth"
+    fi
+
+    dir=$(sipp_dir register_auth_tcp)
+    if sipp_run "$dir" 15 "$DAEMON" -t t1 -sf "$SCEN/register_auth.xml" -inf "$WORK/carol.csv" -p "$P_REG" -m 1; then
+        pass "register_auth.xml over TCP: carol 401 -> 200"
+    else
+        fail "register_auth.xml over TCP: carol 401 -> 200" "$dir"
+    fi
+
+    dir=$(sipp_dir register_wrong_password)
+    if sipp_run "$dir" 15 "$DAEMON" -sf "$SCEN/register_wrong_password.xml" -inf "$WORK/bad.csv" -p "$P_REG" -m 2; then
+        pass "register_wrong_password.xml: wrong password and unknown user -> 403"
+    else
+        fail "register_wrong_password.xml: wrong password and unknown user -> 403" "$dir"
+    fi
+
+    dir=$(sipp_dir register_invited)
+    if sipp_run "$dir" 15 "$DAEMON" -sf "$SCEN/register_invited.xml" -inf "$WORK/invited.csv" -p "$P_REG" -m 1; then
+        pass "register_invited.xml: invited dave, right password -> 403"
+    else
+        fail "register_invited.xml: invited dave, right password -> 403" "$dir"
+    fi
+    if stored_match 'sip:(dave|mallory)@|"(dave|mallory)"'; then
+        stored_bindings
+        fail "no binding stored for refused users"
+    else
+        pass "no binding stored for refused users"
+    fi
+}
+
+check_garbage() {
+    say "== garbage and oversized messages"
+    local dir
+    dir=$(sipp_dir garbage)
+    if timeout -k 5 60 python3 "$SCEN/garbage.py" 127.0.0.1 "$PORT" "$P_GARBAGE" >"$dir/garbage.out" 2>&1; then
+        sed 's/^/    /' "$dir/garbage.out"
+        pass "garbage.py: 400 for a request without Call-ID, no 2xx to garbage"
+    else
+        sed 's/^/    /' "$dir/garbage.out"
+        fail "garbage.py: 400 for a request without Call-ID, no 2xx to garbage" "$dir"
+    fi
+    if daemon_alive && options_probe after_garbage_udp && options_probe after_garbage_tcp -t t1; then
+        pass "daemon alive after garbage (OPTIONS -> 200 over UDP and TCP)"
+    else
+        fail "daemon alive after garbage (OPTIONS -> 200 over UDP and TCP)" "$WORK/sipp/after_garbage_udp" "$WORK/sipp/after_garbage_tcp"
+    fi
+}
+
+check_trunk_call() {
+    say "== trunk call to +15550100 (Sales: alice answers, bob rings and is cancelled)"
+    local name="trunk call: uac_call -> +15550100, uas_answer (alice) + uas_ring (bob)"
+    if ! register "$WORK/phones.csv" 2 register_phones; then
+        fail "$name (REGISTER of alice and bob)" "$WORK/sipp/register_phones"
+        return
+    fi
+    wait_port_free "$P_ALICE" && wait_port_free "$P_BOB" || true
+    local da db dc pa pb rc_a=0 rc_b=0 rc_c=0
+    da=$(sipp_dir call_alice_answer)
+    db=$(sipp_dir call_bob_ring)
+    dc=$(sipp_dir call_trunk)
+    sipp_bg "$da" 30 -sf "$SCEN/uas_answer.xml" -p "$P_ALICE" -m 1
+    pa=$SIPP_PID
+    sipp_bg "$db" 30 -sf "$SCEN/uas_ring.xml" -p "$P_BOB" -m 1
+    pb=$SIPP_PID
+    sleep 0.5
+    sipp_run "$dc" 30 "$DAEMON" -sf "$SCEN/uac_call.xml" -s +15550100 -p "$P_UAC" -m 1 -d 1000 || rc_c=$?
+    reap "$pa" || rc_a=$?
+    reap "$pb" || rc_b=$?
+    say "    exit codes: uac_call=$rc_c uas_answer=$rc_a uas_ring=$rc_b"
+    if [[ $rc_a -eq 0 && $rc_b -eq 0 && $rc_c -eq 0 ]]; then
+        pass "$name"
+    else
+        fail "$name" "$da" "$db" "$dc"
+    fi
+}
+
+# One call to +15550300 (only alice) answered by a uas_answer; the UAS
+# traces its messages so the caller can tell when the call is up.
+check_busy() {
+    say "== busy skip: +15550300 (only alice) while alice is in a call"
+    local name="busy skip: second call while alice talks -> 486"
+    local da dc db pa pc rc_a=0 rc_c=0 rc_b=0
+    wait_port_free "$P_ALICE" || true
+    da=$(sipp_dir busy_alice_answer)
+    dc=$(sipp_dir busy_first_call)
+    db=$(sipp_dir busy_second_call)
+    sipp_bg "$da" 40 -sf "$SCEN/uas_answer.xml" -p "$P_ALICE" -m 1 -trace_msg -message_file "$da/messages.log"
+    pa=$SIPP_PID
+    sleep 0.5
+    # A long hold (-d 6 s): the second call is placed during it.
+    sipp_bg "$dc" 40 "$DAEMON" -sf "$SCEN/uac_call.xml" -s +15550300 -p "$P_UAC" -m 1 -d 6000
+    pc=$SIPP_PID
+    if ! wait_for_file_match "$da/messages.log" "^ACK sip:" 10; then
+        say "    the first call was not answered within 10 s"
+        reap "$pc" || true
+        reap "$pa" || true
+        fail "$name" "$da" "$dc"
+        return
+    fi
+    sipp_run "$db" 15 "$DAEMON" -sf "$SCEN/uac_busy.xml" -s +15550300 -p "$P_BUSY" -m 1 || rc_b=$?
+    reap "$pc" || rc_c=$?
+    reap "$pa" || rc_a=$?
+    say "    exit codes: first call uac_call=$rc_c uas_answer=$rc_a, second call uac_busy=$rc_b"
+    if [[ $rc_b -eq 0 && $rc_c -eq 0 && $rc_a -eq 0 ]]; then
+        pass "$name"
+    else
+        fail "$name" "$da" "$dc" "$db"
+    fi
+
+    name="busy released: after the first call ends, alice rings again"
+    wait_port_free "$P_ALICE" || true
+    da=$(sipp_dir again_alice_answer)
+    dc=$(sipp_dir again_call)
+    rc_a=0
+    rc_c=0
+    sipp_bg "$da" 30 -sf "$SCEN/uas_answer.xml" -p "$P_ALICE" -m 1
+    pa=$SIPP_PID
+    sleep 0.5
+    sipp_run "$dc" 30 "$DAEMON" -sf "$SCEN/uac_call.xml" -s +15550300 -p "$P_UAC" -m 1 -d 500 || rc_c=$?
+    reap "$pa" || rc_a=$?
+    say "    exit codes: uac_call=$rc_c uas_answer=$rc_a"
+    if [[ $rc_a -eq 0 && $rc_c -eq 0 ]]; then
+        pass "$name"
+    else
+        fail "$name" "$da" "$dc"
+    fi
+}
+
+check_cancel() {
+    say "== caller CANCEL while ringing: +15550400 (only bob)"
+    local name="caller CANCEL: uac_cancel -> 200 + 487, uas_ring (bob) gets CANCEL"
+    local dr dc pr rc_r=0 rc_c=0
+    wait_port_free "$P_BOB" || true
+    dr=$(sipp_dir cancel_bob_ring)
+    dc=$(sipp_dir cancel_trunk)
+    sipp_bg "$dr" 30 -sf "$SCEN/uas_ring.xml" -p "$P_BOB" -m 1
+    pr=$SIPP_PID
+    sleep 0.5
+    sipp_run "$dc" 20 "$DAEMON" -sf "$SCEN/uac_cancel.xml" -s +15550400 -p "$P_CANCEL" -m 1 || rc_c=$?
+    reap "$pr" || rc_r=$?
+    say "    exit codes: uac_cancel=$rc_c uas_ring=$rc_r"
+    if [[ $rc_c -eq 0 && $rc_r -eq 0 ]]; then
+        pass "$name"
+    else
+        fail "$name" "$dr" "$dc"
+    fi
+}
+
+check_restart() {
+    say "== restart keeps the bindings"
+    local name="restart: SIGTERM saves alice's binding, a new daemon restores it and rings her"
+    local rc=0 da dc pa rc_a=0 rc_c=0
+    stop_daemon || rc=$?
+    if [[ $rc -ne 0 ]]; then
+        say "    the daemon exited with $rc on SIGTERM"
+        fail "graceful stop on SIGTERM (exit 0)"
+    else
+        pass "graceful stop on SIGTERM (exit 0)"
+    fi
+    if ! stored_match "sip:alice@127.0.0.1:$P_ALICE"; then
+        say "    no binding for alice in $DATA/registrations.* after the stop:"
+        stored_bindings
+        fail "$name"
+        start_daemon || true
+        return
+    fi
+    if ! start_daemon; then
+        say "    the daemon did not start again"
+        fail "$name"
+        return
+    fi
+    say "    $(sed -e 's/.*switchboard listening/switchboard listening/' <<<"$LISTENING_LINE")"
+    if ! grep -Eq "restored_bindings=[1-9]" <<<"$LISTENING_LINE"; then
+        say "    no binding restored"
+        fail "$name"
+        return
+    fi
+    wait_port_free "$P_ALICE" || true
+    da=$(sipp_dir restart_alice_answer)
+    dc=$(sipp_dir restart_call)
+    sipp_bg "$da" 30 -sf "$SCEN/uas_answer.xml" -p "$P_ALICE" -m 1
+    pa=$SIPP_PID
+    sleep 0.5
+    sipp_run "$dc" 30 "$DAEMON" -sf "$SCEN/uac_call.xml" -s +15550300 -p "$P_UAC" -m 1 -d 500 || rc_c=$?
+    reap "$pa" || rc_a=$?
+    say "    exit codes: uac_call=$rc_c uas_answer=$rc_a"
+    if [[ $rc_a -eq 0 && $rc_c -eq 0 ]]; then
+        pass "$name"
+    else
+        fail "$name" "$da" "$dc"
+    fi
+}
+
+check_final() {
+    say "== final state"
+    if grep -q "panicked" "$LOG"; then
+        fail "no panic in the daemon log"
+    else
+        pass "no panic in the daemon log"
+    fi
+    local rc=0
+    if daemon_alive; then
+        stop_daemon || rc=$?
+        if [[ $rc -eq 0 ]]; then pass "final graceful stop (exit 0)"; else fail "final graceful stop (exit 0, got $rc)"; fi
+    else
+        fail "daemon still running at the end"
+    fi
+}
+
+# --------------------------------------------------------------------------
+
+say "tests/sipp: daemon $BIN"
+say "tests/sipp: work directory $WORK, daemon on $DAEMON (UDP+TCP), sipp ports $BASE+"
+if ! udp_port_free "$PORT"; then
+    say "tests/sipp: UDP port $PORT is already in use (set SB_SIPP_PORT)"
+    exit 2
+fi
+
+check_config
+
+say "== starting the daemon"
+if start_daemon; then
+    pass "daemon starts and logs \"switchboard listening\""
+else
+    fail "daemon starts and logs \"switchboard listening\""
+    exit 1
+fi
+
+check_register
+check_garbage
+check_trunk_call
+check_busy
+check_cancel
+check_restart
+check_final
+
+say
+say "==================== summary ===================="
+for line in "${RESULTS[@]}"; do
+    say "  $line"
+done
+if [[ ${#FAILED[@]} -gt 0 ]]; then
+    say "tests/sipp: ${#FAILED[@]} of ${#RESULTS[@]} checks FAILED"
+    exit 1
+fi
+say "tests/sipp: all ${#RESULTS[@]} checks passed"
