@@ -81,3 +81,30 @@ async fn glued_and_split_messages_are_framed() {
     }
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn closing_the_connection_signs_the_device_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), "");
+    config.server.sip_tcp = Some("127.0.0.1:0".parse().unwrap());
+    let daemon = Daemon::start(config).await.unwrap();
+    let mut phone = TcpUa::connect(daemon.tcp_addr.unwrap()).await;
+    assert_eq!(phone.register("bob", "bob-pw").await.status(), Some(200));
+    drop(phone);
+    // The flow is gone, so is the binding (RFC 5626 §5.5): bob's line
+    // answers 480 at once instead of ringing a dead connection.
+    let mut trunk = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
+    let mut status = None;
+    for _ in 0..20 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if !daemon.presence.user("bob").snapshot().is_empty() {
+            continue;
+        }
+        let invite = trunk.invite("+15550200", "+15551234567");
+        trunk.send(&invite).await;
+        status = trunk.final_response().await.status();
+        break;
+    }
+    assert_eq!(status, Some(480));
+    daemon.stop().await;
+}

@@ -125,10 +125,14 @@ impl Daemon {
         let (input_tx, input_rx) = mpsc::channel(8192);
         let mut tasks = Vec::new();
         if let Some(listener) = tcp {
+            // Devices refresh at most every max_expires; a connection silent
+            // for longer (plus a margin) has no live registration to serve.
+            let idle = Duration::from_secs(u64::from(server.max_expires) + 120);
             tasks.push(tokio::spawn(accept_loop(
                 listener,
                 input_tx.clone(),
                 shutdown.clone(),
+                idle,
             )));
         }
         tasks.push(tokio::spawn(engine_loop(
@@ -253,7 +257,10 @@ async fn engine_loop(
                 match input {
                     Some(EngineInput::Message { peer, bytes }) => engine.handle_datagram(now, peer, bytes),
                     Some(EngineInput::Connected { id, writer }) => { connections.insert(id, writer); }
-                    Some(EngineInput::Disconnected { id }) => { connections.remove(&id); }
+                    Some(EngineInput::Disconnected { id }) => {
+                        connections.remove(&id);
+                        engine.connection_closed(now, id);
+                    }
                     None => inputs_open = false,
                 }
             }
@@ -299,6 +306,9 @@ async fn flush(
     }
 }
 
+/// How long the rest of a started message may take to arrive.
+const PARTIAL_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Most simultaneous TCP connections; more are refused until some close.
 const MAX_TCP_CONNECTIONS: usize = 10_000;
 
@@ -306,6 +316,7 @@ async fn accept_loop(
     listener: TcpListener,
     inputs: mpsc::Sender<EngineInput>,
     shutdown: CancellationToken,
+    idle_timeout: Duration,
 ) {
     let mut next_id: u64 = 1;
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_TCP_CONNECTIONS));
@@ -332,7 +343,7 @@ async fn accept_loop(
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            serve_connection(id, stream, addr, inputs, shutdown).await;
+            serve_connection(id, stream, addr, inputs, shutdown, idle_timeout).await;
         });
     }
 }
@@ -343,6 +354,7 @@ async fn serve_connection(
     addr: SocketAddr,
     inputs: mpsc::Sender<EngineInput>,
     shutdown: CancellationToken,
+    idle_timeout: Duration,
 ) {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
@@ -367,13 +379,24 @@ async fn serve_connection(
     };
     let mut buf = BytesMut::with_capacity(8192);
     'read: loop {
+        // A started message must finish soon; a quiet connection may wait
+        // for its device's next refresh, but not forever.
+        let limit = if buf.is_empty() {
+            idle_timeout
+        } else {
+            PARTIAL_MESSAGE_TIMEOUT
+        };
         let read = tokio::select! {
             _ = shutdown.cancelled() => break,
-            read = reader.read_buf(&mut buf) => read,
+            read = tokio::time::timeout(limit, reader.read_buf(&mut buf)) => read,
         };
         match read {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(_)) => {}
+            Err(_) => {
+                tracing::debug!(peer = %addr, "closing idle tcp connection");
+                break;
+            }
         }
         loop {
             match next_frame(&buf) {

@@ -291,6 +291,30 @@ impl Presence {
         Ok(count)
     }
 
+    /// Drops every binding reached through a stream connection that closed
+    /// (RFC 5626 §5.5: a failed flow removes its bindings; the device
+    /// registers again when it reconnects). Returns how many were dropped.
+    pub fn drop_connection(&self, connection: u64, now_ms: u64) -> usize {
+        let mut dropped = 0;
+        for entry in self.users.iter() {
+            let on_it = |b: &Binding| {
+                b.transport
+                    == BindingTransport::Tcp {
+                        connection: Some(connection),
+                    }
+            };
+            if entry.value().snapshot().iter().any(on_it) {
+                entry.value().update(now_ms, |list| {
+                    let before = list.len();
+                    list.retain(|b| !on_it(b));
+                    dropped += before - list.len();
+                });
+                self.mark_changed(entry.key());
+            }
+        }
+        dropped
+    }
+
     /// Drops expired bindings everywhere; returns how many users lost their last one.
     pub fn expire(&self, now_ms: u64) -> usize {
         let mut signed_out = 0;

@@ -181,6 +181,21 @@ impl Engine {
         self.drain(now);
     }
 
+    /// A stream connection closed: the devices registered over it are gone
+    /// until they reconnect and register again.
+    pub fn connection_closed(&mut self, now: Instant, connection: u64) {
+        let dropped = self
+            .presence
+            .drop_connection(connection, self.now_unix_ms(now));
+        if dropped > 0 {
+            tracing::debug!(
+                connection,
+                dropped,
+                "bindings of a closed connection removed"
+            );
+        }
+    }
+
     /// Calls in progress, by state (for tests and metrics).
     pub fn call_counts(&self) -> CallCounts {
         self.calls.counts()
@@ -257,7 +272,7 @@ impl Engine {
                     return;
                 };
                 let mut ok = response_to(req, 200, "OK", Some(&self.ids.tag()), false);
-                ok.push(HeaderName::Allow, ALLOW);
+                ok.push(HeaderName::Allow, ALLOW_OUTSIDE_DIALOG);
                 ok.push(HeaderName::Accept, "application/sdp");
                 self.tl.respond(now, tx, &ok);
             }
@@ -267,7 +282,7 @@ impl Engine {
                 if let Some(req) = self.tl.request(tx) {
                     let mut reply =
                         response_to(req, 405, "Method Not Allowed", Some(&self.ids.tag()), false);
-                    reply.push(HeaderName::Allow, ALLOW);
+                    reply.push(HeaderName::Allow, ALLOW_OUTSIDE_DIALOG);
                     self.tl.respond(now, tx, &reply);
                 }
             }
@@ -398,9 +413,12 @@ pub(crate) fn local_addr_for(cfg: &EngineConfig, transport: Transport) -> Socket
     }
 }
 
-/// Methods Switchboard accepts.
+/// Methods accepted outside a dialog (OPTIONS answers, 405s).
+pub(crate) const ALLOW_OUTSIDE_DIALOG: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER";
+
+/// Methods relayed inside a call (advertised in the INVITEs and 2xx of calls).
 pub(crate) const ALLOW: &str =
-    "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE, NOTIFY, REFER, MESSAGE";
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, NOTIFY, REFER, MESSAGE";
 
 /// RFC 3261 §18.2.1 and RFC 3581: note where the request really came from in
 /// its top Via, so every response retraces the path through NAT.
