@@ -13,6 +13,9 @@ use directory::{Config, LogFormat};
 use switchboard::server::Daemon;
 use switchboard::DEMO_CONFIG;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// sysexits' EX_USAGE / EX_CONFIG: bad command line or configuration.
 const EXIT_USAGE: u8 = 64;
 const EXIT_CONFIG: u8 = 78;

@@ -164,7 +164,10 @@ struct Tx<C> {
     key: String,
     peer: Peer,
     ctx: C,
-    request: Message,
+    /// Dropped once nothing can need it (a server transaction's final
+    /// response is out, a non-INVITE client one is answered): transactions
+    /// linger up to 32 s and would otherwise hold every message that long.
+    request: Option<Message>,
     /// Client: the request bytes. Server: the last response sent.
     last_sent: Option<Bytes>,
     last_status: u16,
@@ -224,7 +227,7 @@ impl<C: Clone> Transactions<C> {
 
     /// The request a transaction was created for.
     pub fn request(&self, tx: TxId) -> Option<&Message> {
-        self.txs.get(&tx).map(|t| &t.request)
+        self.txs.get(&tx).and_then(|t| t.request.as_ref())
     }
 
     /// Re-labels a transaction (the TU learns what it belongs to after creating it).
@@ -293,6 +296,7 @@ impl<C: Clone> Transactions<C> {
         let id = self.alloc_id();
         let key = server_key(&request).unwrap_or_default();
         let is_invite = request.method() == Some(&Method::Invite);
+        let trying = is_invite.then(|| response_to(&request, 100, "Trying", None, false));
         let mut tx = Tx {
             kind: if is_invite {
                 Kind::ServerInvite
@@ -307,15 +311,14 @@ impl<C: Clone> Transactions<C> {
             key: key.clone(),
             peer: from,
             ctx,
-            request,
+            request: Some(request),
             last_sent: None,
             last_status: 0,
             ack: None,
             interval: self.timers.t1,
             deadlines: [None; 3],
         };
-        if is_invite {
-            let trying = response_to(&tx.request, 100, "Trying", None, false);
+        if let Some(trying) = trying {
             let bytes = Bytes::from(trying.encode());
             tx.last_sent = Some(bytes.clone());
             tx.last_status = 100;
@@ -351,6 +354,9 @@ impl<C: Clone> Transactions<C> {
         let reliable = peer.transport.is_reliable();
         self.out
             .push_back(Output::Transmit(Transmit { to: peer, bytes }));
+        if status >= 200 {
+            tx.request = None;
+        }
         if status < 200 {
             tx.state = State::Proceeding;
             return;
@@ -421,7 +427,7 @@ impl<C: Clone> Transactions<C> {
             key: key.clone(),
             peer: to,
             ctx,
-            request,
+            request: Some(request),
             last_sent: Some(bytes),
             last_status: 0,
             ack: None,
@@ -479,7 +485,10 @@ impl<C: Clone> Transactions<C> {
                     }));
                     self.arm(id, Timer::Linger, now + timers.t1 * 64);
                 } else {
-                    let ack = Bytes::from(ack_for_non_2xx(&tx.request, &response).encode());
+                    let ack = match &tx.request {
+                        Some(request) => Bytes::from(ack_for_non_2xx(request, &response).encode()),
+                        None => Bytes::new(),
+                    };
                     self.out.push_back(Output::Transmit(Transmit {
                         to: tx.peer,
                         bytes: ack.clone(),
@@ -525,6 +534,7 @@ impl<C: Clone> Transactions<C> {
                     }));
                 } else {
                     tx.state = State::Completed;
+                    tx.request = None;
                     tx.deadlines[Timer::Retransmit as usize] = None;
                     tx.deadlines[Timer::Timeout as usize] = None;
                     self.out.push_back(Output::Event(TxEvent::Final {
@@ -549,7 +559,7 @@ impl<C: Clone> Transactions<C> {
         if tx.kind != Kind::ClientInvite {
             return None;
         }
-        let req = &tx.request;
+        let req = tx.request.as_ref()?;
         let mut cancel = Message::request(Method::Cancel, req.request_uri()?);
         cancel.push(HeaderName::Via, req.values(HeaderName::Via).next()?);
         copy(req, &mut cancel, HeaderName::From);
