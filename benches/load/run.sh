@@ -228,12 +228,28 @@ d_stop() {
   for _ in $(seq 50); do ss -Hlun "sport = :$SIP_PORT" | grep -q . || break; sleep 0.1; done
 }
 kstat() { kamcmd -s "unix:$OUT/kamailio_ctl" stats.get_statistics "$1" 2>/dev/null | awk -F' = ' '{print $2}'; }
-# registered AoRs: kamailio counter / Switchboard's registrations file (written every second)
+# registered AoRs: kamailio counter / Switchboard's registrations (snapshot + journal, flushed every second)
 aors() {
   if [ "$TARGET" = kamailio ]; then kstat registered_users
   else
-    sleep 1.5
-    python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["users"]))' "$OUT/sbdata/registrations.json" 2>/dev/null || echo 0
+    # the store flushes once a second, and a flush that compacts 100k
+    # bindings takes a while: give it a few seconds
+    sleep 3.5
+    # the snapshot, then the journal replayed over it (last line per user wins)
+    python3 - "$OUT/sbdata" <<'PY' 2>/dev/null || echo 0
+import json, os, sys
+d = sys.argv[1]
+users = json.load(open(os.path.join(d, "registrations.json")))["users"]
+j = os.path.join(d, "registrations.journal")
+if os.path.exists(j):
+    for line in open(j):
+        try:
+            e = json.loads(line)
+        except ValueError:
+            break
+        users[e["user"]] = e["bindings"]
+print(sum(1 for b in users.values() if b))
+PY
   fi
 }
 

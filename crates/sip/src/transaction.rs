@@ -398,6 +398,8 @@ impl<C: Clone> Transactions<C> {
             if tx.state == State::Accepted {
                 tx.deadlines[Timer::Retransmit as usize] = None;
                 tx.last_status = 0;
+                // Nothing re-sends the 2xx any more (INVITE retransmits are absorbed).
+                tx.last_sent = None;
             }
         }
     }
@@ -464,6 +466,10 @@ impl<C: Clone> Transactions<C> {
         match (tx.kind, tx.state) {
             (Kind::ClientInvite, State::Calling | State::Proceeding) => {
                 tx.deadlines[Timer::Retransmit as usize] = None;
+                if status >= 200 {
+                    // The request is never re-sent once a final response came.
+                    tx.last_sent = None;
+                }
                 if status < 200 {
                     if tx.state == State::Calling {
                         // Timer B only guards `Calling`; the TU bounds ringing.
@@ -495,6 +501,8 @@ impl<C: Clone> Transactions<C> {
                     }));
                     tx.ack = Some(ack);
                     tx.state = State::Completed;
+                    // Only the ACK is re-sent from here on.
+                    tx.request = None;
                     tx.deadlines[Timer::Timeout as usize] = None;
                     self.out.push_back(Output::Event(TxEvent::Final {
                         tx: id,
