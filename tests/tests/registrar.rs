@@ -263,3 +263,52 @@ fn now_ms() -> u64 {
         .unwrap()
         .as_millis() as u64
 }
+
+/// RFC 3261 §10.3 step 7: within one Call-ID, a REGISTER whose CSeq is not
+/// higher than the binding's is refused and changes nothing.
+#[tokio::test]
+async fn out_of_order_cseq_within_a_call_id_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start_in(dir.path(), "").await;
+    let mut phone = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
+    let addr = phone.addr;
+    let build = |cseq: u32, branch: &str, expires: u32, auth: Option<&str>| {
+        let mut m = Message::request(Method::Register, "sip:switchboard.test");
+        m.push(
+            HeaderName::Via,
+            &format!("SIP/2.0/UDP {addr};branch=z9hG4bK{branch}"),
+        );
+        m.push(HeaderName::From, "<sip:bob@switchboard.test>;tag=o");
+        m.push(HeaderName::To, "<sip:bob@switchboard.test>");
+        m.push(HeaderName::CallId, "ordering-1");
+        m.push(HeaderName::CSeq, &format!("{cseq} REGISTER"));
+        m.push(HeaderName::Contact, &format!("<sip:bob@{addr}>"));
+        m.push(HeaderName::Expires, &expires.to_string());
+        if let Some(a) = auth {
+            m.push(HeaderName::Authorization, a);
+        }
+        m
+    };
+    phone.send(&build(1, "o1", 300, None)).await;
+    let challenge = phone.final_response().await;
+    let auth = switchboard_tests::digest_answer(
+        &challenge,
+        HeaderName::WwwAuthenticate,
+        Algorithm::Md5,
+        "bob",
+        "bob-pw",
+        "REGISTER",
+        "sip:switchboard.test",
+    );
+    phone.send(&build(5, "o2", 300, Some(&auth))).await;
+    assert_eq!(phone.final_response().await.status(), Some(200));
+    // A stale REGISTER (CSeq 4 < 5) trying to sign the device out.
+    phone.send(&build(4, "o3", 0, Some(&auth))).await;
+    assert_eq!(phone.final_response().await.status(), Some(500));
+    assert!(daemon.presence.user("bob").is_signed_in(now_ms()));
+    // A newer one does.
+    phone.send(&build(6, "o4", 0, Some(&auth))).await;
+    assert_eq!(phone.final_response().await.status(), Some(200));
+    assert!(!daemon.presence.user("bob").is_signed_in(now_ms()));
+    daemon.stop().await;
+}

@@ -104,6 +104,7 @@ impl Daemon {
         cfg.min_expires = server.min_expires;
         cfg.max_expires = server.max_expires;
         cfg.default_expires = server.default_expires;
+        cfg.transaction_capacity = 1 << 18;
         cfg.digest_algorithms = server
             .digest_algorithms
             .iter()
@@ -216,6 +217,9 @@ async fn engine_loop(
     let mut inputs_open = true;
     loop {
         let deadline = engine.poll_timeout();
+        // Set when a branch starts work; the wait itself is not a slow turn.
+        #[allow(unused_assignments)]
+        let mut loop_started = Instant::now();
         let sleep = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -236,6 +240,7 @@ async fn engine_loop(
                 }
                 let Some(socket) = &udp else { continue };
                 let now = Instant::now();
+                loop_started = now;
                 // Drain what the kernel holds, one clock read for the batch.
                 for _ in 0..256 {
                     match socket.try_recv_from(&mut buf) {
@@ -254,6 +259,7 @@ async fn engine_loop(
             }
             input = inputs.recv(), if inputs_open => {
                 let now = Instant::now();
+                loop_started = now;
                 match input {
                     Some(EngineInput::Message { peer, bytes }) => engine.handle_datagram(now, peer, bytes),
                     Some(EngineInput::Connected { id, writer }) => { connections.insert(id, writer); }
@@ -265,19 +271,33 @@ async fn engine_loop(
                 }
             }
             _ = sleep => {
-                engine.handle_timeout(Instant::now());
+                let now = Instant::now();
+                loop_started = now;
+                engine.handle_timeout(now);
             }
         }
-        flush(&mut engine, udp.as_deref(), &connections).await;
+        let sent = flush(&mut engine, udp.as_deref(), &connections).await;
+        let took = loop_started.elapsed();
+        if took > SLOW_TURN {
+            tracing::warn!(
+                took_ms = took.as_millis() as u64,
+                sent,
+                transactions = engine.transaction_count(),
+                "slow engine turn"
+            );
+        }
     }
 }
 
+/// Sends everything the engine has queued; returns how many messages.
 async fn flush(
     engine: &mut Engine,
     udp: Option<&UdpSocket>,
     connections: &HashMap<u64, mpsc::Sender<Bytes>>,
-) {
+) -> usize {
+    let mut sent = 0;
     while let Some(Transmit { to, bytes }) = engine.poll_transmit() {
+        sent += 1;
         match to.transport {
             Transport::Udp => {
                 let Some(socket) = udp else {
@@ -304,7 +324,11 @@ async fn flush(
             },
         }
     }
+    sent
 }
+
+/// An engine turn longer than this is logged: it delays every call in flight.
+const SLOW_TURN: Duration = Duration::from_millis(20);
 
 /// How long the rest of a started message may take to arrive.
 const PARTIAL_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);

@@ -180,7 +180,11 @@ struct Tx<C> {
 /// Every live transaction of one endpoint.
 pub struct Transactions<C> {
     timers: TimerConfig,
-    txs: HashMap<TxId, Tx<C>>,
+    /// Boxed: the table grows to hundreds of thousands of entries under
+    /// load (transactions linger 64*T1), and growing it moves every entry
+    /// in one go; moving pointers instead of whole transactions keeps that
+    /// pause from stalling every call in flight.
+    txs: HashMap<TxId, Box<Tx<C>>>,
     index: HashMap<String, TxId>,
     heap: BinaryHeap<Reverse<(Instant, TxId, Timer)>>,
     next_id: u64,
@@ -189,11 +193,18 @@ pub struct Transactions<C> {
 
 impl<C: Clone> Transactions<C> {
     pub fn new(timers: TimerConfig) -> Self {
+        Transactions::with_capacity(timers, 0)
+    }
+
+    /// Room for `capacity` live transactions before any table grows. Growing
+    /// a hash table rehashes every entry in one go (tens of milliseconds at
+    /// 100k entries), so a server sizes for its expected load up front.
+    pub fn with_capacity(timers: TimerConfig, capacity: usize) -> Self {
         Transactions {
             timers,
-            txs: HashMap::new(),
-            index: HashMap::new(),
-            heap: BinaryHeap::new(),
+            txs: HashMap::with_capacity(capacity),
+            index: HashMap::with_capacity(capacity),
+            heap: BinaryHeap::with_capacity(capacity * 2),
             next_id: 1,
             out: VecDeque::new(),
         }
@@ -328,7 +339,7 @@ impl<C: Clone> Transactions<C> {
         if !key.is_empty() {
             self.index.insert(key, id);
         }
-        self.txs.insert(id, tx);
+        self.txs.insert(id, Box::new(tx));
         id
     }
 
@@ -439,7 +450,7 @@ impl<C: Clone> Transactions<C> {
         if !key.is_empty() {
             self.index.insert(key, id);
         }
-        self.txs.insert(id, tx);
+        self.txs.insert(id, Box::new(tx));
         if !to.transport.is_reliable() {
             self.arm(id, Timer::Retransmit, now + self.timers.t1);
         }
