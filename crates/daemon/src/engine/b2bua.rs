@@ -18,11 +18,12 @@ use presence::{Binding, BindingTransport, UserPresence};
 use routing::{Decision, IncomingCall};
 use sip::build::{reason_phrase, response_to};
 use sip::header::{host_ip, NameAddr, Scheme, Uri};
+use sip::ids::IdGenerator;
 use sip::transaction::{Peer, Transmit, Transport, TxId};
 use sip::{HeaderName, Message, Method};
 
 use super::registrar::AuthOutcome;
-use super::{local_addr_for, Engine, TxCtx, ALLOW};
+use super::{local_addr_for, Engine, EngineConfig, TxCtx, ALLOW};
 
 pub(crate) type CallKey = u64;
 
@@ -313,7 +314,10 @@ impl Engine {
                     self.cfg.domain
                 );
                 let mut invite = Message::request(Method::Invite, &binding.contact);
-                invite.push(HeaderName::Via, &self.via_value(peer.transport));
+                invite.push(
+                    HeaderName::Via,
+                    &via_value(&mut self.ids, &self.cfg, peer.transport),
+                );
                 invite.push(HeaderName::MaxForwards, &max_forwards.to_string());
                 invite.push(HeaderName::From, &local);
                 invite.push(HeaderName::To, &remote);
@@ -426,16 +430,6 @@ impl Engine {
             transport: Transport::Udp,
             addr,
         })
-    }
-
-    fn via_value(&mut self, transport: Transport) -> String {
-        let addr = self.local_addr(transport);
-        format!(
-            "SIP/2.0/{} {};branch={};rport",
-            transport.via_token(),
-            addr,
-            self.ids.branch()
-        )
     }
 
     pub(super) fn b2bua_leg_provisional(
@@ -615,10 +609,6 @@ impl Engine {
         }
     }
 
-    fn local_addr_opt(&self, transport: Transport) -> Option<SocketAddr> {
-        Some(self.local_addr(transport))
-    }
-
     /// Stops one leg ringing: CANCEL now if it has answered provisionally,
     /// else as soon as it does (§9.1).
     fn cancel_leg(&mut self, now: Instant, key: CallKey, leg_index: u16, user_busy: bool) {
@@ -650,41 +640,18 @@ impl Engine {
 
     /// A 2xx for a leg whose call is gone: confirm and end that dialog.
     fn ack_and_bye_stray(&mut self, now: Instant, tx: TxId, response: &Message) {
-        let Some(request) = self.tl.request(tx) else {
+        let (Some(request), Some(peer)) = (self.tl.request(tx), self.tl.peer(tx)) else {
             return;
         };
-        let Some(peer) = self.tl.peer(tx) else {
-            return;
-        };
-        let mut dialog = Dialog {
-            peer,
-            call_id: request.call_id().unwrap_or("").to_string(),
-            local: request.header(HeaderName::From).unwrap_or("").to_string(),
-            remote: response.header(HeaderName::To).unwrap_or("").to_string(),
-            remote_target: response
-                .values(HeaderName::Contact)
-                .next()
-                .and_then(NameAddr::parse)
-                .map(|c| c.uri.to_string())
-                .or_else(|| request.request_uri().map(str::to_string))
-                .unwrap_or_default(),
-            route_set: response
-                .values(HeaderName::RecordRoute)
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect(),
-            local_cseq: request.cseq().map(|c| c.seq).unwrap_or(1),
-        };
+        let mut dialog = stray_dialog(request, peer, response);
         let cseq = dialog.local_cseq;
-        let local = self.local_addr_opt(peer.transport);
+        let local = Some(local_addr_for(&self.cfg, peer.transport));
         let ack = build_ack(&mut self.ids, &dialog, cseq, local, None, None);
         self.out.push_back(Transmit {
             to: dialog_peer(&dialog),
             bytes: Bytes::from(ack.encode()),
         });
-        let bye = self.dialog_request(&mut dialog, Method::Bye);
+        let bye = dialog_request(&mut self.ids, &self.cfg, &mut dialog, Method::Bye);
         let to = dialog_peer(&dialog);
         self.tl.new_client(now, to, bye, TxCtx::Fire);
     }
@@ -708,23 +675,10 @@ impl Engine {
             None => {
                 // The call is gone; ACK so the device stops, the BYE already went.
                 if let (Some(request), Some(peer)) = (self.tl.request(tx), self.tl.peer(tx)) {
-                    let dialog = Dialog {
-                        peer,
-                        call_id: request.call_id().unwrap_or("").to_string(),
-                        local: request.header(HeaderName::From).unwrap_or("").to_string(),
-                        remote: response.header(HeaderName::To).unwrap_or("").to_string(),
-                        remote_target: response
-                            .values(HeaderName::Contact)
-                            .next()
-                            .and_then(NameAddr::parse)
-                            .map(|c| c.uri.to_string())
-                            .unwrap_or_default(),
-                        route_set: Vec::new(),
-                        local_cseq: 0,
-                    };
-                    let cseq = request.cseq().map(|c| c.seq).unwrap_or(1);
-                    let local = self.local_addr_opt(peer.transport);
-                    let ack = build_ack(&mut self.ids, &dialog, cseq, local, None, None);
+                    let dialog = stray_dialog(request, peer, response);
+                    let local = Some(local_addr_for(&self.cfg, peer.transport));
+                    let ack =
+                        build_ack(&mut self.ids, &dialog, dialog.local_cseq, local, None, None);
                     self.out.push_back(Transmit {
                         to: dialog_peer(&dialog),
                         bytes: Bytes::from(ack.encode()),
@@ -922,29 +876,11 @@ impl Engine {
         let Some(dialog) = side_dialog_mut(call, target_side) else {
             return;
         };
-        let mut dialog_copy = std::mem::replace(
-            dialog,
-            Dialog {
-                peer: from,
-                call_id: String::new(),
-                local: String::new(),
-                remote: String::new(),
-                remote_target: String::new(),
-                route_set: Vec::new(),
-                local_cseq: 0,
-            },
-        );
-        let mut relayed = self.dialog_request(&mut dialog_copy, method.clone());
+        let mut relayed = dialog_request(&mut self.ids, &self.cfg, dialog, method.clone());
+        let cseq = dialog.local_cseq;
+        let to = dialog_peer(dialog);
         copy_end_to_end(&original, &mut relayed);
         relayed.set_body(original.body().clone());
-        let cseq = dialog_copy.local_cseq;
-        let to = dialog_peer(&dialog_copy);
-        let Some(call) = self.calls.calls.get_mut(&key) else {
-            return;
-        };
-        if let Some(slot) = side_dialog_mut(call, target_side) {
-            *slot = dialog_copy;
-        }
         let client_tx = self
             .tl
             .new_client(now, to, relayed, TxCtx::Relay(key, server_tx));
@@ -1053,53 +989,17 @@ impl Engine {
 
     /// Sends BYE on one side of a call.
     fn send_bye(&mut self, now: Instant, key: CallKey, side: Side) {
-        let Some(call) = self.calls.calls.get_mut(&key) else {
+        let Some(dialog) = self
+            .calls
+            .calls
+            .get_mut(&key)
+            .and_then(|call| side_dialog_mut(call, side))
+        else {
             return;
         };
-        let Some(dialog) = side_dialog_mut(call, side) else {
-            return;
-        };
-        let mut dialog_copy = std::mem::replace(
-            dialog,
-            Dialog {
-                peer: dialog.peer,
-                call_id: String::new(),
-                local: String::new(),
-                remote: String::new(),
-                remote_target: String::new(),
-                route_set: Vec::new(),
-                local_cseq: 0,
-            },
-        );
-        let bye = self.dialog_request(&mut dialog_copy, Method::Bye);
-        let to = dialog_peer(&dialog_copy);
-        if let Some(call) = self.calls.calls.get_mut(&key) {
-            if let Some(slot) = side_dialog_mut(call, side) {
-                *slot = dialog_copy;
-            }
-        }
+        let bye = dialog_request(&mut self.ids, &self.cfg, dialog, Method::Bye);
+        let to = dialog_peer(dialog);
         self.tl.new_client(now, to, bye, TxCtx::Fire);
-    }
-
-    /// Builds an in-dialog request (§12.2.1.1) with the next CSeq.
-    fn dialog_request(&mut self, dialog: &mut Dialog, method: Method) -> Message {
-        dialog.local_cseq += 1;
-        let mut request = Message::request(method.clone(), &dialog.remote_target);
-        let transport = dialog.peer.transport;
-        request.push(HeaderName::Via, &self.via_value(transport));
-        request.push(HeaderName::MaxForwards, "70");
-        request.push(HeaderName::From, &dialog.local);
-        request.push(HeaderName::To, &dialog.remote);
-        request.push(HeaderName::CallId, &dialog.call_id);
-        let mut cseq = String::with_capacity(16);
-        let _ = write!(cseq, "{} {}", dialog.local_cseq, method.as_str());
-        request.push(HeaderName::CSeq, &cseq);
-        for route in &dialog.route_set {
-            request.push(HeaderName::Route, route);
-        }
-        let local = self.local_addr(transport);
-        request.push(HeaderName::Contact, &contact_value(local, transport));
-        request
     }
 
     /// The single exit of a call: gives back the busy count, forgets the
@@ -1154,6 +1054,70 @@ fn unlist_ringing(
         if list.is_empty() {
             ringing.remove(user_id);
         }
+    }
+}
+
+/// A Via for a request we originate, with a fresh branch and `rport`.
+fn via_value(ids: &mut IdGenerator, cfg: &EngineConfig, transport: Transport) -> String {
+    format!(
+        "SIP/2.0/{} {};branch={};rport",
+        transport.via_token(),
+        local_addr_for(cfg, transport),
+        ids.branch()
+    )
+}
+
+/// Builds an in-dialog request (§12.2.1.1) with the next CSeq. A free
+/// function over the engine's parts, so a dialog stored in a call can be
+/// used in place while the generator is borrowed too.
+fn dialog_request(
+    ids: &mut IdGenerator,
+    cfg: &EngineConfig,
+    dialog: &mut Dialog,
+    method: Method,
+) -> Message {
+    dialog.local_cseq += 1;
+    let mut request = Message::request(method.clone(), &dialog.remote_target);
+    let transport = dialog.peer.transport;
+    request.push(HeaderName::Via, &via_value(ids, cfg, transport));
+    request.push(HeaderName::MaxForwards, "70");
+    request.push(HeaderName::From, &dialog.local);
+    request.push(HeaderName::To, &dialog.remote);
+    request.push(HeaderName::CallId, &dialog.call_id);
+    let mut cseq = String::with_capacity(16);
+    let _ = write!(cseq, "{} {}", dialog.local_cseq, method.as_str());
+    request.push(HeaderName::CSeq, &cseq);
+    for route in &dialog.route_set {
+        request.push(HeaderName::Route, route);
+    }
+    let local = local_addr_for(cfg, transport);
+    request.push(HeaderName::Contact, &contact_value(local, transport));
+    request
+}
+
+/// The dialog a client INVITE transaction's 2xx created, for a leg whose
+/// call is gone (so it can be ACKed and ended).
+fn stray_dialog(request: &Message, peer: Peer, response: &Message) -> Dialog {
+    Dialog {
+        peer,
+        call_id: request.call_id().unwrap_or("").to_string(),
+        local: request.header(HeaderName::From).unwrap_or("").to_string(),
+        remote: response.header(HeaderName::To).unwrap_or("").to_string(),
+        remote_target: response
+            .values(HeaderName::Contact)
+            .next()
+            .and_then(NameAddr::parse)
+            .map(|c| c.uri.to_string())
+            .or_else(|| request.request_uri().map(str::to_string))
+            .unwrap_or_default(),
+        route_set: response
+            .values(HeaderName::RecordRoute)
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect(),
+        local_cseq: request.cseq().map(|c| c.seq).unwrap_or(1),
     }
 }
 
