@@ -33,10 +33,12 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 RUN sed -e 's|^sip_udp = .*|sip_udp = "0.0.0.0:5060"|' \
         -e 's|^sip_tcp = .*|sip_tcp = "0.0.0.0:5060"|' \
         -e 's|^data_dir = .*|data_dir = "/var/lib/switchboard"|' \
+        -e 's|^# advertise = .*|advertise = "127.0.0.1"|' \
         config/switchboard.toml >/out/switchboard.toml \
     && grep -q '^sip_udp = "0.0.0.0:5060"$' /out/switchboard.toml \
     && grep -q '^sip_tcp = "0.0.0.0:5060"$' /out/switchboard.toml \
     && grep -q '^data_dir = "/var/lib/switchboard"$' /out/switchboard.toml \
+    && grep -q '^advertise = "127.0.0.1"$' /out/switchboard.toml \
     && /out/switchboard check --config /out/switchboard.toml
 
 # ---------------------------------------------------------------- runtime

@@ -108,3 +108,32 @@ async fn closing_the_connection_signs_the_device_out() {
     assert_eq!(status, Some(480));
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn via_and_contact_carry_the_advertised_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), "");
+    config.server.advertise = Some("127.0.0.5".parse().unwrap());
+    let daemon = Daemon::start(config).await.unwrap();
+    let server = daemon.udp_addr.unwrap();
+    let mut phone = Ua::bind("127.0.0.1", server).await;
+    assert_eq!(
+        phone.register("bob", "bob-pw", None, 300).await.status(),
+        Some(200)
+    );
+    let mut trunk = Ua::bind("127.0.0.1", server).await;
+    let call = trunk.invite("+15550200", "+15551234567");
+    trunk.send(&call).await;
+    let invite = phone.expect_request(Method::Invite).await;
+    let advertised = format!("127.0.0.5:{}", server.port());
+    assert_eq!(
+        invite.top_via().unwrap().host,
+        "127.0.0.5",
+        "Via names the advertised address"
+    );
+    assert!(invite
+        .header(HeaderName::Contact)
+        .unwrap()
+        .contains(&advertised));
+    daemon.stop().await;
+}

@@ -99,8 +99,13 @@ impl Daemon {
         let tcp_addr = tcp.as_ref().map(|l| l.local_addr()).transpose()?;
 
         let mut cfg = EngineConfig::new(&server.domain);
-        cfg.udp_addr = udp_addr;
-        cfg.tcp_addr = tcp_addr;
+        // What peers see in Via and Contact: the advertised IP, else the bound one.
+        let advertised = |bound: SocketAddr| match server.advertise {
+            Some(ip) => SocketAddr::new(ip, bound.port()),
+            None => bound,
+        };
+        cfg.udp_addr = udp_addr.map(advertised);
+        cfg.tcp_addr = tcp_addr.map(advertised);
         cfg.min_expires = server.min_expires;
         cfg.max_expires = server.max_expires;
         cfg.default_expires = server.default_expires;

@@ -39,6 +39,9 @@ pub struct ServerConfig {
     /// Digest realm and host part of user addresses.
     pub domain: String,
     pub sip_udp: Option<SocketAddr>,
+    /// The address peers reach the SIP listeners at, written in Via and
+    /// Contact. Required when a listener binds a wildcard address.
+    pub advertise: Option<std::net::IpAddr>,
     pub sip_tcp: Option<SocketAddr>,
     pub admin_http: Option<SocketAddr>,
     /// Already resolved against the config file's directory.
@@ -161,6 +164,7 @@ const TOP_LEVEL_KEYS: &[&str] = &["server", "plan", "trunks", "users", "numbers"
 struct RawServer {
     domain: String,
     sip_udp: Option<String>,
+    advertise: Option<String>,
     sip_tcp: Option<String>,
     admin_http: Option<String>,
     data_dir: Option<String>,
@@ -457,6 +461,28 @@ fn server_config(raw: RawServer, base_dir: &Path, errors: &mut Errors<'_>) -> Se
     let sip_udp = addr("sip_udp", raw.sip_udp);
     let sip_tcp = addr("sip_tcp", raw.sip_tcp);
     let admin_http = addr("admin_http", raw.admin_http);
+    let advertise = match raw.advertise {
+        None => None,
+        Some(value) => match std::net::IpAddr::from_str(&value) {
+            Ok(ip) if !ip.is_unspecified() => Some(ip),
+            _ => {
+                errors.push(
+                    "server.advertise",
+                    format!("`{value}` is not a specific IP address (such as `192.0.2.10`)"),
+                );
+                None
+            }
+        },
+    };
+    // Via and Contact must name an address peers can reach; 0.0.0.0 is not one.
+    for (key, bound) in [("sip_udp", sip_udp), ("sip_tcp", sip_tcp)] {
+        if bound.is_some_and(|a| a.ip().is_unspecified()) && advertise.is_none() {
+            errors.push(
+                format!("server.{key}"),
+                "binds a wildcard address: set server.advertise to the IP peers reach this server at",
+            );
+        }
+    }
 
     let data_dir = raw.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned());
     if data_dir.is_empty() {
@@ -524,6 +550,7 @@ fn server_config(raw: RawServer, base_dir: &Path, errors: &mut Errors<'_>) -> Se
         digest_algorithms,
         domain: raw.domain,
         sip_udp,
+        advertise,
         sip_tcp,
         admin_http,
         data_dir: base_dir.join(data_dir),

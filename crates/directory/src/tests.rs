@@ -295,6 +295,30 @@ fn unparsable_socket_address_is_refused() {
 }
 
 #[test]
+fn wildcard_listener_needs_an_advertised_address() {
+    let wildcard = base_with("sip_udp = \"127.0.0.1:5060\"", "sip_udp = \"0.0.0.0:5060\"");
+    let errors = errors_of(&wildcard);
+    assert_has(&errors, "server.sip_udp", "set server.advertise");
+    let with_advertise = base_with(
+        "sip_udp = \"127.0.0.1:5060\"",
+        "sip_udp = \"0.0.0.0:5060\"\nadvertise = \"192.0.2.10\"",
+    );
+    let config = parse(&with_advertise).unwrap();
+    assert_eq!(config.server.advertise, Some("192.0.2.10".parse().unwrap()));
+    for bad in ["0.0.0.0", "example.com"] {
+        let text = base_with(
+            "sip_udp = \"127.0.0.1:5060\"",
+            &format!("sip_udp = \"127.0.0.1:5060\"\nadvertise = \"{bad}\""),
+        );
+        assert_has(
+            &errors_of(&text),
+            "server.advertise",
+            "not a specific IP address",
+        );
+    }
+}
+
+#[test]
 fn unparsable_trunk_source_is_refused() {
     for bad in ["192.0.2.0/33", "192.0.2", "carrier.example", ""] {
         let text = base_with("\"2001:db8::1\"", &format!("{bad:?}"));
