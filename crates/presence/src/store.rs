@@ -77,12 +77,15 @@ impl RegistrationStore {
         presence.take_changed();
         let restored = presence.binding_count(now_ms);
         let snapshot_bytes = presence.save(&snapshot)?;
+        // Append mode: after `compact` truncates the file, writes must land
+        // at the new end, not at the old offset (which would leave a run of
+        // NUL bytes that replay cannot read past).
         let journal = OpenOptions::new()
             .create(true)
-            .write(true)
-            .truncate(true)
+            .append(true)
             .open(&journal_path)
             .map_err(io(&journal_path))?;
+        journal.set_len(0).map_err(io(&journal_path))?;
         Ok((
             RegistrationStore {
                 snapshot,
@@ -165,6 +168,30 @@ mod tests {
             transport: BindingTransport::Udp,
             instance: None,
         }
+    }
+
+    #[test]
+    fn changes_after_a_compaction_replay_after_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Presence::new();
+        let (mut store, _) = RegistrationStore::open(dir.path(), &p, 0).unwrap();
+        p.user("alice")
+            .update(0, |l| l.push(binding("sip:a@h:1", 10_000)));
+        p.mark_changed("alice");
+        store.flush(&p).unwrap();
+        store.compact(&p).unwrap();
+        p.user("bob")
+            .update(0, |l| l.push(binding("sip:b@h:1", 10_000)));
+        p.mark_changed("bob");
+        store.flush(&p).unwrap();
+        // A crash here: no compaction at shutdown.
+        drop(store);
+        let journal = fs::read(dir.path().join(JOURNAL)).unwrap();
+        assert!(!journal.contains(&0), "no hole left by the truncation");
+        let restored = Presence::new();
+        let (_, count) = RegistrationStore::open(dir.path(), &restored, 1_000).unwrap();
+        assert_eq!(count, 2);
+        assert!(restored.user("bob").is_signed_in(1_000));
     }
 
     #[test]
