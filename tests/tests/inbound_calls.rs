@@ -420,6 +420,49 @@ async fn bye_from_either_side_and_reinvite_are_relayed() {
     let ack_at_bob = bob.expect_request(Method::Ack).await;
     assert_eq!(ack_at_bob.cseq().unwrap().seq, relayed.cseq().unwrap().seq);
 
+    // And resumes: a second re-INVITE goes through as well.
+    let mut resume = reinvite.clone();
+    resume.set(
+        HeaderName::Via,
+        &format!("SIP/2.0/UDP {};branch=z9hG4bKresume1", trunk.addr),
+    );
+    resume.set(HeaderName::CSeq, "3 INVITE");
+    resume.set_body(switchboard_tests::SDP_OFFER.as_bytes().to_vec().into());
+    trunk.send(&resume).await;
+    let relayed = bob.expect_request(Method::Invite).await;
+    assert!(!std::str::from_utf8(relayed.body())
+        .unwrap()
+        .contains("sendonly"));
+    bob.respond(&relayed, 200, None, Some(&sdp_answer(44000)))
+        .await;
+    assert_eq!(trunk.expect_response(200).await.cseq().unwrap().seq, 3);
+    ack.set(
+        HeaderName::Via,
+        &format!("SIP/2.0/UDP {};branch=z9hG4bKresume1ack", trunk.addr),
+    );
+    ack.set(HeaderName::CSeq, "3 ACK");
+    trunk.send(&ack).await;
+    bob.expect_request(Method::Ack).await;
+
+    // A BYE with the right Call-ID but a wrong tag is not this dialog's.
+    let forged_from = call
+        .invite
+        .header(HeaderName::From)
+        .unwrap()
+        .replace(";tag=", ";tag=forged");
+    trunk
+        .in_dialog(
+            Method::Bye,
+            &call.target(),
+            &forged_from,
+            call.ok.header(HeaderName::To).unwrap(),
+            call.invite.call_id().unwrap(),
+            9,
+        )
+        .await;
+    assert_eq!(trunk.final_response().await.status(), Some(481));
+    assert_eq!(env.active_calls("bob"), 1);
+
     // bob hangs up: the trunk gets BYE; bob is free again.
     phone_bye(&mut bob, &b).await;
     trunk_gets_bye(&mut trunk).await;

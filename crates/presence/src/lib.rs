@@ -105,6 +105,28 @@ impl UserPresence {
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
     }
 
+    /// As [`UserPresence::update`], but keeps the old list when `edit`
+    /// fails: a REGISTER refused half-way changes nothing.
+    pub fn try_update<E>(
+        &self,
+        now_ms: u64,
+        edit: impl FnOnce(&mut Vec<Binding>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let _guard = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let mut list: Vec<Binding> = self
+            .bindings
+            .load()
+            .iter()
+            .filter(|b| b.expires_at_ms > now_ms)
+            .cloned()
+            .collect();
+        edit(&mut list)?;
+        let until = list.iter().map(|b| b.expires_at_ms).max().unwrap_or(0);
+        self.bindings.store(Arc::new(list));
+        self.signed_in_until_ms.store(until, Ordering::Release);
+        Ok(())
+    }
+
     /// Replaces the bindings through `edit`, which sees the current list
     /// (expired ones already dropped). Returns what `edit` returns.
     pub fn update<R>(&self, now_ms: u64, edit: impl FnOnce(&mut Vec<Binding>) -> R) -> R {

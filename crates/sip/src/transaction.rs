@@ -571,6 +571,20 @@ impl<C: Clone> Transactions<C> {
         None
     }
 
+    /// Gives a client transaction that has no final response yet a
+    /// deadline: at `at` it times out (a `Timeout` event) even in
+    /// `Proceeding`, where RFC 3261 arms no timer of its own (the TU bounds
+    /// ringing; §9.1 bounds the wait after a CANCEL).
+    pub fn set_deadline(&mut self, id: TxId, at: Instant) {
+        let pending = self.txs.get(&id).is_some_and(|tx| {
+            matches!(tx.kind, Kind::ClientInvite | Kind::ClientNonInvite)
+                && matches!(tx.state, State::Calling | State::Trying | State::Proceeding)
+        });
+        if pending {
+            self.arm(id, Timer::Timeout, at);
+        }
+    }
+
     /// Builds the CANCEL for a client INVITE transaction (§9.1): same
     /// Request-URI, top Via, Call-ID, From, To, Route and CSeq number.
     pub fn cancel_for(&self, id: TxId) -> Option<Message> {

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use directory::UserStatus;
 use presence::{Binding, BindingTransport, UserPresence};
 use routing::{Decision, IncomingCall};
 use sip::build::{reason_phrase, response_to};
@@ -221,7 +222,17 @@ impl Engine {
                 None => return,
             };
             match outcome {
-                AuthOutcome::User(_) => {}
+                AuthOutcome::User(id) => {
+                    // Like signing in: only active members may place calls.
+                    let active = workspace
+                        .directory
+                        .user_index(&id)
+                        .is_some_and(|i| workspace.directory.user(i).status == UserStatus::Active);
+                    if !active {
+                        self.respond_plain(now, tx, 403);
+                        return;
+                    }
+                }
                 AuthOutcome::Challenge { stale } => {
                     self.send_challenge(now, tx, 407, stale);
                     return;
@@ -425,7 +436,16 @@ impl Engine {
                 addr: binding.source,
             });
         }
-        let addr = uri_addr(&binding.contact).unwrap_or(binding.source);
+        // The Contact says where the device listens; behind NAT it names a
+        // private address we cannot reach, and the REGISTER's public source
+        // is the way back (what RFC 5626 flows formalise).
+        let addr = match uri_addr(&binding.contact) {
+            Some(contact) if is_private(contact.ip()) && is_public(binding.source.ip()) => {
+                binding.source
+            }
+            Some(contact) => contact,
+            None => binding.source,
+        };
         Some(Peer {
             transport: Transport::Udp,
             addr,
@@ -525,20 +545,29 @@ impl Engine {
         if !won {
             // Answered too late (another device won, or the call ended).
             leg.state = LegState::Done;
+            leg.final_status = 200;
+            let local = Some(local_addr_for(&self.cfg, leg.dialog.peer.transport));
             let ack = build_ack(
                 &mut self.ids,
                 &leg.dialog,
                 leg.invite_cseq,
-                self.cfg.udp_addr,
+                local,
                 None,
                 None,
             );
-            let peer = dialog_peer(&leg.dialog);
+            let bytes = Bytes::from(ack.encode());
+            // Kept so a retransmitted 2xx is ACKed again.
+            leg.ack = Some(bytes.clone());
             self.out.push_back(Transmit {
-                to: peer,
-                bytes: Bytes::from(ack.encode()),
+                to: dialog_peer(&leg.dialog),
+                bytes,
             });
             self.send_bye(now, key, Side::Leg(leg_index));
+            let call = &self.calls.calls[&key];
+            if call.state == CallState::Ringing && call.all_legs_done() {
+                let status = call.failure_status();
+                self.fail_call(now, key, status);
+            }
             return;
         }
         leg.state = LegState::Answered;
@@ -595,13 +624,28 @@ impl Engine {
         for i in others {
             self.cancel_leg(now, key, i, false);
         }
-        // ...and so do this user's devices ringing for other calls.
-        let elsewhere = self
-            .calls
-            .ringing_by_user
-            .get(&user_id)
-            .cloned()
-            .unwrap_or_default();
+        // ...and so do this user's devices ringing for other calls, once the
+        // user has reached their limit of calls.
+        let at_limit = {
+            let workspace = self.workspace.load();
+            let max_calls = workspace
+                .directory
+                .user_index(&user_id)
+                .map_or(1, |i| workspace.directory.user(i).max_calls);
+            self.calls.calls[&key]
+                .busy
+                .as_ref()
+                .is_some_and(|p| p.active_calls() >= max_calls)
+        };
+        let elsewhere = if at_limit {
+            self.calls
+                .ringing_by_user
+                .get(&user_id)
+                .cloned()
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         for (other_key, other_leg) in elsewhere {
             if other_key != key {
                 self.cancel_leg(now, other_key, other_leg, true);
@@ -636,6 +680,10 @@ impl Engine {
             return;
         };
         self.tl.new_client(now, peer, cancel, TxCtx::Fire);
+        // §9.1: a device that never answers the INVITE after our CANCEL
+        // must not keep the transaction alive.
+        let deadline = now + self.cfg.timers.t1 * 64;
+        self.tl.set_deadline(invite_tx, deadline);
     }
 
     /// A 2xx for a leg whose call is gone: confirm and end that dialog.
@@ -831,6 +879,21 @@ impl Engine {
             self.reply_new(now, from, request, 481, None);
             return;
         };
+        // §12.2.2: a request belongs to the dialog only when both tags match;
+        // knowing a Call-ID is not enough to hang up someone's call.
+        let tags_match = self
+            .calls
+            .calls
+            .get(&key)
+            .and_then(|call| side_dialog(call, side))
+            .is_some_and(|d| {
+                request.from_tag() == Some(dialog_tag(&d.remote))
+                    && request.to_tag() == Some(dialog_tag(&d.local))
+            });
+        if !tags_match {
+            self.reply_new(now, from, request, 481, None);
+            return;
+        }
         let server_tx = self.tl.new_server(now, from, request, TxCtx::Plain);
         let Some(call) = self.calls.calls.get_mut(&key) else {
             return;
@@ -861,7 +924,13 @@ impl Engine {
             self.respond_plain(now, server_tx, 481);
             return;
         }
-        if method == Method::Invite && call.relayed_invite.is_some() {
+        // A relayed re-INVITE whose ACK went through is finished (its ACK is
+        // only kept to answer 2xx retransmissions).
+        let reinvite_pending = call
+            .relayed_invite
+            .as_ref()
+            .is_some_and(|r| r.ack.is_none());
+        if method == Method::Invite && reinvite_pending {
             // §14.1: one re-INVITE at a time.
             self.respond_plain(now, server_tx, 491);
             return;
@@ -884,6 +953,9 @@ impl Engine {
         let client_tx = self
             .tl
             .new_client(now, to, relayed, TxCtx::Relay(key, server_tx));
+        // A re-INVITE answered only provisionally must still end (408).
+        self.tl
+            .set_deadline(client_tx, now + self.cfg.timers.t1 * 64);
         if method == Method::Invite {
             if let Some(call) = self.calls.calls.get_mut(&key) {
                 call.relayed_invite = Some(RelayedInvite {
@@ -1198,6 +1270,21 @@ fn dialog_peer(dialog: &Dialog) -> Peer {
         transport: dialog.peer.transport,
         addr: uri_addr(&target).unwrap_or(dialog.peer.addr),
     }
+}
+
+/// RFC 1918 / RFC 4193 / link-local addresses: not reachable from outside.
+fn is_private(ip: std::net::IpAddr) -> bool {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.is_private() || v4.is_link_local(),
+        std::net::IpAddr::V6(v6) => {
+            (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// An address on the public side of a NAT (not private, loopback or unspecified).
+fn is_public(ip: std::net::IpAddr) -> bool {
+    !is_private(ip) && !ip.is_loopback() && !ip.is_unspecified()
 }
 
 /// The socket address a SIP URI names, when its host is an IP literal

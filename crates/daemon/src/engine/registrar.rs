@@ -236,7 +236,7 @@ impl Engine {
         };
         let max = self.cfg.max_bindings_per_user;
         let presence = workspace.presence.user(user_idx);
-        let result = presence.update(now_ms, |list| {
+        let result = presence.try_update(now_ms, |list| {
             if wildcard {
                 if list.iter().any(|b| b.call_id == call_id && b.cseq >= cseq) {
                     return Err(RegisterError::OutOfOrder);

@@ -380,3 +380,19 @@ fn identifiers_repeat_under_a_seeded_generator() {
     };
     assert_eq!(run(), run());
 }
+
+#[test]
+fn a_device_that_goes_silent_after_ringing_leaves_no_transaction_behind() {
+    let mut sim = Sim::new(|_| {});
+    sim.sign_in("bob", BOB_1);
+    sim.deliver(TRUNK, &trunk_invite("c9"));
+    let invite = sim.take_requests(BOB_1, Method::Invite).pop().unwrap();
+    sim.deliver(BOB_1, &reply(&invite, 180, "b1"));
+    // Ring timeout at 30 s sends CANCEL; the device never answers anything.
+    sim.advance_to(30.0);
+    assert_eq!(sim.take_requests(BOB_1, Method::Cancel).len(), 1);
+    // 64*T1 after the CANCEL (§9.1) everything is gone, the 480's ACK wait too.
+    sim.advance_to(30.0 + 64.0 * 0.5 + 1.0);
+    assert_eq!(sim.engine.transaction_count(), 0);
+    assert_eq!(sim.engine.call_counts(), CallCounts::default());
+}
