@@ -942,6 +942,8 @@ impl Engine {
         let Some(call) = self.calls.calls.get_mut(&key) else {
             return;
         };
+        // §12.2.2: re-INVITE and UPDATE refresh the sender's remote target.
+        refresh_target(call, side, &method, &original);
         let Some(dialog) = side_dialog_mut(call, target_side) else {
             return;
         };
@@ -977,6 +979,23 @@ impl Engine {
         server_tx: TxId,
         response: Option<Message>,
     ) {
+        let Some(original) = self.tl.request(server_tx) else {
+            return;
+        };
+        // A 2xx to a target refresh request refreshes the responder's target.
+        if let (Some(resp), Some(call), Some(method)) =
+            (&response, self.calls.calls.get_mut(&key), original.method())
+        {
+            if resp.status().is_some_and(|s| (200..300).contains(&s)) {
+                let origin = if original.call_id() == Some(call.inbound.call_id.as_str()) {
+                    Side::Caller
+                } else {
+                    other_side(call, Side::Caller)
+                };
+                let responder = other_side(call, origin);
+                refresh_target(call, responder, method, resp);
+            }
+        }
         let Some(original) = self.tl.request(server_tx) else {
             return;
         };
@@ -1190,6 +1209,24 @@ fn stray_dialog(request: &Message, peer: Peer, response: &Message) -> Dialog {
             .rev()
             .collect(),
         local_cseq: request.cseq().map(|c| c.seq).unwrap_or(1),
+    }
+}
+
+/// Takes a new remote target from the Contact of a target refresh request
+/// (re-INVITE, UPDATE) or of its 2xx.
+fn refresh_target(call: &mut Call, side: Side, method: &Method, message: &Message) {
+    if !matches!(method, Method::Invite | Method::Update) {
+        return;
+    }
+    let Some(contact) = message
+        .values(HeaderName::Contact)
+        .next()
+        .and_then(NameAddr::parse)
+    else {
+        return;
+    };
+    if let Some(dialog) = side_dialog_mut(call, side) {
+        dialog.remote_target = contact.uri.to_string();
     }
 }
 
