@@ -36,6 +36,10 @@ fn udp(addr: &str) -> Peer {
 
 impl Sim {
     fn new(tweak: impl FnOnce(&mut EngineConfig)) -> Sim {
+        Sim::with_bob_max_calls(tweak, 1)
+    }
+
+    fn with_bob_max_calls(tweak: impl FnOnce(&mut EngineConfig), bob_max_calls: u32) -> Sim {
         let spec = WorkspaceSpec {
             domain: "sim.test".into(),
             seats: 5,
@@ -49,6 +53,7 @@ impl Sim {
                     id: id.to_string(),
                     name: id.to_string(),
                     password: "pw".into(),
+                    max_calls: if *id == "bob" { bob_max_calls } else { 1 },
                     ..UserSpec::default()
                 })
                 .collect(),
@@ -395,4 +400,30 @@ fn a_device_that_goes_silent_after_ringing_leaves_no_transaction_behind() {
     sim.advance_to(30.0 + 64.0 * 0.5 + 1.0);
     assert_eq!(sim.engine.transaction_count(), 0);
     assert_eq!(sim.engine.call_counts(), CallCounts::default());
+}
+
+#[test]
+fn a_user_allowed_two_calls_keeps_ringing_for_the_second() {
+    let mut sim = Sim::with_bob_max_calls(|_| {}, 2);
+    sim.sign_in("bob", BOB_1);
+    sim.deliver(TRUNK, &trunk_invite("c10"));
+    sim.deliver(TRUNK, &trunk_invite("c11"));
+    let invites = sim.take_requests(BOB_1, Method::Invite);
+    assert_eq!(invites.len(), 2);
+    for (i, inv) in invites.iter().enumerate() {
+        sim.deliver(BOB_1, &reply(inv, 180, &format!("t{i}")));
+    }
+    sim.deliver(BOB_1, &reply(&invites[0], 200, "t0"));
+    assert!(
+        sim.take_requests(BOB_1, Method::Cancel).is_empty(),
+        "one call of two: the other keeps ringing"
+    );
+    sim.deliver(BOB_1, &reply(&invites[1], 200, "t1"));
+    assert_eq!(sim.busy("bob"), 2);
+    let oks = sim
+        .take(TRUNK)
+        .into_iter()
+        .filter(|m| m.status() == Some(200))
+        .count();
+    assert_eq!(oks, 2);
 }
