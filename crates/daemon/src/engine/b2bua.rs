@@ -426,7 +426,7 @@ impl Engine {
     /// Where to send requests for a binding: the connection it registered
     /// on (TCP), else its Contact when that names an IP, else the address
     /// the REGISTER came from.
-    fn binding_peer(&self, binding: &Binding) -> Option<Peer> {
+    pub(super) fn binding_peer(&self, binding: &Binding) -> Option<Peer> {
         if let BindingTransport::Tcp {
             connection: Some(id),
         } = binding.transport

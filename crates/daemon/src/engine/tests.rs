@@ -427,3 +427,29 @@ fn a_user_allowed_two_calls_keeps_ringing_for_the_second() {
         .count();
     assert_eq!(oks, 2);
 }
+
+/// Sans-IO only: these documentation addresses never reach a socket.
+#[test]
+fn a_private_contact_registered_from_a_public_address_is_called_at_the_source() {
+    let sim = Sim::new(|_| {});
+    let binding = |contact: &str, source: &str| Binding {
+        contact: contact.into(),
+        expires_at_ms: u64::MAX,
+        call_id: "n".into(),
+        cseq: 1,
+        source: source.parse().unwrap(),
+        transport: BindingTransport::Udp,
+        instance: None,
+    };
+    let natted = sim
+        .engine
+        .binding_peer(&binding("sip:bob@10.0.0.5:5060", "203.0.113.7:40000"))
+        .unwrap();
+    assert_eq!(natted.addr, "203.0.113.7:40000".parse().unwrap());
+    // A separate registering client on loopback: the Contact is right.
+    let local = sim
+        .engine
+        .binding_peer(&binding("sip:bob@127.0.0.1:5081", "127.0.0.1:5090"))
+        .unwrap();
+    assert_eq!(local.addr, "127.0.0.1:5081".parse().unwrap());
+}
