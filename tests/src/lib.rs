@@ -292,40 +292,17 @@ impl Ua {
         self.send(&ack).await;
     }
 
-    /// ACK for a non-2xx final to `invite` (same branch).
+    /// ACK for a non-2xx final to `invite` (same branch, To from the response).
     pub async fn ack_non_2xx(&self, invite: &Message, response: &Message) {
-        let mut ack = Message::request(Method::Ack, invite.request_uri().unwrap());
-        ack.push(
-            HeaderName::Via,
-            invite.values(HeaderName::Via).next().unwrap(),
-        );
-        ack.push(HeaderName::From, invite.header(HeaderName::From).unwrap());
-        ack.push(HeaderName::To, response.header(HeaderName::To).unwrap());
-        ack.push(HeaderName::CallId, invite.call_id().unwrap());
-        ack.push(
-            HeaderName::CSeq,
-            &format!("{} ACK", invite.cseq().unwrap().seq),
-        );
-        ack.push(HeaderName::MaxForwards, "70");
-        self.send(&ack).await;
+        let to = response.header(HeaderName::To).unwrap();
+        self.send(&same_transaction(invite, Method::Ack, to)).await;
     }
 
     /// CANCEL for `invite` (same branch and CSeq number).
     pub async fn cancel(&self, invite: &Message) {
-        let mut c = Message::request(Method::Cancel, invite.request_uri().unwrap());
-        c.push(
-            HeaderName::Via,
-            invite.values(HeaderName::Via).next().unwrap(),
-        );
-        c.push(HeaderName::From, invite.header(HeaderName::From).unwrap());
-        c.push(HeaderName::To, invite.header(HeaderName::To).unwrap());
-        c.push(HeaderName::CallId, invite.call_id().unwrap());
-        c.push(
-            HeaderName::CSeq,
-            &format!("{} CANCEL", invite.cseq().unwrap().seq),
-        );
-        c.push(HeaderName::MaxForwards, "70");
-        self.send(&c).await;
+        let to = invite.header(HeaderName::To).unwrap();
+        self.send(&same_transaction(invite, Method::Cancel, to))
+            .await;
     }
 
     /// An in-dialog request on a dialog where we are the caller (`local` is
@@ -350,6 +327,25 @@ impl Ua {
         self.send(&m).await;
         m
     }
+}
+
+/// A request that shares `invite`'s transaction (RFC 3261 §9.1, §17.1.1.3):
+/// its Request-URI, top Via, From, Call-ID and CSeq number.
+fn same_transaction(invite: &Message, method: Method, to: &str) -> Message {
+    let mut m = Message::request(method.clone(), invite.request_uri().unwrap());
+    m.push(
+        HeaderName::Via,
+        invite.values(HeaderName::Via).next().unwrap(),
+    );
+    m.push(HeaderName::From, invite.header(HeaderName::From).unwrap());
+    m.push(HeaderName::To, to);
+    m.push(HeaderName::CallId, invite.call_id().unwrap());
+    m.push(
+        HeaderName::CSeq,
+        &format!("{} {method}", invite.cseq().unwrap().seq),
+    );
+    m.push(HeaderName::MaxForwards, "70");
+    m
 }
 
 /// The Authorization value answering the challenge for `algorithm`.

@@ -190,19 +190,7 @@ fn split_params(raw: &str) -> impl Iterator<Item = &str> + '_ {
         if rest.is_empty() {
             return None;
         }
-        let bytes = rest.as_bytes();
-        let mut in_quotes = false;
-        let mut i = 0;
-        while i < bytes.len() {
-            match bytes[i] {
-                b'\\' if in_quotes => i += 1,
-                b'"' => in_quotes = !in_quotes,
-                b';' if !in_quotes => break,
-                _ => {}
-            }
-            i += 1;
-        }
-        let end = i.min(bytes.len());
+        let end = unquoted_position(rest, b';').unwrap_or(rest.len());
         let item = rest[..end].trim();
         rest = &rest[end..];
         if !item.is_empty() {
@@ -211,21 +199,9 @@ fn split_params(raw: &str) -> impl Iterator<Item = &str> + '_ {
     })
 }
 
-/// Finds the first `;` not inside quotes or `<>`.
+/// Where the parameters start: the first `;` outside a quoted string.
 fn params_start(value: &str) -> usize {
-    let bytes = value.as_bytes();
-    let mut in_quotes = false;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'\\' if in_quotes => i += 1,
-            b'"' => in_quotes = !in_quotes,
-            b';' if !in_quotes => return i,
-            _ => {}
-        }
-        i += 1;
-    }
-    value.len()
+    unquoted_position(value, b';').unwrap_or(value.len())
 }
 
 /// One Via value: `SIP/2.0/UDP host:port;branch=...`.
