@@ -34,14 +34,14 @@
 #   SIP_PORT [5060]                 daemon port; sipp uses SIP_PORT+10 (trunk),
 #                                   +11 (verify trunk), +21..+24 (phones), +30 (REGISTER)
 #   SB_BIN [<repo>/target/release/switchboard]   SKIP_BUILD [0]   SKIP_INSTALL [0]
-#   ANCHOR [<repo>/../shared/anchors/kamailio]   kamailio.cfg is taken from there
+#   ANCHOR [<repo>/benches/load/kamailio]   the reference kamailio.cfg is taken from there
 #
 # Every sipp and daemon runs under coreutils timeout and sipp -m/-timeout;
 # everything started here is stopped by PID on exit (trap).
 set -u
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(git -C "$HERE" rev-parse --show-toplevel 2>/dev/null || (cd "$HERE/../.." && pwd))
-ANCHOR=${ANCHOR:-$ROOT/../shared/anchors/kamailio}
+ANCHOR=${ANCHOR:-$HERE/kamailio}
 SIPP_DIR=$HERE/sipp
 MODE=${1:-}
 OUT=${OUT:-/tmp/sb-load-run}

@@ -13,7 +13,7 @@ use switchboard_tests::{test_config, Ua};
 use tokio::net::UdpSocket;
 
 fn corpus() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/rfc4475")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../crates/sip/tests/rfc4475")
 }
 
 fn rewrite(bytes: &[u8]) -> Vec<u8> {
@@ -62,7 +62,7 @@ async fn torture_messages_never_stop_the_daemon_and_invalid_ones_are_refused() {
         "test",
     ];
     let mut files: Vec<PathBuf> = std::fs::read_dir(corpus())
-        .expect("../shared/rfc4475 beside the repository")
+        .expect("the RFC 4475 messages vendored in crates/sip/tests/rfc4475")
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "dat"))
         .collect();

@@ -1,4 +1,4 @@
-//! The RFC 4475 torture messages, byte-exact from `shared/rfc4475/`, each
+//! The RFC 4475 torture messages, byte-exact in `tests/rfc4475/` (vendored as binary files, see `.gitattributes`), each
 //! held to the verdict its section of the RFC gives.
 //!
 //! Every file in the directory must have a row in [`CASES`] and every row a
@@ -22,7 +22,7 @@ use sip::header::{self, NameAddr, Uri, Via};
 use sip::validate::{self, Rejection};
 use sip::{HeaderName, Message, Method, ParseError};
 
-const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/rfc4475");
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rfc4475");
 
 /// What the RFC expects of one message.
 #[derive(Debug)]
@@ -201,7 +201,7 @@ fn corpus_dir() -> &'static Path {
     assert!(
         dir.is_dir(),
         "the RFC 4475 messages are missing: expected them in {DIR} \
-         (the repository is cloned with shared/ beside it)"
+         (they are vendored in the repository: is the checkout complete?)"
     );
     dir
 }
