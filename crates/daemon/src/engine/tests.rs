@@ -453,3 +453,325 @@ fn a_private_contact_registered_from_a_public_address_is_called_at_the_source() 
         .unwrap();
     assert_eq!(local.addr, "127.0.0.1:5081".parse().unwrap());
 }
+
+// ---------------------------------------------------------------------------
+// What the B2BUA did before the engine was reshaped and nothing checked:
+// written first, to pass before and after the split.
+
+fn trunk_invite_without_sdp(call_id: &str) -> Message {
+    let raw = format!(
+        "INVITE sip:+15550100@127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {TRUNK};branch=z9hG4bK-{call_id}\r\n\
+         From: <sip:+15551230000@{TRUNK}>;tag=trunk-{call_id}\r\n\
+         To: <sip:+15550100@127.0.0.1>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:trunk@{TRUNK}>\r\n\
+         Max-Forwards: 70\r\n\r\n"
+    );
+    Message::parse(raw.as_bytes()).unwrap()
+}
+
+/// One side's view of an established dialog, to send requests in it.
+struct Side {
+    addr: &'static str,
+    call_id: String,
+    /// Our From (with our tag) and To (with theirs).
+    from: String,
+    to: String,
+    target: String,
+    cseq: u32,
+}
+
+impl Side {
+    /// The trunk's side, from its INVITE and the 200 it got.
+    fn caller(invite: &Message, ok: &Message) -> Side {
+        Side {
+            addr: TRUNK,
+            call_id: invite.call_id().unwrap().to_string(),
+            from: invite.header(HeaderName::From).unwrap().to_string(),
+            to: ok.header(HeaderName::To).unwrap().to_string(),
+            target: contact_uri(ok),
+            cseq: 1,
+        }
+    }
+
+    /// A phone's side, from the INVITE it got and the tag it answered with.
+    fn phone(addr: &'static str, invite: &Message, tag: &str) -> Side {
+        Side {
+            addr,
+            call_id: invite.call_id().unwrap().to_string(),
+            from: format!("{};tag={tag}", invite.header(HeaderName::To).unwrap()),
+            to: invite.header(HeaderName::From).unwrap().to_string(),
+            target: contact_uri(invite),
+            cseq: 100,
+        }
+    }
+
+    fn request(&mut self, method: Method, body: &str) -> Message {
+        self.cseq += 1;
+        self.request_at(method, self.cseq, body)
+    }
+
+    fn request_at(&self, method: Method, cseq: u32, body: &str) -> Message {
+        let mut m = Message::request(method.clone(), &self.target);
+        m.push(
+            HeaderName::Via,
+            &format!(
+                "SIP/2.0/UDP {};branch=z9hG4bK-{}-{}-{}",
+                self.addr,
+                self.call_id,
+                method.as_str(),
+                cseq
+            ),
+        );
+        m.push(HeaderName::MaxForwards, "70");
+        m.push(HeaderName::From, &self.from);
+        m.push(HeaderName::To, &self.to);
+        m.push(HeaderName::CallId, &self.call_id);
+        m.push(HeaderName::CSeq, &format!("{cseq} {}", method.as_str()));
+        m.push(HeaderName::Contact, &format!("<sip:peer@{}>", self.addr));
+        if !body.is_empty() {
+            m.push(HeaderName::ContentType, "application/sdp");
+            m.set_body(Bytes::from(body.to_string()));
+        }
+        m
+    }
+}
+
+fn contact_uri(m: &Message) -> String {
+    m.values(HeaderName::Contact)
+        .next()
+        .and_then(sip::NameAddr::parse)
+        .unwrap()
+        .uri
+        .to_string()
+}
+
+fn with_sdp(mut m: Message, sdp: &str) -> Message {
+    m.push(HeaderName::ContentType, "application/sdp");
+    m.set_body(Bytes::from(sdp.to_string()));
+    m
+}
+
+/// The final statuses among `messages` (100 Trying left out).
+fn statuses(messages: &[Message]) -> Vec<u16> {
+    messages
+        .iter()
+        .filter_map(|m| m.status())
+        .filter(|&s| s >= 200)
+        .collect()
+}
+
+/// A trunk call answered by bob on BOB_1 and ACKed: the two sides' dialogs.
+fn answered_call(sim: &mut Sim, call_id: &str) -> (Side, Side) {
+    sim.sign_in("bob", BOB_1);
+    let invite = trunk_invite(call_id);
+    sim.deliver(TRUNK, &invite);
+    let ib = sim.take_requests(BOB_1, Method::Invite).pop().unwrap();
+    sim.deliver(BOB_1, &reply(&ib, 200, "bob-tag"));
+    assert_eq!(sim.take_requests(BOB_1, Method::Ack).len(), 1);
+    let ok = sim
+        .take(TRUNK)
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .unwrap();
+    let caller = Side::caller(&invite, &ok);
+    sim.deliver(TRUNK, &caller.request_at(Method::Ack, 1, ""));
+    (caller, Side::phone(BOB_1, &ib, "bob-tag"))
+}
+
+#[test]
+fn late_offer_the_device_offers_in_its_200_and_the_caller_answers_in_the_ack() {
+    let mut sim = Sim::new(|_| {});
+    sim.sign_in("bob", BOB_1);
+    let invite = trunk_invite_without_sdp("lo1");
+    sim.deliver(TRUNK, &invite);
+    let ib = sim.take_requests(BOB_1, Method::Invite).pop().unwrap();
+    assert!(ib.body().is_empty(), "no offer to pass on");
+    sim.deliver(BOB_1, &with_sdp(reply(&ib, 200, "b"), "v=0\r\no=offer\r\n"));
+    assert!(
+        sim.take_requests(BOB_1, Method::Ack).is_empty(),
+        "the device's ACK must carry the caller's answer: it waits for it"
+    );
+    let ok = sim
+        .take(TRUNK)
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .unwrap();
+    assert_eq!(
+        &ok.body()[..],
+        b"v=0\r\no=offer\r\n",
+        "the offer reaches the caller"
+    );
+    let caller = Side::caller(&invite, &ok);
+    let mut ack = caller.request_at(Method::Ack, 1, "v=0\r\no=answer\r\n");
+    ack.remove_first_value(HeaderName::Contact);
+    sim.deliver(TRUNK, &ack);
+    let acks = sim.take_requests(BOB_1, Method::Ack);
+    assert_eq!(acks.len(), 1);
+    assert_eq!(&acks[0].body()[..], b"v=0\r\no=answer\r\n");
+    assert_eq!(
+        acks[0].header(HeaderName::ContentType),
+        Some("application/sdp")
+    );
+    assert_eq!(sim.busy("bob"), 1);
+}
+
+#[test]
+fn a_re_invite_while_another_is_pending_is_refused_with_491() {
+    let mut sim = Sim::new(|_| {});
+    let (mut caller, mut phone) = answered_call(&mut sim, "ri1");
+    sim.deliver(TRUNK, &caller.request(Method::Invite, "v=0\r\no=hold\r\n"));
+    let relayed = sim.take_requests(BOB_1, Method::Invite);
+    assert_eq!(relayed.len(), 1);
+    assert_eq!(&relayed[0].body()[..], b"v=0\r\no=hold\r\n");
+    // Glare: the phone's own re-INVITE crosses the one still pending.
+    sim.deliver(BOB_1, &phone.request(Method::Invite, "v=0\r\no=phone\r\n"));
+    let to_phone = sim.take(BOB_1);
+    assert_eq!(statuses(&to_phone), vec![491], "§14.1");
+    assert!(sim.take_requests(TRUNK, Method::Invite).is_empty());
+    // The pending one completes normally, ACK passed on with its body.
+    sim.deliver(
+        BOB_1,
+        &with_sdp(reply(&relayed[0], 200, "bob-tag"), "v=0\r\no=held\r\n"),
+    );
+    let ok: Vec<Message> = sim
+        .take(TRUNK)
+        .into_iter()
+        .filter(|m| m.status() == Some(200))
+        .collect();
+    assert_eq!(ok.len(), 1);
+    assert_eq!(&ok[0].body()[..], b"v=0\r\no=held\r\n");
+    let mut ack = caller.request_at(Method::Ack, caller.cseq, "");
+    ack.remove_first_value(HeaderName::Contact);
+    sim.deliver(TRUNK, &ack);
+    assert_eq!(sim.take_requests(BOB_1, Method::Ack).len(), 1);
+    // Now a new re-INVITE from the phone is relayed.
+    sim.deliver(BOB_1, &phone.request(Method::Invite, "v=0\r\no=phone2\r\n"));
+    assert_eq!(sim.take_requests(TRUNK, Method::Invite).len(), 1);
+}
+
+#[test]
+fn update_and_info_are_relayed_in_the_dialog_both_ways() {
+    let mut sim = Sim::new(|_| {});
+    let (mut caller, mut phone) = answered_call(&mut sim, "ui1");
+    // INFO from the caller reaches the phone; its 200 comes back.
+    let mut info = caller.request(Method::Info, "");
+    info.push(HeaderName::ContentType, "application/dtmf-relay");
+    info.set_body(Bytes::from_static(b"Signal=5\r\nDuration=160\r\n"));
+    sim.deliver(TRUNK, &info);
+    let relayed = sim.take_requests(BOB_1, Method::Info);
+    assert_eq!(relayed.len(), 1);
+    assert_eq!(&relayed[0].body()[..], b"Signal=5\r\nDuration=160\r\n");
+    assert_eq!(
+        relayed[0].header(HeaderName::ContentType),
+        Some("application/dtmf-relay")
+    );
+    assert_eq!(relayed[0].call_id(), Some(phone.call_id.as_str()));
+    sim.deliver(BOB_1, &reply(&relayed[0], 200, "bob-tag"));
+    assert_eq!(statuses(&sim.take(TRUNK)), vec![200]);
+    // UPDATE from the phone reaches the caller; a 488 comes back as 488.
+    sim.deliver(BOB_1, &phone.request(Method::Update, "v=0\r\no=upd\r\n"));
+    let relayed = sim.take_requests(TRUNK, Method::Update);
+    assert_eq!(relayed.len(), 1);
+    assert_eq!(relayed[0].call_id(), Some(caller.call_id.as_str()));
+    assert_eq!(&relayed[0].body()[..], b"v=0\r\no=upd\r\n");
+    sim.deliver(
+        TRUNK,
+        &response_to(&relayed[0], 488, "Not Acceptable Here", None, false),
+    );
+    assert_eq!(statuses(&sim.take(BOB_1)), vec![488]);
+    assert_eq!(sim.busy("bob"), 1, "the call is still up");
+}
+
+#[test]
+fn a_cancel_before_the_legs_first_provisional_waits_for_it() {
+    let mut sim = Sim::new(|_| {});
+    sim.sign_in("bob", BOB_1);
+    let invite = trunk_invite("cx1");
+    sim.deliver(TRUNK, &invite);
+    let ib = sim.take_requests(BOB_1, Method::Invite).pop().unwrap();
+    let mut cancel = Message::request(Method::Cancel, invite.request_uri().unwrap());
+    for name in [
+        HeaderName::Via,
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+    ] {
+        cancel.push(name, invite.header(name).unwrap());
+    }
+    cancel.push(HeaderName::CSeq, "1 CANCEL");
+    sim.deliver(TRUNK, &cancel);
+    let mut to_trunk = statuses(&sim.take(TRUNK));
+    to_trunk.sort();
+    assert_eq!(to_trunk, vec![200, 487], "CANCEL answered, INVITE ended");
+    assert!(
+        sim.take_requests(BOB_1, Method::Cancel).is_empty(),
+        "§9.1: no CANCEL before a provisional response"
+    );
+    sim.deliver(BOB_1, &reply(&ib, 180, "b"));
+    let cancels = sim.take_requests(BOB_1, Method::Cancel);
+    assert_eq!(cancels.len(), 1);
+    assert_eq!(cancels[0].call_id(), ib.call_id());
+    sim.deliver(BOB_1, &reply(&ib, 487, "b"));
+    assert_eq!(sim.take_requests(BOB_1, Method::Ack).len(), 1, "487 ACKed");
+    assert_eq!(sim.busy("bob"), 0);
+    sim.advance_to(40.0);
+    assert_eq!(sim.engine.call_counts(), CallCounts::default());
+    assert_eq!(sim.engine.transaction_count(), 0);
+}
+
+#[test]
+fn a_stray_2xx_after_the_call_ended_is_acked_and_hung_up() {
+    let mut sim = Sim::new(|_| {});
+    sim.sign_in("bob", BOB_1);
+    sim.deliver(TRUNK, &trunk_invite("st1"));
+    let ib = sim.take_requests(BOB_1, Method::Invite).pop().unwrap();
+    sim.deliver(BOB_1, &reply(&ib, 180, "b"));
+    sim.advance_to(30.0);
+    assert_eq!(sim.take_requests(BOB_1, Method::Cancel).len(), 1);
+    assert_eq!(
+        sim.engine.call_counts().ringing,
+        0,
+        "the call failed with 480"
+    );
+    // The phone was picked up as the CANCEL crossed: its 200 finds no call.
+    sim.deliver(BOB_1, &reply(&ib, 200, "b"));
+    let to_bob = sim.take(BOB_1);
+    let methods: Vec<_> = to_bob.iter().filter_map(|m| m.method().cloned()).collect();
+    assert_eq!(methods, vec![Method::Ack, Method::Bye]);
+    assert_eq!(to_bob[1].call_id(), ib.call_id());
+    assert!(to_bob[1].header(HeaderName::To).unwrap().contains("tag=b"));
+    // A retransmission of that 2xx is ACKed again, not hung up twice.
+    sim.deliver(BOB_1, &reply(&ib, 200, "b"));
+    let again: Vec<_> = sim
+        .take(BOB_1)
+        .iter()
+        .filter_map(|m| m.method().cloned())
+        .collect();
+    assert_eq!(again, vec![Method::Ack]);
+    assert_eq!(sim.busy("bob"), 0);
+}
+
+#[test]
+fn a_bye_crossing_a_re_invite_ends_the_call_and_leaves_nothing_behind() {
+    let mut sim = Sim::new(|_| {});
+    let (mut caller, mut phone) = answered_call(&mut sim, "bx1");
+    sim.deliver(TRUNK, &caller.request(Method::Invite, "v=0\r\no=hold\r\n"));
+    let relayed = sim.take_requests(BOB_1, Method::Invite).pop().unwrap();
+    // The phone hangs up instead of answering the re-INVITE.
+    sim.deliver(BOB_1, &phone.request(Method::Bye, ""));
+    assert_eq!(statuses(&sim.take(BOB_1)), vec![200]);
+    let byes = sim.take_requests(TRUNK, Method::Bye);
+    assert_eq!(byes.len(), 1);
+    assert_eq!(sim.busy("bob"), 0);
+    // The phone then refuses the re-INVITE of a dialog it ended.
+    sim.deliver(BOB_1, &reply(&relayed, 481, "bob-tag"));
+    let finals = statuses(&sim.take(TRUNK));
+    assert!(finals.iter().all(|&s| s >= 400), "never a 2xx: {finals:?}");
+    sim.deliver(TRUNK, &response_to(&byes[0], 200, "OK", None, false));
+    sim.advance_to(40.0);
+    assert_eq!(sim.engine.call_counts(), CallCounts::default());
+    assert_eq!(sim.engine.transaction_count(), 0);
+}
