@@ -257,11 +257,9 @@ async fn options_and_unknown_methods() {
     daemon.stop().await;
 }
 
+/// The daemon's own wall clock, as its registrations see it.
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
+    switchboard::clock::unix_ms()
 }
 
 /// RFC 3261 §10.3 step 7: within one Call-ID, a REGISTER whose CSeq is not

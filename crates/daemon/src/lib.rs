@@ -1,11 +1,12 @@
-//! The Switchboard daemon: the SIP engine (registrar and B2BUA), the driver
-//! that gives it sockets and timers, and the command line.
+//! The Switchboard daemon: the tokio driver around the sans-IO engine, the
+//! one clock, and the command line. It holds no call logic: that is the
+//! `engine` crate's.
 //!
-//! - [`engine`]: sans-IO like the `sip` crate, tested with a manual clock.
-//! - [`server`]: the tokio driver; [`server::Daemon::start`] runs a daemon in
-//!   the current runtime (the integration tests use it on port 0).
+//! - [`server`]: sockets, timers and tasks; [`server::Daemon::start`] runs a
+//!   daemon in the current runtime (the integration tests use it on port 0).
+//! - [`clock`]: the only place the time is read.
 
-pub mod engine;
+pub mod clock;
 pub mod server;
 
 /// The demo workspace, embedded so the daemon starts with no file at all.

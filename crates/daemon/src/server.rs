@@ -1,31 +1,40 @@
 //! The driver: sockets and timers around the sans-IO [`Engine`].
 //!
 //! One task owns the engine. It receives UDP datagrams itself (draining the
-//! socket in batches), takes TCP messages from the connection tasks over a
-//! channel, reads the clock in exactly one place per batch, and sends what
-//! the engine outputs. Another task expires and persists registrations.
+//! socket in batches), takes TCP messages and commands from other tasks over
+//! a channel, reads the clock (through [`crate::clock`]) once per batch, and
+//! sends what the engine outputs. The engine's events go out on a broadcast
+//! channel ([`Daemon::events`]) to whoever listens: the engine task never
+//! waits for them. Another task expires and persists registrations.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
-use directory::Config;
+use directory::{Config, Directory};
+use engine::{
+    Command, CommandError, CommandReply, Engine, EngineConfig, Event, Input, Output, WallClock,
+    Workspace,
+};
 use presence::{Presence, RegistrationStore};
 use sip::framing::{next_frame, Frame};
 use sip::ids::IdGenerator;
 use sip::transaction::{Peer, Transmit, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::{Engine, EngineConfig, WallClock, Workspace};
+use crate::clock;
+
+/// Events buffered per listener before a slow one starts missing some.
+const EVENT_BUFFER: usize = 4096;
 
 /// How often registrations are expired and, if changed, written to disk.
 const PERSIST_INTERVAL: Duration = Duration::from_secs(1);
@@ -35,12 +44,20 @@ pub struct Daemon {
     pub udp_addr: Option<SocketAddr>,
     pub tcp_addr: Option<SocketAddr>,
     pub presence: Arc<Presence>,
+    /// The workspace new calls are routed with (read-only here: changes go
+    /// through [`Daemon::command`]).
     pub workspace: Arc<ArcSwap<Workspace>>,
+    events: broadcast::Sender<Event>,
+    inputs: mpsc::Sender<EngineInput>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
 }
 
 enum EngineInput {
+    Command {
+        command: Command,
+        reply: oneshot::Sender<Result<CommandReply, CommandError>>,
+    },
     Message {
         peer: Peer,
         bytes: Bytes,
@@ -54,13 +71,6 @@ enum EngineInput {
     },
 }
 
-fn unix_ms_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl Daemon {
     /// Binds every configured listener, restores registrations, and starts
     /// serving on the current tokio runtime.
@@ -71,12 +81,9 @@ impl Daemon {
         std::fs::create_dir_all(&server.data_dir).with_context(|| {
             format!("creating the data directory {}", server.data_dir.display())
         })?;
-        let (store, restored) = RegistrationStore::open(&server.data_dir, &presence, unix_ms_now())
-            .context("restoring registrations")?;
-        let workspace = Arc::new(ArcSwap::from_pointee(Workspace::new(
-            config.directory.clone(),
-            &presence,
-        )));
+        let (store, restored) =
+            RegistrationStore::open(&server.data_dir, &presence, clock::unix_ms())
+                .context("restoring registrations")?;
 
         let udp = match server.sip_udp {
             Some(addr) => Some(Arc::new(
@@ -117,18 +124,20 @@ impl Daemon {
             .digest_algorithms
             .iter()
             .map(|a| match a {
-                directory::DigestAlgorithm::Md5 => sip::auth::Algorithm::Md5,
-                directory::DigestAlgorithm::Sha256 => sip::auth::Algorithm::Sha256,
+                directory::DigestAlgorithm::Md5 => engine::DigestAlgorithm::Md5,
+                directory::DigestAlgorithm::Sha256 => engine::DigestAlgorithm::Sha256,
             })
             .collect();
-        let clock = WallClock::new(Instant::now(), unix_ms_now());
+        let wall_clock = WallClock::new(clock::now(), clock::wall());
         let engine = Engine::new(
             cfg,
-            Arc::clone(&workspace),
+            config.directory.clone(),
             Arc::clone(&presence),
-            clock,
+            wall_clock,
             IdGenerator::new(),
         );
+        let workspace = engine.workspace();
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
 
         let shutdown = CancellationToken::new();
         let (input_tx, input_rx) = mpsc::channel(8192);
@@ -148,6 +157,7 @@ impl Daemon {
             engine,
             udp,
             input_rx,
+            events.clone(),
             shutdown.clone(),
         )));
         tasks.push(tokio::spawn(persist_loop(
@@ -155,7 +165,6 @@ impl Daemon {
             store,
             shutdown.clone(),
         )));
-        drop(input_tx);
 
         for number in config.directory.numbers() {
             if number.routing.strategy == directory::Strategy::Cascade {
@@ -179,9 +188,38 @@ impl Daemon {
             tcp_addr,
             presence,
             workspace,
+            events,
+            inputs: input_tx,
             shutdown,
             tasks,
         })
+    }
+
+    /// The engine's events from now on (call records, registration and
+    /// busy changes). A listener that falls more than a few thousand
+    /// events behind misses some (and is told so by `recv`).
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Applies a command between two engine turns and returns its reply.
+    pub async fn command(&self, command: Command) -> anyhow::Result<CommandReply> {
+        let (reply, answer) = oneshot::channel();
+        self.inputs
+            .send(EngineInput::Command { command, reply })
+            .await
+            .map_err(|_| anyhow::anyhow!("the engine has stopped"))?;
+        Ok(answer
+            .await
+            .map_err(|_| anyhow::anyhow!("the engine has stopped"))??)
+    }
+
+    /// Routes new calls with `directory` from now on; calls up keep theirs.
+    pub async fn replace_workspace(&self, directory: Directory) -> anyhow::Result<usize> {
+        match self.command(Command::ReplaceWorkspace(directory)).await? {
+            CommandReply::WorkspaceReplaced { calls_up } => Ok(calls_up),
+            other => anyhow::bail!("unexpected reply {other:?}"),
+        }
     }
 
     /// A token that stops the daemon when cancelled.
@@ -218,16 +256,17 @@ async fn engine_loop(
     mut engine: Engine,
     udp: Option<Arc<UdpSocket>>,
     mut inputs: mpsc::Receiver<EngineInput>,
+    events: broadcast::Sender<Event>,
     shutdown: CancellationToken,
 ) {
     let mut connections: HashMap<u64, mpsc::Sender<Bytes>> = HashMap::new();
     let mut buf = vec![0u8; 65_536];
     let mut inputs_open = true;
+    let mut deadline: Option<Instant> = None;
     loop {
-        let deadline = engine.poll_timeout();
         // Set when a branch starts work; the wait itself is not a slow turn.
         #[allow(unused_assignments)]
-        let mut loop_started = Instant::now();
+        let mut loop_started = clock::now();
         let sleep = async {
             match deadline {
                 Some(at) => tokio::time::sleep_until(at.into()).await,
@@ -247,14 +286,15 @@ async fn engine_loop(
                     continue;
                 }
                 let Some(socket) = &udp else { continue };
-                let now = Instant::now();
+                let now = clock::now();
                 loop_started = now;
                 // Drain what the kernel holds, one clock read for the batch.
                 for _ in 0..256 {
                     match socket.try_recv_from(&mut buf) {
                         Ok((len, from)) => {
-                            let peer = Peer { transport: Transport::Udp, addr: from };
-                            engine.handle_datagram(now, peer, Bytes::copy_from_slice(&buf[..len]));
+                            let from = Peer { transport: Transport::Udp, addr: from };
+                            let bytes = Bytes::copy_from_slice(&buf[..len]);
+                            engine.handle_input(now, Input::Receive { from, bytes });
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e) => {
@@ -263,48 +303,73 @@ async fn engine_loop(
                         }
                     }
                 }
-                engine.handle_timeout(now);
+                engine.handle_input(now, Input::Timeout);
             }
             input = inputs.recv(), if inputs_open => {
-                let now = Instant::now();
+                let now = clock::now();
                 loop_started = now;
                 match input {
-                    Some(EngineInput::Message { peer, bytes }) => engine.handle_datagram(now, peer, bytes),
+                    Some(EngineInput::Message { peer, bytes }) => {
+                        engine.handle_input(now, Input::Receive { from: peer, bytes });
+                    }
                     Some(EngineInput::Connected { id, writer }) => { connections.insert(id, writer); }
                     Some(EngineInput::Disconnected { id }) => {
                         connections.remove(&id);
-                        engine.connection_closed(now, id);
+                        engine.handle_input(now, Input::ConnectionClosed { connection: id });
+                    }
+                    Some(EngineInput::Command { command, reply }) => {
+                        let _ = reply.send(engine.handle_command(now, command));
                     }
                     None => inputs_open = false,
                 }
             }
             _ = sleep => {
-                let now = Instant::now();
+                let now = clock::now();
                 loop_started = now;
-                engine.handle_timeout(now);
+                engine.handle_input(now, Input::Timeout);
             }
         }
-        let sent = flush(&mut engine, udp.as_deref(), &connections).await;
+        let (sent, next) = flush(&mut engine, udp.as_deref(), &connections, &events).await;
+        deadline = next;
         let took = loop_started.elapsed();
         if took > SLOW_TURN {
             tracing::warn!(
                 took_ms = took.as_millis() as u64,
                 sent,
-                transactions = engine.transaction_count(),
+                transactions = engine.stats(loop_started).transactions,
                 "slow engine turn"
             );
         }
     }
 }
 
-/// Sends everything the engine has queued; returns how many messages.
+/// Sends everything the engine has queued and hands its events on; returns
+/// how many messages were sent and the engine's next deadline.
 async fn flush(
     engine: &mut Engine,
     udp: Option<&UdpSocket>,
     connections: &HashMap<u64, mpsc::Sender<Bytes>>,
-) -> usize {
+    events: &broadcast::Sender<Event>,
+) -> (usize, Option<Instant>) {
     let mut sent = 0;
-    while let Some(Transmit { to, bytes }) = engine.poll_transmit() {
+    loop {
+        let Transmit { to, bytes } = match engine.poll_output() {
+            Output::Transmit(t) => t,
+            Output::Event(event) => {
+                if let Event::CallEnded(record) = &event {
+                    tracing::debug!(
+                        call_id = %record.call_id,
+                        number = record.number.as_deref().unwrap_or("-"),
+                        outcome = ?record.outcome,
+                        "call record"
+                    );
+                }
+                // No listener is not an error: nobody asked for them.
+                let _ = events.send(event);
+                continue;
+            }
+            Output::Timeout(next) => return (sent, next),
+        };
         sent += 1;
         match to.transport {
             Transport::Udp => {
@@ -332,7 +397,6 @@ async fn flush(
             },
         }
     }
-    sent
 }
 
 /// An engine turn longer than this is logged: it delays every call in flight.
@@ -478,7 +542,13 @@ async fn persist_loop(
         };
         let p = Arc::clone(&presence);
         let result = tokio::task::spawn_blocking(move || {
-            p.expire(unix_ms_now());
+            let now_ms = clock::unix_ms();
+            p.expire(now_ms);
+            // A lease nobody released (a call lost by a bug) lapses here.
+            let lapsed = p.expire_leases(now_ms);
+            if lapsed > 0 {
+                tracing::warn!(lapsed, "call leases lapsed without being released");
+            }
             let flushed = current.flush(&p);
             let compacted = if stopping {
                 current.compact(&p).map(|_| 0)

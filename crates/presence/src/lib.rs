@@ -2,6 +2,16 @@
 //! (registration bindings with their expiry) and how many answered calls each
 //! user has (occupancy, which makes a user busy).
 //!
+//! What the rest of the system sees is two traits, [`Registrations`] (bind,
+//! unbind, look up, expire) and [`Occupancy`] (take a call for a user under a
+//! lease, release it). Each operation is one atomic step on the backend, so a
+//! shared store for several nodes (Redis: a Lua script or a MULTI per call)
+//! can implement them as they are. [`PresenceView`] is the local
+//! implementation, aligned with one directory snapshot; [`Presence`] holds the
+//! state by user id so that it outlives snapshots.
+//!
+//! This crate does not decide routing, and reads no clock.
+//!
 //! Reads on the call path take no lock a writer can hold: occupancy and the
 //! "signed in until" instant are atomics, the binding list is an `ArcSwap`
 //! snapshot. Writers (the registrar) serialise per user on a small mutex.
@@ -24,8 +34,21 @@ use dashmap::DashMap;
 use directory::{Directory, UserIdx};
 use serde::{Deserialize, Serialize};
 
+mod occupancy;
+mod registrations;
 mod store;
+pub use occupancy::{Lease, Occupancy};
+pub use registrations::{BindError, ContactUpdate, Register, RegisterChange, Registrations};
 pub use store::RegistrationStore;
+
+/// A user as a presence backend addresses them: the index in the directory
+/// snapshot the caller holds (the local tables are aligned with it, so the
+/// call path does not hash) and the stable id (what a shared store keys on).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UserRef<'a> {
+    pub idx: UserIdx,
+    pub id: &'a str,
+}
 
 /// How a device reaches us and we reach it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,7 +87,10 @@ pub struct UserPresence {
     write: Mutex<()>,
     /// The latest binding expiry, so "is this user signed in" is one load.
     signed_in_until_ms: AtomicU64,
+    /// The number of leases, kept apart so routing reads it with one load.
     active_calls: AtomicU32,
+    /// Calls the user is in: (lease id, Unix ms at which it lapses).
+    leases: Mutex<Vec<(u64, u64)>>,
 }
 
 impl UserPresence {
@@ -93,25 +119,46 @@ impl UserPresence {
         self.active_calls.load(Ordering::Acquire)
     }
 
-    /// Counts an answered call. Paired with exactly one [`UserPresence::call_ended`].
-    pub fn call_started(&self) {
-        self.active_calls.fetch_add(1, Ordering::AcqRel);
+    /// Adds a lease; returns the calls the user is in after it.
+    fn add_lease(&self, id: u64, expires_at_ms: u64) -> u32 {
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        leases.push((id, expires_at_ms));
+        let n = leases.len() as u32;
+        self.active_calls.store(n, Ordering::Release);
+        n
     }
 
-    /// Ends an answered call; never goes below zero.
-    pub fn call_ended(&self) {
-        let _ = self
-            .active_calls
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+    /// Removes a lease (a second release of the same lease changes
+    /// nothing); returns the calls the user is in after it.
+    fn remove_lease(&self, id: u64) -> u32 {
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        leases.retain(|&(lease, _)| lease != id);
+        let n = leases.len() as u32;
+        self.active_calls.store(n, Ordering::Release);
+        n
+    }
+
+    /// Drops leases that lapsed (their holder never released them);
+    /// returns how many.
+    fn expire_leases(&self, now_ms: u64) -> usize {
+        if self.active_calls() == 0 {
+            return 0;
+        }
+        let mut leases = self.leases.lock().unwrap_or_else(|e| e.into_inner());
+        let before = leases.len();
+        leases.retain(|&(_, until)| until > now_ms);
+        self.active_calls
+            .store(leases.len() as u32, Ordering::Release);
+        before - leases.len()
     }
 
     /// As [`UserPresence::update`], but keeps the old list when `edit`
     /// fails: a REGISTER refused half-way changes nothing.
-    pub fn try_update<E>(
+    pub fn try_update<R, E>(
         &self,
         now_ms: u64,
-        edit: impl FnOnce(&mut Vec<Binding>) -> Result<(), E>,
-    ) -> Result<(), E> {
+        edit: impl FnOnce(&mut Vec<Binding>) -> Result<R, E>,
+    ) -> Result<R, E> {
         let _guard = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let mut list: Vec<Binding> = self
             .bindings
@@ -120,11 +167,11 @@ impl UserPresence {
             .filter(|b| b.expires_at_ms > now_ms)
             .cloned()
             .collect();
-        edit(&mut list)?;
+        let result = edit(&mut list)?;
         let until = list.iter().map(|b| b.expires_at_ms).max().unwrap_or(0);
         self.bindings.store(Arc::new(list));
         self.signed_in_until_ms.store(until, Ordering::Release);
-        Ok(())
+        Ok(result)
     }
 
     /// Replaces the bindings through `edit`, which sees the current list
@@ -148,9 +195,13 @@ impl UserPresence {
 
 /// Per-user live state for a directory snapshot, aligned with its user
 /// indices so the call path reaches a user's state without hashing.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct PresenceView {
     users: Vec<Arc<UserPresence>>,
+    /// The state by user id: for what is not one snapshot's user (the
+    /// journal's change list, connections, expiry, leases taken under an
+    /// older snapshot).
+    shared: Arc<Presence>,
 }
 
 impl PresenceView {
@@ -158,8 +209,15 @@ impl PresenceView {
         &self.users[idx.0 as usize]
     }
 
-    pub fn user_arc(&self, idx: UserIdx) -> Arc<UserPresence> {
-        Arc::clone(&self.users[idx.0 as usize])
+    /// The state of `user`. The local view reads by index: `user.idx` comes
+    /// from the directory snapshot this view was built for (a call keeps the
+    /// workspace it was routed with, so its leases go back to the same view).
+    /// An index out of range falls back to the id.
+    fn resolve(&self, user: UserRef<'_>) -> Arc<UserPresence> {
+        match self.users.get(user.idx.0 as usize) {
+            Some(p) => Arc::clone(p),
+            None => self.shared.user(user.id),
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -214,10 +272,12 @@ impl Presence {
         Arc::clone(&self.users.entry(id.into()).or_default())
     }
 
-    /// The state of every user of `directory`, in its index order.
-    pub fn view(&self, directory: &Directory) -> PresenceView {
+    /// The state of every user of `directory`, in its index order: the
+    /// local implementation of [`Registrations`] and [`Occupancy`].
+    pub fn view(self: &Arc<Self>, directory: &Directory) -> PresenceView {
         PresenceView {
             users: directory.users().iter().map(|u| self.user(&u.id)).collect(),
+            shared: Arc::clone(self),
         }
     }
 
@@ -315,9 +375,9 @@ impl Presence {
 
     /// Drops every binding reached through a stream connection that closed
     /// (RFC 5626 §5.5: a failed flow removes its bindings; the device
-    /// registers again when it reconnects). Returns how many were dropped.
-    pub fn drop_connection(&self, connection: u64, now_ms: u64) -> usize {
-        let mut dropped = 0;
+    /// registers again when it reconnects). Returns the users who lost one.
+    pub fn drop_connection(&self, connection: u64, now_ms: u64) -> Vec<Box<str>> {
+        let mut dropped = Vec::new();
         for entry in self.users.iter() {
             let on_it = |b: &Binding| {
                 b.transport
@@ -326,12 +386,11 @@ impl Presence {
                     }
             };
             if entry.value().snapshot().iter().any(on_it) {
-                entry.value().update(now_ms, |list| {
-                    let before = list.len();
-                    list.retain(|b| !on_it(b));
-                    dropped += before - list.len();
-                });
+                entry
+                    .value()
+                    .update(now_ms, |list| list.retain(|b| !on_it(b)));
                 self.mark_changed(entry.key());
+                dropped.push(entry.key().clone());
             }
         }
         dropped
@@ -352,6 +411,14 @@ impl Presence {
             }
         }
         signed_out
+    }
+
+    /// Drops call leases that lapsed without being released; returns how many.
+    pub fn expire_leases(&self, now_ms: u64) -> usize {
+        self.users
+            .iter()
+            .map(|e| e.value().expire_leases(now_ms))
+            .sum()
     }
 
     /// Total live bindings (for metrics and tests).
@@ -400,15 +467,97 @@ mod tests {
         assert_eq!(alice.bindings(6_000).len(), 1);
     }
 
+    fn alice_view() -> (Arc<Presence>, PresenceView) {
+        let spec = directory::WorkspaceSpec {
+            domain: "t".into(),
+            seats: 1,
+            users: vec![directory::UserSpec {
+                id: "alice".into(),
+                name: "Alice".into(),
+                password: "pw".into(),
+                ..directory::UserSpec::default()
+            }],
+            ..directory::WorkspaceSpec::default()
+        };
+        let dir = Directory::from_workspace(spec, Path::new("t")).unwrap();
+        let p = Arc::new(Presence::new());
+        let view = p.view(&dir);
+        (p, view)
+    }
+
+    const ALICE: UserRef<'static> = UserRef {
+        idx: UserIdx(0),
+        id: "alice",
+    };
+
     #[test]
-    fn occupancy_never_goes_negative() {
-        let u = UserPresence::default();
-        u.call_ended();
-        assert_eq!(u.active_calls(), 0);
-        u.call_started();
-        u.call_started();
-        u.call_ended();
-        assert_eq!(u.active_calls(), 1);
+    fn a_lease_counts_once_and_a_second_release_changes_nothing() {
+        let (_, view) = alice_view();
+        let first = view.take(ALICE, 1, 10_000);
+        assert_eq!(first.active_after, 1);
+        let second = view.take(ALICE, 2, 10_000);
+        assert_eq!(second.active_after, 2);
+        assert_eq!(view.release(&first), 1);
+        assert_eq!(view.release(&first), 1, "released twice: still one call");
+        assert_eq!(view.release(&second), 0);
+        assert_eq!(view.release(&second), 0, "never below zero");
+    }
+
+    #[test]
+    fn a_lease_nobody_releases_lapses_at_its_expiry() {
+        let (p, view) = alice_view();
+        view.take(ALICE, 7, 5_000);
+        assert_eq!(p.expire_leases(4_999), 0);
+        assert_eq!(view.active_calls(ALICE), 1);
+        assert_eq!(view.expire_leases(5_000), 1);
+        assert_eq!(view.active_calls(ALICE), 0);
+    }
+
+    #[test]
+    fn a_register_is_applied_whole_or_not_at_all() {
+        let (p, view) = alice_view();
+        let register = |cseq, change| Register {
+            call_id: "reg".into(),
+            cseq,
+            source: "127.0.0.1:5080".parse().unwrap(),
+            transport: BindingTransport::Udp,
+            max_bindings: 1,
+            change,
+        };
+        let contact = |uri: &str, expires_secs| ContactUpdate {
+            uri: uri.into(),
+            instance: None,
+            expires_secs,
+        };
+        let one = RegisterChange::Contacts(vec![contact("sip:a@127.0.0.1:1", 60)]);
+        assert_eq!(
+            view.bind(ALICE, &register(1, one.clone()), 0)
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(p.take_changed().len(), 1);
+        assert_eq!(
+            view.bind(ALICE, &register(1, one), 0),
+            Err(BindError::OutOfOrder)
+        );
+        // A refresh and a second device in one REGISTER: the second is one
+        // too many, so the refresh does not happen either.
+        let two = RegisterChange::Contacts(vec![
+            contact("sip:a@127.0.0.1:1", 3600),
+            contact("sip:a@127.0.0.1:2", 60),
+        ]);
+        assert_eq!(
+            view.bind(ALICE, &register(2, two), 0),
+            Err(BindError::TooMany)
+        );
+        assert_eq!(view.lookup(ALICE, 0)[0].expires_at_ms, 60_000);
+        assert!(p.take_changed().is_empty());
+        assert!(view
+            .bind(ALICE, &register(3, RegisterChange::RemoveAll), 0)
+            .unwrap()
+            .is_empty());
+        assert!(!view.is_signed_in(ALICE, 0));
     }
 
     #[test]

@@ -1,9 +1,16 @@
-//! Routing decisions: who rings when a call reaches a number.
+//! Routing: what a call to a number does, as a [`Plan`].
 //!
 //! [`decide`] and [`explain`] are pure functions of the directory snapshot,
-//! the users' live state, the call and the time (passed in, never read here).
-//! They do no IO and take no lock: the call path calls [`decide`] once per
-//! INVITE, and tests use [`explain`] to see which gate stops each member.
+//! the users' live state (through the presence traits), the call and the
+//! time, which is passed in as a [`jiff::Timestamp`] and never read here.
+//! They do no IO and keep no state. Both build the plan with the same code
+//! and every member's verdict with the one [`gate`] function, so what a call
+//! does and what `explain` says cannot disagree.
+//!
+//! A plan is ordered tiers of users to ring (each with its strategy and
+//! timeout), then the [`Destination`] for when no tier answers. Today a
+//! number has one tier; business hours, cascade and the media destinations
+//! add steps to the same shape.
 //!
 //! A user rings for a number only when every gate opens, in this order:
 //! 1. the user is an active member (not `invited`);
@@ -11,8 +18,11 @@
 //! 3. the user is in the number's routing (which implies assigned);
 //! 4. the user is not busy (answered calls below the user's `max_calls`).
 
-use directory::{normalize_e164, Directory, NumberIdx, Strategy, UserIdx, UserStatus};
-use presence::PresenceView;
+use std::time::Duration;
+
+use directory::{normalize_e164, Directory, Number, NumberIdx, Strategy, UserIdx, UserStatus};
+use jiff::Timestamp;
+use presence::{Occupancy, Registrations, UserRef};
 
 /// The call being routed, as far as routing cares.
 #[derive(Clone, Copy, Debug)]
@@ -21,25 +31,52 @@ pub struct IncomingCall<'a> {
     pub dialled: &'a str,
 }
 
-/// What to do with a call.
+/// What a call does, step by step.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Decision {
-    /// Ring these users (routing order) with this strategy.
-    Ring {
-        number: NumberIdx,
-        strategy: Strategy,
-        users: Vec<UserIdx>,
-    },
-    /// Answer the caller with this final status.
-    Reject {
-        number: Option<NumberIdx>,
-        status: u16,
-        reason: &'static str,
-    },
+pub struct Plan {
+    /// The number dialled, when it is one of the workspace's.
+    pub number: Option<NumberIdx>,
+    /// Who rings, tier after tier. Empty when nobody can ring now.
+    pub tiers: Vec<Tier>,
+    /// Where the call goes when no tier answers (or there is none).
+    pub then: Destination,
+    /// Every member of the number with the gate that stops them, if any,
+    /// in the number's member order.
+    pub verdicts: Vec<MemberVerdict>,
+}
+
+impl Plan {
+    /// The first tier's users (the ones the call rings first).
+    pub fn first_tier(&self) -> Option<&Tier> {
+        self.tiers.first()
+    }
+}
+
+/// Users rung together for a while.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tier {
+    /// In routing order.
+    pub users: Vec<UserIdx>,
+    /// How the tier rings. `Cascade` is still rung like `Simultaneous` by
+    /// the engine (ringing one after another is the business-hours issue).
+    pub strategy: Strategy,
+    /// How long the tier rings before the next step.
+    pub timeout: Duration,
+}
+
+/// The end of a plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Destination {
+    /// Answer the caller with this final status now: nobody could ring.
+    Reject { status: u16, reason: &'static str },
+    /// After the tiers: `480 Temporarily Unavailable`, or `486 Busy Here`
+    /// when every device that was rung answered busy (or its user became
+    /// busy with another call).
+    Unavailable,
 }
 
 /// The first gate that keeps a member from ringing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Gate {
     NotActive,
     NotSignedIn,
@@ -58,7 +95,7 @@ impl Gate {
     }
 }
 
-/// One member's verdict from [`explain`].
+/// One member's verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MemberVerdict {
     pub user: UserIdx,
@@ -79,103 +116,124 @@ pub fn find_number(directory: &Directory, dialled: &str) -> Option<NumberIdx> {
     directory.number_index(e164.as_str())
 }
 
-/// Who rings for `call` at `now_ms` (Unix milliseconds).
-pub fn decide(
+/// The plan for `call` at `at`.
+pub fn decide<P>(
     directory: &Directory,
-    presence: &PresenceView,
+    presence: &P,
     call: &IncomingCall<'_>,
-    now_ms: u64,
-) -> Decision {
-    let Some(number_idx) = find_number(directory, call.dialled) else {
-        return Decision::Reject {
+    at: Timestamp,
+) -> Plan
+where
+    P: Registrations + Occupancy + ?Sized,
+{
+    match find_number(directory, call.dialled) {
+        Some(number) => plan_number(directory, presence, number, at),
+        None => Plan {
             number: None,
-            status: 404,
-            reason: "Not Found",
-        };
-    };
-    let number = directory.number(number_idx);
-    let mut users = Vec::with_capacity(number.routing.ring.len());
-    let mut busy = 0usize;
-    for &idx in &number.routing.ring {
-        match gate_for_routed(directory, presence, idx, now_ms) {
-            None => users.push(idx),
-            Some(Gate::Busy) => busy += 1,
-            Some(_) => {}
-        }
-    }
-    if !users.is_empty() {
-        return Decision::Ring {
-            number: number_idx,
-            strategy: number.routing.strategy,
-            users,
-        };
-    }
-    if busy > 0 {
-        Decision::Reject {
-            number: Some(number_idx),
-            status: 486,
-            reason: "Busy Here",
-        }
-    } else {
-        Decision::Reject {
-            number: Some(number_idx),
-            status: 480,
-            reason: "Temporarily Unavailable",
-        }
+            tiers: Vec::new(),
+            then: Destination::Reject {
+                status: 404,
+                reason: "Not Found",
+            },
+            verdicts: Vec::new(),
+        },
     }
 }
 
-/// The gates of a user already known to be in the routing list.
-fn gate_for_routed(
+/// What a call to `number` would do at `at`, with every member's verdict:
+/// the same plan [`decide`] gives the call.
+pub fn explain<P>(directory: &Directory, presence: &P, number: NumberIdx, at: Timestamp) -> Plan
+where
+    P: Registrations + Occupancy + ?Sized,
+{
+    plan_number(directory, presence, number, at)
+}
+
+fn plan_number<P>(directory: &Directory, presence: &P, idx: NumberIdx, at: Timestamp) -> Plan
+where
+    P: Registrations + Occupancy + ?Sized,
+{
+    let number = directory.number(idx);
+    let now_ms = unix_ms(at);
+    let verdicts: Vec<MemberVerdict> = number
+        .members
+        .iter()
+        .enumerate()
+        .map(|(pos, &user)| MemberVerdict {
+            user,
+            stopped_by: gate(directory, presence, number, pos, now_ms),
+        })
+        .collect();
+    let users: Vec<UserIdx> = number
+        .routing
+        .ring_member
+        .iter()
+        .map(|&pos| verdicts[pos as usize])
+        .filter(MemberVerdict::rings)
+        .map(|v| v.user)
+        .collect();
+    if users.is_empty() {
+        // Nobody can ring: busy when a routed user is only busy.
+        let busy = verdicts.iter().any(|v| v.stopped_by == Some(Gate::Busy));
+        let (status, reason) = if busy {
+            (486, "Busy Here")
+        } else {
+            (480, "Temporarily Unavailable")
+        };
+        return Plan {
+            number: Some(idx),
+            tiers: Vec::new(),
+            then: Destination::Reject { status, reason },
+            verdicts,
+        };
+    }
+    Plan {
+        number: Some(idx),
+        tiers: vec![Tier {
+            users,
+            strategy: number.routing.strategy,
+            timeout: number.ring_timeout,
+        }],
+        then: Destination::Unavailable,
+        verdicts,
+    }
+}
+
+/// The first gate that stops the member at `member_pos` of `number` from
+/// ringing at `now_ms`, or `None` when they ring. The one place the gates
+/// are written.
+pub fn gate<P>(
     directory: &Directory,
-    presence: &PresenceView,
-    idx: UserIdx,
+    presence: &P,
+    number: &Number,
+    member_pos: usize,
     now_ms: u64,
-) -> Option<Gate> {
+) -> Option<Gate>
+where
+    P: Registrations + Occupancy + ?Sized,
+{
+    let idx = number.members[member_pos];
     let user = directory.user(idx);
+    let who = UserRef { idx, id: &user.id };
     if user.status != UserStatus::Active {
         return Some(Gate::NotActive);
     }
-    let live = presence.user(idx);
-    if !live.is_signed_in(now_ms) {
+    if !presence.is_signed_in(who, now_ms) {
         return Some(Gate::NotSignedIn);
     }
-    if live.active_calls() >= user.max_calls {
+    if !number.routing.member_in_ring[member_pos] {
+        return Some(Gate::NotInRouting);
+    }
+    if presence.active_calls(who) >= user.max_calls {
         return Some(Gate::Busy);
     }
     None
 }
 
-/// For every member of `number`, whether they would ring now and, if not,
-/// the first gate that stops them.
-pub fn explain(
-    directory: &Directory,
-    presence: &PresenceView,
-    number: NumberIdx,
-    now_ms: u64,
-) -> Vec<MemberVerdict> {
-    let n = directory.number(number);
-    n.members
-        .iter()
-        .map(|&user| {
-            let stopped_by = {
-                let u = directory.user(user);
-                let live = presence.user(user);
-                if u.status != UserStatus::Active {
-                    Some(Gate::NotActive)
-                } else if !live.is_signed_in(now_ms) {
-                    Some(Gate::NotSignedIn)
-                } else if !n.routing.ring.contains(&user) {
-                    Some(Gate::NotInRouting)
-                } else if live.active_calls() >= u.max_calls {
-                    Some(Gate::Busy)
-                } else {
-                    None
-                }
-            };
-            MemberVerdict { user, stopped_by }
-        })
-        .collect()
+/// Unix milliseconds of a timestamp (presence keeps expiries in them); an
+/// instant before 1970 counts as 0.
+pub fn unix_ms(at: Timestamp) -> u64 {
+    u64::try_from(at.as_millisecond()).unwrap_or(0)
 }
 
 #[cfg(test)]

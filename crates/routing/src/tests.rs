@@ -1,15 +1,21 @@
 //! Routing as tables of cases: one workspace, a state per row, the expected
-//! decision or verdict.
+//! plan and verdicts.
 #![allow(clippy::unwrap_used)]
 
 use std::path::Path;
 
 use directory::{NumberSpec, Strategy, TrunkSpec, UserSpec, UserStatus, WorkspaceSpec};
-use presence::{Binding, BindingTransport, Presence};
+use std::sync::Arc;
+
+use presence::{Binding, BindingTransport, Occupancy, Presence, UserRef};
 
 use super::*;
 
 const NOW: u64 = 1_000_000;
+
+fn now() -> Timestamp {
+    Timestamp::from_millisecond(NOW as i64).unwrap()
+}
 
 fn user(id: &str, status: UserStatus, max_calls: u32) -> UserSpec {
     UserSpec {
@@ -72,17 +78,35 @@ fn ids(dir: &Directory, users: &[UserIdx]) -> Vec<String> {
     users.iter().map(|&u| dir.user(u).id.clone()).collect()
 }
 
-fn ringing(dir: &Directory, p: &Presence, dialled: &str) -> Result<Vec<String>, u16> {
-    match decide(dir, &p.view(dir), &IncomingCall { dialled }, NOW) {
-        Decision::Ring { users, .. } => Ok(ids(dir, &users)),
-        Decision::Reject { status, .. } => Err(status),
+fn ringing(dir: &Directory, p: &Arc<Presence>, dialled: &str) -> Result<Vec<String>, u16> {
+    let plan = decide(dir, &p.view(dir), &IncomingCall { dialled }, now());
+    match (plan.first_tier(), plan.then) {
+        (Some(tier), Destination::Unavailable) => {
+            assert_eq!(plan.tiers.len(), 1, "one tier per number today");
+            Ok(ids(dir, &tier.users))
+        }
+        (None, Destination::Reject { status, .. }) => Err(status),
+        other => {
+            panic!("a plan that rings must end Unavailable, one that does not, Reject: {other:?}")
+        }
+    }
+}
+
+fn take_calls(dir: &Directory, p: &Arc<Presence>, id: &str, n: u32) {
+    let view = p.view(dir);
+    let who = UserRef {
+        idx: dir.user_index(id).unwrap(),
+        id,
+    };
+    for holder in 0..n {
+        view.take(who, u64::from(holder), u64::MAX);
     }
 }
 
 #[test]
 fn number_forms_normalise_to_the_same_line() {
     let dir = workspace();
-    let p = Presence::new();
+    let p = Arc::new(Presence::new());
     sign_in(&p, "alice", NOW + 1);
     for dialled in [
         "+15550100",
@@ -109,91 +133,119 @@ fn each_gate_as_a_table() {
         signed_in: &'static [&'static str],
         calls: &'static [(&'static str, u32)],
         rings: Result<&'static [&'static str], u16>,
+        /// The verdicts of alice, bob, carol, dave, erin (members, in order).
+        gates: [Option<Gate>; 5],
     }
+    use Gate::*;
+    const INVITED: Option<Gate> = Some(NotActive);
+    const OUT: Option<Gate> = Some(NotSignedIn);
     let cases = [
         Case {
             name: "nobody signed in",
             signed_in: &[],
             calls: &[],
             rings: Err(480),
+            gates: [OUT, OUT, OUT, INVITED, OUT],
         },
         Case {
             name: "everyone routed and free rings",
             signed_in: &["alice", "bob", "carol", "dave", "erin", "frank"],
             calls: &[],
             rings: Ok(&["alice", "bob", "erin"]),
+            gates: [None, None, Some(NotInRouting), INVITED, None],
         },
         Case {
             name: "assigned but not routed never rings",
             signed_in: &["carol"],
             calls: &[],
             rings: Err(480),
+            gates: [OUT, OUT, Some(NotInRouting), INVITED, OUT],
         },
         Case {
             name: "not assigned never rings",
             signed_in: &["frank"],
             calls: &[],
             rings: Err(480),
+            gates: [OUT, OUT, OUT, INVITED, OUT],
         },
         Case {
             name: "invited never rings, even signed in",
             signed_in: &["dave"],
             calls: &[],
             rings: Err(480),
+            gates: [OUT, OUT, OUT, INVITED, OUT],
         },
         Case {
             name: "busy user skipped, others ring",
             signed_in: &["alice", "bob"],
             calls: &[("alice", 1)],
             rings: Ok(&["bob"]),
+            gates: [Some(Busy), None, OUT, INVITED, OUT],
         },
         Case {
             name: "everyone busy is 486",
             signed_in: &["alice", "bob"],
             calls: &[("alice", 1), ("bob", 1)],
             rings: Err(486),
+            gates: [Some(Busy), Some(Busy), OUT, INVITED, OUT],
         },
         Case {
             name: "max_calls 2 still rings with one call",
             signed_in: &["erin"],
             calls: &[("erin", 1)],
             rings: Ok(&["erin"]),
+            gates: [OUT, OUT, OUT, INVITED, None],
         },
         Case {
             name: "max_calls 2 busy with two",
             signed_in: &["erin", "carol"],
             calls: &[("erin", 2)],
             rings: Err(486),
+            gates: [OUT, OUT, Some(NotInRouting), INVITED, Some(Busy)],
         },
         Case {
             name: "a busy user who is signed out counts as signed out",
             signed_in: &[],
             calls: &[("alice", 1)],
             rings: Err(480),
+            gates: [OUT, OUT, OUT, INVITED, OUT],
         },
     ];
     let dir = workspace();
+    let number = find_number(&dir, "+15550100").unwrap();
     for case in cases {
-        let p = Presence::new();
+        let p = Arc::new(Presence::new());
         for id in case.signed_in {
             sign_in(&p, id, NOW + 60_000);
         }
         for (id, n) in case.calls {
-            for _ in 0..*n {
-                p.user(id).call_started();
-            }
+            take_calls(&dir, &p, id, *n);
         }
         let expected = case
             .rings
             .map(|list| list.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         assert_eq!(ringing(&dir, &p, "+15550100"), expected, "{}", case.name);
+        // The call's plan and explain's are one: same verdicts, same tiers.
+        let view = p.view(&dir);
+        let call = decide(
+            &dir,
+            &view,
+            &IncomingCall {
+                dialled: "+15550100",
+            },
+            now(),
+        );
+        let explained = explain(&dir, &view, number, now());
+        assert_eq!(call, explained, "{}", case.name);
+        let gates: Vec<Option<Gate>> = call.verdicts.iter().map(|v| v.stopped_by).collect();
+        assert_eq!(gates, case.gates, "{}", case.name);
     }
 }
 
 #[test]
 fn expired_binding_is_signed_out() {
     let dir = workspace();
-    let p = Presence::new();
+    let p = Arc::new(Presence::new());
     sign_in(&p, "alice", NOW);
     assert_eq!(ringing(&dir, &p, "+15550100"), Err(480));
 }
@@ -201,13 +253,14 @@ fn expired_binding_is_signed_out() {
 #[test]
 fn explain_names_the_first_gate_for_every_member() {
     let dir = workspace();
-    let p = Presence::new();
+    let p = Arc::new(Presence::new());
     for id in ["alice", "bob", "carol", "dave"] {
         sign_in(&p, id, NOW + 60_000);
     }
-    p.user("bob").call_started();
+    take_calls(&dir, &p, "bob", 1);
     let number = find_number(&dir, "+15550100").unwrap();
-    let verdicts: Vec<(String, Option<Gate>)> = explain(&dir, &p.view(&dir), number, NOW)
+    let verdicts: Vec<(String, Option<Gate>)> = explain(&dir, &p.view(&dir), number, now())
+        .verdicts
         .into_iter()
         .map(|v| (dir.user(v.user).id.clone(), v.stopped_by))
         .collect();

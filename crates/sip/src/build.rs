@@ -1,6 +1,15 @@
-//! Building responses from requests (RFC 3261 §8.2.6).
+//! Building messages: responses from requests (RFC 3261 §8.2.6), our Via
+//! and Contact values, the end-to-end headers a B2BUA passes on, and the
+//! error response to a request that did not parse.
 
+use std::fmt::Write;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+
+use crate::ids::IdGenerator;
 use crate::message::{HeaderName, Message};
+use crate::transaction::Transport;
 
 /// Standard reason phrases for the status codes Switchboard sends.
 pub fn reason_phrase(status: u16) -> &'static str {
@@ -83,6 +92,121 @@ pub fn response_to(
     response
 }
 
+/// A Via for a request we originate from `local`: a fresh branch, and
+/// `rport` so the answer retraces NAT (RFC 3581).
+pub fn via_value(ids: &mut IdGenerator, local: SocketAddr, transport: Transport) -> String {
+    let mut value = String::with_capacity(80);
+    let _ = write!(
+        value,
+        "SIP/2.0/{} {};branch={};rport",
+        transport.via_token(),
+        local,
+        ids.branch()
+    );
+    value
+}
+
+/// Our Contact at `local` on `transport`.
+pub fn contact_value(local: SocketAddr, transport: Transport) -> String {
+    match transport {
+        Transport::Udp => format!("<sip:switchboard@{local}>"),
+        Transport::Tcp(_) => format!("<sip:switchboard@{local};transport=tcp>"),
+    }
+}
+
+/// `s` as a quoted-string (RFC 3261 §25.1): quotes and backslashes escaped,
+/// control characters dropped.
+pub fn quoted(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        if !c.is_control() {
+            out.push(c);
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Copies the end-to-end headers of a relayed message: everything except
+/// what belongs to one hop, one dialog or one authentication exchange.
+pub fn copy_end_to_end(from: &Message, to: &mut Message) {
+    for (name, raw, value) in from.headers() {
+        let hop_or_dialog = matches!(
+            name,
+            HeaderName::Via
+                | HeaderName::From
+                | HeaderName::To
+                | HeaderName::CallId
+                | HeaderName::CSeq
+                | HeaderName::Contact
+                | HeaderName::Route
+                | HeaderName::RecordRoute
+                | HeaderName::MaxForwards
+                | HeaderName::ContentLength
+                | HeaderName::Authorization
+                | HeaderName::ProxyAuthorization
+                | HeaderName::WwwAuthenticate
+                | HeaderName::ProxyAuthenticate
+        );
+        if !hop_or_dialog {
+            to.push_other(raw, value);
+        }
+    }
+}
+
+/// An error response for a request that did not parse, from its raw Via,
+/// From, To, Call-ID and CSeq lines, so that the sender learns why instead
+/// of retransmitting. `None` when the bytes are not a request or miss what
+/// a response needs.
+pub fn salvage_error_response(raw: &[u8], status: u16, reason: &str) -> Option<Bytes> {
+    let text = String::from_utf8_lossy(raw);
+    let mut lines = text.split('\n').map(|l| l.trim_end_matches('\r'));
+    let first = lines.find(|l| !l.is_empty())?;
+    if first.len() < 3
+        || first
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("SIP/"))
+    {
+        return None;
+    }
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(b"SIP/2.0 ");
+    out.extend_from_slice(status.to_string().as_bytes());
+    out.push(b' ');
+    let clean: String = reason.chars().filter(|c| !c.is_control()).collect();
+    out.extend_from_slice(clean.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    let mut have = [false; 5];
+    for line in lines {
+        if line.is_empty() {
+            break;
+        }
+        let Some((name, _)) = line.split_once(':') else {
+            continue;
+        };
+        let slot = match name.trim().to_ascii_lowercase().as_str() {
+            "via" | "v" => 0,
+            "from" | "f" => 1,
+            "to" | "t" => 2,
+            "call-id" | "i" => 3,
+            "cseq" => 4,
+            _ => continue,
+        };
+        have[slot] = true;
+        out.extend_from_slice(line.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    if !have.iter().all(|&h| h) {
+        return None;
+    }
+    out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    Some(Bytes::from(out))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -101,5 +225,30 @@ mod tests {
         assert_eq!(resp.header(HeaderName::RecordRoute), Some("<sip:p;lr>"));
         let trying = response_to(&req, 100, "Trying", Some("t1"), false);
         assert_eq!(trying.to_tag(), None);
+    }
+
+    #[test]
+    fn a_request_that_did_not_parse_gets_its_error_from_the_raw_lines() {
+        let raw = b"INVITE sip:a@b SIP/2.0\r\nv: SIP/2.0/UDP h;branch=z9hG4bK1\r\n\
+                    f: <sip:c@d>;tag=1\r\nt: <sip:a@b>\r\ni: x\r\nCSeq: 1 INVITE\r\n\
+                    Content-Length: nope\r\n\r\n";
+        let reply = salvage_error_response(raw, 400, "Bad Content-Length\r\n").unwrap();
+        let reply = Message::parse(&reply).unwrap();
+        assert_eq!(reply.status(), Some(400));
+        assert_eq!(reply.call_id(), Some("x"));
+        assert_eq!(reply.reason(), Some("Bad Content-Length"));
+        // A response, or a request without Call-ID, gets nothing.
+        assert!(salvage_error_response(b"SIP/2.0 200 OK\r\n\r\n", 400, "x").is_none());
+        assert!(salvage_error_response(
+            b"INVITE sip:a@b SIP/2.0\r\nCSeq: 1 INVITE\r\n\r\n",
+            400,
+            "x"
+        )
+        .is_none());
+    }
+
+    #[test]
+    fn quoted_escapes_and_drops_controls() {
+        assert_eq!(quoted("A \"B\" \\ C\r\n"), "\"A \\\"B\\\" \\\\ C\"");
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! What it owns: the message layer (parse, typed access, edit, print), framing
 //! for stream transports, the transaction state machines of RFC 3261 §17 with
-//! their timers, and server-side digest authentication.
+//! their timers, dialogs (§12) and the requests built in them, wire helpers
+//! a B2BUA needs (our Via and Contact, end-to-end headers), and server-side
+//! digest authentication.
 //!
 //! What it must not do: IO or clock reads. Every function that depends on time
 //! takes `now` as an argument; every output is returned to the caller, who
@@ -11,6 +13,7 @@
 
 pub mod auth;
 pub mod build;
+pub mod dialog;
 pub mod framing;
 pub mod header;
 pub mod ids;

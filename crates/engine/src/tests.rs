@@ -12,6 +12,8 @@ use presence::{Binding, BindingTransport};
 use sip::build::response_to;
 
 use super::*;
+use crate::call::CallCounts;
+use sip::transaction::Transport;
 
 const TRUNK: &str = "127.0.0.1:5070";
 const BOB_1: &str = "127.0.0.1:5081";
@@ -25,6 +27,42 @@ struct Sim {
     t0: Instant,
     now: Instant,
     sent: Vec<(SocketAddr, Message)>,
+    events: Vec<Event>,
+}
+
+const T0_MS: i64 = 1_700_000_000_000;
+
+/// Sales +15550100 with these users (in this order, so indices differ
+/// between two calls of it) and this ring list; every user a member.
+fn sales(users: &[&str], ring: &[&str], bob_max_calls: u32) -> Directory {
+    let spec = WorkspaceSpec {
+        domain: "sim.test".into(),
+        seats: 5,
+        trunks: vec![TrunkSpec {
+            name: "carrier".into(),
+            sources: vec!["127.0.0.1/32".into()],
+        }],
+        users: users
+            .iter()
+            .map(|id| UserSpec {
+                id: id.to_string(),
+                name: id.to_string(),
+                password: "pw".into(),
+                max_calls: if *id == "bob" { bob_max_calls } else { 1 },
+                ..UserSpec::default()
+            })
+            .collect(),
+        numbers: vec![NumberSpec {
+            number: "+15550100".into(),
+            name: "Sales".into(),
+            timezone: "UTC".into(),
+            members: users.iter().map(|u| u.to_string()).collect(),
+            strategy: Strategy::Simultaneous,
+            ring: ring.iter().map(|u| u.to_string()).collect(),
+            ring_timeout_secs: 30,
+        }],
+    };
+    Directory::from_workspace(spec, Path::new("sim")).unwrap()
 }
 
 fn udp(addr: &str) -> Peer {
@@ -40,64 +78,39 @@ impl Sim {
     }
 
     fn with_bob_max_calls(tweak: impl FnOnce(&mut EngineConfig), bob_max_calls: u32) -> Sim {
-        let spec = WorkspaceSpec {
-            domain: "sim.test".into(),
-            seats: 5,
-            trunks: vec![TrunkSpec {
-                name: "carrier".into(),
-                sources: vec!["127.0.0.1/32".into()],
-            }],
-            users: ["alice", "bob"]
-                .iter()
-                .map(|id| UserSpec {
-                    id: id.to_string(),
-                    name: id.to_string(),
-                    password: "pw".into(),
-                    max_calls: if *id == "bob" { bob_max_calls } else { 1 },
-                    ..UserSpec::default()
-                })
-                .collect(),
-            numbers: vec![NumberSpec {
-                number: "+15550100".into(),
-                name: "Sales".into(),
-                timezone: "UTC".into(),
-                members: vec!["alice".into(), "bob".into()],
-                strategy: Strategy::Simultaneous,
-                ring: vec!["alice".into(), "bob".into()],
-                ring_timeout_secs: 30,
-            }],
-        };
-        let directory = Directory::from_workspace(spec, Path::new("sim")).unwrap();
+        let directory = sales(&["alice", "bob"], &["alice", "bob"], bob_max_calls);
         let presence = Arc::new(Presence::new());
-        let workspace = Arc::new(ArcSwap::from_pointee(Workspace::new(directory, &presence)));
         let mut cfg = EngineConfig::new("sim.test");
         cfg.udp_addr = Some("127.0.0.1:5060".parse().unwrap());
         tweak(&mut cfg);
+        // The one place a test reads the clock: an origin for fake instants.
+        #[allow(clippy::disallowed_methods)]
         let t0 = Instant::now();
         let engine = Engine::new(
             cfg,
-            Arc::clone(&workspace),
+            directory,
             Arc::clone(&presence),
-            WallClock::new(t0, 1_700_000_000_000),
+            WallClock::new(t0, Timestamp::from_millisecond(T0_MS).unwrap()),
             IdGenerator::with_seed(42),
         );
         Sim {
+            workspace: engine.workspace(),
             engine,
             presence,
-            workspace,
             t0,
             now: t0,
             sent: Vec::new(),
+            events: Vec::new(),
         }
     }
 
     /// Signs a device in directly (the registrar has its own tests).
     fn sign_in(&self, user: &str, addr: &str) {
         let contact = format!("sip:{user}@{addr}");
-        self.presence.user(user).update(1_700_000_000_000, |list| {
+        self.presence.user(user).update(T0_MS as u64, |list| {
             list.push(Binding {
                 contact,
-                expires_at_ms: 1_700_000_000_000 + 3_600_000,
+                expires_at_ms: T0_MS as u64 + 3_600_000,
                 call_id: format!("reg-{addr}"),
                 cseq: 1,
                 source: addr.parse().unwrap(),
@@ -109,31 +122,67 @@ impl Sim {
 
     fn deliver(&mut self, from: &str, message: &Message) {
         let bytes = Bytes::from(message.encode());
-        self.engine.handle_datagram(self.now, udp(from), bytes);
+        let input = Input::Receive {
+            from: udp(from),
+            bytes,
+        };
+        self.engine.handle_input(self.now, input);
         self.collect();
     }
 
     fn advance_to(&mut self, secs: f64) {
         let target = self.t0 + Duration::from_secs_f64(secs);
         // Fire every deadline on the way, in order, like the driver does.
-        while let Some(at) = self.engine.poll_timeout() {
+        while let Some(at) = self.collect() {
             if at > target {
                 break;
             }
             self.now = at.max(self.now);
-            self.engine.handle_timeout(self.now);
-            self.collect();
+            self.engine.handle_input(self.now, Input::Timeout);
         }
         self.now = target;
-        self.engine.handle_timeout(self.now);
+        self.engine.handle_input(self.now, Input::Timeout);
         self.collect();
     }
 
-    fn collect(&mut self) {
-        while let Some(t) = self.engine.poll_transmit() {
-            self.sent
-                .push((t.to.addr, Message::parse(&t.bytes).unwrap()));
+    /// Drains the engine's output; returns its next deadline.
+    fn collect(&mut self) -> Option<Instant> {
+        loop {
+            match self.engine.poll_output() {
+                Output::Transmit(t) => self
+                    .sent
+                    .push((t.to.addr, Message::parse(&t.bytes).unwrap())),
+                Output::Event(e) => self.events.push(e),
+                Output::Timeout(at) => return at,
+            }
         }
+    }
+
+    /// The call records emitted so far, taken.
+    fn records(&mut self) -> Vec<CallRecord> {
+        let (records, rest): (Vec<_>, Vec<_>) = self
+            .events
+            .drain(..)
+            .partition(|e| matches!(e, Event::CallEnded(_)));
+        self.events = rest;
+        records
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::CallEnded(r) => Some(*r),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The one record emitted since the last look.
+    fn record(&mut self) -> CallRecord {
+        let mut records = self.records();
+        assert_eq!(records.len(), 1, "one record: {records:?}");
+        records.remove(0)
+    }
+
+    fn calls_left(&self) -> CallCounts {
+        self.engine.call_counts()
     }
 
     /// Takes what was sent to `addr` so far.
@@ -155,18 +204,18 @@ impl Sim {
         self.presence.user(user).active_calls()
     }
 
+    fn at(&self) -> Timestamp {
+        Timestamp::from_millisecond(T0_MS + (self.now - self.t0).as_millis() as i64).unwrap()
+    }
+
     fn explain(&self) -> Vec<Option<routing::Gate>> {
         let ws = self.workspace.load();
         let number = routing::find_number(&ws.directory, "+15550100").unwrap();
-        routing::explain(
-            &ws.directory,
-            &ws.presence,
-            number,
-            self.engine.now_unix_ms(self.now),
-        )
-        .into_iter()
-        .map(|v| v.stopped_by)
-        .collect()
+        routing::explain(&ws.directory, &ws.presence, number, self.at())
+            .verdicts
+            .into_iter()
+            .map(|v| v.stopped_by)
+            .collect()
     }
 }
 
@@ -226,7 +275,7 @@ fn caller_that_never_acks_is_hung_up_after_64_t1_and_the_user_is_freed() {
     assert_eq!(sim.take_requests(BOB_1, Method::Bye).len(), 1);
     assert_eq!(sim.take_requests(TRUNK, Method::Bye).len(), 1);
     assert_eq!(sim.busy("bob"), 0);
-    assert_eq!(sim.engine.call_counts(), CallCounts::default());
+    assert_eq!(sim.calls_left(), CallCounts::default());
 }
 
 #[test]
@@ -347,7 +396,7 @@ fn maximum_call_duration_hangs_up_both_sides() {
     assert_eq!(sim.take_requests(BOB_1, Method::Bye).len(), 1);
     assert_eq!(sim.busy("bob"), 0);
     assert_eq!(
-        sim.engine.call_counts(),
+        sim.calls_left(),
         CallCounts::default(),
         "no call or timer left behind"
     );
@@ -398,8 +447,8 @@ fn a_device_that_goes_silent_after_ringing_leaves_no_transaction_behind() {
     assert_eq!(sim.take_requests(BOB_1, Method::Cancel).len(), 1);
     // 64*T1 after the CANCEL (§9.1) everything is gone, the 480's ACK wait too.
     sim.advance_to(30.0 + 64.0 * 0.5 + 1.0);
-    assert_eq!(sim.engine.transaction_count(), 0);
-    assert_eq!(sim.engine.call_counts(), CallCounts::default());
+    assert_eq!(sim.engine.stats(sim.now).transactions, 0);
+    assert_eq!(sim.calls_left(), CallCounts::default());
 }
 
 #[test]
@@ -426,32 +475,6 @@ fn a_user_allowed_two_calls_keeps_ringing_for_the_second() {
         .filter(|m| m.status() == Some(200))
         .count();
     assert_eq!(oks, 2);
-}
-
-/// Sans-IO only: these documentation addresses never reach a socket.
-#[test]
-fn a_private_contact_registered_from_a_public_address_is_called_at_the_source() {
-    let sim = Sim::new(|_| {});
-    let binding = |contact: &str, source: &str| Binding {
-        contact: contact.into(),
-        expires_at_ms: u64::MAX,
-        call_id: "n".into(),
-        cseq: 1,
-        source: source.parse().unwrap(),
-        transport: BindingTransport::Udp,
-        instance: None,
-    };
-    let natted = sim
-        .engine
-        .binding_peer(&binding("sip:bob@10.0.0.5:5060", "203.0.113.7:40000"))
-        .unwrap();
-    assert_eq!(natted.addr, "203.0.113.7:40000".parse().unwrap());
-    // A separate registering client on loopback: the Contact is right.
-    let local = sim
-        .engine
-        .binding_peer(&binding("sip:bob@127.0.0.1:5081", "127.0.0.1:5090"))
-        .unwrap();
-    assert_eq!(local.addr, "127.0.0.1:5081".parse().unwrap());
 }
 
 // ---------------------------------------------------------------------------
@@ -718,8 +741,8 @@ fn a_cancel_before_the_legs_first_provisional_waits_for_it() {
     assert_eq!(sim.take_requests(BOB_1, Method::Ack).len(), 1, "487 ACKed");
     assert_eq!(sim.busy("bob"), 0);
     sim.advance_to(40.0);
-    assert_eq!(sim.engine.call_counts(), CallCounts::default());
-    assert_eq!(sim.engine.transaction_count(), 0);
+    assert_eq!(sim.calls_left(), CallCounts::default());
+    assert_eq!(sim.engine.stats(sim.now).transactions, 0);
 }
 
 #[test]
@@ -731,11 +754,7 @@ fn a_stray_2xx_after_the_call_ended_is_acked_and_hung_up() {
     sim.deliver(BOB_1, &reply(&ib, 180, "b"));
     sim.advance_to(30.0);
     assert_eq!(sim.take_requests(BOB_1, Method::Cancel).len(), 1);
-    assert_eq!(
-        sim.engine.call_counts().ringing,
-        0,
-        "the call failed with 480"
-    );
+    assert_eq!(sim.calls_left().ringing, 0, "the call failed with 480");
     // The phone was picked up as the CANCEL crossed: its 200 finds no call.
     sim.deliver(BOB_1, &reply(&ib, 200, "b"));
     let to_bob = sim.take(BOB_1);
@@ -772,6 +791,357 @@ fn a_bye_crossing_a_re_invite_ends_the_call_and_leaves_nothing_behind() {
     assert!(finals.iter().all(|&s| s >= 400), "never a 2xx: {finals:?}");
     sim.deliver(TRUNK, &response_to(&byes[0], 200, "OK", None, false));
     sim.advance_to(40.0);
-    assert_eq!(sim.engine.call_counts(), CallCounts::default());
-    assert_eq!(sim.engine.transaction_count(), 0);
+    assert_eq!(sim.calls_left(), CallCounts::default());
+    assert_eq!(sim.engine.stats(sim.now).transactions, 0);
+}
+
+// ---------------------------------------------------------------------------
+// Call records: one per call, for every way a call ends.
+
+fn cancel_of(invite: &Message) -> Message {
+    let mut cancel = Message::request(Method::Cancel, invite.request_uri().unwrap());
+    for name in [
+        HeaderName::Via,
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+    ] {
+        cancel.push(name, invite.header(name).unwrap());
+    }
+    cancel.push(HeaderName::CSeq, "1 CANCEL");
+    cancel
+}
+
+fn trunk_invite_to(call_id: &str, number: &str) -> Message {
+    let raw = trunk_invite(call_id).encode();
+    let raw = String::from_utf8(raw.to_vec())
+        .unwrap()
+        .replace("sip:+15550100@", &format!("sip:{number}@"));
+    Message::parse(raw.as_bytes()).unwrap()
+}
+
+fn gates(record: &CallRecord) -> Vec<(&str, routing::Gate)> {
+    record
+        .skipped
+        .iter()
+        .map(|s| (s.user.as_str(), s.gate))
+        .collect()
+}
+
+#[test]
+fn records_of_calls_refused_before_ringing_say_why_for_every_member() {
+    let mut sim = Sim::new(|_| {});
+    sim.deliver(TRUNK, &trunk_invite_to("r404", "+15559999"));
+    let r = sim.record();
+    assert_eq!(r.outcome, CallOutcome::Rejected { status: 404 });
+    assert_eq!(
+        (r.number.as_deref(), r.dialled.as_str()),
+        (None, "+15559999")
+    );
+    assert_eq!(r.call_id, "r404");
+
+    sim.deliver(TRUNK, &trunk_invite("r480"));
+    let r = sim.record();
+    assert_eq!(r.outcome, CallOutcome::Rejected { status: 480 });
+    assert_eq!(r.number.as_deref(), Some("+15550100"));
+    assert_eq!(r.caller, format!("sip:+15551230000@{TRUNK}"));
+    assert!(r.rang.is_empty());
+    use routing::Gate::*;
+    assert_eq!(
+        gates(&r),
+        vec![("alice", NotSignedIn), ("bob", NotSignedIn)]
+    );
+
+    // Everyone routed is in a call: 486, and the record says busy.
+    let (_caller, _phone) = answered_call(&mut sim, "up");
+    sim.records();
+    sim.deliver(TRUNK, &trunk_invite("r486"));
+    assert_eq!(statuses(&sim.take(TRUNK)), vec![486]);
+    let r = sim.record();
+    assert_eq!(r.outcome, CallOutcome::Rejected { status: 486 });
+    assert_eq!(gates(&r), vec![("alice", NotSignedIn), ("bob", Busy)]);
+    assert_eq!(r.caller_status(), 486);
+}
+
+impl CallRecord {
+    fn caller_status(&self) -> u16 {
+        self.outcome.caller_status()
+    }
+}
+
+#[test]
+fn an_answered_call_records_who_answered_on_which_device_and_who_hung_up() {
+    for (hang_up_side, by) in [("caller", Party::Caller), ("callee", Party::Callee)] {
+        let mut sim = Sim::new(|_| {});
+        sim.sign_in("alice", ALICE);
+        let (mut caller, mut phone) = answered_call(&mut sim, "ok1");
+        sim.take(ALICE);
+        sim.advance_to(5.0);
+        if hang_up_side == "caller" {
+            sim.deliver(TRUNK, &caller.request(Method::Bye, ""));
+        } else {
+            sim.deliver(BOB_1, &phone.request(Method::Bye, ""));
+        }
+        let r = sim.record();
+        assert_eq!(r.outcome, CallOutcome::Completed { hung_up_by: by });
+        assert_eq!(r.answered_by_user(), Some("bob"));
+        let answered = r.answered.unwrap();
+        assert_eq!(answered, r.started, "answered at once in fake time");
+        assert_eq!(r.ended.duration_since(answered).as_secs(), 5);
+        let mut rang: Vec<_> = r
+            .rang
+            .iter()
+            .map(|a| (a.user.as_str(), a.device.as_str(), a.outcome))
+            .collect();
+        rang.sort_by_key(|(user, _, _)| *user);
+        assert_eq!(
+            rang,
+            vec![
+                ("alice", "sip:alice@127.0.0.1:5083", LegOutcome::Cancelled),
+                ("bob", "sip:bob@127.0.0.1:5081", LegOutcome::Answered),
+            ]
+        );
+        assert!(r.skipped.is_empty());
+        assert_eq!(sim.busy("bob"), 0);
+    }
+}
+
+#[test]
+fn a_call_that_nobody_takes_records_how_it_ended() {
+    // The caller gives up.
+    let mut sim = Sim::new(|_| {});
+    sim.sign_in("bob", BOB_1);
+    let invite = trunk_invite("nb1");
+    sim.deliver(TRUNK, &invite);
+    let ib = sim.take_requests(BOB_1, Method::Invite).pop().unwrap();
+    sim.deliver(BOB_1, &reply(&ib, 180, "b"));
+    sim.deliver(TRUNK, &cancel_of(&invite));
+    let r = sim.record();
+    assert_eq!(r.outcome, CallOutcome::CallerCancelled);
+    assert_eq!(r.rang[0].outcome, LegOutcome::Cancelled);
+    assert_eq!(r.answered, None);
+    assert_eq!(r.caller_status(), 487);
+    assert_eq!(gates(&r), vec![("alice", routing::Gate::NotSignedIn)]);
+
+    // It rings out.
+    sim.deliver(TRUNK, &trunk_invite("nb2"));
+    let ib = sim.take_requests(BOB_1, Method::Invite).pop().unwrap();
+    sim.deliver(BOB_1, &reply(&ib, 180, "b"));
+    sim.advance_to(30.0);
+    let r = sim.record();
+    assert_eq!(r.outcome, CallOutcome::NoAnswer);
+    assert_eq!(r.ended.duration_since(r.started).as_secs(), 30);
+    assert_eq!(r.rang[0].outcome, LegOutcome::Cancelled);
+
+    // Every device refuses: busy.
+    sim.sign_in("bob", BOB_2);
+    sim.deliver(TRUNK, &trunk_invite("nb3"));
+    for addr in [BOB_1, BOB_2] {
+        let inv = sim.take_requests(addr, Method::Invite).pop().unwrap();
+        sim.deliver(addr, &reply(&inv, 486, "b"));
+    }
+    let r = sim.record();
+    assert_eq!(r.outcome, CallOutcome::Failed { status: 486 });
+    let outcomes: Vec<_> = r.rang.iter().map(|a| a.outcome).collect();
+    assert_eq!(outcomes, vec![LegOutcome::Refused(486); 2]);
+
+    // A device that never answers at all, and one that declines: 480.
+    sim.deliver(TRUNK, &trunk_invite("nb4"));
+    let i1 = sim.take_requests(BOB_1, Method::Invite).pop().unwrap();
+    sim.deliver(BOB_1, &reply(&i1, 603, "b"));
+    sim.advance_to(30.0 + 30.0);
+    let r = sim.record();
+    assert_eq!(
+        r.outcome,
+        CallOutcome::NoAnswer,
+        "the ring timeout came first"
+    );
+    let outcomes: Vec<_> = r.rang.iter().map(|a| a.outcome).collect();
+    assert_eq!(
+        outcomes,
+        vec![LegOutcome::Refused(603), LegOutcome::Cancelled]
+    );
+}
+
+#[test]
+fn an_answered_call_the_daemon_ends_itself_says_so() {
+    // The caller never ACKs the 200.
+    let mut sim = Sim::new(|_| {});
+    sim.sign_in("bob", BOB_1);
+    sim.deliver(TRUNK, &trunk_invite("na1"));
+    let ib = sim.take_requests(BOB_1, Method::Invite).pop().unwrap();
+    sim.deliver(BOB_1, &reply(&ib, 200, "b"));
+    sim.advance_to(32.0);
+    let r = sim.record();
+    assert_eq!(r.outcome, CallOutcome::NotAcknowledged);
+    assert_eq!(r.answered_by_user(), Some("bob"));
+
+    // The maximum duration.
+    let mut sim = Sim::new(|cfg| cfg.max_call_duration = Duration::from_secs(60));
+    answered_call(&mut sim, "md1");
+    sim.advance_to(60.0);
+    let r = sim.record();
+    assert_eq!(r.outcome, CallOutcome::MaxDuration);
+    assert_eq!(r.ended.duration_since(r.answered.unwrap()).as_secs(), 60);
+}
+
+#[test]
+fn a_device_answering_after_the_winner_is_recorded_as_too_late() {
+    let mut sim = Sim::new(|_| {});
+    sim.sign_in("alice", ALICE);
+    sim.sign_in("bob", BOB_1);
+    sim.deliver(TRUNK, &trunk_invite("tl1"));
+    let ia = sim.take_requests(ALICE, Method::Invite).pop().unwrap();
+    let ib = sim.take_requests(BOB_1, Method::Invite).pop().unwrap();
+    sim.deliver(BOB_1, &reply(&ib, 180, "b"));
+    sim.deliver(ALICE, &reply(&ia, 200, "a"));
+    sim.deliver(BOB_1, &reply(&ib, 200, "b"));
+    let bye = sim
+        .take(TRUNK)
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .unwrap();
+    let mut caller = Side::caller(&trunk_invite("tl1"), &bye);
+    sim.deliver(TRUNK, &caller.request(Method::Bye, ""));
+    let r = sim.record();
+    let by_user: Vec<_> = r
+        .rang
+        .iter()
+        .map(|a| (a.user.as_str(), a.outcome))
+        .collect();
+    assert!(by_user.contains(&("alice", LegOutcome::Answered)));
+    assert!(by_user.contains(&("bob", LegOutcome::AnsweredTooLate)));
+}
+
+#[test]
+fn busy_changes_are_events_with_the_users_count() {
+    let mut sim = Sim::with_bob_max_calls(|_| {}, 2);
+    let (mut caller, _) = answered_call(&mut sim, "bc1");
+    let busy: Vec<_> = sim
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::BusyChanged {
+                user,
+                active_calls,
+                busy,
+            } => Some((user.to_string(), *active_calls, *busy)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        busy,
+        vec![("bob".to_string(), 1, false)],
+        "below max_calls 2"
+    );
+    sim.events.clear();
+    sim.deliver(TRUNK, &caller.request(Method::Bye, ""));
+    assert!(sim.events.iter().any(|e| matches!(
+        e,
+        Event::BusyChanged { user, active_calls: 0, busy: false } if &**user == "bob"
+    )));
+}
+
+// ---------------------------------------------------------------------------
+// The workspace changes while calls are up.
+
+#[test]
+fn replacing_the_workspace_keeps_live_calls_and_routes_new_ones_by_the_new_one() {
+    let mut sim = Sim::new(|_| {});
+    sim.sign_in("alice", ALICE);
+    // Call 1 answered by bob, call 2 still ringing alice and bob.
+    let (mut caller1, _) = answered_call(&mut sim, "sw1");
+    sim.take(ALICE);
+    sim.deliver(TRUNK, &trunk_invite("sw2"));
+    let ringing_alice = sim.take_requests(ALICE, Method::Invite).pop().unwrap();
+    assert!(
+        sim.take_requests(BOB_1, Method::Invite).is_empty(),
+        "bob is busy"
+    );
+    sim.deliver(ALICE, &reply(&ringing_alice, 180, "a2"));
+    sim.records();
+
+    // The new workspace: carol first (every index moves), bob taken out of
+    // the routing, carol added to it.
+    let next = sales(&["carol", "alice", "bob"], &["carol", "alice"], 1);
+    let reply = sim
+        .engine
+        .handle_command(sim.now, Command::ReplaceWorkspace(next))
+        .unwrap();
+    assert_eq!(reply, CommandReply::WorkspaceReplaced { calls_up: 2 });
+    sim.sign_in("carol", BOB_2);
+
+    // Call 2 keeps ringing by its old plan and can be answered.
+    sim.deliver(ALICE, &reply_ok(&ringing_alice, "a2"));
+    assert_eq!(sim.busy("alice"), 1);
+    // A new call follows the new routing: carol rings, bob (not routed) and
+    // alice (busy, carried over by id) do not.
+    sim.deliver(TRUNK, &trunk_invite("sw3"));
+    assert_eq!(sim.take_requests(BOB_2, Method::Invite).len(), 1);
+    assert!(sim.take_requests(BOB_1, Method::Invite).is_empty());
+    assert!(sim.take_requests(ALICE, Method::Invite).is_empty());
+    let ws = sim.workspace.load();
+    let number = routing::find_number(&ws.directory, "+15550100").unwrap();
+    let verdicts: Vec<_> = routing::explain(&ws.directory, &ws.presence, number, sim.at())
+        .verdicts
+        .iter()
+        .map(|v| (ws.directory.user(v.user).id.clone(), v.stopped_by))
+        .collect();
+    use routing::Gate::*;
+    assert_eq!(
+        verdicts,
+        vec![
+            ("carol".into(), None),
+            ("alice".into(), Some(Busy)),
+            ("bob".into(), Some(NotInRouting)),
+        ],
+        "alice busy (carried over by id), bob out of the routing"
+    );
+
+    // Call 1, routed with the old snapshot, ends and frees bob.
+    sim.deliver(TRUNK, &caller1.request(Method::Bye, ""));
+    assert_eq!(sim.busy("bob"), 0);
+    let ended: Vec<_> = sim.records().into_iter().map(|r| r.call_id).collect();
+    assert!(ended.contains(&"sw1".to_string()));
+}
+
+#[test]
+fn a_workspace_with_another_domain_is_refused_and_nothing_changes() {
+    let mut sim = Sim::new(|_| {});
+    let other = WorkspaceSpec {
+        domain: "other.test".into(),
+        seats: 1,
+        ..WorkspaceSpec::default()
+    };
+    let other = Directory::from_workspace(other, Path::new("x")).unwrap();
+    let err = sim
+        .engine
+        .handle_command(sim.now, Command::ReplaceWorkspace(other))
+        .unwrap_err();
+    assert!(matches!(err, CommandError::DomainChanged { .. }));
+    assert_eq!(sim.workspace.load().directory.users().len(), 2);
+}
+
+#[test]
+fn stats_count_calls_and_transactions() {
+    let mut sim = Sim::new(|_| {});
+    let (mut caller, _) = answered_call(&mut sim, "st1");
+    let CommandReply::Stats(stats) = sim.engine.handle_command(sim.now, Command::Stats).unwrap()
+    else {
+        panic!("stats");
+    };
+    assert_eq!(
+        (stats.calls_answered, stats.calls_ringing, stats.legs),
+        (1, 0, 1)
+    );
+    assert_eq!(stats.registered_devices, 1);
+    assert!(stats.transactions > 0);
+    sim.deliver(TRUNK, &caller.request(Method::Bye, ""));
+    let stats = sim.engine.stats(sim.now);
+    assert_eq!((stats.calls_ended, stats.calls_completed), (1, 1));
+    assert_eq!(stats.calls_answered, 0);
+}
+
+fn reply_ok(request: &Message, tag: &str) -> Message {
+    reply(request, 200, tag)
 }

@@ -1,0 +1,167 @@
+//! Where to send: our own addresses, the Via rules of RFC 3261 §18.2 and
+//! RFC 3581 for responses, and how to reach a registered device behind NAT.
+//! Pure functions of the message, the binding and the engine's config.
+
+use std::net::{IpAddr, SocketAddr};
+
+use presence::{Binding, BindingTransport};
+use sip::dialog::uri_addr;
+use sip::transaction::{Peer, Transport};
+use sip::{HeaderName, Message};
+
+use crate::EngineConfig;
+
+/// Our Via sent-by and Contact host:port for a transport (the advertised
+/// address the driver put in the config).
+pub(crate) fn local_addr(cfg: &EngineConfig, transport: Transport) -> SocketAddr {
+    let fallback: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 5060));
+    match transport {
+        Transport::Udp => cfg.udp_addr.or(cfg.tcp_addr).unwrap_or(fallback),
+        Transport::Tcp(_) => cfg.tcp_addr.or(cfg.udp_addr).unwrap_or(fallback),
+    }
+}
+
+/// RFC 3261 §18.2.1 and RFC 3581: note where the request really came from in
+/// its top Via, so every response retraces the path through NAT.
+pub(crate) fn stamp_received(request: &mut Message, from: Peer) {
+    let Some(via) = request.top_via() else {
+        return;
+    };
+    let ip = from.addr.ip();
+    let wants_rport = via.rport().is_some();
+    let host_matches = sip::header::host_ip(via.host) == Some(ip);
+    if host_matches && !wants_rport {
+        return;
+    }
+    let mut value = String::with_capacity(96);
+    value.push_str("SIP/2.0/");
+    value.push_str(via.transport);
+    value.push(' ');
+    value.push_str(via.host);
+    if let Some(port) = via.port {
+        value.push(':');
+        value.push_str(&port.to_string());
+    }
+    for (name, v) in via.params.iter() {
+        if name.eq_ignore_ascii_case("received") || name.eq_ignore_ascii_case("rport") {
+            continue;
+        }
+        value.push(';');
+        value.push_str(name);
+        if let Some(v) = v {
+            value.push('=');
+            value.push_str(v);
+        }
+    }
+    value.push_str(";received=");
+    value.push_str(&ip.to_string());
+    if wants_rport {
+        value.push_str(";rport=");
+        value.push_str(&from.addr.port().to_string());
+    }
+    request.remove_first_value(HeaderName::Via);
+    request.push_front(HeaderName::Via, &value);
+}
+
+/// Where a response to `request` goes (RFC 3261 §18.2.2, RFC 3581 §4): over
+/// a stream, back on the connection; over UDP, to the source address, at the
+/// source port when rport was asked for, else at the Via port.
+pub(crate) fn reply_peer(from: Peer, request: &Message) -> Peer {
+    if from.transport.is_reliable() {
+        return from;
+    }
+    let Some(via) = request.top_via() else {
+        return from;
+    };
+    if via.rport().is_some() {
+        return from;
+    }
+    Peer {
+        transport: from.transport,
+        addr: SocketAddr::new(from.addr.ip(), via.port.unwrap_or(5060)),
+    }
+}
+
+/// Where to send requests for a binding: the connection it registered on
+/// (TCP), else its Contact when that names an IP, else the address the
+/// REGISTER came from.
+pub(crate) fn binding_peer(binding: &Binding) -> Peer {
+    if let BindingTransport::Tcp {
+        connection: Some(id),
+    } = binding.transport
+    {
+        return Peer {
+            transport: Transport::Tcp(id),
+            addr: binding.source,
+        };
+    }
+    // The Contact says where the device listens; behind NAT it names a
+    // private address we cannot reach, and the REGISTER's public source is
+    // the way back (what RFC 5626 flows formalise).
+    let addr = match uri_addr(&binding.contact) {
+        Some(contact) if is_private(contact.ip()) && is_public(binding.source.ip()) => {
+            binding.source
+        }
+        Some(contact) => contact,
+        None => binding.source,
+    };
+    Peer {
+        transport: Transport::Udp,
+        addr,
+    }
+}
+
+/// RFC 1918 / RFC 4193 / link-local addresses: not reachable from outside.
+fn is_private(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_private() || v4.is_link_local(),
+        IpAddr::V6(v6) => {
+            (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80
+        }
+    }
+}
+
+/// An address on the public side of a NAT (not private, loopback or unspecified).
+fn is_public(ip: IpAddr) -> bool {
+    !is_private(ip) && !ip.is_loopback() && !ip.is_unspecified()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn binding(contact: &str, source: &str) -> Binding {
+        Binding {
+            contact: contact.into(),
+            expires_at_ms: u64::MAX,
+            call_id: "n".into(),
+            cseq: 1,
+            source: source.parse().unwrap(),
+            transport: BindingTransport::Udp,
+            instance: None,
+        }
+    }
+
+    /// Sans-IO only: these documentation addresses never reach a socket.
+    #[test]
+    fn a_private_contact_registered_from_a_public_address_is_called_at_the_source() {
+        let natted = binding_peer(&binding("sip:bob@10.0.0.5:5060", "203.0.113.7:40000"));
+        assert_eq!(natted.addr, "203.0.113.7:40000".parse().unwrap());
+        // A separate registering client on loopback: the Contact is right.
+        let local = binding_peer(&binding("sip:bob@127.0.0.1:5081", "127.0.0.1:5090"));
+        assert_eq!(local.addr, "127.0.0.1:5081".parse().unwrap());
+        // A host name is never resolved: the REGISTER's source it is.
+        let named = binding_peer(&binding("sip:bob@phone.invalid", "127.0.0.1:5090"));
+        assert_eq!(named.addr, "127.0.0.1:5090".parse().unwrap());
+    }
+
+    #[test]
+    fn a_tcp_binding_is_called_on_its_connection() {
+        let mut b = binding("sip:bob@127.0.0.1:5081;transport=tcp", "127.0.0.1:40000");
+        b.transport = BindingTransport::Tcp {
+            connection: Some(9),
+        };
+        assert_eq!(binding_peer(&b).transport, Transport::Tcp(9));
+    }
+}

@@ -1,0 +1,92 @@
+//! Digest authentication (RFC 2617, RFC 8760) of devices that sign in and
+//! of callers that are not a trunk: checking credentials against the
+//! directory, and challenging with one header per offered algorithm.
+//!
+//! Nonces are stateless (an HMAC of their time and the realm), so a
+//! challenge holds nothing in the engine.
+
+use std::time::Instant;
+
+use sip::auth::{self, NonceStatus};
+use sip::build::{reason_phrase, response_to};
+use sip::transaction::TxId;
+use sip::{HeaderName, Message};
+
+use crate::Engine;
+
+/// The result of checking a request's credentials.
+pub(crate) enum AuthOutcome {
+    /// Valid credentials of this user id.
+    User(String),
+    /// No credentials (or a stale nonce): send a challenge.
+    Challenge { stale: bool },
+    /// Credentials that do not verify, for an unknown user or a wrong
+    /// password alike (no user enumeration).
+    Forbidden,
+}
+
+impl Engine {
+    /// Checks `Authorization` (or `Proxy-Authorization`) against the
+    /// directory. Unknown users are verified against a dummy secret so that
+    /// they cost the same as a wrong password.
+    pub(crate) fn authenticate(
+        &self,
+        now: Instant,
+        request: &Message,
+        header: HeaderName,
+    ) -> AuthOutcome {
+        let realm = self.cfg.domain.as_str();
+        let method = request.method().map(|m| m.as_str()).unwrap_or("");
+        let now_unix = self.clock.unix_ms(now) / 1000;
+        let workspace = self.workspace.load();
+        let mut stale = false;
+        for value in request.header_lines(header) {
+            let Ok(creds) = auth::parse_credentials(value) else {
+                continue;
+            };
+            if creds.realm != realm {
+                continue;
+            }
+            let user = workspace
+                .directory
+                .user_index(&creds.username)
+                .map(|i| workspace.directory.user(i));
+            let password = user
+                .map(|u| u.password.as_str())
+                .unwrap_or("\u{0}no-such-user");
+            let ha1 = auth::ha1(creds.algorithm, &creds.username, realm, password);
+            let offered = self.cfg.digest_algorithms.contains(&creds.algorithm);
+            let verified = offered && auth::verify(&creds, method, &ha1) && user.is_some();
+            match self.nonces.check(&creds.nonce, realm, now_unix) {
+                NonceStatus::Valid if verified => {
+                    return AuthOutcome::User(creds.username.to_string())
+                }
+                // RFC 2617 §3.2.1: a good response over an old nonce (stale,
+                // or from before a restart) earns a fresh challenge.
+                NonceStatus::Stale | NonceStatus::Invalid if verified => stale = true,
+                _ => return AuthOutcome::Forbidden,
+            }
+        }
+        AuthOutcome::Challenge { stale }
+    }
+
+    /// Answers `tx` with 401 or 407 and a challenge per offered algorithm.
+    pub(crate) fn send_challenge(&mut self, now: Instant, tx: TxId, status: u16, stale: bool) {
+        let realm = self.cfg.domain.clone();
+        let nonce = self.nonces.issue(&realm, self.clock.unix_ms(now) / 1000);
+        let tag = self.ids.tag();
+        let Some(req) = self.tl.request(tx) else {
+            return;
+        };
+        let mut reply = response_to(req, status, reason_phrase(status), Some(&tag), false);
+        let header = if status == 407 {
+            HeaderName::ProxyAuthenticate
+        } else {
+            HeaderName::WwwAuthenticate
+        };
+        for &algorithm in &self.cfg.digest_algorithms {
+            reply.push(header, &auth::challenge(&realm, &nonce, algorithm, stale));
+        }
+        self.tl.respond(now, tx, &reply);
+    }
+}

@@ -1,0 +1,240 @@
+//! How calls end. Busy state has one owner: a call holds the answering
+//! user's lease from the moment the leg is answered, and
+//! [`Engine::end_call`] is the only place that removes a call and releases
+//! it. Every way a call can end (BYE from either side, CANCEL, failure,
+//! ring timeout, a 2xx never ACKed, the maximum duration) goes through it,
+//! so no count can leak, and each emits exactly one call record.
+
+use std::time::Instant;
+
+use jiff::Timestamp;
+use presence::Occupancy;
+use routing::Plan;
+use sip::build::{reason_phrase, response_to};
+use sip::Method;
+
+use super::fork::RequestSummary;
+use super::{Call, CallKey, CallState, CallTimer, LegState, Side};
+use crate::events::{CallOutcome, CallRecord, LegOutcome, Party, RingAttempt, Skipped};
+use crate::{Engine, Event, TxCtx, Workspace};
+
+impl Engine {
+    pub(crate) fn on_call_timer(&mut self, now: Instant, key: CallKey, timer: CallTimer) {
+        let Some(call) = self.calls.get(key) else {
+            return;
+        };
+        match (timer, call.state) {
+            (CallTimer::RingTimeout, CallState::Ringing) => {
+                self.fail_call(now, key, 480, CallOutcome::NoAnswer)
+            }
+            (CallTimer::MaxDuration, CallState::Answered(winner)) => {
+                self.send_bye(now, key, Side::Leg(winner));
+                self.send_bye(now, key, Side::Caller);
+                self.end_call(now, key, CallOutcome::MaxDuration);
+            }
+            _ => {}
+        }
+    }
+
+    /// Sends BYE on one side of a call.
+    pub(crate) fn send_bye(&mut self, now: Instant, key: CallKey, side: Side) {
+        let Some(dialog) = self.calls.get_mut(key).and_then(|c| c.dialog_mut(side)) else {
+            return;
+        };
+        let local = crate::addressing::local_addr(&self.cfg, dialog.peer.transport);
+        let bye = dialog.request(&mut self.ids, local, Method::Bye);
+        let to = dialog.next_hop();
+        self.tl.new_client(now, to, bye, TxCtx::Fire);
+    }
+
+    /// Ends a call that never got answered: the caller hears `status`.
+    pub(crate) fn fail_call(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        status: u16,
+        outcome: CallOutcome,
+    ) {
+        let Some(call) = self.calls.get(key) else {
+            return;
+        };
+        tracing::debug!(call_id = %call.caller.dialog.call_id, status, "call failed");
+        let inbound_tx = call.caller.tx;
+        let tag = call.caller.dialog.local_tag().to_string();
+        if let Some(req) = self.tl.request(inbound_tx) {
+            let reply = response_to(req, status, reason_phrase(status), Some(&tag), false);
+            self.tl.respond(now, inbound_tx, &reply);
+        }
+        self.end_call(now, key, outcome);
+    }
+
+    pub(crate) fn on_caller_cancelled(&mut self, now: Instant, key: CallKey) {
+        let ringing = self
+            .calls
+            .get(key)
+            .is_some_and(|c| c.state == CallState::Ringing);
+        if ringing {
+            self.fail_call(now, key, 487, CallOutcome::CallerCancelled);
+        }
+    }
+
+    /// §13.3.1.4: our 2xx was never acknowledged; end the session.
+    pub(crate) fn on_caller_never_acked(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get(key) else {
+            return;
+        };
+        if let CallState::Answered(winner) = call.state {
+            self.send_bye(now, key, Side::Leg(winner));
+            self.send_bye(now, key, Side::Caller);
+        }
+        self.end_call(now, key, CallOutcome::NotAcknowledged);
+    }
+
+    /// The single exit of a call: releases the busy lease, forgets the
+    /// dialogs and timers, stops any device still ringing, and emits the
+    /// call record.
+    pub(crate) fn end_call(&mut self, now: Instant, key: CallKey, outcome: CallOutcome) {
+        let Some(mut call) = self.calls.remove(key) else {
+            return;
+        };
+        if let Some(lease) = call.lease.take() {
+            let active_calls = call.workspace.presence.release(&lease);
+            let max_calls = call.workspace.directory.user(lease.idx).max_calls;
+            self.emit(Event::BusyChanged {
+                user: lease.user,
+                active_calls,
+                busy: active_calls >= max_calls,
+            });
+        }
+        for leg in &mut call.legs {
+            if leg.state == LegState::Ringing && !leg.cancel_sent {
+                leg.cancel_sent = true;
+                let tx = leg.tx;
+                self.send_cancel(now, tx);
+            }
+            // Legs still `Calling` are cancelled when their first 1xx comes
+            // (the provisional handler finds the call gone).
+            if matches!(leg.state, LegState::Calling | LegState::Ringing) {
+                leg.finish(LegOutcome::Cancelled);
+            }
+        }
+        tracing::debug!(
+            call_id = %call.caller.dialog.call_id,
+            number = %call.workspace.directory.number(call.number).e164,
+            ?outcome,
+            "call ended"
+        );
+        self.counters.calls_ended += 1;
+        if call.answered.is_some() {
+            self.counters.calls_completed += 1;
+        }
+        let record = record_of(call, self.clock.timestamp(now), outcome);
+        self.emit(Event::CallEnded(Box::new(record)));
+    }
+
+    /// The record of an INVITE refused before any leg existed.
+    pub(crate) fn reject_record(
+        &mut self,
+        workspace: &Workspace,
+        request: RequestSummary,
+        dialled: String,
+        plan: Plan,
+        at: Timestamp,
+        status: u16,
+    ) {
+        self.counters.calls_ended += 1;
+        let record = CallRecord {
+            call_id: request.call_id,
+            number: plan
+                .number
+                .map(|n| workspace.directory.number(n).e164.clone()),
+            dialled,
+            caller: request.caller,
+            started: at,
+            answered: None,
+            ended: at,
+            rang: Vec::new(),
+            answered_by: None,
+            skipped: skipped(workspace, &plan),
+            outcome: CallOutcome::Rejected { status },
+        };
+        self.emit(Event::CallEnded(Box::new(record)));
+    }
+
+    /// BYE from `side` of an answered call: the other side is hung up too.
+    pub(crate) fn hang_up(&mut self, now: Instant, key: CallKey, side: Side) {
+        let Some(call) = self.calls.get(key) else {
+            return;
+        };
+        match (call.state, side) {
+            (CallState::Answered(winner), Side::Caller) => {
+                self.send_bye(now, key, Side::Leg(winner));
+                let outcome = CallOutcome::Completed {
+                    hung_up_by: Party::Caller,
+                };
+                self.end_call(now, key, outcome);
+            }
+            (CallState::Answered(winner), Side::Leg(leg)) if leg == winner => {
+                self.send_bye(now, key, Side::Caller);
+                let outcome = CallOutcome::Completed {
+                    hung_up_by: Party::Callee,
+                };
+                self.end_call(now, key, outcome);
+            }
+            (CallState::Ringing, Side::Caller) => {
+                self.fail_call(now, key, 487, CallOutcome::CallerCancelled)
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Every member the plan did not ring, with its gate.
+fn skipped(workspace: &Workspace, plan: &Plan) -> Vec<Skipped> {
+    plan.verdicts
+        .iter()
+        .filter_map(|v| {
+            v.stopped_by.map(|gate| Skipped {
+                user: workspace.directory.user(v.user).id.clone(),
+                gate,
+            })
+        })
+        .collect()
+}
+
+fn record_of(call: Call, ended: Timestamp, outcome: CallOutcome) -> CallRecord {
+    let answered_by = match call.state {
+        CallState::Answered(leg) => Some(usize::from(leg.0)),
+        CallState::Ringing => None,
+    };
+    let skipped = skipped(&call.workspace, &call.plan);
+    let rang = call
+        .legs
+        .into_iter()
+        .map(|leg| {
+            let outcome = leg.outcome.unwrap_or(LegOutcome::Cancelled);
+            match leg.target {
+                super::LegTarget::Device {
+                    user_id, contact, ..
+                } => RingAttempt {
+                    user: user_id.into(),
+                    device: contact,
+                    outcome,
+                },
+            }
+        })
+        .collect();
+    CallRecord {
+        call_id: call.caller.dialog.call_id,
+        number: Some(call.workspace.directory.number(call.number).e164.clone()),
+        dialled: call.dialled,
+        caller: call.caller.uri,
+        started: call.started,
+        answered: call.answered,
+        ended,
+        rang,
+        answered_by,
+        skipped,
+        outcome,
+    }
+}

@@ -1,0 +1,599 @@
+//! A new call: authorise the caller, ask routing for the plan, fork the
+//! first tier (one leg per registered device of every user in it), and
+//! follow the legs' answers: the first 1xx rings the caller, the first 2xx
+//! wins and cancels the rest, and when every leg failed the call fails.
+//!
+//! The tier fork is the same for every strategy; cascade (one user per
+//! tier) and the destinations after the tiers build on it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use directory::UserStatus;
+use presence::{Occupancy, Registrations, UserRef};
+use routing::{Destination, IncomingCall, Plan};
+use sip::build::{contact_value, quoted, response_to, via_value};
+use sip::dialog::Dialog;
+use sip::header::Uri;
+use sip::transaction::{Peer, Transmit, TxId};
+use sip::{HeaderName, Message, Method};
+
+use super::{Call, CallKey, CallState, CallTimer, Caller, Leg, LegId, LegState, LegTarget, Side};
+use crate::addressing::{binding_peer, local_addr};
+use crate::auth::AuthOutcome;
+use crate::events::{CallOutcome, LegOutcome};
+use crate::{Engine, Event, Output, TxCtx, Workspace, ALLOW};
+
+impl Engine {
+    /// A new INVITE (no To tag): authorise, plan, fork.
+    pub(crate) fn on_new_call(&mut self, now: Instant, from: Peer, request: Message) {
+        let caller_call_id = request.call_id().unwrap_or("").to_string();
+        if self.calls.has_caller_call_id(&caller_call_id) {
+            // §8.2.2.2: the same request reaching us twice by different paths.
+            self.reply_new(now, from, request, 482, None);
+            return;
+        }
+        let tx = self.tl.new_server(now, from, request, TxCtx::Plain);
+        let workspace = self.workspace.load_full();
+        let from_trunk = workspace
+            .directory
+            .trunk_for_source(from.addr.ip())
+            .is_some();
+        if !from_trunk && !self.authorise_caller(now, tx, &workspace) {
+            return;
+        }
+        let Some(req) = self.tl.request(tx) else {
+            return;
+        };
+        let at = self.clock.timestamp(now);
+        let dialled = dialled_number(req.request_uri().unwrap_or("")).to_string();
+        let plan = routing::decide(
+            &workspace.directory,
+            &workspace.presence,
+            &IncomingCall { dialled: &dialled },
+            at,
+        );
+        let number_idx = match (plan.number, plan.first_tier(), plan.then) {
+            (Some(number), Some(_), _) => number,
+            (_, _, Destination::Reject { status, reason }) => {
+                tracing::debug!(call_id = %caller_call_id, status, "call refused by routing");
+                // The transaction lets its request go once answered.
+                let summary = req_summary(Some(req));
+                self.respond_with_reason(now, tx, status, reason);
+                self.reject_record(&workspace, summary, dialled, plan, at, status);
+                return;
+            }
+            _ => {
+                let summary = req_summary(Some(req));
+                self.respond_plain(now, tx, 480);
+                self.reject_record(&workspace, summary, dialled, plan, at, 480);
+                return;
+            }
+        };
+        let number = workspace.directory.number(number_idx);
+        let span = tracing::debug_span!("call", call_id = %caller_call_id, number = %number.e164);
+        let _enter = span.enter();
+
+        let key = self.calls.next_key();
+        let legs = self.fork_tier(now, key, &workspace, &plan, 0, tx);
+        let Some(req) = self.tl.request(tx) else {
+            return;
+        };
+        if legs.is_empty() {
+            // Signed in a moment ago, but no binding is usable now.
+            let summary = req_summary(Some(req));
+            self.respond_plain(now, tx, 480);
+            self.reject_record(&workspace, summary, dialled, plan, at, 480);
+            return;
+        }
+        let local_tag = self.ids.tag();
+        let caller = Caller {
+            tx,
+            dialog: Dialog::as_uas(req, from, &local_tag),
+            invite_cseq: req.cseq().map(|c| c.seq).unwrap_or(1),
+            uri: req_summary(Some(req)).caller,
+            late_offer: req.body().is_empty(),
+            sent_ringing: false,
+        };
+        let call = Call {
+            workspace: Arc::clone(&workspace),
+            number: number_idx,
+            dialled,
+            caller,
+            plan,
+            step: 0,
+            legs,
+            state: CallState::Ringing,
+            lease: None,
+            relayed_invite: None,
+            timers: Vec::with_capacity(2),
+            started: at,
+            answered: None,
+        };
+        let ring_deadline = now + call.plan.tiers[call.step].timeout;
+        self.tl.set_context(tx, TxCtx::Inbound(key));
+        self.calls.insert(key, call);
+        self.calls.arm(key, ring_deadline, CallTimer::RingTimeout);
+    }
+
+    /// Digest auth of a caller that is not a trunk. False when the INVITE
+    /// was answered (challenged or refused).
+    fn authorise_caller(&mut self, now: Instant, tx: TxId, workspace: &Workspace) -> bool {
+        let outcome = match self.tl.request(tx) {
+            Some(req) => self.authenticate(now, req, HeaderName::ProxyAuthorization),
+            None => return false,
+        };
+        match outcome {
+            AuthOutcome::User(id) => {
+                // Like signing in: only active members may place calls.
+                let active = workspace
+                    .directory
+                    .user_index(&id)
+                    .is_some_and(|i| workspace.directory.user(i).status == UserStatus::Active);
+                if !active {
+                    self.respond_plain(now, tx, 403);
+                }
+                active
+            }
+            AuthOutcome::Challenge { stale } => {
+                self.send_challenge(now, tx, 407, stale);
+                false
+            }
+            AuthOutcome::Forbidden => {
+                self.respond_plain(now, tx, 403);
+                false
+            }
+        }
+    }
+
+    /// One leg per registered device of every user of tier `step` of
+    /// `plan`, each an INVITE with the caller's offer.
+    fn fork_tier(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        workspace: &Workspace,
+        plan: &Plan,
+        step: usize,
+        inbound_tx: TxId,
+    ) -> Vec<Leg> {
+        let Some(tier) = plan.tiers.get(step) else {
+            return Vec::new();
+        };
+        let Some(req) = self.tl.request(inbound_tx) else {
+            return Vec::new();
+        };
+        let Some(number) = plan.number.map(|n| workspace.directory.number(n)) else {
+            return Vec::new();
+        };
+        let max_forwards = req.max_forwards().unwrap_or(70).saturating_sub(1).min(70);
+        let max_forwards = max_forwards.to_string();
+        let content_type = req.header(HeaderName::ContentType).map(str::to_string);
+        let body = req.body().clone();
+        let caller_user = req
+            .from_header()
+            .and_then(|f| Uri::parse(f.uri).ok())
+            .and_then(|u| u.user)
+            .unwrap_or("anonymous")
+            .to_string();
+        let display = quoted(&format!("{} ({})", caller_display(req), number.name));
+        let now_ms = self.clock.unix_ms(now);
+        let mut legs = Vec::new();
+        for &user_idx in &tier.users {
+            let user = workspace.directory.user(user_idx);
+            let who = UserRef {
+                idx: user_idx,
+                id: &user.id,
+            };
+            for binding in workspace.presence.lookup(who, now_ms) {
+                let leg = LegId(legs.len() as u16);
+                let peer = binding_peer(&binding);
+                let local_addr = self.local_addr(peer.transport);
+                let call_id = self.ids.call_id();
+                let local = format!(
+                    "{display} <sip:{caller_user}@{}>;tag={}",
+                    self.cfg.domain,
+                    self.ids.tag()
+                );
+                let remote = format!(
+                    "{} <sip:{}@{}>",
+                    quoted(&user.name),
+                    user.id,
+                    self.cfg.domain
+                );
+                let mut invite = Message::request(Method::Invite, &binding.contact);
+                invite.push(
+                    HeaderName::Via,
+                    &via_value(&mut self.ids, local_addr, peer.transport),
+                );
+                invite.push(HeaderName::MaxForwards, &max_forwards);
+                invite.push(HeaderName::From, &local);
+                invite.push(HeaderName::To, &remote);
+                invite.push(HeaderName::CallId, &call_id);
+                invite.push(HeaderName::CSeq, "1 INVITE");
+                invite.push(
+                    HeaderName::Contact,
+                    &contact_value(local_addr, peer.transport),
+                );
+                invite.push(HeaderName::Allow, ALLOW);
+                if let Some(ct) = &content_type {
+                    invite.push(HeaderName::ContentType, ct);
+                }
+                invite.set_body(body.clone());
+                let leg_tx = self.tl.new_client(now, peer, invite, TxCtx::Leg(key, leg));
+                tracing::debug!(user = %user.id, contact = %binding.contact, "ringing device");
+                legs.push(Leg {
+                    target: LegTarget::Device {
+                        user: user_idx,
+                        user_id: user.id.as_str().into(),
+                        contact: binding.contact.clone(),
+                    },
+                    tx: leg_tx,
+                    dialog: Dialog {
+                        peer,
+                        call_id,
+                        local,
+                        remote,
+                        remote_target: binding.contact,
+                        route_set: Vec::new(),
+                        local_cseq: 1,
+                    },
+                    invite_cseq: 1,
+                    state: LegState::Calling,
+                    cancel_requested: false,
+                    cancel_sent: false,
+                    cancelled_busy: false,
+                    final_status: 0,
+                    outcome: None,
+                    ack: None,
+                });
+            }
+        }
+        legs
+    }
+
+    pub(crate) fn on_leg_provisional(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        key: CallKey,
+        leg_id: LegId,
+        response: Message,
+    ) {
+        let status = response.status().unwrap_or(100);
+        let Some(call) = self.calls.get_mut(key) else {
+            // The call is over: this device is still ringing, stop it.
+            self.send_cancel(now, tx);
+            return;
+        };
+        let call_ringing = call.state == CallState::Ringing;
+        let Some(leg) = call.leg_mut(leg_id) else {
+            return;
+        };
+        if leg.state == LegState::Calling {
+            leg.state = LegState::Ringing;
+        }
+        if leg.cancel_requested && !leg.cancel_sent {
+            leg.cancel_sent = true;
+            self.send_cancel(now, tx);
+            return;
+        }
+        if (180..=183).contains(&status) && call_ringing && !call.caller.sent_ringing {
+            call.caller.sent_ringing = true;
+            let inbound_tx = call.caller.tx;
+            let transport = call.caller.dialog.peer.transport;
+            let tag = call.caller.dialog.local_tag().to_string();
+            let contact = contact_value(self.local_addr(transport), transport);
+            if let Some(req) = self.tl.request(inbound_tx) {
+                let mut ringing = response_to(req, 180, "Ringing", Some(&tag), true);
+                ringing.push(HeaderName::Contact, &contact);
+                self.tl.respond(now, inbound_tx, &ringing);
+            }
+        }
+    }
+
+    pub(crate) fn on_leg_final(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        key: CallKey,
+        leg_id: LegId,
+        response: Message,
+    ) {
+        let status = response.status().unwrap_or(500);
+        let Some(call) = self.calls.get_mut(key) else {
+            if (200..300).contains(&status) {
+                self.ack_and_bye_stray(now, tx, &response);
+            }
+            return;
+        };
+        let call_ringing = call.state == CallState::Ringing;
+        let Some(leg) = call.leg_mut(leg_id) else {
+            return;
+        };
+        let user_id = leg.target.user().map(|(_, id)| Box::<str>::from(id));
+        if let Some(user) = &user_id {
+            self.calls.stop_ringing(user, key, leg_id);
+        }
+        let Some(call) = self.calls.get_mut(key) else {
+            return;
+        };
+        let Some(leg) = call.leg_mut(leg_id) else {
+            return;
+        };
+        if !(200..300).contains(&status) {
+            leg.final_status = status;
+            let outcome = if leg.cancel_requested {
+                LegOutcome::Cancelled
+            } else {
+                LegOutcome::Refused(status)
+            };
+            leg.finish(outcome);
+            self.fail_if_every_leg_failed(now, key);
+            return;
+        }
+        // A 2xx: the leg's dialog is now confirmed from its side.
+        leg.dialog.confirm(&response);
+        let won = call_ringing && !leg.cancel_requested;
+        if !won {
+            // Answered too late (another device won, or the call ended).
+            leg.final_status = 200;
+            leg.finish(LegOutcome::AnsweredTooLate);
+            let local = local_addr(&self.cfg, leg.dialog.peer.transport);
+            let ack = leg.dialog.ack(&mut self.ids, local, leg.invite_cseq, None);
+            let bytes = Bytes::from(ack.encode());
+            // Kept so a retransmitted 2xx is ACKed again.
+            leg.ack = Some(bytes.clone());
+            let to = leg.dialog.next_hop();
+            self.transmit(to, bytes);
+            self.send_bye(now, key, Side::Leg(leg_id));
+            self.fail_if_every_leg_failed(now, key);
+            return;
+        }
+        self.answer(now, key, leg_id, &response);
+    }
+
+    /// `leg_id` won: ACK it (unless the caller's ACK must bring the
+    /// answer), take its user's occupancy, give the caller the 200 with the
+    /// device's SDP, and stop everything else ringing.
+    fn answer(&mut self, now: Instant, key: CallKey, leg_id: LegId, response: &Message) {
+        let at = self.clock.timestamp(now);
+        let max_deadline = now + self.cfg.max_call_duration;
+        let lease_until = self.clock.unix_ms(max_deadline) + LEASE_MARGIN_MS;
+        let Some(call) = self.calls.get_mut(key) else {
+            return;
+        };
+        call.state = CallState::Answered(leg_id);
+        call.answered = Some(at);
+        let late_offer = call.caller.late_offer;
+        let workspace = Arc::clone(&call.workspace);
+        let Some(leg) = call.leg_mut(leg_id) else {
+            return;
+        };
+        leg.state = LegState::Answered;
+        leg.outcome = Some(LegOutcome::Answered);
+        if !late_offer {
+            let local = local_addr(&self.cfg, leg.dialog.peer.transport);
+            let ack = leg.dialog.ack(&mut self.ids, local, leg.invite_cseq, None);
+            let bytes = Bytes::from(ack.encode());
+            leg.ack = Some(bytes.clone());
+            let to = leg.dialog.next_hop();
+            self.out.push_back(Output::Transmit(Transmit { to, bytes }));
+        }
+        let answering = leg
+            .target
+            .user()
+            .map(|(idx, id)| (idx, Box::<str>::from(id)));
+        let mut at_limit = false;
+        if let Some((idx, user_id)) = &answering {
+            let who = UserRef {
+                idx: *idx,
+                id: user_id,
+            };
+            // The lease outlives the call's own maximum: only a holder that
+            // vanished lets it lapse.
+            let lease = workspace.presence.take(who, key, lease_until);
+            let max_calls = workspace.directory.user(*idx).max_calls;
+            at_limit = lease.active_after >= max_calls;
+            tracing::debug!(user = %user_id, "answered");
+            self.emit(Event::BusyChanged {
+                user: user_id.clone(),
+                active_calls: lease.active_after,
+                busy: at_limit,
+            });
+            if let Some(call) = self.calls.get_mut(key) {
+                call.lease = Some(lease);
+            }
+        }
+
+        // The caller gets the answer with the device's SDP.
+        let Some(call) = self.calls.get(key) else {
+            return;
+        };
+        let inbound_tx = call.caller.tx;
+        let tag = call.caller.dialog.local_tag().to_string();
+        let transport = call.caller.dialog.peer.transport;
+        let legs = call.legs.len();
+        if let Some(req) = self.tl.request(inbound_tx) {
+            let mut ok = response_to(req, 200, "OK", Some(&tag), true);
+            ok.push(
+                HeaderName::Contact,
+                &contact_value(self.local_addr(transport), transport),
+            );
+            ok.push(HeaderName::Allow, ALLOW);
+            if let Some(ct) = response.header(HeaderName::ContentType) {
+                ok.push(HeaderName::ContentType, ct);
+            }
+            ok.set_body(response.body().clone());
+            self.tl.respond(now, inbound_tx, &ok);
+        }
+        self.calls.arm(key, max_deadline, CallTimer::MaxDuration);
+        // Every other device of this call stops ringing...
+        for i in (0..legs as u16).map(LegId).filter(|&i| i != leg_id) {
+            self.cancel_leg(now, key, i, false);
+        }
+        // ...and so do this user's devices ringing for other calls, once the
+        // user has reached their limit of calls.
+        if let (true, Some((_, user_id))) = (at_limit, &answering) {
+            for (other_key, other_leg) in self.calls.ringing_for(user_id, key) {
+                self.cancel_leg(now, other_key, other_leg, true);
+            }
+        }
+    }
+
+    /// Stops one leg ringing: CANCEL now if it has answered provisionally,
+    /// else as soon as it does (§9.1).
+    pub(crate) fn cancel_leg(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        leg_id: LegId,
+        user_busy: bool,
+    ) {
+        let Some(leg) = self.calls.get_mut(key).and_then(|c| c.leg_mut(leg_id)) else {
+            return;
+        };
+        if !matches!(leg.state, LegState::Calling | LegState::Ringing) || leg.cancel_requested {
+            return;
+        }
+        leg.cancel_requested = true;
+        leg.cancelled_busy |= user_busy;
+        if leg.state == LegState::Ringing {
+            leg.cancel_sent = true;
+            let tx = leg.tx;
+            self.send_cancel(now, tx);
+        }
+    }
+
+    pub(crate) fn send_cancel(&mut self, now: Instant, invite_tx: TxId) {
+        let (Some(cancel), Some(peer)) = (self.tl.cancel_for(invite_tx), self.tl.peer(invite_tx))
+        else {
+            return;
+        };
+        self.tl.new_client(now, peer, cancel, TxCtx::Fire);
+        // §9.1: a device that never answers the INVITE after our CANCEL
+        // must not keep the transaction alive.
+        let deadline = now + self.cfg.timers.t1 * 64;
+        self.tl.set_deadline(invite_tx, deadline);
+    }
+
+    /// A 2xx for a leg whose call is gone: confirm and end that dialog.
+    fn ack_and_bye_stray(&mut self, now: Instant, tx: TxId, response: &Message) {
+        let (Some(request), Some(peer)) = (self.tl.request(tx), self.tl.peer(tx)) else {
+            return;
+        };
+        let mut dialog = Dialog::from_response(request, peer, response);
+        let local = self.local_addr(peer.transport);
+        let ack = dialog.ack(&mut self.ids, local, dialog.local_cseq, None);
+        self.transmit(dialog.next_hop(), Bytes::from(ack.encode()));
+        let bye = dialog.request(&mut self.ids, local, Method::Bye);
+        self.tl.new_client(now, dialog.next_hop(), bye, TxCtx::Fire);
+    }
+
+    pub(crate) fn on_leg_2xx_again(
+        &mut self,
+        key: CallKey,
+        leg_id: LegId,
+        tx: TxId,
+        response: &Message,
+    ) {
+        let ack = self
+            .calls
+            .get(key)
+            .and_then(|c| c.leg(leg_id))
+            .map(|l| (l.ack.clone(), l.dialog.next_hop()));
+        match ack {
+            Some((Some(bytes), to)) => self.transmit(to, bytes),
+            Some((None, _)) => {}
+            None => {
+                // The call is gone; ACK so the device stops, the BYE already went.
+                if let (Some(request), Some(peer)) = (self.tl.request(tx), self.tl.peer(tx)) {
+                    let dialog = Dialog::from_response(request, peer, response);
+                    let local = self.local_addr(peer.transport);
+                    let ack = dialog.ack(&mut self.ids, local, dialog.local_cseq, None);
+                    self.transmit(dialog.next_hop(), Bytes::from(ack.encode()));
+                }
+            }
+        }
+    }
+
+    pub(crate) fn on_leg_timeout(&mut self, now: Instant, _tx: TxId, key: CallKey, leg_id: LegId) {
+        let Some(leg) = self.calls.get_mut(key).and_then(|c| c.leg_mut(leg_id)) else {
+            return;
+        };
+        if leg.state == LegState::Answered {
+            return;
+        }
+        leg.final_status = 408;
+        let outcome = if leg.cancel_requested {
+            LegOutcome::Cancelled
+        } else {
+            LegOutcome::NoResponse
+        };
+        leg.finish(outcome);
+        let user = leg.target.user().map(|(_, id)| Box::<str>::from(id));
+        if let Some(user) = user {
+            self.calls.stop_ringing(&user, key, leg_id);
+        }
+        self.fail_if_every_leg_failed(now, key);
+    }
+
+    /// A ringing call whose legs have all ended without an answer fails
+    /// with 486 (every device busy) or 480.
+    fn fail_if_every_leg_failed(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get(key) else {
+            return;
+        };
+        if call.state == CallState::Ringing && call.all_legs_done() {
+            let status = call.failure_status();
+            self.fail_call(now, key, status, CallOutcome::Failed { status });
+        }
+    }
+}
+
+/// How long a lease outlives the call's own maximum duration.
+const LEASE_MARGIN_MS: u64 = 60_000;
+
+/// What the record needs of a refused INVITE.
+pub(crate) struct RequestSummary {
+    pub(crate) call_id: String,
+    pub(crate) caller: String,
+}
+
+fn req_summary(request: Option<&Message>) -> RequestSummary {
+    RequestSummary {
+        call_id: request.and_then(|r| r.call_id()).unwrap_or("").to_string(),
+        caller: request
+            .and_then(|r| r.from_header())
+            .map(|f| f.uri.to_string())
+            .unwrap_or_default(),
+    }
+}
+
+/// The number a Request-URI dials: the user part of a SIP URI (up to any
+/// `;` user parameter) or a `tel:` number.
+fn dialled_number(request_uri: &str) -> &str {
+    match Uri::parse(request_uri) {
+        Ok(uri) => uri
+            .user
+            .map(|u| u.split(';').next().unwrap_or(u))
+            .unwrap_or(""),
+        Err(_) => "",
+    }
+}
+
+/// How the callee sees the caller: the caller's display name, else number.
+fn caller_display(request: &Message) -> String {
+    let Some(from) = request.from_header() else {
+        return "Unknown".into();
+    };
+    if let Some(name) = from.display_name() {
+        return name.replace('\\', "");
+    }
+    Uri::parse(from.uri)
+        .ok()
+        .and_then(|u| u.user)
+        .unwrap_or("Unknown")
+        .to_string()
+}

@@ -1,0 +1,216 @@
+//! A call: the caller's dialog, the plan it follows, its legs, and its
+//! state, as types. The engine's call logic is split by job:
+//!
+//! - [`table`]: the table of calls, its indexes, and the one timer table
+//!   for everything a call arms;
+//! - [`fork`]: a new call is routed and a tier of users is forked, one leg
+//!   per device; the legs' answers decide who wins;
+//! - [`relay`]: requests inside an established call pass from one side to
+//!   the other (BYE, re-INVITE, UPDATE, INFO, ACK);
+//! - [`end`]: the single exit of a call, which releases busy state and
+//!   emits the call record.
+//!
+//! It must not do IO or read a clock; it speaks through the engine's
+//! transaction layer and output queue.
+
+mod end;
+mod fork;
+mod relay;
+mod table;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use directory::{NumberIdx, UserIdx};
+use jiff::Timestamp;
+use presence::Lease;
+use routing::Plan;
+use sip::dialog::Dialog;
+use sip::transaction::TxId;
+
+use crate::events::LegOutcome;
+use crate::Workspace;
+
+pub use table::CallCounts;
+pub(crate) use table::{CallKey, Calls};
+
+/// A leg's place in its call's list of legs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct LegId(pub(crate) u16);
+
+/// What a call arms in the timer table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum CallTimer {
+    /// The current tier rang for its timeout.
+    RingTimeout,
+    /// An answered call reached the maximum duration.
+    MaxDuration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CallState {
+    Ringing,
+    /// Answered by this leg.
+    Answered(LegId),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LegState {
+    /// INVITE sent, nothing heard: a CANCEL must wait (RFC 3261 §9.1).
+    Calling,
+    /// A provisional response came: the leg can be cancelled.
+    Ringing,
+    Answered,
+    /// Final non-2xx, timeout, or cancelled.
+    Done,
+}
+
+/// Which side of a call a request came from or goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Side {
+    Caller,
+    Leg(LegId),
+}
+
+/// Whom a leg calls.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum LegTarget {
+    /// One registered device of a user. (Legs to a trunk, for forwarding and
+    /// outbound calls, and to the media endpoint, for IVR and voicemail,
+    /// are further variants when those land.)
+    Device {
+        user: UserIdx,
+        user_id: Box<str>,
+        contact: String,
+    },
+}
+
+impl LegTarget {
+    /// The user this leg rings, if it rings one.
+    pub(crate) fn user(&self) -> Option<(UserIdx, &str)> {
+        match self {
+            LegTarget::Device { user, user_id, .. } => Some((*user, user_id)),
+        }
+    }
+}
+
+/// One outbound INVITE of a call and the dialog it creates.
+pub(crate) struct Leg {
+    pub(crate) target: LegTarget,
+    pub(crate) tx: TxId,
+    pub(crate) dialog: Dialog,
+    pub(crate) invite_cseq: u32,
+    pub(crate) state: LegState,
+    pub(crate) cancel_requested: bool,
+    pub(crate) cancel_sent: bool,
+    /// Cancelled because its user became busy elsewhere: counts as busy.
+    pub(crate) cancelled_busy: bool,
+    pub(crate) final_status: u16,
+    /// For the call record; `None` while the leg is still up.
+    pub(crate) outcome: Option<LegOutcome>,
+    /// The ACK for this leg's 2xx, re-sent when the 2xx is.
+    pub(crate) ack: Option<Bytes>,
+}
+
+impl Leg {
+    /// Marks the leg over with `outcome`, unless it already has one.
+    pub(crate) fn finish(&mut self, outcome: LegOutcome) {
+        self.state = LegState::Done;
+        self.outcome.get_or_insert(outcome);
+    }
+}
+
+/// The caller's side: the server INVITE transaction and our dialog with it.
+pub(crate) struct Caller {
+    pub(crate) tx: TxId,
+    pub(crate) dialog: Dialog,
+    pub(crate) invite_cseq: u32,
+    /// The caller's From URI, for the record.
+    pub(crate) uri: String,
+    /// The INVITE had no SDP: the leg's 2xx carries the offer and the
+    /// caller's ACK the answer, so the leg's ACK waits for it.
+    pub(crate) late_offer: bool,
+    pub(crate) sent_ringing: bool,
+}
+
+/// A re-INVITE relayed from one side to the other, waiting for the ACK.
+pub(crate) struct RelayedInvite {
+    pub(crate) from_side: Side,
+    pub(crate) server_tx: TxId,
+    pub(crate) client_tx: TxId,
+    pub(crate) cseq: u32,
+    pub(crate) ack: Option<Bytes>,
+}
+
+pub(crate) struct Call {
+    /// The snapshot the call was routed with, kept until it ends: its user
+    /// indices, and the presence view its lease goes back to.
+    pub(crate) workspace: Arc<Workspace>,
+    pub(crate) number: NumberIdx,
+    pub(crate) dialled: String,
+    pub(crate) caller: Caller,
+    /// What the call does, and how far it got (the tier being rung).
+    pub(crate) plan: Plan,
+    pub(crate) step: usize,
+    pub(crate) legs: Vec<Leg>,
+    pub(crate) state: CallState,
+    /// The answering user's occupancy, held from answer to end.
+    pub(crate) lease: Option<Lease>,
+    pub(crate) relayed_invite: Option<RelayedInvite>,
+    /// This call's entries in the timer table, removed when it ends.
+    pub(crate) timers: Vec<(Instant, CallTimer)>,
+    pub(crate) started: Timestamp,
+    pub(crate) answered: Option<Timestamp>,
+}
+
+impl Call {
+    pub(crate) fn leg(&self, id: LegId) -> Option<&Leg> {
+        self.legs.get(usize::from(id.0))
+    }
+
+    pub(crate) fn leg_mut(&mut self, id: LegId) -> Option<&mut Leg> {
+        self.legs.get_mut(usize::from(id.0))
+    }
+
+    pub(crate) fn all_legs_done(&self) -> bool {
+        self.legs.iter().all(|l| l.state == LegState::Done)
+    }
+
+    /// 486 when every device was busy (or its user became busy), else 480.
+    pub(crate) fn failure_status(&self) -> u16 {
+        let all_busy = !self.legs.is_empty()
+            && self
+                .legs
+                .iter()
+                .all(|l| l.cancelled_busy || matches!(l.final_status, 486 | 600));
+        if all_busy {
+            486
+        } else {
+            480
+        }
+    }
+
+    /// The other side of a request from `side`: an answered call's caller
+    /// and winning leg talk to each other; anything else goes to the caller.
+    pub(crate) fn other_side(&self, side: Side) -> Side {
+        match (side, self.state) {
+            (Side::Caller, CallState::Answered(winner)) => Side::Leg(winner),
+            _ => Side::Caller,
+        }
+    }
+
+    pub(crate) fn dialog(&self, side: Side) -> Option<&Dialog> {
+        match side {
+            Side::Caller => Some(&self.caller.dialog),
+            Side::Leg(id) => self.leg(id).map(|l| &l.dialog),
+        }
+    }
+
+    pub(crate) fn dialog_mut(&mut self, side: Side) -> Option<&mut Dialog> {
+        match side {
+            Side::Caller => Some(&mut self.caller.dialog),
+            Side::Leg(id) => self.leg_mut(id).map(|l| &mut l.dialog),
+        }
+    }
+}

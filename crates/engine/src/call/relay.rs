@@ -1,0 +1,249 @@
+//! Requests inside a call: each side has its own dialog, and what one side
+//! sends in it (BYE, re-INVITE, UPDATE, INFO, and the ACKs of 2xx) is
+//! rebuilt in the other side's dialog, with the end-to-end headers and the
+//! body passed through unchanged. One re-INVITE at a time (§14.1).
+
+use std::time::Instant;
+
+use bytes::Bytes;
+use sip::build::{contact_value, copy_end_to_end, response_to};
+use sip::transaction::{Peer, Transport, TxId};
+use sip::{HeaderName, Message, Method};
+
+use super::{CallKey, CallState, RelayedInvite, Side};
+use crate::addressing::local_addr;
+use crate::{Engine, TxCtx};
+
+impl Engine {
+    /// An ACK that no transaction absorbed: the ACK to a 2xx.
+    pub(crate) fn on_ack(&mut self, _now: Instant, ack: Message) {
+        let Some(call_id) = ack.call_id() else {
+            return;
+        };
+        let Some((key, side)) = self.calls.find(call_id) else {
+            return;
+        };
+        let seq = ack.cseq().map(|c| c.seq).unwrap_or(0);
+        let Some(call) = self.calls.get_mut(key) else {
+            return;
+        };
+        if side == Side::Caller && seq == call.caller.invite_cseq {
+            self.tl.confirm_2xx(call.caller.tx);
+            // Late offer: the caller's answer goes to the device in our ACK.
+            if let CallState::Answered(winner) = call.state {
+                let Some(leg) = call.leg_mut(winner) else {
+                    return;
+                };
+                if leg.ack.is_none() {
+                    let answer = ack
+                        .header(HeaderName::ContentType)
+                        .map(|ct| (ct, ack.body().clone()));
+                    let local = local_addr(&self.cfg, leg.dialog.peer.transport);
+                    let msg = leg
+                        .dialog
+                        .ack(&mut self.ids, local, leg.invite_cseq, answer);
+                    let bytes = Bytes::from(msg.encode());
+                    leg.ack = Some(bytes.clone());
+                    let to = leg.dialog.next_hop();
+                    self.transmit(to, bytes);
+                }
+            }
+            return;
+        }
+        // The ACK for a relayed re-INVITE: pass it on with the same body.
+        let Some(relay) = call.relayed_invite.as_ref() else {
+            return;
+        };
+        if relay.from_side != side {
+            return;
+        }
+        self.tl.confirm_2xx(relay.server_tx);
+        let relay_cseq = relay.cseq;
+        let target_side = call.other_side(side);
+        let Some(dialog) = call.dialog(target_side) else {
+            return;
+        };
+        let local = local_addr(&self.cfg, dialog.peer.transport);
+        let answer = ack
+            .header(HeaderName::ContentType)
+            .map(|ct| (ct, ack.body().clone()));
+        let msg = dialog.ack(&mut self.ids, local, relay_cseq, answer);
+        let bytes = Bytes::from(msg.encode());
+        let to = dialog.next_hop();
+        if let Some(relay) = call.relayed_invite.as_mut() {
+            relay.ack = Some(bytes.clone());
+        }
+        self.transmit(to, bytes);
+    }
+
+    /// A request inside a dialog (BYE, re-INVITE, INFO, UPDATE, ...).
+    pub(crate) fn on_in_dialog(&mut self, now: Instant, from: Peer, request: Message) {
+        let method = request.method().cloned().unwrap_or(Method::Bye);
+        let found = request.call_id().and_then(|id| self.calls.find(id));
+        let Some((key, side)) = found else {
+            self.reply_new(now, from, request, 481, None);
+            return;
+        };
+        // §12.2.2: knowing a Call-ID is not enough to hang up someone's call.
+        let in_dialog = self
+            .calls
+            .get(key)
+            .and_then(|call| call.dialog(side))
+            .is_some_and(|d| d.matches(&request));
+        if !in_dialog {
+            self.reply_new(now, from, request, 481, None);
+            return;
+        }
+        let server_tx = self.tl.new_server(now, from, request, TxCtx::Plain);
+        let Some(call) = self.calls.get(key) else {
+            return;
+        };
+        let state = call.state;
+        if method == Method::Bye {
+            self.respond_plain(now, server_tx, 200);
+            self.hang_up(now, key, side);
+            return;
+        }
+        let relayable = match (state, side) {
+            (CallState::Answered(_), Side::Caller) => true,
+            (CallState::Answered(winner), Side::Leg(leg)) => leg == winner,
+            _ => false,
+        };
+        if !relayable {
+            self.respond_plain(now, server_tx, 481);
+            return;
+        }
+        // A relayed re-INVITE whose ACK went through is finished (its ACK is
+        // only kept to answer 2xx retransmissions).
+        let reinvite_pending = call
+            .relayed_invite
+            .as_ref()
+            .is_some_and(|r| r.ack.is_none());
+        if method == Method::Invite && reinvite_pending {
+            // §14.1: one re-INVITE at a time.
+            self.respond_plain(now, server_tx, 491);
+            return;
+        }
+        let target_side = call.other_side(side);
+        let Some(original) = self.tl.request(server_tx).cloned() else {
+            return;
+        };
+        let Some(call) = self.calls.get_mut(key) else {
+            return;
+        };
+        // §12.2.2: re-INVITE and UPDATE refresh the sender's remote target.
+        if let Some(dialog) = call.dialog_mut(side) {
+            dialog.refresh_target(&method, &original);
+        }
+        let Some(dialog) = call.dialog_mut(target_side) else {
+            return;
+        };
+        let local = local_addr(&self.cfg, dialog.peer.transport);
+        let mut relayed = dialog.request(&mut self.ids, local, method.clone());
+        let cseq = dialog.local_cseq;
+        let to = dialog.next_hop();
+        copy_end_to_end(&original, &mut relayed);
+        relayed.set_body(original.body().clone());
+        let client_tx = self
+            .tl
+            .new_client(now, to, relayed, TxCtx::Relay(key, server_tx));
+        // A re-INVITE answered only provisionally must still end (408).
+        self.tl
+            .set_deadline(client_tx, now + self.cfg.timers.t1 * 64);
+        if method == Method::Invite {
+            if let Some(call) = self.calls.get_mut(key) {
+                call.relayed_invite = Some(RelayedInvite {
+                    from_side: side,
+                    server_tx,
+                    client_tx,
+                    cseq,
+                    ack: None,
+                });
+            }
+        }
+    }
+
+    /// The other side answered a relayed request (or never did).
+    pub(crate) fn on_relay_final(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        server_tx: TxId,
+        response: Option<Message>,
+    ) {
+        let Some(original) = self.tl.request(server_tx) else {
+            return;
+        };
+        // A 2xx to a target refresh request refreshes the responder's target.
+        if let (Some(resp), Some(call), Some(method)) =
+            (&response, self.calls.get_mut(key), original.method())
+        {
+            if resp.status().is_some_and(|s| (200..300).contains(&s)) {
+                let origin = if original.call_id() == Some(call.caller.dialog.call_id.as_str()) {
+                    Side::Caller
+                } else {
+                    call.other_side(Side::Caller)
+                };
+                let responder = call.other_side(origin);
+                if let Some(dialog) = call.dialog_mut(responder) {
+                    dialog.refresh_target(method, resp);
+                }
+            }
+        }
+        let Some(original) = self.tl.request(server_tx) else {
+            return;
+        };
+        let reply = match &response {
+            Some(resp) => {
+                let status = resp.status().unwrap_or(500);
+                let mut reply =
+                    response_to(original, status, resp.reason().unwrap_or(""), None, false);
+                copy_end_to_end(resp, &mut reply);
+                if original.method() == Some(&Method::Invite) && (200..300).contains(&status) {
+                    let transport = self
+                        .tl
+                        .peer(server_tx)
+                        .map(|p| p.transport)
+                        .unwrap_or(Transport::Udp);
+                    reply.push(
+                        HeaderName::Contact,
+                        &contact_value(self.local_addr(transport), transport),
+                    );
+                }
+                reply.set_body(resp.body().clone());
+                reply
+            }
+            None => response_to(original, 408, "Request Timeout", None, false),
+        };
+        let is_2xx = reply.status().is_some_and(|s| (200..300).contains(&s));
+        self.tl.respond(now, server_tx, &reply);
+        if let Some(call) = self.calls.get_mut(key) {
+            let done = call
+                .relayed_invite
+                .as_ref()
+                .is_some_and(|r| r.server_tx == server_tx && !is_2xx);
+            if done {
+                call.relayed_invite = None;
+            }
+        }
+    }
+
+    pub(crate) fn on_relay_2xx_again(&mut self, key: CallKey, client_tx: TxId) {
+        let Some(call) = self.calls.get(key) else {
+            return;
+        };
+        let Some(relay) = &call.relayed_invite else {
+            return;
+        };
+        if relay.client_tx != client_tx {
+            return;
+        }
+        let Some(bytes) = relay.ack.clone() else {
+            return;
+        };
+        let target = call.other_side(relay.from_side);
+        if let Some(to) = call.dialog(target).map(|d| d.next_hop()) {
+            self.transmit(to, bytes);
+        }
+    }
+}

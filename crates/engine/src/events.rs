@@ -1,0 +1,195 @@
+//! What leaves the engine besides bytes, and what comes into it besides
+//! SIP: [`Event`]s (call records, registration and busy changes) that the
+//! driver hands to other tasks, and [`Command`]s it applies between inputs.
+//!
+//! Values only: the engine never writes a record or a metric itself.
+
+use directory::Directory;
+use jiff::Timestamp;
+use routing::Gate;
+
+/// Something other tasks may want to know, in the order it happened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A call reached its end, however it ended (one per caller INVITE that
+    /// got past authentication).
+    CallEnded(Box<CallRecord>),
+    /// A user's number of signed-in devices changed (a REGISTER that added
+    /// or removed one, or a stream connection that closed). Expiry is
+    /// swept outside the engine and not reported here.
+    RegistrationChanged { user: Box<str>, devices: usize },
+    /// A user's count of calls changed: a call was answered or ended.
+    BusyChanged {
+        user: Box<str>,
+        active_calls: u32,
+        /// At or above the user's `max_calls`: skipped by new calls.
+        busy: bool,
+    },
+}
+
+/// The record of one call, for call history and `explain`-style answers to
+/// "why did nobody pick up?".
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallRecord {
+    /// The caller's Call-ID.
+    pub call_id: String,
+    /// What was dialled, as in the Request-URI.
+    pub dialled: String,
+    /// The number in E.164, when it is one of the workspace's.
+    pub number: Option<String>,
+    /// The caller's address (the From URI).
+    pub caller: String,
+    /// When the INVITE arrived, was answered, and the call ended.
+    pub started: Timestamp,
+    pub answered: Option<Timestamp>,
+    pub ended: Timestamp,
+    /// Every device rung, in the order the legs were created.
+    pub rang: Vec<RingAttempt>,
+    /// The index in `rang` of the leg that answered.
+    pub answered_by: Option<usize>,
+    /// Every member of the number who did not ring, with the gate that
+    /// stopped them.
+    pub skipped: Vec<Skipped>,
+    pub outcome: CallOutcome,
+}
+
+impl CallRecord {
+    /// The user who took the call.
+    pub fn answered_by_user(&self) -> Option<&str> {
+        self.answered_by
+            .and_then(|i| self.rang.get(i))
+            .map(|a| a.user.as_str())
+    }
+}
+
+/// One leg of a call: a user's device that was rung.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RingAttempt {
+    pub user: String,
+    /// The device's registered Contact.
+    pub device: String,
+    pub outcome: LegOutcome,
+}
+
+/// How one leg ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LegOutcome {
+    /// This device took the call.
+    Answered,
+    /// The device refused with this final status (486, 603, ...).
+    Refused(u16),
+    /// Stopped ringing: someone else answered, the caller gave up, the ring
+    /// timeout passed, or its user became busy with another call.
+    Cancelled,
+    /// Answered after the call was taken elsewhere (or had ended): hung up.
+    AnsweredTooLate,
+    /// Never answered the INVITE at all (Timer B).
+    NoResponse,
+}
+
+/// A member who did not ring, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    pub user: String,
+    pub gate: Gate,
+}
+
+/// How a call ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CallOutcome {
+    /// Answered and hung up by one side.
+    Completed { hung_up_by: Party },
+    /// Refused before anything rang: 404 (not a number), 480 (nobody can
+    /// ring), 486 (everyone routed is busy).
+    Rejected { status: u16 },
+    /// The caller cancelled (or hung up) while it rang: 487.
+    CallerCancelled,
+    /// Rang until the ring timeout: 480.
+    NoAnswer,
+    /// Every device refused or failed: 486 when all were busy, else 480.
+    Failed { status: u16 },
+    /// Answered, but the caller never acknowledged the 200 (§13.3.1.4).
+    NotAcknowledged,
+    /// Answered and ended by the maximum call duration.
+    MaxDuration,
+}
+
+impl CallOutcome {
+    /// The final status the caller got for its INVITE.
+    pub fn caller_status(self) -> u16 {
+        match self {
+            CallOutcome::Completed { .. }
+            | CallOutcome::NotAcknowledged
+            | CallOutcome::MaxDuration => 200,
+            CallOutcome::Rejected { status } | CallOutcome::Failed { status } => status,
+            CallOutcome::CallerCancelled => 487,
+            CallOutcome::NoAnswer => 480,
+        }
+    }
+}
+
+/// One side of a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Party {
+    Caller,
+    Callee,
+}
+
+/// A change from outside, applied between two inputs.
+#[derive(Debug)]
+pub enum Command {
+    /// Route new calls with this directory from now on. Calls already up
+    /// keep the workspace they were routed with until they end, and busy
+    /// state carries over by user id.
+    ReplaceWorkspace(Directory),
+    /// Counters and gauges for metrics.
+    Stats,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommandReply {
+    WorkspaceReplaced { calls_up: usize },
+    Stats(Stats),
+}
+
+/// Why a command was refused; nothing changed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("the domain cannot change while the daemon runs (running `{running}`, asked `{requested}`): every signed-in device authenticated against it")]
+    DomainChanged { running: String, requested: String },
+}
+
+/// Counters (since start) and gauges (now) of one engine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub calls_ringing: usize,
+    pub calls_answered: usize,
+    pub legs: usize,
+    /// Armed call timers (ring timeout, maximum duration).
+    pub call_timers: usize,
+    pub transactions: usize,
+    pub registered_devices: usize,
+    /// Calls that ended, since start, and how many of them were answered.
+    pub calls_ended: u64,
+    pub calls_completed: u64,
+    pub registrations: u64,
+}
+
+/// The engine's running totals.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Counters {
+    pub calls_ended: u64,
+    pub calls_completed: u64,
+    pub registrations: u64,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(self) -> Stats {
+        Stats {
+            calls_ended: self.calls_ended,
+            calls_completed: self.calls_completed,
+            registrations: self.registrations,
+            ..Stats::default()
+        }
+    }
+}

@@ -1,0 +1,531 @@
+//! The call engine: registrar and B2BUA on top of the `sip` transaction
+//! layer. It owns every transaction and call of one daemon.
+//!
+//! Sans-IO, str0m's shape: the driver calls [`Engine::handle_input`] with
+//! the time and what happened (a datagram, a timeout, a closed connection),
+//! [`Engine::handle_command`] for changes from outside (a new workspace,
+//! a request for counters), then drains [`Engine::poll_output`] until it
+//! returns [`Output::Timeout`]: bytes to send, [`Event`]s for other tasks
+//! (call records, registration and busy changes), and when to wake it next.
+//!
+//! What it must not do: IO, read a clock, or depend on tokio. The time comes
+//! in as an `Instant` and a [`WallClock`] that maps it to a Unix timestamp.
+//!
+//! Modules: [`registrar`] (REGISTER), [`auth`] (digest auth of callers and
+//! devices), [`addressing`] (where to send: Via, NAT, our own addresses),
+//! [`call`] (the call table, forking a tier, relaying in a dialog, the one
+//! exit of a call) and [`events`] (what leaves the engine).
+
+mod addressing;
+mod auth;
+mod call;
+pub mod events;
+mod registrar;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use directory::Directory;
+use jiff::Timestamp;
+use presence::{Presence, PresenceView};
+use sip::auth::NonceIssuer;
+use sip::build::{reason_phrase, response_to, salvage_error_response};
+use sip::ids::IdGenerator;
+use sip::transaction::{
+    Output as TxOutput, Peer, RequestMatch, TimerConfig, Transactions, Transmit, TxEvent, TxId,
+};
+use sip::validate::check_request;
+use sip::{HeaderName, Message, Method};
+
+pub use events::{
+    CallOutcome, CallRecord, Command, CommandError, CommandReply, Event, LegOutcome, Party,
+    RingAttempt, Skipped, Stats,
+};
+pub use sip::auth::Algorithm as DigestAlgorithm;
+
+pub use call::CallCounts;
+use call::{CallKey, Calls, LegId};
+
+/// The compiled directory and the live state aligned with it. Swapped as one
+/// so that user indices and presence slots always agree; a call keeps the
+/// one it was routed with until it ends.
+#[derive(Debug)]
+pub struct Workspace {
+    pub directory: Directory,
+    pub presence: PresenceView,
+}
+
+impl Workspace {
+    pub fn new(directory: Directory, presence: &Arc<Presence>) -> Workspace {
+        let view = presence.view(&directory);
+        Workspace {
+            directory,
+            presence: view,
+        }
+    }
+}
+
+/// What the engine needs to know about its surroundings.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Digest realm and the host part of user addresses.
+    pub domain: String,
+    /// Our UDP address as written in Via and Contact.
+    pub udp_addr: Option<SocketAddr>,
+    /// Our TCP address as written in Via and Contact.
+    pub tcp_addr: Option<SocketAddr>,
+    pub min_expires: u32,
+    pub max_expires: u32,
+    pub default_expires: u32,
+    pub timers: TimerConfig,
+    /// How long a digest nonce stays valid.
+    pub nonce_lifetime: Duration,
+    /// Calls longer than this are ended (a guard against dead peers keeping
+    /// users busy forever).
+    pub max_call_duration: Duration,
+    /// Devices per user.
+    pub max_bindings_per_user: usize,
+    /// Digest algorithms offered in challenges, most preferred first.
+    pub digest_algorithms: Vec<DigestAlgorithm>,
+    /// Transactions the tables hold before growing (growth pauses the
+    /// engine). Each call leaves about four transactions for 64*T1 = 32 s,
+    /// so 229,376 (a 2^18-bucket table) covers about 1,800 calls per second
+    /// without a pause.
+    pub transaction_capacity: usize,
+}
+
+impl EngineConfig {
+    pub fn new(domain: &str) -> Self {
+        EngineConfig {
+            domain: domain.to_string(),
+            udp_addr: None,
+            tcp_addr: None,
+            min_expires: 60,
+            max_expires: 3600,
+            default_expires: 3600,
+            timers: TimerConfig::default(),
+            nonce_lifetime: Duration::from_secs(300),
+            max_call_duration: Duration::from_secs(4 * 3600),
+            max_bindings_per_user: 16,
+            digest_algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
+            transaction_capacity: 1024,
+        }
+    }
+}
+
+/// What happened, handed to [`Engine::handle_input`].
+#[derive(Clone, Debug)]
+pub enum Input {
+    /// One datagram, or one framed message of a stream, from `from`.
+    Receive { from: Peer, bytes: Bytes },
+    /// A deadline the engine asked for has come (or any time: timers that
+    /// are not due do nothing).
+    Timeout,
+    /// A stream connection closed: the devices registered over it are gone
+    /// until they reconnect and register again (RFC 5626 §5.5).
+    ConnectionClosed { connection: u64 },
+}
+
+/// What the engine asks of the driver, from [`Engine::poll_output`].
+#[derive(Clone, Debug)]
+pub enum Output {
+    Transmit(Transmit),
+    Event(Event),
+    /// Nothing more to do now: call `handle_input(.., Input::Timeout)` at
+    /// this instant (`None`: no timer armed).
+    Timeout(Option<Instant>),
+}
+
+/// Maps engine instants to wall-clock time, for registrations (whose
+/// expiries must mean the same after a restart), digest nonces and call
+/// records. The driver builds it from its one clock read at start.
+#[derive(Clone, Copy, Debug)]
+pub struct WallClock {
+    base: Instant,
+    base_time: Timestamp,
+}
+
+impl WallClock {
+    pub fn new(base: Instant, base_time: Timestamp) -> Self {
+        WallClock { base, base_time }
+    }
+
+    /// The wall-clock time at an engine instant.
+    pub fn timestamp(&self, now: Instant) -> Timestamp {
+        let since = now.saturating_duration_since(self.base);
+        self.base_time
+            .checked_add(jiff::SignedDuration::try_from(since).unwrap_or_default())
+            .unwrap_or(self.base_time)
+    }
+
+    /// Unix milliseconds at an engine instant.
+    pub fn unix_ms(&self, now: Instant) -> u64 {
+        routing::unix_ms(self.timestamp(now))
+    }
+}
+
+/// Which part of the engine a transaction belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TxCtx {
+    /// A server transaction answered on the spot (REGISTER, OPTIONS, errors).
+    Plain,
+    /// The caller's INVITE of a call.
+    Inbound(CallKey),
+    /// An outbound INVITE of one leg.
+    Leg(CallKey, LegId),
+    /// A request relayed from one side of a call to the other; the server
+    /// transaction that waits for its answer.
+    Relay(CallKey, TxId),
+    /// A request we originate whose answer does not matter (BYE, CANCEL).
+    Fire,
+}
+
+/// The registrar and B2BUA.
+pub struct Engine {
+    cfg: EngineConfig,
+    workspace: Arc<ArcSwap<Workspace>>,
+    presence: Arc<Presence>,
+    tl: Transactions<TxCtx>,
+    ids: IdGenerator,
+    nonces: NonceIssuer,
+    clock: WallClock,
+    calls: Calls,
+    out: VecDeque<Output>,
+    counters: events::Counters,
+}
+
+impl Engine {
+    pub fn new(
+        cfg: EngineConfig,
+        directory: Directory,
+        presence: Arc<Presence>,
+        clock: WallClock,
+        mut ids: IdGenerator,
+    ) -> Engine {
+        let nonces = NonceIssuer::new(ids.secret(), cfg.nonce_lifetime);
+        let workspace = Arc::new(ArcSwap::from_pointee(Workspace::new(directory, &presence)));
+        Engine {
+            tl: Transactions::with_capacity(cfg.timers, cfg.transaction_capacity),
+            cfg,
+            workspace,
+            presence,
+            ids,
+            nonces,
+            clock,
+            calls: Calls::default(),
+            out: VecDeque::new(),
+            counters: events::Counters::default(),
+        }
+    }
+
+    /// The workspace calls are routed with now, for readers on other tasks
+    /// (they load it; only [`Command::ReplaceWorkspace`] changes it).
+    pub fn workspace(&self) -> Arc<ArcSwap<Workspace>> {
+        Arc::clone(&self.workspace)
+    }
+
+    /// The next thing for the driver to do.
+    pub fn poll_output(&mut self) -> Output {
+        self.out
+            .pop_front()
+            .unwrap_or_else(|| Output::Timeout(self.next_timeout()))
+    }
+
+    fn next_timeout(&self) -> Option<Instant> {
+        match (self.tl.poll_timeout(), self.calls.poll_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Receive { from, bytes } => self.on_datagram(now, from, bytes),
+            Input::Timeout => self.on_timeout(now),
+            Input::ConnectionClosed { connection } => self.on_connection_closed(now, connection),
+        }
+    }
+
+    /// A change from outside the engine (the admin API, a reload, the
+    /// driver's metrics), applied between two inputs.
+    pub fn handle_command(
+        &mut self,
+        now: Instant,
+        command: Command,
+    ) -> Result<CommandReply, CommandError> {
+        match command {
+            Command::ReplaceWorkspace(directory) => {
+                // Every registration's digest and every user address is
+                // bound to the realm: it cannot change under live devices.
+                if directory.domain() != self.cfg.domain {
+                    return Err(CommandError::DomainChanged {
+                        running: self.cfg.domain.clone(),
+                        requested: directory.domain().to_string(),
+                    });
+                }
+                let users = directory.users().len();
+                let numbers = directory.numbers().len();
+                self.workspace
+                    .store(Arc::new(Workspace::new(directory, &self.presence)));
+                tracing::info!(
+                    users,
+                    numbers,
+                    calls_up = self.calls.len(),
+                    "workspace replaced"
+                );
+                Ok(CommandReply::WorkspaceReplaced {
+                    calls_up: self.calls.len(),
+                })
+            }
+            Command::Stats => Ok(CommandReply::Stats(self.stats(now))),
+        }
+    }
+
+    /// Calls in progress, by state.
+    pub fn call_counts(&self) -> call::CallCounts {
+        self.calls.counts()
+    }
+
+    /// Counters and gauges for tests and metrics.
+    pub fn stats(&self, now: Instant) -> Stats {
+        let counts = self.calls.counts();
+        Stats {
+            calls_ringing: counts.ringing,
+            calls_answered: counts.answered,
+            legs: counts.legs,
+            call_timers: counts.timers,
+            transactions: self.tl.len(),
+            registered_devices: self.presence.binding_count(self.clock.unix_ms(now)),
+            ..self.counters.snapshot()
+        }
+    }
+
+    fn on_timeout(&mut self, now: Instant) {
+        self.tl.handle_timeout(now);
+        self.drain(now);
+        for (key, timer) in self.calls.due_timers(now) {
+            self.on_call_timer(now, key, timer);
+        }
+        self.drain(now);
+    }
+
+    fn on_connection_closed(&mut self, now: Instant, connection: u64) {
+        let now_ms = self.clock.unix_ms(now);
+        let workspace = self.workspace.load();
+        let users =
+            presence::Registrations::unbind_connection(&workspace.presence, connection, now_ms);
+        for user in users {
+            tracing::debug!(connection, %user, "bindings of a closed connection removed");
+            let devices = self.presence.user(&user).bindings(now_ms).len();
+            self.emit(Event::RegistrationChanged { user, devices });
+        }
+    }
+
+    fn on_datagram(&mut self, now: Instant, from: Peer, bytes: Bytes) {
+        match Message::parse_bytes(bytes.clone()) {
+            Ok(message) => {
+                if message.is_request() {
+                    self.on_request(now, from, message);
+                } else {
+                    self.on_response(now, message);
+                }
+            }
+            Err(sip::ParseError::Empty) => {}
+            Err(error) => {
+                tracing::debug!(peer = %from.addr, %error, "unparsable message");
+                let status = match error {
+                    sip::ParseError::Version => 505,
+                    sip::ParseError::TooLarge => 513,
+                    _ => 400,
+                };
+                if let Some(reply) = salvage_error_response(&bytes, status, &error.to_string()) {
+                    // Not parsed, so no Via to read: back where it came from.
+                    self.transmit(from, reply);
+                }
+            }
+        }
+        self.drain(now);
+    }
+
+    fn on_request(&mut self, now: Instant, from: Peer, mut request: Message) {
+        let Some(method) = request.method().cloned() else {
+            return;
+        };
+        if let Err(rejection) = check_request(&request) {
+            if method != Method::Ack {
+                let mut reply =
+                    response_to(&request, rejection.status, &rejection.reason, None, false);
+                if let Some(tags) = &rejection.unsupported {
+                    reply.push(HeaderName::Unsupported, tags);
+                }
+                self.send_stateless(from, &request, &reply);
+            }
+            return;
+        }
+        addressing::stamp_received(&mut request, from);
+        if self.tl.on_request(now, &request) == RequestMatch::Absorbed {
+            return;
+        }
+        let in_dialog = request.to_tag().is_some();
+        match method {
+            Method::Ack => self.on_ack(now, request),
+            Method::Cancel => self.on_cancel(now, from, request),
+            _ if request.max_forwards() == Some(0) && !in_dialog => {
+                self.reply_new(now, from, request, 483, None);
+            }
+            Method::Register => self.on_register(now, from, request),
+            Method::Invite if !in_dialog => self.on_new_call(now, from, request),
+            _ if in_dialog => self.on_in_dialog(now, from, request),
+            Method::Options => {
+                let tx = self.tl.new_server(now, from, request, TxCtx::Plain);
+                let Some(req) = self.tl.request(tx) else {
+                    return;
+                };
+                let mut ok = response_to(req, 200, "OK", Some(&self.ids.tag()), false);
+                ok.push(HeaderName::Allow, ALLOW_OUTSIDE_DIALOG);
+                ok.push(HeaderName::Accept, "application/sdp");
+                self.tl.respond(now, tx, &ok);
+            }
+            Method::Other(_) => self.reply_new(now, from, request, 501, None),
+            _ => self.reply_new(
+                now,
+                from,
+                request,
+                405,
+                Some((HeaderName::Allow, ALLOW_OUTSIDE_DIALOG)),
+            ),
+        }
+    }
+
+    fn on_response(&mut self, now: Instant, response: Message) {
+        if let Some(stray) = self.tl.on_response(now, response) {
+            tracing::trace!(status = stray.status(), "response matches no transaction");
+        }
+    }
+
+    fn on_cancel(&mut self, now: Instant, from: Peer, cancel: Message) {
+        let target = self.tl.find_invite_for_cancel(&cancel);
+        let tx = self.tl.new_server(now, from, cancel, TxCtx::Plain);
+        let status = if target.is_some() { 200 } else { 481 };
+        self.respond_plain(now, tx, status);
+        if let Some(invite_tx) = target {
+            if let Some(TxCtx::Inbound(call)) = self.tl.context(invite_tx).copied() {
+                self.on_caller_cancelled(now, call);
+            }
+        }
+    }
+
+    /// Creates a server transaction and answers it at once with `status`.
+    fn reply_new(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        request: Message,
+        status: u16,
+        extra: Option<(HeaderName, &str)>,
+    ) {
+        let tx = self.tl.new_server(now, from, request, TxCtx::Plain);
+        let Some(req) = self.tl.request(tx) else {
+            return;
+        };
+        let mut reply = response_to(
+            req,
+            status,
+            reason_phrase(status),
+            Some(&self.ids.tag()),
+            false,
+        );
+        if let Some((name, value)) = extra {
+            reply.push(name, value);
+        }
+        self.tl.respond(now, tx, &reply);
+    }
+
+    fn respond_plain(&mut self, now: Instant, tx: TxId, status: u16) {
+        self.respond_with_reason(now, tx, status, reason_phrase(status));
+    }
+
+    fn respond_with_reason(&mut self, now: Instant, tx: TxId, status: u16, reason: &str) {
+        let tag = self.ids.tag();
+        if let Some(req) = self.tl.request(tx) {
+            let reply = response_to(req, status, reason, Some(&tag), false);
+            self.tl.respond(now, tx, &reply);
+        }
+    }
+
+    /// A response without a transaction (to a request refused before one exists).
+    fn send_stateless(&mut self, from: Peer, request: &Message, reply: &Message) {
+        let to = addressing::reply_peer(from, request);
+        self.transmit(to, Bytes::from(reply.encode()));
+    }
+
+    fn transmit(&mut self, to: Peer, bytes: Bytes) {
+        self.out.push_back(Output::Transmit(Transmit { to, bytes }));
+    }
+
+    fn emit(&mut self, event: Event) {
+        self.out.push_back(Output::Event(event));
+    }
+
+    /// Moves everything the transaction layer produced to the output, and
+    /// hands its events to the calls.
+    fn drain(&mut self, now: Instant) {
+        while let Some(output) = self.tl.poll_output() {
+            match output {
+                TxOutput::Transmit(t) => self.out.push_back(Output::Transmit(t)),
+                TxOutput::Event(event) => self.on_tx_event(now, event),
+            }
+        }
+    }
+
+    fn on_tx_event(&mut self, now: Instant, event: TxEvent<TxCtx>) {
+        match event {
+            TxEvent::Provisional { tx, ctx, response } => {
+                if let TxCtx::Leg(call, leg) = ctx {
+                    self.on_leg_provisional(now, tx, call, leg, response);
+                }
+            }
+            TxEvent::Final { tx, ctx, response } => match ctx {
+                TxCtx::Leg(call, leg) => self.on_leg_final(now, tx, call, leg, response),
+                TxCtx::Relay(call, server_tx) => {
+                    self.on_relay_final(now, call, server_tx, Some(response))
+                }
+                _ => {}
+            },
+            TxEvent::Retransmitted2xx { tx, ctx, response } => match ctx {
+                TxCtx::Leg(call, leg) => self.on_leg_2xx_again(call, leg, tx, &response),
+                TxCtx::Relay(call, _) => self.on_relay_2xx_again(call, tx),
+                _ => {}
+            },
+            TxEvent::Timeout { tx, ctx } => match ctx {
+                TxCtx::Leg(call, leg) => self.on_leg_timeout(now, tx, call, leg),
+                TxCtx::Relay(call, server_tx) => self.on_relay_final(now, call, server_tx, None),
+                _ => {}
+            },
+            TxEvent::AckTimeout { ctx, status, .. } => {
+                if let (TxCtx::Inbound(call), 200..=299) = (ctx, status) {
+                    self.on_caller_never_acked(now, call);
+                }
+            }
+        }
+    }
+
+    /// Our Via sent-by and Contact host:port for a transport.
+    fn local_addr(&self, transport: sip::transaction::Transport) -> SocketAddr {
+        addressing::local_addr(&self.cfg, transport)
+    }
+}
+
+/// Methods accepted outside a dialog (OPTIONS answers, 405s).
+pub(crate) const ALLOW_OUTSIDE_DIALOG: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER";
+
+/// Methods relayed inside a call (advertised in the INVITEs and 2xx of calls).
+pub(crate) const ALLOW: &str =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, NOTIFY, REFER, MESSAGE";
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,208 @@
+//! The registrar (RFC 3261 §10.3): users sign their devices in, and the
+//! bindings it keeps are where calls ring.
+//!
+//! It authenticates the REGISTER (see [`crate::auth`]), parses its Contacts
+//! into one [`Register`] and hands that to the [`Registrations`] backend,
+//! which applies it whole or not at all. It answers with the bindings after
+//! the change and reports a change of devices as an event.
+
+use std::time::Instant;
+
+use directory::UserStatus;
+use presence::{
+    BindError, BindingTransport, ContactUpdate, Register, RegisterChange, Registrations, UserRef,
+};
+use sip::build::response_to;
+use sip::header::{parse_delta_seconds, NameAddr, Uri};
+use sip::transaction::{Peer, Transport, TxId};
+use sip::{HeaderName, Message};
+
+use crate::auth::AuthOutcome;
+use crate::{Engine, Event, TxCtx};
+
+impl Engine {
+    pub(crate) fn on_register(&mut self, now: Instant, from: Peer, request: Message) {
+        let tx = self.tl.new_server(now, from, request, TxCtx::Plain);
+        let outcome = match self.tl.request(tx) {
+            Some(req) => self.authenticate(now, req, HeaderName::Authorization),
+            None => return,
+        };
+        let user_id = match outcome {
+            AuthOutcome::User(id) => id,
+            AuthOutcome::Challenge { stale } => {
+                self.send_challenge(now, tx, 401, stale);
+                return;
+            }
+            AuthOutcome::Forbidden => {
+                self.respond_plain(now, tx, 403);
+                return;
+            }
+        };
+        let result = self.apply_register(now, tx, from, &user_id);
+        let Some(req) = self.tl.request(tx) else {
+            return;
+        };
+        let tag = self.ids.tag();
+        let reply = match result {
+            Ok(contacts) => {
+                let mut ok = response_to(req, 200, "OK", Some(&tag), false);
+                for contact in contacts {
+                    ok.push(HeaderName::Contact, &contact);
+                }
+                ok
+            }
+            Err(RegisterError::TooBrief) => {
+                let mut r = response_to(req, 423, "Interval Too Brief", Some(&tag), false);
+                r.push(HeaderName::MinExpires, &self.cfg.min_expires.to_string());
+                r
+            }
+            Err(RegisterError::NotActive) => response_to(
+                req,
+                403,
+                "Forbidden (account not active)",
+                Some(&tag),
+                false,
+            ),
+            Err(RegisterError::WrongAor) => response_to(
+                req,
+                403,
+                "Forbidden (To does not match the credentials)",
+                Some(&tag),
+                false,
+            ),
+            Err(RegisterError::BadRequest(why)) => response_to(req, 400, why, Some(&tag), false),
+            Err(RegisterError::Store(BindError::OutOfOrder)) => {
+                response_to(req, 500, "Out Of Order Registration", Some(&tag), false)
+            }
+            Err(RegisterError::Store(BindError::TooMany)) => {
+                response_to(req, 403, "Forbidden (too many devices)", Some(&tag), false)
+            }
+        };
+        self.tl.respond(now, tx, &reply);
+    }
+
+    /// RFC 3261 §10.3 steps 5 to 8 for an authenticated user. Returns the
+    /// Contact values of the bindings after the change.
+    fn apply_register(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        from: Peer,
+        user_id: &str,
+    ) -> Result<Vec<String>, RegisterError> {
+        let workspace = self.workspace.load_full();
+        let directory = &workspace.directory;
+        let user_idx = directory
+            .user_index(user_id)
+            .ok_or(RegisterError::WrongAor)?;
+        if directory.user(user_idx).status != UserStatus::Active {
+            return Err(RegisterError::NotActive);
+        }
+        let Some(req) = self.tl.request(tx) else {
+            return Err(RegisterError::BadRequest("Missing request"));
+        };
+        // The address of record is the To URI; its user must be the one who
+        // authenticated (§10.3 step 6).
+        let to = req
+            .to_header()
+            .ok_or(RegisterError::BadRequest("Malformed To"))?;
+        let aor = Uri::parse(to.uri).map_err(|_| RegisterError::BadRequest("Malformed To URI"))?;
+        if aor.user != Some(user_id) {
+            return Err(RegisterError::WrongAor);
+        }
+        let header_expires = req
+            .header(HeaderName::Expires)
+            .and_then(parse_delta_seconds);
+
+        let mut contacts: Vec<ContactUpdate> = Vec::new();
+        let mut wildcard = false;
+        for value in req.values(HeaderName::Contact) {
+            if value.trim() == "*" {
+                wildcard = true;
+                continue;
+            }
+            let contact =
+                NameAddr::parse(value).ok_or(RegisterError::BadRequest("Malformed Contact"))?;
+            if Uri::parse(contact.uri).is_err() {
+                return Err(RegisterError::BadRequest("Malformed Contact URI"));
+            }
+            let expires = contact
+                .params
+                .get("expires")
+                .flatten()
+                .and_then(parse_delta_seconds)
+                .or(header_expires)
+                .unwrap_or(self.cfg.default_expires);
+            if expires != 0 && expires < self.cfg.min_expires {
+                return Err(RegisterError::TooBrief);
+            }
+            let instance = contact
+                .params
+                .get("+sip.instance")
+                .flatten()
+                .map(|s| s.trim_matches('"').to_string());
+            contacts.push(ContactUpdate {
+                uri: contact.uri.to_string(),
+                instance,
+                expires_secs: expires.min(self.cfg.max_expires),
+            });
+        }
+        let change = if wildcard {
+            // §10.3 step 6: `*` only alone and with Expires: 0.
+            if !contacts.is_empty() || header_expires != Some(0) {
+                return Err(RegisterError::BadRequest(
+                    "Wildcard Contact needs Expires: 0 and no other Contact",
+                ));
+            }
+            RegisterChange::RemoveAll
+        } else if contacts.is_empty() {
+            RegisterChange::Fetch
+        } else {
+            RegisterChange::Contacts(contacts)
+        };
+        let register = Register {
+            call_id: req.call_id().unwrap_or("").to_string(),
+            cseq: req.cseq().map(|c| c.seq).unwrap_or(0),
+            source: from.addr,
+            transport: match from.transport {
+                Transport::Udp => BindingTransport::Udp,
+                Transport::Tcp(id) => BindingTransport::Tcp {
+                    connection: Some(id),
+                },
+            },
+            max_bindings: self.cfg.max_bindings_per_user,
+            change,
+        };
+        let now_ms = self.clock.unix_ms(now);
+        let who = UserRef {
+            idx: user_idx,
+            id: user_id,
+        };
+        let before = workspace.presence.user(user_idx).bindings(now_ms).len();
+        let bindings = workspace
+            .presence
+            .bind(who, &register, now_ms)
+            .map_err(RegisterError::Store)?;
+        if register.change != RegisterChange::Fetch && bindings.len() != before {
+            self.emit(Event::RegistrationChanged {
+                user: user_id.into(),
+                devices: bindings.len(),
+            });
+        }
+        Ok(bindings
+            .iter()
+            .map(|b| {
+                let left = b.expires_at_ms.saturating_sub(now_ms).div_ceil(1000);
+                format!("<{}>;expires={left}", b.contact)
+            })
+            .collect())
+    }
+}
+
+enum RegisterError {
+    TooBrief,
+    NotActive,
+    WrongAor,
+    Store(BindError),
+    BadRequest(&'static str),
+}

@@ -1,0 +1,169 @@
+//! [`Registrations`]: where each user is signed in (RFC 3261 §10.3), and its
+//! local implementation on [`PresenceView`].
+//!
+//! The registrar parses and authenticates a REGISTER; what it asks of the
+//! store is one [`Register`], applied whole or not at all, so a shared store
+//! can run it as one atomic script. The rules that need the stored state
+//! (ordering by Call-ID and CSeq, the device limit) live here, next to it.
+
+use std::net::SocketAddr;
+
+use crate::{Binding, BindingTransport, PresenceView, UserRef};
+
+/// The bindings of users: bind, unbind, look up, expire.
+pub trait Registrations {
+    /// True while the user has at least one live binding.
+    fn is_signed_in(&self, user: UserRef<'_>, now_ms: u64) -> bool;
+
+    /// The user's live bindings.
+    fn lookup(&self, user: UserRef<'_>, now_ms: u64) -> Vec<Binding>;
+
+    /// Applies one REGISTER atomically and returns the live bindings after
+    /// it. On an error nothing changed.
+    fn bind(
+        &self,
+        user: UserRef<'_>,
+        register: &Register,
+        now_ms: u64,
+    ) -> Result<Vec<Binding>, BindError>;
+
+    /// Drops every binding reached over a stream connection that closed
+    /// (RFC 5626 §5.5); returns the users whose bindings changed.
+    fn unbind_connection(&self, connection: u64, now_ms: u64) -> Vec<Box<str>>;
+
+    /// Drops lapsed bindings everywhere; returns how many users lost their
+    /// last one.
+    fn expire(&self, now_ms: u64) -> usize;
+}
+
+/// One REGISTER's request to the store, already authenticated and parsed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Register {
+    /// Call-ID and CSeq, for the ordering rule of §10.3 step 7.
+    pub call_id: String,
+    pub cseq: u32,
+    /// Where the REGISTER came from (after NAT) and over what.
+    pub source: SocketAddr,
+    pub transport: BindingTransport,
+    /// Devices a user may have at once.
+    pub max_bindings: usize,
+    pub change: RegisterChange,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegisterChange {
+    /// A query: nothing changes.
+    Fetch,
+    /// `Contact: *` with `Expires: 0`: every binding goes.
+    RemoveAll,
+    /// Add, refresh or (expiry 0) remove these contacts.
+    Contacts(Vec<ContactUpdate>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContactUpdate {
+    /// The Contact URI, without angle brackets.
+    pub uri: String,
+    /// `+sip.instance` (RFC 5626): the same device under a new Contact.
+    pub instance: Option<String>,
+    /// Seconds, already clamped by the registrar; 0 removes the binding.
+    pub expires_secs: u32,
+}
+
+/// Why a REGISTER changed nothing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BindError {
+    /// An older or repeated CSeq of the same Call-ID (§10.3 step 7).
+    #[error("out of order registration")]
+    OutOfOrder,
+    /// The user already has the most devices allowed.
+    #[error("too many devices")]
+    TooMany,
+}
+
+/// The rules of §10.3 steps 7 and 8 over a user's current bindings.
+pub(crate) fn apply(
+    list: &mut Vec<Binding>,
+    register: &Register,
+    now_ms: u64,
+) -> Result<bool, BindError> {
+    let older = |b: &Binding| b.call_id == register.call_id && b.cseq >= register.cseq;
+    match &register.change {
+        RegisterChange::Fetch => Ok(false),
+        RegisterChange::RemoveAll => {
+            if list.iter().any(older) {
+                return Err(BindError::OutOfOrder);
+            }
+            list.clear();
+            Ok(true)
+        }
+        RegisterChange::Contacts(changes) => {
+            for change in changes {
+                let existing = list.iter().position(|b| {
+                    b.contact == change.uri
+                        || (change.instance.is_some() && b.instance == change.instance)
+                });
+                if let Some(i) = existing {
+                    if older(&list[i]) {
+                        return Err(BindError::OutOfOrder);
+                    }
+                }
+                let binding = Binding {
+                    contact: change.uri.clone(),
+                    expires_at_ms: now_ms + u64::from(change.expires_secs) * 1000,
+                    call_id: register.call_id.clone(),
+                    cseq: register.cseq,
+                    source: register.source,
+                    transport: register.transport,
+                    instance: change.instance.clone(),
+                };
+                match (existing, change.expires_secs) {
+                    (Some(i), 0) => {
+                        list.remove(i);
+                    }
+                    (Some(i), _) => list[i] = binding,
+                    (None, 0) => {}
+                    (None, _) => {
+                        if list.len() >= register.max_bindings {
+                            return Err(BindError::TooMany);
+                        }
+                        list.push(binding);
+                    }
+                }
+            }
+            Ok(!changes.is_empty())
+        }
+    }
+}
+
+impl Registrations for PresenceView {
+    fn is_signed_in(&self, user: UserRef<'_>, now_ms: u64) -> bool {
+        self.user(user.idx).is_signed_in(now_ms)
+    }
+
+    fn lookup(&self, user: UserRef<'_>, now_ms: u64) -> Vec<Binding> {
+        self.user(user.idx).bindings(now_ms)
+    }
+
+    fn bind(
+        &self,
+        user: UserRef<'_>,
+        register: &Register,
+        now_ms: u64,
+    ) -> Result<Vec<Binding>, BindError> {
+        let state = self.resolve(user);
+        let changed = state.try_update(now_ms, |list| apply(list, register, now_ms))?;
+        if changed {
+            self.shared.mark_changed(user.id);
+        }
+        Ok(state.bindings(now_ms))
+    }
+
+    fn unbind_connection(&self, connection: u64, now_ms: u64) -> Vec<Box<str>> {
+        self.shared.drop_connection(connection, now_ms)
+    }
+
+    fn expire(&self, now_ms: u64) -> usize {
+        self.shared.expire(now_ms)
+    }
+}
