@@ -4,8 +4,10 @@
 #   bash tests/run.sh
 #
 # 1. installs sipp (Debian package sip-tester) and python3 when missing;
-# 2. cargo fmt --check, clippy with warnings denied, the unit and
-#    integration tests, a debug build of the daemon;
+# 2. cargo fmt --check, the layer check (tests/check-layers.sh: no tokio
+#    and no clock in the sans-IO crates), clippy with warnings denied (and
+#    clippy.toml's clock rule), the unit and integration tests, a debug
+#    build of the daemon;
 # 3. the end-to-end sipp checks against that binary (tests/sipp/run.sh).
 #
 # Stops at the first failing step and exits non-zero. Honours
@@ -66,6 +68,7 @@ printf 'cargo:   %s\n' "$(cargo --version)"
 printf 'rustc:   %s\n' "$(rustc --version)"
 
 step "cargo fmt" cargo fmt --all -- --check
+step "layers (no tokio, no clock in the sans-IO crates)" bash tests/check-layers.sh
 step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test" cargo test --workspace --locked
 step "cargo build (daemon, debug)" cargo build -p switchboard --locked

@@ -382,7 +382,7 @@ pub fn digest_answer(
 
 /// A test configuration: the daemon on 127.0.0.1 port 0 (UDP only), data in
 /// `data_dir`, trunk source 127.0.0.1 only (127.0.0.2 is "the internet").
-pub fn test_config(data_dir: &Path, extra: &str) -> directory::Config {
+pub fn test_config(data_dir: &Path, extra: &str) -> switchboard::settings::Config {
     let text = format!(
         r#"
 [server]
@@ -461,7 +461,7 @@ ring = ["bob"]
 "#,
         data_dir.display()
     );
-    directory::Config::parse(&text, Path::new("test.toml"), data_dir).unwrap()
+    switchboard::settings::Config::parse(&text, Path::new("test.toml"), data_dir).unwrap()
 }
 
 /// A SIP peer over one TCP connection (RFC 3261 §18.3 framing).

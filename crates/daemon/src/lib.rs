@@ -5,9 +5,11 @@
 //! - [`server`]: sockets, timers and tasks; [`server::Daemon::start`] runs a
 //!   daemon in the current runtime (the integration tests use it on port 0).
 //! - [`clock`]: the only place the time is read.
+//! - [`settings`]: the `[server]` table of the configuration file.
 
 pub mod clock;
 pub mod server;
+pub mod settings;
 
 /// The demo workspace, embedded so the daemon starts with no file at all.
 pub const DEMO_CONFIG: &str = include_str!("../../../config/switchboard.toml");

@@ -9,8 +9,8 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use directory::{Config, LogFormat};
 use switchboard::server::Daemon;
+use switchboard::settings::{Config, LogFormat};
 use switchboard::DEMO_CONFIG;
 
 #[global_allocator]

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
-use directory::{Config, Directory};
+use directory::Directory;
 use engine::{
     Command, CommandError, CommandReply, Engine, EngineConfig, Event, Input, Output, WallClock,
     Workspace,
@@ -32,6 +32,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock;
+use crate::settings::Config;
 
 /// Events buffered per listener before a slow one starts missing some.
 const EVENT_BUFFER: usize = 4096;
@@ -120,14 +121,7 @@ impl Daemon {
         // table grows to anyway under ~1,800 calls/s; asking for 2^18 would
         // double it (2^19 buckets) and cost cache misses on every lookup.
         cfg.transaction_capacity = (1 << 18) / 8 * 7;
-        cfg.digest_algorithms = server
-            .digest_algorithms
-            .iter()
-            .map(|a| match a {
-                directory::DigestAlgorithm::Md5 => engine::DigestAlgorithm::Md5,
-                directory::DigestAlgorithm::Sha256 => engine::DigestAlgorithm::Sha256,
-            })
-            .collect();
+        cfg.digest_algorithms = server.digest_algorithms.clone();
         let wall_clock = WallClock::new(clock::now(), clock::wall());
         let engine = Engine::new(
             cfg,

@@ -1,4 +1,6 @@
-//! The TOML file: raw serde shapes, then conversion into [`Config`].
+//! The TOML file: raw serde shapes, then conversion into [`Config`]. The
+//! `[server]` table is the running program's ([`ServerSection`]); the rest
+//! is the workspace.
 //!
 //! Parsing goes in two passes. The structural pass deserialises each table
 //! (`[server]`, `[plan]`, every `[[trunks]]`, `[[users]]` and `[[numbers]]`
@@ -8,11 +10,10 @@
 //! checking references against a half-read file would report errors that are
 //! not there. Every error carries the line and column it points at.
 
-use std::net::SocketAddr;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
+use std::path::Path;
 
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
@@ -24,81 +25,47 @@ use crate::directory::{
 use crate::error::{ConfigError, ConfigErrors};
 use crate::Directory;
 
-/// A validated configuration file: the daemon's own settings and the
-/// workspace snapshot.
+/// A validated configuration file: the settings of the program that runs
+/// the workspace (its `[server]` table, parsed by `S`) and the workspace
+/// snapshot.
 #[derive(Debug, Clone)]
-pub struct Config {
-    pub server: ServerConfig,
+pub struct Config<S> {
+    pub server: S,
     pub directory: Directory,
 }
 
-/// `[server]`: how the daemon runs. The domain also lives in the
-/// [`Directory`], where routing and the registrar read it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerConfig {
-    /// Digest realm and host part of user addresses.
-    pub domain: String,
-    pub sip_udp: Option<SocketAddr>,
-    /// The address peers reach the SIP listeners at, written in Via and
-    /// Contact. Required when a listener binds a wildcard address.
-    pub advertise: Option<std::net::IpAddr>,
-    pub sip_tcp: Option<SocketAddr>,
-    pub admin_http: Option<SocketAddr>,
-    /// Already resolved against the config file's directory.
-    pub data_dir: PathBuf,
-    pub log_format: LogFormat,
-    /// REGISTER expiry limits in seconds; `min <= default <= max`, `min >= 1`.
-    pub min_expires: u32,
-    pub max_expires: u32,
-    pub default_expires: u32,
-    /// Digest algorithms offered in challenges, most preferred first
-    /// (RFC 8760 §2.4). Never empty, no duplicates.
-    pub digest_algorithms: Vec<DigestAlgorithm>,
+/// The `[server]` table. It belongs to the program that serves the
+/// workspace (the daemon's listeners, data directory, logs...), not to the
+/// directory; this crate only reads the file around it, reports its errors
+/// with the same file, key and position, and takes the domain from it.
+pub trait ServerSection: Sized {
+    /// The table's shape, for serde (use `deny_unknown_fields`).
+    type Raw: DeserializeOwned;
+
+    /// The digest realm and host part of user addresses, which the
+    /// directory keeps (and checks).
+    fn domain(raw: &Self::Raw) -> &str;
+
+    /// The semantic pass: turns the shape into settings, reporting each
+    /// problem under its key (`server.sip_udp`, ...). `base_dir` is the
+    /// config file's directory, for relative paths.
+    fn compile(raw: Self::Raw, base_dir: &Path, errors: &mut SectionErrors<'_, '_>) -> Self;
 }
 
-/// A digest algorithm the registrar can challenge with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum DigestAlgorithm {
-    Md5,
-    Sha256,
-}
+/// Where [`ServerSection::compile`] reports errors.
+pub struct SectionErrors<'e, 'o>(&'e mut Errors<'o>);
 
-impl DigestAlgorithm {
-    /// The token used in the file and on the wire.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DigestAlgorithm::Md5 => "MD5",
-            DigestAlgorithm::Sha256 => "SHA-256",
-        }
+impl SectionErrors<'_, '_> {
+    /// An error at `key` (a full path such as `server.sip_udp`).
+    pub fn push(&mut self, key: impl Into<String>, reason: impl Into<String>) {
+        self.0.push(key, reason);
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-pub enum LogFormat {
-    #[default]
-    Human,
-    Json,
-}
-
-impl LogFormat {
-    /// The word used in the file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LogFormat::Human => "human",
-            LogFormat::Json => "json",
-        }
-    }
-}
-
-const DEFAULT_DATA_DIR: &str = "data";
-const DEFAULT_MIN_EXPIRES: u32 = 60;
-const DEFAULT_MAX_EXPIRES: u32 = 3600;
-const DEFAULT_DEFAULT_EXPIRES: u32 = 3600;
-
-impl Config {
+impl<S: ServerSection> Config<S> {
     /// Reads and validates a file. `data_dir` is resolved relative to the
     /// file's parent directory. The only IO this crate does.
-    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+    pub fn load(path: &Path) -> Result<Config<S>, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             ConfigErrors(vec![ConfigError::new(
                 path,
@@ -112,7 +79,7 @@ impl Config {
 
     /// Same as [`Config::load`] from a string; `origin` is the file name used
     /// in error messages, `base_dir` resolves `data_dir`.
-    pub fn parse(text: &str, origin: &Path, base_dir: &Path) -> Result<Config, ConfigErrors> {
+    pub fn parse(text: &str, origin: &Path, base_dir: &Path) -> Result<Config<S>, ConfigErrors> {
         let (doc, syntax_errors) = DeTable::parse_recoverable(text);
         if !syntax_errors.is_empty() {
             let list = syntax_errors
@@ -124,13 +91,13 @@ impl Config {
         let doc = doc.into_inner();
 
         let mut errors = Errors::new(origin);
-        let raw = read_document(&doc, text, &mut errors);
+        let raw = read_document::<S>(&doc, text, &mut errors);
         let raw = match (raw, errors.is_empty()) {
             (Some(raw), true) => raw,
             _ => return Err(errors.finish().unwrap_or(ConfigErrors(Vec::new()))),
         };
 
-        let server = server_config(raw.server, base_dir, &mut errors);
+        let server = S::compile(raw.server, base_dir, &mut SectionErrors(&mut errors));
         let directory = compile(raw.workspace, &mut errors);
         // Semantic errors are found on plain data: point them back into the
         // file, and list them in file order.
@@ -158,29 +125,6 @@ impl Config {
 // Raw shapes of the file. Only serde's checks here; meaning comes later.
 
 const TOP_LEVEL_KEYS: &[&str] = &["server", "plan", "trunks", "users", "numbers"];
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawServer {
-    domain: String,
-    sip_udp: Option<String>,
-    advertise: Option<String>,
-    sip_tcp: Option<String>,
-    admin_http: Option<String>,
-    data_dir: Option<String>,
-    log_format: Option<RawLogFormat>,
-    min_expires: Option<u32>,
-    max_expires: Option<u32>,
-    default_expires: Option<u32>,
-    digest_algorithms: Option<Vec<String>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "lowercase")]
-enum RawLogFormat {
-    Human,
-    Json,
-}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -248,14 +192,18 @@ enum RawStrategy {
 }
 
 /// The whole file, shaped but not yet checked for meaning.
-struct RawDocument {
-    server: RawServer,
+struct RawDocument<S: ServerSection> {
+    server: S::Raw,
     workspace: WorkspaceSpec,
 }
 
 /// Structural pass: deserialises every table on its own and records every
 /// failure. `None` when a required table is missing or malformed.
-fn read_document(doc: &DeTable<'_>, text: &str, errors: &mut Errors<'_>) -> Option<RawDocument> {
+fn read_document<S: ServerSection>(
+    doc: &DeTable<'_>,
+    text: &str,
+    errors: &mut Errors<'_>,
+) -> Option<RawDocument<S>> {
     let mut server = None;
     let mut plan = None;
     let mut trunks = Vec::new();
@@ -263,7 +211,7 @@ fn read_document(doc: &DeTable<'_>, text: &str, errors: &mut Errors<'_>) -> Opti
     let mut numbers = Vec::new();
     for (key, value) in doc.iter() {
         match key.get_ref().as_ref() {
-            "server" => server = read_one::<RawServer>(value, "server", text, errors),
+            "server" => server = read_one::<S::Raw>(value, "server", text, errors),
             "plan" => plan = read_one::<RawPlan>(value, "plan", text, errors),
             "trunks" => trunks = read_many::<RawTrunk>(value, "trunks", text, errors),
             "users" => users = read_many::<RawUser>(value, "users", text, errors),
@@ -284,7 +232,7 @@ fn read_document(doc: &DeTable<'_>, text: &str, errors: &mut Errors<'_>) -> Opti
     let server = server?;
     let plan = plan?;
     let workspace = WorkspaceSpec {
-        domain: server.domain.clone(),
+        domain: S::domain(&server).to_owned(),
         seats: plan.seats,
         trunks: trunks
             .into_iter()
@@ -436,130 +384,4 @@ fn locate(doc: &DeTable<'_>, key: &str) -> Option<Range<usize>> {
         }
     }
     current.map(|v| v.span())
-}
-
-// ---------------------------------------------------------------------------
-// Semantic pass for [server]; the workspace goes through `compile`.
-
-fn server_config(raw: RawServer, base_dir: &Path, errors: &mut Errors<'_>) -> ServerConfig {
-    let mut addr = |key: &str, value: Option<String>| -> Option<SocketAddr> {
-        let value = value?;
-        match SocketAddr::from_str(&value) {
-            Ok(a) => Some(a),
-            Err(_) => {
-                errors.push(
-                    format!("server.{key}"),
-                    format!(
-                        "`{value}` is not a socket address \
-                         (such as `127.0.0.1:5060` or `[::1]:5060`)"
-                    ),
-                );
-                None
-            }
-        }
-    };
-    let sip_udp = addr("sip_udp", raw.sip_udp);
-    let sip_tcp = addr("sip_tcp", raw.sip_tcp);
-    let admin_http = addr("admin_http", raw.admin_http);
-    let advertise = match raw.advertise {
-        None => None,
-        Some(value) => match std::net::IpAddr::from_str(&value) {
-            Ok(ip) if !ip.is_unspecified() => Some(ip),
-            _ => {
-                errors.push(
-                    "server.advertise",
-                    format!("`{value}` is not a specific IP address (such as `192.0.2.10`)"),
-                );
-                None
-            }
-        },
-    };
-    // Via and Contact must name an address peers can reach; 0.0.0.0 is not one.
-    for (key, bound) in [("sip_udp", sip_udp), ("sip_tcp", sip_tcp)] {
-        if bound.is_some_and(|a| a.ip().is_unspecified()) && advertise.is_none() {
-            errors.push(
-                format!("server.{key}"),
-                "binds a wildcard address: set server.advertise to the IP peers reach this server at",
-            );
-        }
-    }
-
-    let data_dir = raw.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned());
-    if data_dir.is_empty() {
-        errors.push("server.data_dir", "must not be empty");
-    }
-
-    let min_expires = raw.min_expires.unwrap_or(DEFAULT_MIN_EXPIRES);
-    let max_expires = raw.max_expires.unwrap_or(DEFAULT_MAX_EXPIRES);
-    let default_expires = raw.default_expires.unwrap_or(DEFAULT_DEFAULT_EXPIRES);
-    if min_expires == 0 {
-        errors.push("server.min_expires", "must be at least 1");
-    }
-    if min_expires > max_expires {
-        errors.push(
-            "server.min_expires",
-            format!("min_expires ({min_expires}) is greater than max_expires ({max_expires})"),
-        );
-    } else if default_expires < min_expires {
-        errors.push(
-            "server.default_expires",
-            format!("default_expires ({default_expires}) is less than min_expires ({min_expires})"),
-        );
-    } else if default_expires > max_expires {
-        errors.push(
-            "server.default_expires",
-            format!(
-                "default_expires ({default_expires}) is greater than max_expires ({max_expires})"
-            ),
-        );
-    }
-
-    let mut digest_algorithms = Vec::new();
-    let names = raw
-        .digest_algorithms
-        .unwrap_or_else(|| vec!["SHA-256".to_owned(), "MD5".to_owned()]);
-    if names.is_empty() {
-        errors.push(
-            "server.digest_algorithms",
-            "must name at least one algorithm",
-        );
-    }
-    for (i, name) in names.iter().enumerate() {
-        let algorithm = if name.eq_ignore_ascii_case("MD5") {
-            DigestAlgorithm::Md5
-        } else if name.eq_ignore_ascii_case("SHA-256") {
-            DigestAlgorithm::Sha256
-        } else {
-            errors.push(
-                format!("server.digest_algorithms[{i}]"),
-                format!("unknown algorithm {name:?}; expected \"SHA-256\" or \"MD5\""),
-            );
-            continue;
-        };
-        if digest_algorithms.contains(&algorithm) {
-            errors.push(
-                format!("server.digest_algorithms[{i}]"),
-                format!("{name} is listed twice"),
-            );
-            continue;
-        }
-        digest_algorithms.push(algorithm);
-    }
-
-    ServerConfig {
-        digest_algorithms,
-        domain: raw.domain,
-        sip_udp,
-        advertise,
-        sip_tcp,
-        admin_http,
-        data_dir: base_dir.join(data_dir),
-        log_format: match raw.log_format {
-            None | Some(RawLogFormat::Human) => LogFormat::Human,
-            Some(RawLogFormat::Json) => LogFormat::Json,
-        },
-        min_expires,
-        max_expires,
-        default_expires,
-    }
 }

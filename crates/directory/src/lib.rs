@@ -26,7 +26,7 @@ mod directory;
 mod e164;
 mod error;
 
-pub use config::{Config, DigestAlgorithm, LogFormat, ServerConfig};
+pub use config::{Config, SectionErrors, ServerSection};
 pub use directory::{
     Directory, Number, NumberIdx, NumberSpec, Routing, Strategy, Trunk, TrunkSpec, User, UserIdx,
     UserSpec, UserStatus, WorkspaceSpec,

@@ -1,0 +1,227 @@
+//! The daemon's settings: the `[server]` table of the configuration file
+//! (listeners, advertised address, data directory, logs, registration
+//! limits, digest algorithms). The `directory` crate reads the file around
+//! it and reports every error with the file, the key and the position; the
+//! meaning of `[server]` is the daemon's own.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use directory::{SectionErrors, ServerSection};
+use engine::DigestAlgorithm;
+use serde::Deserialize;
+
+/// A validated configuration file: these settings and the workspace.
+pub type Config = directory::Config<ServerConfig>;
+
+/// `[server]`: how the daemon runs. The domain also lives in the
+/// [`directory::Directory`], where routing and the registrar read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Digest realm and host part of user addresses.
+    pub domain: String,
+    pub sip_udp: Option<SocketAddr>,
+    /// The address peers reach the SIP listeners at, written in Via and
+    /// Contact. Required when a listener binds a wildcard address.
+    pub advertise: Option<std::net::IpAddr>,
+    pub sip_tcp: Option<SocketAddr>,
+    pub admin_http: Option<SocketAddr>,
+    /// Already resolved against the config file's directory.
+    pub data_dir: PathBuf,
+    pub log_format: LogFormat,
+    /// REGISTER expiry limits in seconds; `min <= default <= max`, `min >= 1`.
+    pub min_expires: u32,
+    pub max_expires: u32,
+    pub default_expires: u32,
+    /// Digest algorithms offered in challenges, most preferred first
+    /// (RFC 8760 §2.4). Never empty, no duplicates.
+    pub digest_algorithms: Vec<DigestAlgorithm>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+impl LogFormat {
+    /// The word used in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Human => "human",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+const DEFAULT_DATA_DIR: &str = "data";
+const DEFAULT_MIN_EXPIRES: u32 = 60;
+const DEFAULT_MAX_EXPIRES: u32 = 3600;
+const DEFAULT_DEFAULT_EXPIRES: u32 = 3600;
+
+impl ServerSection for ServerConfig {
+    type Raw = RawServer;
+
+    fn domain(raw: &RawServer) -> &str {
+        &raw.domain
+    }
+
+    fn compile(raw: RawServer, base_dir: &Path, errors: &mut SectionErrors<'_, '_>) -> Self {
+        server_config(raw, base_dir, errors)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServer {
+    domain: String,
+    sip_udp: Option<String>,
+    advertise: Option<String>,
+    sip_tcp: Option<String>,
+    admin_http: Option<String>,
+    data_dir: Option<String>,
+    log_format: Option<RawLogFormat>,
+    min_expires: Option<u32>,
+    max_expires: Option<u32>,
+    default_expires: Option<u32>,
+    digest_algorithms: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawLogFormat {
+    Human,
+    Json,
+}
+
+fn server_config(
+    raw: RawServer,
+    base_dir: &Path,
+    errors: &mut SectionErrors<'_, '_>,
+) -> ServerConfig {
+    let mut addr = |key: &str, value: Option<String>| -> Option<SocketAddr> {
+        let value = value?;
+        match SocketAddr::from_str(&value) {
+            Ok(a) => Some(a),
+            Err(_) => {
+                errors.push(
+                    format!("server.{key}"),
+                    format!(
+                        "`{value}` is not a socket address \
+                         (such as `127.0.0.1:5060` or `[::1]:5060`)"
+                    ),
+                );
+                None
+            }
+        }
+    };
+    let sip_udp = addr("sip_udp", raw.sip_udp);
+    let sip_tcp = addr("sip_tcp", raw.sip_tcp);
+    let admin_http = addr("admin_http", raw.admin_http);
+    let advertise = match raw.advertise {
+        None => None,
+        Some(value) => match std::net::IpAddr::from_str(&value) {
+            Ok(ip) if !ip.is_unspecified() => Some(ip),
+            _ => {
+                errors.push(
+                    "server.advertise",
+                    format!("`{value}` is not a specific IP address (such as `192.0.2.10`)"),
+                );
+                None
+            }
+        },
+    };
+    // Via and Contact must name an address peers can reach; 0.0.0.0 is not one.
+    for (key, bound) in [("sip_udp", sip_udp), ("sip_tcp", sip_tcp)] {
+        if bound.is_some_and(|a| a.ip().is_unspecified()) && advertise.is_none() {
+            errors.push(
+                format!("server.{key}"),
+                "binds a wildcard address: set server.advertise to the IP peers reach this server at",
+            );
+        }
+    }
+
+    let data_dir = raw.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned());
+    if data_dir.is_empty() {
+        errors.push("server.data_dir", "must not be empty");
+    }
+
+    let min_expires = raw.min_expires.unwrap_or(DEFAULT_MIN_EXPIRES);
+    let max_expires = raw.max_expires.unwrap_or(DEFAULT_MAX_EXPIRES);
+    let default_expires = raw.default_expires.unwrap_or(DEFAULT_DEFAULT_EXPIRES);
+    if min_expires == 0 {
+        errors.push("server.min_expires", "must be at least 1");
+    }
+    if min_expires > max_expires {
+        errors.push(
+            "server.min_expires",
+            format!("min_expires ({min_expires}) is greater than max_expires ({max_expires})"),
+        );
+    } else if default_expires < min_expires {
+        errors.push(
+            "server.default_expires",
+            format!("default_expires ({default_expires}) is less than min_expires ({min_expires})"),
+        );
+    } else if default_expires > max_expires {
+        errors.push(
+            "server.default_expires",
+            format!(
+                "default_expires ({default_expires}) is greater than max_expires ({max_expires})"
+            ),
+        );
+    }
+
+    let mut digest_algorithms = Vec::new();
+    let names = raw
+        .digest_algorithms
+        .unwrap_or_else(|| vec!["SHA-256".to_owned(), "MD5".to_owned()]);
+    if names.is_empty() {
+        errors.push(
+            "server.digest_algorithms",
+            "must name at least one algorithm",
+        );
+    }
+    for (i, name) in names.iter().enumerate() {
+        let algorithm = if name.eq_ignore_ascii_case("MD5") {
+            DigestAlgorithm::Md5
+        } else if name.eq_ignore_ascii_case("SHA-256") {
+            DigestAlgorithm::Sha256
+        } else {
+            errors.push(
+                format!("server.digest_algorithms[{i}]"),
+                format!("unknown algorithm {name:?}; expected \"SHA-256\" or \"MD5\""),
+            );
+            continue;
+        };
+        if digest_algorithms.contains(&algorithm) {
+            errors.push(
+                format!("server.digest_algorithms[{i}]"),
+                format!("{name} is listed twice"),
+            );
+            continue;
+        }
+        digest_algorithms.push(algorithm);
+    }
+
+    ServerConfig {
+        digest_algorithms,
+        domain: raw.domain,
+        sip_udp,
+        advertise,
+        sip_tcp,
+        admin_http,
+        data_dir: base_dir.join(data_dir),
+        log_format: match raw.log_format {
+            None | Some(RawLogFormat::Human) => LogFormat::Human,
+            Some(RawLogFormat::Json) => LogFormat::Json,
+        },
+        min_expires,
+        max_expires,
+        default_expires,
+    }
+}
+
+#[cfg(test)]
+mod tests;
