@@ -383,7 +383,13 @@ pub fn digest_answer(
 /// A test configuration: the daemon on 127.0.0.1 port 0 (UDP only), data in
 /// `data_dir`, trunk source 127.0.0.1 only (127.0.0.2 is "the internet").
 pub fn test_config(data_dir: &Path, extra: &str) -> switchboard::settings::Config {
-    let text = format!(
+    let text = test_config_text(data_dir, extra);
+    switchboard::settings::Config::parse(&text, Path::new("test.toml"), data_dir).unwrap()
+}
+
+/// The text of [`test_config`], for tests that edit it.
+pub fn test_config_text(data_dir: &Path, extra: &str) -> String {
+    format!(
         r#"
 [server]
 domain = "switchboard.test"
@@ -460,8 +466,7 @@ ring = ["bob"]
 {extra}
 "#,
         data_dir.display()
-    );
-    switchboard::settings::Config::parse(&text, Path::new("test.toml"), data_dir).unwrap()
+    )
 }
 
 /// A SIP peer over one TCP connection (RFC 3261 §18.3 framing).
