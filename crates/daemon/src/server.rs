@@ -330,7 +330,7 @@ async fn engine_loop(
             tracing::warn!(
                 took_ms = took.as_millis() as u64,
                 sent,
-                transactions = engine.stats(loop_started).transactions,
+                transactions = engine.transaction_count(),
                 "slow engine turn"
             );
         }

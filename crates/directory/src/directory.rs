@@ -190,11 +190,9 @@ pub struct Routing {
     pub strategy: Strategy,
     /// In ringing order (the cascade order).
     pub ring: Vec<UserIdx>,
-    /// For each entry of `ring`, its position in the number's `members`, so
-    /// that routing reads a member's verdict without a search.
-    pub ring_member: Vec<u32>,
-    /// For each of the number's `members`, whether it is in `ring`.
-    pub member_in_ring: Vec<bool>,
+    /// The members not in `ring`, in member order: routing gives them
+    /// their verdict without searching `ring`.
+    pub not_in_ring: Vec<UserIdx>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -601,12 +599,11 @@ fn compile_numbers(
             );
         }
 
-        let ring_member = ring
+        let not_in_ring = members
             .iter()
-            .filter_map(|u| members.iter().position(|m| m == u))
-            .map(|pos| pos as u32)
+            .copied()
+            .filter(|m| !ring.contains(m))
             .collect();
-        let member_in_ring = members.iter().map(|m| ring.contains(m)).collect();
         numbers.push(Number {
             e164,
             name: spec.name,
@@ -616,8 +613,7 @@ fn compile_numbers(
             routing: Routing {
                 strategy: spec.strategy,
                 ring,
-                ring_member,
-                member_in_ring,
+                not_in_ring,
             },
             ring_timeout: Duration::from_secs(u64::from(spec.ring_timeout_secs)),
         });

@@ -290,7 +290,13 @@ impl Engine {
         self.calls.counts()
     }
 
-    /// Counters and gauges for tests and metrics.
+    /// Live transactions (cheap: for the driver's slow-turn warning).
+    pub fn transaction_count(&self) -> usize {
+        self.tl.len()
+    }
+
+    /// Counters and gauges for tests and metrics. Counting registered
+    /// devices walks every user: not for the call path.
     pub fn stats(&self, now: Instant) -> Stats {
         let counts = self.calls.counts();
         Stats {

@@ -178,11 +178,12 @@ impl Engine {
             idx: user_idx,
             id: user_id,
         };
-        let before = workspace.presence.user(user_idx).bindings(now_ms).len();
+        let before = workspace.presence.lookup(who, now_ms).len();
         let bindings = workspace
             .presence
             .bind(who, &register, now_ms)
             .map_err(RegisterError::Store)?;
+        self.counters.registrations += 1;
         if register.change != RegisterChange::Fetch && bindings.len() != before {
             self.emit(Event::RegistrationChanged {
                 user: user_id.into(),

@@ -212,7 +212,7 @@ impl Sim {
         let ws = self.workspace.load();
         let number = routing::find_number(&ws.directory, "+15550100").unwrap();
         routing::explain(&ws.directory, &ws.presence, number, self.at())
-            .verdicts
+            .verdicts(&ws.directory)
             .into_iter()
             .map(|v| v.stopped_by)
             .collect()
@@ -1083,7 +1083,7 @@ fn replacing_the_workspace_keeps_live_calls_and_routes_new_ones_by_the_new_one()
     let ws = sim.workspace.load();
     let number = routing::find_number(&ws.directory, "+15550100").unwrap();
     let verdicts: Vec<_> = routing::explain(&ws.directory, &ws.presence, number, sim.at())
-        .verdicts
+        .verdicts(&ws.directory)
         .iter()
         .map(|v| (ws.directory.user(v.user).id.clone(), v.stopped_by))
         .collect();

@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use directory::{normalize_e164, Directory, Number, NumberIdx, Strategy, UserIdx, UserStatus};
+use directory::{normalize_e164, Directory, NumberIdx, Strategy, UserIdx, UserStatus};
 use jiff::Timestamp;
 use presence::{Occupancy, Registrations, UserRef};
 
@@ -40,15 +40,38 @@ pub struct Plan {
     pub tiers: Vec<Tier>,
     /// Where the call goes when no tier answers (or there is none).
     pub then: Destination,
-    /// Every member of the number with the gate that stops them, if any,
-    /// in the number's member order.
-    pub verdicts: Vec<MemberVerdict>,
+    /// Every member of the number who does not ring, with the gate that
+    /// stops them: routed members in routing order, then the others.
+    /// (Only the stopped ones: on the call path most members ring, and an
+    /// empty list costs nothing.)
+    pub skipped: Vec<MemberVerdict>,
 }
 
 impl Plan {
     /// The first tier's users (the ones the call rings first).
     pub fn first_tier(&self) -> Option<&Tier> {
         self.tiers.first()
+    }
+
+    /// Every member of the plan's number, in member order, with the gate
+    /// that stops them (`None`: they ring). What `explain` shows.
+    pub fn verdicts(&self, directory: &Directory) -> Vec<MemberVerdict> {
+        let Some(number) = self.number else {
+            return Vec::new();
+        };
+        directory
+            .number(number)
+            .members
+            .iter()
+            .map(|&user| MemberVerdict {
+                user,
+                stopped_by: self
+                    .skipped
+                    .iter()
+                    .find(|v| v.user == user)
+                    .and_then(|v| v.stopped_by),
+            })
+            .collect()
     }
 }
 
@@ -135,13 +158,13 @@ where
                 status: 404,
                 reason: "Not Found",
             },
-            verdicts: Vec::new(),
+            skipped: Vec::new(),
         },
     }
 }
 
-/// What a call to `number` would do at `at`, with every member's verdict:
-/// the same plan [`decide`] gives the call.
+/// What a call to `number` would do at `at`: the same plan [`decide`]
+/// gives the call ([`Plan::verdicts`] lists every member's gate).
 pub fn explain<P>(directory: &Directory, presence: &P, number: NumberIdx, at: Timestamp) -> Plan
 where
     P: Registrations + Occupancy + ?Sized,
@@ -154,27 +177,32 @@ where
     P: Registrations + Occupancy + ?Sized,
 {
     let number = directory.number(idx);
+    let routing = &number.routing;
     let now_ms = unix_ms(at);
-    let verdicts: Vec<MemberVerdict> = number
-        .members
-        .iter()
-        .enumerate()
-        .map(|(pos, &user)| MemberVerdict {
-            user,
-            stopped_by: gate(directory, presence, number, pos, now_ms),
-        })
-        .collect();
-    let users: Vec<UserIdx> = number
-        .routing
-        .ring_member
-        .iter()
-        .map(|&pos| verdicts[pos as usize])
-        .filter(MemberVerdict::rings)
-        .map(|v| v.user)
-        .collect();
+    let mut users = Vec::with_capacity(routing.ring.len());
+    let mut skipped = Vec::new();
+    // Routed members in routing order (the tier's order), then the rest.
+    let routed = routing.ring.iter().map(|&user| (user, true));
+    let others = routing.not_in_ring.iter().map(|&user| (user, false));
+    let total = number.members.len();
+    for (seen, (user, in_routing)) in routed.chain(others).enumerate() {
+        match gate(directory, presence, user, in_routing, now_ms) {
+            None => users.push(user),
+            Some(gate) => {
+                if skipped.capacity() == 0 {
+                    // One allocation, sized for everyone still to come.
+                    skipped.reserve_exact(total - seen);
+                }
+                skipped.push(MemberVerdict {
+                    user,
+                    stopped_by: Some(gate),
+                });
+            }
+        }
+    }
     if users.is_empty() {
         // Nobody can ring: busy when a routed user is only busy.
-        let busy = verdicts.iter().any(|v| v.stopped_by == Some(Gate::Busy));
+        let busy = skipped.iter().any(|v| v.stopped_by == Some(Gate::Busy));
         let (status, reason) = if busy {
             (486, "Busy Here")
         } else {
@@ -184,35 +212,35 @@ where
             number: Some(idx),
             tiers: Vec::new(),
             then: Destination::Reject { status, reason },
-            verdicts,
+            skipped,
         };
     }
     Plan {
         number: Some(idx),
         tiers: vec![Tier {
             users,
-            strategy: number.routing.strategy,
+            strategy: routing.strategy,
             timeout: number.ring_timeout,
         }],
         then: Destination::Unavailable,
-        verdicts,
+        skipped,
     }
 }
 
-/// The first gate that stops the member at `member_pos` of `number` from
-/// ringing at `now_ms`, or `None` when they ring. The one place the gates
-/// are written.
+/// The first gate that stops member `idx` of a number from ringing at
+/// `now_ms` (`in_routing`: whether the number's routing lists them), or
+/// `None` when they ring. The one place the gates are written.
+#[inline]
 pub fn gate<P>(
     directory: &Directory,
     presence: &P,
-    number: &Number,
-    member_pos: usize,
+    idx: UserIdx,
+    in_routing: bool,
     now_ms: u64,
 ) -> Option<Gate>
 where
     P: Registrations + Occupancy + ?Sized,
 {
-    let idx = number.members[member_pos];
     let user = directory.user(idx);
     let who = UserRef { idx, id: &user.id };
     if user.status != UserStatus::Active {
@@ -221,7 +249,7 @@ where
     if !presence.is_signed_in(who, now_ms) {
         return Some(Gate::NotSignedIn);
     }
-    if !number.routing.member_in_ring[member_pos] {
+    if !in_routing {
         return Some(Gate::NotInRouting);
     }
     if presence.active_calls(who) >= user.max_calls {

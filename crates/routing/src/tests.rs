@@ -237,7 +237,7 @@ fn each_gate_as_a_table() {
         );
         let explained = explain(&dir, &view, number, now());
         assert_eq!(call, explained, "{}", case.name);
-        let gates: Vec<Option<Gate>> = call.verdicts.iter().map(|v| v.stopped_by).collect();
+        let gates: Vec<Option<Gate>> = call.verdicts(&dir).iter().map(|v| v.stopped_by).collect();
         assert_eq!(gates, case.gates, "{}", case.name);
     }
 }
@@ -260,7 +260,7 @@ fn explain_names_the_first_gate_for_every_member() {
     take_calls(&dir, &p, "bob", 1);
     let number = find_number(&dir, "+15550100").unwrap();
     let verdicts: Vec<(String, Option<Gate>)> = explain(&dir, &p.view(&dir), number, now())
-        .verdicts
+        .verdicts(&dir)
         .into_iter()
         .map(|v| (dir.user(v.user).id.clone(), v.stopped_by))
         .collect();

@@ -191,7 +191,7 @@ impl Engine {
 
 /// Every member the plan did not ring, with its gate.
 fn skipped(workspace: &Workspace, plan: &Plan) -> Vec<Skipped> {
-    plan.verdicts
+    plan.skipped
         .iter()
         .filter_map(|v| {
             v.stopped_by.map(|gate| Skipped {
