@@ -15,8 +15,11 @@ CLOCK='(Instant|SystemTime|Timestamp|Zoned)::now'
 failed=0
 
 for crate in "${SANS_IO[@]}"; do
-    if cargo tree --locked -p "$crate" -e normal --prefix none 2>/dev/null |
-        grep -Eq '^tokio(-[a-z]+)? '; then
+    if ! tree=$(cargo tree --locked -p "$crate" -e normal --prefix none); then
+        echo "check-layers: cargo tree failed for $crate" >&2
+        exit 1
+    fi
+    if grep -Eq '^tokio(-[a-z]+)? ' <<<"$tree"; then
         echo "check-layers: $crate depends on tokio:" >&2
         cargo tree --locked -p "$crate" -e normal -i tokio >&2 || true
         failed=1

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use engine::{CallOutcome, CallRecord, Event, LegOutcome, Party};
+use engine::{CallOutcome, CallRecord, Command, CommandReply, Event, LegOutcome, Party};
 use std::path::Path;
 
 use switchboard::server::Daemon;
@@ -144,6 +144,15 @@ async fn call_records_and_registration_and_busy_changes_reach_the_event_channel(
     let r = record(&mut events).await;
     assert_eq!(r.outcome, CallOutcome::Rejected { status: 404 });
     assert_eq!(r.number, None);
+
+    // The counters the driver can export.
+    let CommandReply::Stats(stats) = daemon.command(Command::Stats).await.unwrap() else {
+        panic!("a Stats reply");
+    };
+    assert_eq!((stats.calls_ended, stats.calls_completed), (2, 1));
+    assert_eq!((stats.calls_ringing, stats.calls_answered), (0, 0));
+    assert_eq!(stats.registered_devices, 1);
+    assert_eq!(stats.registrations, 1);
     daemon.stop().await;
 }
 

@@ -14,12 +14,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use arc_swap::ArcSwap;
 use bytes::{Bytes, BytesMut};
 use directory::Directory;
 use engine::{
     Command, CommandError, CommandReply, Engine, EngineConfig, Event, Input, Output, WallClock,
-    Workspace,
+    WorkspaceReader,
 };
 use presence::{Presence, RegistrationStore};
 use sip::framing::{next_frame, Frame};
@@ -45,9 +44,9 @@ pub struct Daemon {
     pub udp_addr: Option<SocketAddr>,
     pub tcp_addr: Option<SocketAddr>,
     pub presence: Arc<Presence>,
-    /// The workspace new calls are routed with (read-only here: changes go
+    /// The workspace new calls are routed with (read-only: changes go
     /// through [`Daemon::command`]).
-    pub workspace: Arc<ArcSwap<Workspace>>,
+    pub workspace: WorkspaceReader,
     events: broadcast::Sender<Event>,
     inputs: mpsc::Sender<EngineInput>,
     shutdown: CancellationToken,
@@ -157,6 +156,11 @@ impl Daemon {
         tasks.push(tokio::spawn(persist_loop(
             Arc::clone(&presence),
             store,
+            Sweep {
+                wall_clock,
+                workspace: workspace.clone(),
+                events: events.clone(),
+            },
             shutdown.clone(),
         )));
 
@@ -518,9 +522,19 @@ async fn serve_connection(
 
 /// Expires lapsed bindings and journals changed ones, once a second and at
 /// shutdown. File IO runs on the blocking pool, never on the engine's thread.
+/// What the persistence task needs besides the store: the engine's own
+/// mapping of instants to wall-clock time (so that expiries are judged by
+/// the clock that set them), and where to report what lapsed.
+struct Sweep {
+    wall_clock: WallClock,
+    workspace: WorkspaceReader,
+    events: broadcast::Sender<Event>,
+}
+
 async fn persist_loop(
     presence: Arc<Presence>,
     store: RegistrationStore,
+    sweep: Sweep,
     shutdown: CancellationToken,
 ) {
     let mut ticker = tokio::time::interval(PERSIST_INTERVAL);
@@ -535,29 +549,50 @@ async fn persist_loop(
             break;
         };
         let p = Arc::clone(&presence);
+        let now_ms = sweep.wall_clock.unix_ms(clock::now());
         let result = tokio::task::spawn_blocking(move || {
-            let now_ms = clock::unix_ms();
-            p.expire(now_ms);
+            let expired = p.expire(now_ms);
             // A lease nobody released (a call lost by a bug) lapses here.
             let lapsed = p.expire_leases(now_ms);
-            if lapsed > 0 {
-                tracing::warn!(lapsed, "call leases lapsed without being released");
-            }
             let flushed = current.flush(&p);
             let compacted = if stopping {
                 current.compact(&p).map(|_| 0)
             } else {
                 Ok(0)
             };
-            (current, flushed.and(compacted))
+            (current, flushed.and(compacted), expired, lapsed)
         })
         .await;
         match result {
-            Ok((current, outcome)) => {
+            Ok((current, outcome, expired, lapsed)) => {
                 if let Err(e) = outcome {
                     tracing::error!(error = %e, "saving registrations");
                 }
                 store = Some(current);
+                for (user, devices) in expired {
+                    let _ = sweep
+                        .events
+                        .send(Event::RegistrationChanged { user, devices });
+                }
+                if !lapsed.is_empty() {
+                    tracing::warn!(
+                        users = lapsed.len(),
+                        "call leases lapsed without being released"
+                    );
+                }
+                let workspace = sweep.workspace.load();
+                for (user, active_calls) in lapsed {
+                    let max_calls = workspace
+                        .directory
+                        .user_index(&user)
+                        .map_or(1, |i| workspace.directory.user(i).max_calls);
+                    let busy = active_calls >= max_calls;
+                    let _ = sweep.events.send(Event::BusyChanged {
+                        user,
+                        active_calls,
+                        busy,
+                    });
+                }
             }
             Err(e) => {
                 tracing::error!(error = %e, "registration store task failed");

@@ -12,7 +12,7 @@ use sip::build::{reason_phrase, response_to};
 use sip::transaction::TxId;
 use sip::{HeaderName, Message};
 
-use crate::Engine;
+use crate::{Backend, Engine};
 
 /// The result of checking a request's credentials.
 pub(crate) enum AuthOutcome {
@@ -25,7 +25,7 @@ pub(crate) enum AuthOutcome {
     Forbidden,
 }
 
-impl Engine {
+impl<B: Backend> Engine<B> {
     /// Checks `Authorization` (or `Proxy-Authorization`) against the
     /// directory. Unknown users are verified against a dummy secret so that
     /// they cost the same as a wrong password.

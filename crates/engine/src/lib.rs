@@ -31,7 +31,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use directory::Directory;
 use jiff::Timestamp;
-use presence::{Presence, PresenceView};
+use presence::{Backend, Presence, PresenceView, Registrations};
 use sip::auth::NonceIssuer;
 use sip::build::{reason_phrase, response_to, salvage_error_response};
 use sip::ids::IdGenerator;
@@ -54,18 +54,35 @@ use call::{CallKey, Calls, LegId};
 /// so that user indices and presence slots always agree; a call keeps the
 /// one it was routed with until it ends.
 #[derive(Debug)]
-pub struct Workspace {
+pub struct Workspace<V = PresenceView> {
     pub directory: Directory,
-    pub presence: PresenceView,
+    pub presence: V,
 }
 
-impl Workspace {
-    pub fn new(directory: Directory, presence: &Arc<Presence>) -> Workspace {
-        let view = presence.view(&directory);
+impl<V> Workspace<V> {
+    pub fn new<B: Backend<View = V>>(directory: Directory, backend: &B) -> Workspace<V> {
         Workspace {
+            presence: backend.view(&directory),
             directory,
-            presence: view,
         }
+    }
+}
+
+/// The workspace new calls are routed with, for readers on other tasks:
+/// they load it, and only [`Command::ReplaceWorkspace`] changes it.
+#[derive(Debug)]
+pub struct WorkspaceReader<V = PresenceView>(Arc<ArcSwap<Workspace<V>>>);
+
+impl<V> Clone for WorkspaceReader<V> {
+    fn clone(&self) -> Self {
+        WorkspaceReader(Arc::clone(&self.0))
+    }
+}
+
+impl<V> WorkspaceReader<V> {
+    /// The current snapshot (a call up keeps the one it was routed with).
+    pub fn load(&self) -> Arc<Workspace<V>> {
+        self.0.load_full()
     }
 }
 
@@ -184,31 +201,36 @@ pub(crate) enum TxCtx {
     Fire,
 }
 
-/// The registrar and B2BUA.
-pub struct Engine {
+/// The registrar and B2BUA, over a presence backend (the local one unless
+/// said otherwise).
+pub struct Engine<B: Backend = Arc<Presence>> {
     cfg: EngineConfig,
-    workspace: Arc<ArcSwap<Workspace>>,
-    presence: Arc<Presence>,
+    workspace: Arc<ArcSwap<Workspace<B::View>>>,
+    presence: B,
     tl: Transactions<TxCtx>,
     ids: IdGenerator,
     nonces: NonceIssuer,
     clock: WallClock,
-    calls: Calls,
+    calls: Calls<B::View>,
     out: VecDeque<Output>,
     counters: events::Counters,
+    /// Added to a call's key to name its busy lease: random per engine, so
+    /// that leases of two nodes (or two runs) on a shared store never meet.
+    lease_base: u64,
 }
 
-impl Engine {
+impl<B: Backend> Engine<B> {
     pub fn new(
         cfg: EngineConfig,
         directory: Directory,
-        presence: Arc<Presence>,
+        presence: B,
         clock: WallClock,
         mut ids: IdGenerator,
-    ) -> Engine {
+    ) -> Self {
         let nonces = NonceIssuer::new(ids.secret(), cfg.nonce_lifetime);
+        let lease_base = ids.u64();
         let workspace = Arc::new(ArcSwap::from_pointee(Workspace::new(directory, &presence)));
-        Engine {
+        Self {
             tl: Transactions::with_capacity(cfg.timers, cfg.transaction_capacity),
             cfg,
             workspace,
@@ -219,13 +241,13 @@ impl Engine {
             calls: Calls::default(),
             out: VecDeque::new(),
             counters: events::Counters::default(),
+            lease_base,
         }
     }
 
-    /// The workspace calls are routed with now, for readers on other tasks
-    /// (they load it; only [`Command::ReplaceWorkspace`] changes it).
-    pub fn workspace(&self) -> Arc<ArcSwap<Workspace>> {
-        Arc::clone(&self.workspace)
+    /// The workspace new calls are routed with, for readers on other tasks.
+    pub fn workspace(&self) -> WorkspaceReader<B::View> {
+        WorkspaceReader(Arc::clone(&self.workspace))
     }
 
     /// The next thing for the driver to do.
@@ -305,7 +327,11 @@ impl Engine {
             legs: counts.legs,
             call_timers: counts.timers,
             transactions: self.tl.len(),
-            registered_devices: self.presence.binding_count(self.clock.unix_ms(now)),
+            registered_devices: self
+                .workspace
+                .load()
+                .presence
+                .device_count(self.clock.unix_ms(now)),
             ..self.counters.snapshot()
         }
     }
@@ -321,12 +347,9 @@ impl Engine {
 
     fn on_connection_closed(&mut self, now: Instant, connection: u64) {
         let now_ms = self.clock.unix_ms(now);
-        let workspace = self.workspace.load();
-        let users =
-            presence::Registrations::unbind_connection(&workspace.presence, connection, now_ms);
-        for user in users {
+        let workspace = self.workspace.load_full();
+        for (user, devices) in workspace.presence.unbind_connection(connection, now_ms) {
             tracing::debug!(connection, %user, "bindings of a closed connection removed");
-            let devices = self.presence.user(&user).bindings(now_ms).len();
             self.emit(Event::RegistrationChanged { user, devices });
         }
     }

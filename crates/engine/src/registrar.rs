@@ -18,9 +18,9 @@ use sip::transaction::{Peer, Transport, TxId};
 use sip::{HeaderName, Message};
 
 use crate::auth::AuthOutcome;
-use crate::{Engine, Event, TxCtx};
+use crate::{Backend, Engine, Event, TxCtx};
 
-impl Engine {
+impl<B: Backend> Engine<B> {
     pub(crate) fn on_register(&mut self, now: Instant, from: Peer, request: Message) {
         let tx = self.tl.new_server(now, from, request, TxCtx::Plain);
         let outcome = match self.tl.request(tx) {
@@ -178,19 +178,19 @@ impl Engine {
             idx: user_idx,
             id: user_id,
         };
-        let before = workspace.presence.lookup(who, now_ms).len();
-        let bindings = workspace
+        let bound = workspace
             .presence
             .bind(who, &register, now_ms)
             .map_err(RegisterError::Store)?;
         self.counters.registrations += 1;
-        if register.change != RegisterChange::Fetch && bindings.len() != before {
+        if bound.devices_changed {
             self.emit(Event::RegistrationChanged {
                 user: user_id.into(),
-                devices: bindings.len(),
+                devices: bound.bindings.len(),
             });
         }
-        Ok(bindings
+        Ok(bound
+            .bindings
             .iter()
             .map(|b| {
                 let left = b.expires_at_ms.saturating_sub(now_ms).div_ceil(1000);

@@ -23,7 +23,7 @@ const ALICE: &str = "127.0.0.1:5083";
 struct Sim {
     engine: Engine,
     presence: Arc<Presence>,
-    workspace: Arc<ArcSwap<Workspace>>,
+    workspace: WorkspaceReader,
     t0: Instant,
     now: Instant,
     sent: Vec<(SocketAddr, Message)>,
@@ -787,8 +787,11 @@ fn a_bye_crossing_a_re_invite_ends_the_call_and_leaves_nothing_behind() {
     assert_eq!(sim.busy("bob"), 0);
     // The phone then refuses the re-INVITE of a dialog it ended.
     sim.deliver(BOB_1, &reply(&relayed, 481, "bob-tag"));
-    let finals = statuses(&sim.take(TRUNK));
-    assert!(finals.iter().all(|&s| s >= 400), "never a 2xx: {finals:?}");
+    assert_eq!(
+        statuses(&sim.take(TRUNK)),
+        vec![481],
+        "the phone's answer, never a 2xx"
+    );
     sim.deliver(TRUNK, &response_to(&byes[0], 200, "OK", None, false));
     sim.advance_to(40.0);
     assert_eq!(sim.calls_left(), CallCounts::default());
@@ -961,6 +964,42 @@ fn a_call_that_nobody_takes_records_how_it_ended() {
         outcomes,
         vec![LegOutcome::Refused(603), LegOutcome::Cancelled]
     );
+}
+
+#[test]
+fn a_caller_hanging_up_while_it_rings_and_a_device_that_never_answers_are_recorded() {
+    let mut sim = Sim::new(|_| {});
+    sim.sign_in("bob", BOB_1);
+    sim.sign_in("bob", BOB_2);
+    let invite = trunk_invite("hb1");
+    sim.deliver(TRUNK, &invite);
+    let i1 = sim.take_requests(BOB_1, Method::Invite).pop().unwrap();
+    sim.deliver(BOB_1, &reply(&i1, 180, "b1"));
+    // BOB_2 never says anything; the caller sends BYE (no dialog yet on
+    // its side, but the To tag of our 180 is the one it would use).
+    let ringing = sim
+        .take(TRUNK)
+        .into_iter()
+        .find(|m| m.status() == Some(180))
+        .unwrap();
+    let caller = Side::caller(&invite, &ringing);
+    sim.deliver(TRUNK, &caller.request_at(Method::Bye, 2, ""));
+    let finals = statuses(&sim.take(TRUNK));
+    assert!(finals.contains(&200) && finals.contains(&487), "{finals:?}");
+    let r = sim.record();
+    assert_eq!(r.outcome, CallOutcome::CallerCancelled);
+    let outcomes: Vec<_> = r.rang.iter().map(|a| a.outcome).collect();
+    assert_eq!(outcomes, vec![LegOutcome::Cancelled, LegOutcome::Cancelled]);
+
+    // A call whose only device never answers at all (Timer B before the
+    // ring timeout): no response is recorded.
+    let mut sim = Sim::new(|cfg| cfg.timers.t1 = Duration::from_millis(100));
+    sim.sign_in("bob", BOB_1);
+    sim.deliver(TRUNK, &trunk_invite("nr1"));
+    sim.advance_to(6.5);
+    let r = sim.record();
+    assert_eq!(r.outcome, CallOutcome::Failed { status: 480 });
+    assert_eq!(r.rang[0].outcome, LegOutcome::NoResponse);
 }
 
 #[test]

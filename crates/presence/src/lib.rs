@@ -38,8 +38,27 @@ mod occupancy;
 mod registrations;
 mod store;
 pub use occupancy::{Lease, Occupancy};
-pub use registrations::{BindError, ContactUpdate, Register, RegisterChange, Registrations};
+pub use registrations::{BindError, Bound, ContactUpdate, Register, RegisterChange, Registrations};
 pub use store::RegistrationStore;
+
+/// Where live state is kept: builds, for each directory snapshot, the view
+/// that calls routed with that snapshot read and change presence through.
+/// The local backend is `Arc<Presence>`; a shared one (Redis) implements the
+/// same, and the engine needs no change.
+pub trait Backend: Send + Sync + 'static {
+    type View: Registrations + Occupancy + Send + Sync + std::fmt::Debug + 'static;
+
+    /// The view for `directory`'s users.
+    fn view(&self, directory: &Directory) -> Self::View;
+}
+
+impl Backend for Arc<Presence> {
+    type View = PresenceView;
+
+    fn view(&self, directory: &Directory) -> PresenceView {
+        Presence::view(self, directory)
+    }
+}
 
 /// A user as a presence backend addresses them: the index in the directory
 /// snapshot the caller holds (the local tables are aligned with it, so the
@@ -213,10 +232,10 @@ impl PresenceView {
     /// from the directory snapshot this view was built for (a call keeps the
     /// workspace it was routed with, so its leases go back to the same view).
     /// An index out of range falls back to the id.
-    fn resolve(&self, user: UserRef<'_>) -> Arc<UserPresence> {
+    fn with<R>(&self, user: UserRef<'_>, read: impl FnOnce(&UserPresence) -> R) -> R {
         match self.users.get(user.idx.0 as usize) {
-            Some(p) => Arc::clone(p),
-            None => self.shared.user(user.id),
+            Some(p) => read(p),
+            None => read(&self.shared.user(user.id)),
         }
     }
 
@@ -375,8 +394,9 @@ impl Presence {
 
     /// Drops every binding reached through a stream connection that closed
     /// (RFC 5626 §5.5: a failed flow removes its bindings; the device
-    /// registers again when it reconnects). Returns the users who lost one.
-    pub fn drop_connection(&self, connection: u64, now_ms: u64) -> Vec<Box<str>> {
+    /// registers again when it reconnects). Returns the users who lost one,
+    /// with the devices they have left.
+    pub fn drop_connection(&self, connection: u64, now_ms: u64) -> Vec<(Box<str>, usize)> {
         let mut dropped = Vec::new();
         for entry in self.users.iter() {
             let on_it = |b: &Binding| {
@@ -386,39 +406,42 @@ impl Presence {
                     }
             };
             if entry.value().snapshot().iter().any(on_it) {
-                entry
-                    .value()
-                    .update(now_ms, |list| list.retain(|b| !on_it(b)));
+                let left = entry.value().update(now_ms, |list| {
+                    list.retain(|b| !on_it(b));
+                    list.len()
+                });
                 self.mark_changed(entry.key());
-                dropped.push(entry.key().clone());
+                dropped.push((entry.key().clone(), left));
             }
         }
         dropped
     }
 
-    /// Drops expired bindings everywhere; returns how many users lost their last one.
-    pub fn expire(&self, now_ms: u64) -> usize {
-        let mut signed_out = 0;
+    /// Drops expired bindings everywhere; returns each user who lost some,
+    /// with the devices they have left.
+    pub fn expire(&self, now_ms: u64) -> Vec<(Box<str>, usize)> {
+        let mut changed = Vec::new();
         for entry in self.users.iter() {
             let user = entry.value();
             let stale = user.snapshot().iter().any(|b| b.expires_at_ms <= now_ms);
             if stale {
-                let was = user.is_signed_in(now_ms.saturating_sub(1));
-                user.update(now_ms, |_| ());
-                if was && !user.is_signed_in(now_ms) {
-                    signed_out += 1;
-                }
+                let left = user.update(now_ms, |list| list.len());
+                changed.push((entry.key().clone(), left));
             }
         }
-        signed_out
+        changed
     }
 
-    /// Drops call leases that lapsed without being released; returns how many.
-    pub fn expire_leases(&self, now_ms: u64) -> usize {
+    /// Drops call leases that lapsed without being released; returns each
+    /// user who lost some, with the calls they are left in.
+    pub fn expire_leases(&self, now_ms: u64) -> Vec<(Box<str>, u32)> {
         self.users
             .iter()
-            .map(|e| e.value().expire_leases(now_ms))
-            .sum()
+            .filter_map(|e| {
+                let lapsed = e.value().expire_leases(now_ms);
+                (lapsed > 0).then(|| (e.key().clone(), e.value().active_calls()))
+            })
+            .collect()
     }
 
     /// Total live bindings (for metrics and tests).
@@ -507,10 +530,11 @@ mod tests {
     fn a_lease_nobody_releases_lapses_at_its_expiry() {
         let (p, view) = alice_view();
         view.take(ALICE, 7, 5_000);
-        assert_eq!(p.expire_leases(4_999), 0);
+        view.take(ALICE, 8, 9_000);
+        assert!(p.expire_leases(4_999).is_empty());
+        assert_eq!(view.active_calls(ALICE), 2);
+        assert_eq!(view.expire_leases(5_000), vec![("alice".into(), 1)]);
         assert_eq!(view.active_calls(ALICE), 1);
-        assert_eq!(view.expire_leases(5_000), 1);
-        assert_eq!(view.active_calls(ALICE), 0);
     }
 
     #[test]
@@ -530,12 +554,8 @@ mod tests {
             expires_secs,
         };
         let one = RegisterChange::Contacts(vec![contact("sip:a@127.0.0.1:1", 60)]);
-        assert_eq!(
-            view.bind(ALICE, &register(1, one.clone()), 0)
-                .unwrap()
-                .len(),
-            1
-        );
+        let bound = view.bind(ALICE, &register(1, one.clone()), 0).unwrap();
+        assert_eq!((bound.bindings.len(), bound.devices_changed), (1, true));
         assert_eq!(p.take_changed().len(), 1);
         assert_eq!(
             view.bind(ALICE, &register(1, one), 0),
@@ -553,10 +573,18 @@ mod tests {
         );
         assert_eq!(view.lookup(ALICE, 0)[0].expires_at_ms, 60_000);
         assert!(p.take_changed().is_empty());
-        assert!(view
-            .bind(ALICE, &register(3, RegisterChange::RemoveAll), 0)
-            .unwrap()
-            .is_empty());
+        // A refresh changes no device.
+        let refresh = RegisterChange::Contacts(vec![contact("sip:a@127.0.0.1:1", 120)]);
+        assert!(
+            !view
+                .bind(ALICE, &register(3, refresh), 0)
+                .unwrap()
+                .devices_changed
+        );
+        let gone = view
+            .bind(ALICE, &register(4, RegisterChange::RemoveAll), 0)
+            .unwrap();
+        assert!(gone.bindings.is_empty() && gone.devices_changed);
         assert!(!view.is_signed_in(ALICE, 0));
     }
 
@@ -588,7 +616,7 @@ mod tests {
         let p = Presence::new();
         p.user("a").update(0, |l| l.push(binding("sip:a@h", 100)));
         assert_eq!(p.binding_count(50), 1);
-        assert_eq!(p.expire(100), 1);
+        assert_eq!(p.expire(100), vec![("a".into(), 0)]);
         assert_eq!(p.binding_count(0), 0);
     }
 }

@@ -25,8 +25,9 @@ pub trait Occupancy {
     /// lease twice (or one that lapsed) changes nothing.
     fn release(&self, lease: &Lease) -> u32;
 
-    /// Drops lapsed leases; returns how many.
-    fn expire_leases(&self, now_ms: u64) -> usize;
+    /// Drops lapsed leases; returns each user who lost some, with the
+    /// calls they are left in.
+    fn expire_leases(&self, now_ms: u64) -> Vec<(Box<str>, u32)>;
 }
 
 /// A call counted against a user.
@@ -42,11 +43,11 @@ pub struct Lease {
 
 impl Occupancy for PresenceView {
     fn active_calls(&self, user: UserRef<'_>) -> u32 {
-        self.user(user.idx).active_calls()
+        self.with(user, |p| p.active_calls())
     }
 
     fn take(&self, user: UserRef<'_>, holder: u64, expires_at_ms: u64) -> Lease {
-        let active_after = self.resolve(user).add_lease(holder, expires_at_ms);
+        let active_after = self.with(user, |p| p.add_lease(holder, expires_at_ms));
         Lease {
             user: user.id.into(),
             idx: user.idx,
@@ -61,10 +62,10 @@ impl Occupancy for PresenceView {
             idx: lease.idx,
             id: &lease.user,
         };
-        self.resolve(user).remove_lease(lease.holder)
+        self.with(user, |p| p.remove_lease(lease.holder))
     }
 
-    fn expire_leases(&self, now_ms: u64) -> usize {
+    fn expire_leases(&self, now_ms: u64) -> Vec<(Box<str>, u32)> {
         self.shared.expire_leases(now_ms)
     }
 }

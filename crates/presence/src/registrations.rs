@@ -20,20 +20,29 @@ pub trait Registrations {
 
     /// Applies one REGISTER atomically and returns the live bindings after
     /// it. On an error nothing changed.
-    fn bind(
-        &self,
-        user: UserRef<'_>,
-        register: &Register,
-        now_ms: u64,
-    ) -> Result<Vec<Binding>, BindError>;
+    fn bind(&self, user: UserRef<'_>, register: &Register, now_ms: u64)
+        -> Result<Bound, BindError>;
 
     /// Drops every binding reached over a stream connection that closed
-    /// (RFC 5626 §5.5); returns the users whose bindings changed.
-    fn unbind_connection(&self, connection: u64, now_ms: u64) -> Vec<Box<str>>;
+    /// (RFC 5626 §5.5); returns each user who lost some, with the devices
+    /// they have left.
+    fn unbind_connection(&self, connection: u64, now_ms: u64) -> Vec<(Box<str>, usize)>;
 
-    /// Drops lapsed bindings everywhere; returns how many users lost their
-    /// last one.
-    fn expire(&self, now_ms: u64) -> usize;
+    /// Drops lapsed bindings everywhere; returns each user who lost some,
+    /// with the devices they have left.
+    fn expire(&self, now_ms: u64) -> Vec<(Box<str>, usize)>;
+
+    /// Live bindings of every user (for metrics; walks the whole store).
+    fn device_count(&self, now_ms: u64) -> usize;
+}
+
+/// A REGISTER applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bound {
+    /// The user's live bindings after it.
+    pub bindings: Vec<Binding>,
+    /// Whether a device came or went (a refresh changes none).
+    pub devices_changed: bool,
 }
 
 /// One REGISTER's request to the store, already authenticated and parsed.
@@ -81,23 +90,39 @@ pub enum BindError {
     TooMany,
 }
 
+/// What [`apply`] changed.
+pub(crate) struct Applied {
+    /// Something must be written to the journal (a refresh included).
+    pub(crate) stored: bool,
+    /// A device came or went.
+    pub(crate) devices_changed: bool,
+}
+
 /// The rules of §10.3 steps 7 and 8 over a user's current bindings.
 pub(crate) fn apply(
     list: &mut Vec<Binding>,
     register: &Register,
     now_ms: u64,
-) -> Result<bool, BindError> {
+) -> Result<Applied, BindError> {
     let older = |b: &Binding| b.call_id == register.call_id && b.cseq >= register.cseq;
     match &register.change {
-        RegisterChange::Fetch => Ok(false),
+        RegisterChange::Fetch => Ok(Applied {
+            stored: false,
+            devices_changed: false,
+        }),
         RegisterChange::RemoveAll => {
             if list.iter().any(older) {
                 return Err(BindError::OutOfOrder);
             }
+            let had = !list.is_empty();
             list.clear();
-            Ok(true)
+            Ok(Applied {
+                stored: true,
+                devices_changed: had,
+            })
         }
         RegisterChange::Contacts(changes) => {
+            let mut devices_changed = false;
             for change in changes {
                 let existing = list.iter().position(|b| {
                     b.contact == change.uri
@@ -120,29 +145,38 @@ pub(crate) fn apply(
                 match (existing, change.expires_secs) {
                     (Some(i), 0) => {
                         list.remove(i);
+                        devices_changed = true;
                     }
-                    (Some(i), _) => list[i] = binding,
+                    (Some(i), _) => {
+                        // The same device (by instance) under a new Contact.
+                        devices_changed |= list[i].contact != binding.contact;
+                        list[i] = binding;
+                    }
                     (None, 0) => {}
                     (None, _) => {
                         if list.len() >= register.max_bindings {
                             return Err(BindError::TooMany);
                         }
                         list.push(binding);
+                        devices_changed = true;
                     }
                 }
             }
-            Ok(!changes.is_empty())
+            Ok(Applied {
+                stored: !changes.is_empty(),
+                devices_changed,
+            })
         }
     }
 }
 
 impl Registrations for PresenceView {
     fn is_signed_in(&self, user: UserRef<'_>, now_ms: u64) -> bool {
-        self.user(user.idx).is_signed_in(now_ms)
+        self.with(user, |p| p.is_signed_in(now_ms))
     }
 
     fn lookup(&self, user: UserRef<'_>, now_ms: u64) -> Vec<Binding> {
-        self.user(user.idx).bindings(now_ms)
+        self.with(user, |p| p.bindings(now_ms))
     }
 
     fn bind(
@@ -150,20 +184,28 @@ impl Registrations for PresenceView {
         user: UserRef<'_>,
         register: &Register,
         now_ms: u64,
-    ) -> Result<Vec<Binding>, BindError> {
-        let state = self.resolve(user);
-        let changed = state.try_update(now_ms, |list| apply(list, register, now_ms))?;
-        if changed {
+    ) -> Result<Bound, BindError> {
+        let applied = self.with(user, |p| {
+            p.try_update(now_ms, |list| apply(list, register, now_ms))
+        })?;
+        if applied.stored {
             self.shared.mark_changed(user.id);
         }
-        Ok(state.bindings(now_ms))
+        Ok(Bound {
+            bindings: self.lookup(user, now_ms),
+            devices_changed: applied.devices_changed,
+        })
     }
 
-    fn unbind_connection(&self, connection: u64, now_ms: u64) -> Vec<Box<str>> {
+    fn unbind_connection(&self, connection: u64, now_ms: u64) -> Vec<(Box<str>, usize)> {
         self.shared.drop_connection(connection, now_ms)
     }
 
-    fn expire(&self, now_ms: u64) -> usize {
+    fn expire(&self, now_ms: u64) -> Vec<(Box<str>, usize)> {
         self.shared.expire(now_ms)
+    }
+
+    fn device_count(&self, now_ms: u64) -> usize {
+        self.shared.binding_count(now_ms)
     }
 }

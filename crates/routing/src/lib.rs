@@ -178,7 +178,6 @@ where
 {
     let number = directory.number(idx);
     let routing = &number.routing;
-    let now_ms = unix_ms(at);
     let mut users = Vec::with_capacity(routing.ring.len());
     let mut skipped = Vec::new();
     // Routed members in routing order (the tier's order), then the rest.
@@ -186,7 +185,7 @@ where
     let others = routing.not_in_ring.iter().map(|&user| (user, false));
     let total = number.members.len();
     for (seen, (user, in_routing)) in routed.chain(others).enumerate() {
-        match gate(directory, presence, user, in_routing, now_ms) {
+        match gate(directory, presence, user, in_routing, at) {
             None => users.push(user),
             Some(gate) => {
                 if skipped.capacity() == 0 {
@@ -227,16 +226,16 @@ where
     }
 }
 
-/// The first gate that stops member `idx` of a number from ringing at
-/// `now_ms` (`in_routing`: whether the number's routing lists them), or
-/// `None` when they ring. The one place the gates are written.
+/// The first gate that stops member `idx` of a number from ringing at `at`
+/// (`in_routing`: whether the number's routing lists them), or `None` when
+/// they ring. The one place the gates are written.
 #[inline]
 pub fn gate<P>(
     directory: &Directory,
     presence: &P,
     idx: UserIdx,
     in_routing: bool,
-    now_ms: u64,
+    at: Timestamp,
 ) -> Option<Gate>
 where
     P: Registrations + Occupancy + ?Sized,
@@ -246,7 +245,7 @@ where
     if user.status != UserStatus::Active {
         return Some(Gate::NotActive);
     }
-    if !presence.is_signed_in(who, now_ms) {
+    if !presence.is_signed_in(who, unix_ms(at)) {
         return Some(Gate::NotSignedIn);
     }
     if !in_routing {

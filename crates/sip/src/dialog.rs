@@ -171,23 +171,21 @@ impl Dialog {
     }
 
     /// Where requests in the dialog go (§12.2.1.1 with §8.1.2): the first
-    /// Route if any, else the remote target; a host we cannot read as an IP
-    /// falls back to where the peer spoke from (nothing is resolved here).
-    /// Stream dialogs stay on their connection.
+    /// Route if any, else the remote target. A host we cannot read as an IP
+    /// falls back to where the peer spoke from (nothing is resolved here);
+    /// a named first Route never sends past it to the target. Stream
+    /// dialogs stay on their connection.
     pub fn next_hop(&self) -> Peer {
         if self.peer.transport.is_reliable() {
             return self.peer;
         }
-        let route = self
-            .route_set
-            .first()
-            .and_then(|r| NameAddr::parse(r))
-            .and_then(|r| uri_addr(r.uri));
+        let hop = match self.route_set.first() {
+            Some(route) => NameAddr::parse(route).and_then(|r| uri_addr(r.uri)),
+            None => uri_addr(&self.remote_target),
+        };
         Peer {
             transport: self.peer.transport,
-            addr: route
-                .or_else(|| uri_addr(&self.remote_target))
-                .unwrap_or(self.peer.addr),
+            addr: hop.unwrap_or(self.peer.addr),
         }
     }
 }
@@ -355,5 +353,13 @@ mod tests {
             Some("[::1]:5061".parse().unwrap())
         );
         assert_eq!(uri_addr("tel:+15550100"), None);
+    }
+
+    #[test]
+    fn a_named_first_route_sends_to_the_peer_not_past_the_proxy() {
+        let mut d = Dialog::from_response(&invite(), udp("127.0.0.1:5081"), &ok_from_bob());
+        d.route_set = vec!["<sip:proxy.invalid;lr>".into()];
+        // The target is an IP, but the proxy must not be skipped.
+        assert_eq!(d.next_hop().addr, "127.0.0.1:5081".parse().unwrap());
     }
 }

@@ -13,19 +13,19 @@ use routing::Plan;
 use sip::build::{reason_phrase, response_to};
 use sip::Method;
 
-use super::fork::RequestSummary;
+use super::fork::{RequestSummary, TierEnd};
 use super::{Call, CallKey, CallState, CallTimer, LegState, Side};
 use crate::events::{CallOutcome, CallRecord, LegOutcome, Party, RingAttempt, Skipped};
-use crate::{Engine, Event, TxCtx, Workspace};
+use crate::{Backend, Engine, Event, TxCtx, Workspace};
 
-impl Engine {
+impl<B: Backend> Engine<B> {
     pub(crate) fn on_call_timer(&mut self, now: Instant, key: CallKey, timer: CallTimer) {
         let Some(call) = self.calls.get(key) else {
             return;
         };
         match (timer, call.state) {
             (CallTimer::RingTimeout, CallState::Ringing) => {
-                self.fail_call(now, key, 480, CallOutcome::NoAnswer)
+                self.tier_over(now, key, TierEnd::TimedOut)
             }
             (CallTimer::MaxDuration, CallState::Answered(winner)) => {
                 self.send_bye(now, key, Side::Leg(winner));
@@ -99,11 +99,11 @@ impl Engine {
         };
         if let Some(lease) = call.lease.take() {
             let active_calls = call.workspace.presence.release(&lease);
-            let max_calls = call.workspace.directory.user(lease.idx).max_calls;
+            let busy = active_calls >= self.max_calls_now(&lease.user);
             self.emit(Event::BusyChanged {
                 user: lease.user,
                 active_calls,
-                busy: active_calls >= max_calls,
+                busy,
             });
         }
         for leg in &mut call.legs {
@@ -135,7 +135,7 @@ impl Engine {
     /// The record of an INVITE refused before any leg existed.
     pub(crate) fn reject_record(
         &mut self,
-        workspace: &Workspace,
+        workspace: &Workspace<B::View>,
         request: RequestSummary,
         dialled: String,
         plan: Plan,
@@ -159,6 +159,16 @@ impl Engine {
             outcome: CallOutcome::Rejected { status },
         };
         self.emit(Event::CallEnded(Box::new(record)));
+    }
+
+    /// A user's `max_calls` in the workspace new calls are routed with (it
+    /// may have changed since a call was routed); 1 for a user since removed.
+    pub(crate) fn max_calls_now(&self, user: &str) -> u32 {
+        let workspace = self.workspace.load();
+        workspace
+            .directory
+            .user_index(user)
+            .map_or(1, |i| workspace.directory.user(i).max_calls)
     }
 
     /// BYE from `side` of an answered call: the other side is hung up too.
@@ -190,7 +200,7 @@ impl Engine {
 }
 
 /// Every member the plan did not ring, with its gate.
-fn skipped(workspace: &Workspace, plan: &Plan) -> Vec<Skipped> {
+fn skipped<V>(workspace: &Workspace<V>, plan: &Plan) -> Vec<Skipped> {
     plan.skipped
         .iter()
         .filter_map(|v| {
@@ -202,7 +212,7 @@ fn skipped(workspace: &Workspace, plan: &Plan) -> Vec<Skipped> {
         .collect()
 }
 
-fn record_of(call: Call, ended: Timestamp, outcome: CallOutcome) -> CallRecord {
+fn record_of<V>(call: Call<V>, ended: Timestamp, outcome: CallOutcome) -> CallRecord {
     let answered_by = match call.state {
         CallState::Answered(leg) => Some(usize::from(leg.0)),
         CallState::Ringing => None,

@@ -23,9 +23,9 @@ use super::{Call, CallKey, CallState, CallTimer, Caller, Leg, LegId, LegState, L
 use crate::addressing::{binding_peer, local_addr};
 use crate::auth::AuthOutcome;
 use crate::events::{CallOutcome, LegOutcome};
-use crate::{Engine, Event, Output, TxCtx, Workspace, ALLOW};
+use crate::{Backend, Engine, Event, Output, TxCtx, Workspace, ALLOW};
 
-impl Engine {
+impl<B: Backend> Engine<B> {
     /// A new INVITE (no To tag): authorise, plan, fork.
     pub(crate) fn on_new_call(&mut self, now: Instant, from: Peer, request: Message) {
         let caller_call_id = request.call_id().unwrap_or("").to_string();
@@ -59,13 +59,13 @@ impl Engine {
             (_, _, Destination::Reject { status, reason }) => {
                 tracing::debug!(call_id = %caller_call_id, status, "call refused by routing");
                 // The transaction lets its request go once answered.
-                let summary = req_summary(Some(req));
+                let summary = req_summary(req);
                 self.respond_with_reason(now, tx, status, reason);
                 self.reject_record(&workspace, summary, dialled, plan, at, status);
                 return;
             }
             _ => {
-                let summary = req_summary(Some(req));
+                let summary = req_summary(req);
                 self.respond_plain(now, tx, 480);
                 self.reject_record(&workspace, summary, dialled, plan, at, 480);
                 return;
@@ -82,7 +82,7 @@ impl Engine {
         };
         if legs.is_empty() {
             // Signed in a moment ago, but no binding is usable now.
-            let summary = req_summary(Some(req));
+            let summary = req_summary(req);
             self.respond_plain(now, tx, 480);
             self.reject_record(&workspace, summary, dialled, plan, at, 480);
             return;
@@ -92,7 +92,7 @@ impl Engine {
             tx,
             dialog: Dialog::as_uas(req, from, &local_tag),
             invite_cseq: req.cseq().map(|c| c.seq).unwrap_or(1),
-            uri: req_summary(Some(req)).caller,
+            uri: req_summary(req).caller,
             late_offer: req.body().is_empty(),
             sent_ringing: false,
         };
@@ -119,7 +119,7 @@ impl Engine {
 
     /// Digest auth of a caller that is not a trunk. False when the INVITE
     /// was answered (challenged or refused).
-    fn authorise_caller(&mut self, now: Instant, tx: TxId, workspace: &Workspace) -> bool {
+    fn authorise_caller(&mut self, now: Instant, tx: TxId, workspace: &Workspace<B::View>) -> bool {
         let outcome = match self.tl.request(tx) {
             Some(req) => self.authenticate(now, req, HeaderName::ProxyAuthorization),
             None => return false,
@@ -153,7 +153,7 @@ impl Engine {
         &mut self,
         now: Instant,
         key: CallKey,
-        workspace: &Workspace,
+        workspace: &Workspace<B::View>,
         plan: &Plan,
         step: usize,
         inbound_tx: TxId,
@@ -244,7 +244,6 @@ impl Engine {
                     cancel_requested: false,
                     cancel_sent: false,
                     cancelled_busy: false,
-                    final_status: 0,
                     outcome: None,
                     ack: None,
                 });
@@ -323,7 +322,6 @@ impl Engine {
             return;
         };
         if !(200..300).contains(&status) {
-            leg.final_status = status;
             let outcome = if leg.cancel_requested {
                 LegOutcome::Cancelled
             } else {
@@ -338,7 +336,6 @@ impl Engine {
         let won = call_ringing && !leg.cancel_requested;
         if !won {
             // Answered too late (another device won, or the call ended).
-            leg.final_status = 200;
             leg.finish(LegOutcome::AnsweredTooLate);
             let local = local_addr(&self.cfg, leg.dialog.peer.transport);
             let ack = leg.dialog.ack(&mut self.ids, local, leg.invite_cseq, None);
@@ -393,9 +390,9 @@ impl Engine {
             };
             // The lease outlives the call's own maximum: only a holder that
             // vanished lets it lapse.
-            let lease = workspace.presence.take(who, key, lease_until);
-            let max_calls = workspace.directory.user(*idx).max_calls;
-            at_limit = lease.active_after >= max_calls;
+            let holder = self.lease_base.wrapping_add(key);
+            let lease = workspace.presence.take(who, holder, lease_until);
+            at_limit = lease.active_after >= self.max_calls_now(user_id);
             tracing::debug!(user = %user_id, "answered");
             self.emit(Event::BusyChanged {
                 user: user_id.clone(),
@@ -525,7 +522,6 @@ impl Engine {
         if leg.state == LegState::Answered {
             return;
         }
-        leg.final_status = 408;
         let outcome = if leg.cancel_requested {
             LegOutcome::Cancelled
         } else {
@@ -539,17 +535,43 @@ impl Engine {
         self.fail_if_every_leg_failed(now, key);
     }
 
-    /// A ringing call whose legs have all ended without an answer fails
-    /// with 486 (every device busy) or 480.
+    /// A ringing call whose legs have all ended without an answer has
+    /// finished its tier.
     fn fail_if_every_leg_failed(&mut self, now: Instant, key: CallKey) {
         let Some(call) = self.calls.get(key) else {
             return;
         };
         if call.state == CallState::Ringing && call.all_legs_done() {
-            let status = call.failure_status();
-            self.fail_call(now, key, status, CallOutcome::Failed { status });
+            self.tier_over(now, key, TierEnd::EveryLegFailed);
         }
     }
+
+    /// The tier being rung is over: the plan goes on with its destination.
+    pub(crate) fn tier_over(&mut self, now: Instant, key: CallKey, end: TierEnd) {
+        let Some(call) = self.calls.get(key) else {
+            return;
+        };
+        // Routing gives a number one tier today, so the plan goes straight
+        // to its destination; tiers after the first come with cascade.
+        let (status, outcome) = match (call.plan.then, end) {
+            (Destination::Reject { status, .. }, _) => (status, CallOutcome::Failed { status }),
+            (Destination::Unavailable, TierEnd::TimedOut) => (480, CallOutcome::NoAnswer),
+            (Destination::Unavailable, TierEnd::EveryLegFailed) => {
+                let status = call.failure_status();
+                (status, CallOutcome::Failed { status })
+            }
+        };
+        self.fail_call(now, key, status, outcome);
+    }
+}
+
+/// Why a tier stopped ringing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TierEnd {
+    /// Its timeout passed.
+    TimedOut,
+    /// Every leg refused, failed or was cancelled.
+    EveryLegFailed,
 }
 
 /// How long a lease outlives the call's own maximum duration.
@@ -561,11 +583,11 @@ pub(crate) struct RequestSummary {
     pub(crate) caller: String,
 }
 
-fn req_summary(request: Option<&Message>) -> RequestSummary {
+fn req_summary(request: &Message) -> RequestSummary {
     RequestSummary {
-        call_id: request.and_then(|r| r.call_id()).unwrap_or("").to_string(),
+        call_id: request.call_id().unwrap_or("").to_string(),
         caller: request
-            .and_then(|r| r.from_header())
+            .from_header()
             .map(|f| f.uri.to_string())
             .unwrap_or_default(),
     }

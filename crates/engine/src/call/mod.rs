@@ -106,7 +106,6 @@ pub(crate) struct Leg {
     pub(crate) cancel_sent: bool,
     /// Cancelled because its user became busy elsewhere: counts as busy.
     pub(crate) cancelled_busy: bool,
-    pub(crate) final_status: u16,
     /// For the call record; `None` while the leg is still up.
     pub(crate) outcome: Option<LegOutcome>,
     /// The ACK for this leg's 2xx, re-sent when the 2xx is.
@@ -143,10 +142,10 @@ pub(crate) struct RelayedInvite {
     pub(crate) ack: Option<Bytes>,
 }
 
-pub(crate) struct Call {
+pub(crate) struct Call<V> {
     /// The snapshot the call was routed with, kept until it ends: its user
     /// indices, and the presence view its lease goes back to.
-    pub(crate) workspace: Arc<Workspace>,
+    pub(crate) workspace: Arc<Workspace<V>>,
     pub(crate) number: NumberIdx,
     pub(crate) dialled: String,
     pub(crate) caller: Caller,
@@ -164,7 +163,7 @@ pub(crate) struct Call {
     pub(crate) answered: Option<Timestamp>,
 }
 
-impl Call {
+impl<V> Call<V> {
     pub(crate) fn leg(&self, id: LegId) -> Option<&Leg> {
         self.legs.get(usize::from(id.0))
     }
@@ -180,10 +179,9 @@ impl Call {
     /// 486 when every device was busy (or its user became busy), else 480.
     pub(crate) fn failure_status(&self) -> u16 {
         let all_busy = !self.legs.is_empty()
-            && self
-                .legs
-                .iter()
-                .all(|l| l.cancelled_busy || matches!(l.final_status, 486 | 600));
+            && self.legs.iter().all(|l| {
+                l.cancelled_busy || matches!(l.outcome, Some(LegOutcome::Refused(486 | 600)))
+            });
         if all_busy {
             486
         } else {

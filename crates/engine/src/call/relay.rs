@@ -12,9 +12,9 @@ use sip::{HeaderName, Message, Method};
 
 use super::{CallKey, CallState, RelayedInvite, Side};
 use crate::addressing::local_addr;
-use crate::{Engine, TxCtx};
+use crate::{Backend, Engine, TxCtx};
 
-impl Engine {
+impl<B: Backend> Engine<B> {
     /// An ACK that no transaction absorbed: the ACK to a 2xx.
     pub(crate) fn on_ack(&mut self, _now: Instant, ack: Message) {
         let Some(call_id) = ack.call_id() else {

@@ -20,9 +20,8 @@ pub struct CallCounts {
     pub timers: usize,
 }
 
-#[derive(Default)]
-pub(crate) struct Calls {
-    calls: HashMap<CallKey, Call>,
+pub(crate) struct Calls<V> {
+    calls: HashMap<CallKey, Call<V>>,
     next_key: CallKey,
     by_caller_call_id: HashMap<Box<str>, CallKey>,
     by_leg_call_id: HashMap<Box<str>, (CallKey, LegId)>,
@@ -35,7 +34,20 @@ pub(crate) struct Calls {
     timers: BTreeSet<(Instant, CallKey, CallTimer)>,
 }
 
-impl Calls {
+impl<V> Default for Calls<V> {
+    fn default() -> Self {
+        Calls {
+            calls: HashMap::new(),
+            next_key: 0,
+            by_caller_call_id: HashMap::new(),
+            by_leg_call_id: HashMap::new(),
+            ringing_by_user: HashMap::new(),
+            timers: BTreeSet::new(),
+        }
+    }
+}
+
+impl<V> Calls<V> {
     pub(crate) fn len(&self) -> usize {
         self.calls.len()
     }
@@ -52,7 +64,7 @@ impl Calls {
     }
 
     /// Adds a call with every leg already in it.
-    pub(crate) fn insert(&mut self, key: CallKey, call: Call) {
+    pub(crate) fn insert(&mut self, key: CallKey, call: Call<V>) {
         self.by_caller_call_id
             .insert(call.caller.dialog.call_id.as_str().into(), key);
         for (i, leg) in call.legs.iter().enumerate() {
@@ -69,11 +81,11 @@ impl Calls {
         self.calls.insert(key, call);
     }
 
-    pub(crate) fn get(&self, key: CallKey) -> Option<&Call> {
+    pub(crate) fn get(&self, key: CallKey) -> Option<&Call<V>> {
         self.calls.get(&key)
     }
 
-    pub(crate) fn get_mut(&mut self, key: CallKey) -> Option<&mut Call> {
+    pub(crate) fn get_mut(&mut self, key: CallKey) -> Option<&mut Call<V>> {
         self.calls.get_mut(&key)
     }
 
@@ -88,7 +100,7 @@ impl Calls {
     }
 
     /// Takes a call out of the table, its indexes and its timers.
-    pub(crate) fn remove(&mut self, key: CallKey) -> Option<Call> {
+    pub(crate) fn remove(&mut self, key: CallKey) -> Option<Call<V>> {
         let mut call = self.calls.remove(&key)?;
         for (at, timer) in call.timers.drain(..) {
             self.timers.remove(&(at, key, timer));
