@@ -54,7 +54,8 @@ fn directory() -> Directory {
                 ring: members.clone(),
                 members,
                 strategy: Strategy::Simultaneous,
-                ring_timeout_secs: 30,
+                ring_timeout_secs: Some(30),
+                ..NumberSpec::default()
             }
         })
         .collect();
@@ -64,6 +65,7 @@ fn directory() -> Directory {
         trunks: vec![TrunkSpec {
             name: "carrier".into(),
             sources: vec!["127.0.0.1".into()],
+            ..TrunkSpec::default()
         }],
         users,
         numbers,

@@ -19,11 +19,12 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
 use crate::directory::{
-    compile, Errors, NumberSpec, Strategy, TrunkSpec, UserSpec, UserStatus, WorkspaceSpec,
-    DEFAULT_RING_TIMEOUT_SECS,
+    compile, Errors, NumberSpec, OutboundSpec, Strategy, TrunkSpec, UserSpec, UserStatus,
+    WorkspaceSpec,
 };
 use crate::error::{ConfigError, ConfigErrors};
 use crate::Directory;
+use crate::{CallerId, DestinationSpec, HoursSpec};
 
 /// A validated configuration file: the settings of the program that runs
 /// the workspace (its `[server]` table, parsed by `S`) and the workspace
@@ -137,6 +138,15 @@ struct RawPlan {
 struct RawTrunk {
     name: String,
     sources: Vec<String>,
+    outbound: Option<RawOutbound>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutbound {
+    address: String,
+    username: Option<String>,
+    password: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -148,6 +158,109 @@ struct RawUser {
     password: String,
     #[serde(default = "default_max_calls")]
     max_calls: u32,
+    timezone: Option<String>,
+    hours: Option<RawHours>,
+}
+
+/// `[numbers.hours]` / `[users.hours]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHours {
+    mon: Option<Vec<String>>,
+    tue: Option<Vec<String>>,
+    wed: Option<Vec<String>>,
+    thu: Option<Vec<String>>,
+    fri: Option<Vec<String>>,
+    sat: Option<Vec<String>>,
+    sun: Option<Vec<String>>,
+    closed: Option<Vec<String>>,
+    special: Option<std::collections::BTreeMap<String, Vec<String>>>,
+}
+
+impl From<RawHours> for HoursSpec {
+    fn from(raw: RawHours) -> Self {
+        HoursSpec {
+            days: [
+                raw.mon, raw.tue, raw.wed, raw.thu, raw.fri, raw.sat, raw.sun,
+            ]
+            .map(Option::unwrap_or_default),
+            closed: raw.closed.unwrap_or_default(),
+            special: raw.special.unwrap_or_default(),
+        }
+    }
+}
+
+/// `[numbers.outside]`, `[numbers.no_answer]`: a table with an `action`.
+#[derive(Deserialize)]
+#[serde(tag = "action", rename_all = "lowercase", deny_unknown_fields)]
+enum RawDestination {
+    Hangup {
+        status: Option<u16>,
+    },
+    Ring {
+        users: Vec<String>,
+        strategy: Option<RawStrategy>,
+        step_timeout: Option<u32>,
+        ring_timeout: Option<u32>,
+    },
+    Number {
+        number: String,
+    },
+    Forward {
+        to: String,
+        caller_id: Option<RawCallerId>,
+    },
+    Voicemail {},
+    Ivr {},
+    Message {
+        prompt: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum RawCallerId {
+    Caller,
+    Number,
+}
+
+impl From<RawStrategy> for Strategy {
+    fn from(raw: RawStrategy) -> Self {
+        match raw {
+            RawStrategy::Simultaneous => Strategy::Simultaneous,
+            RawStrategy::Cascade => Strategy::Cascade,
+        }
+    }
+}
+
+impl From<RawDestination> for DestinationSpec {
+    fn from(raw: RawDestination) -> Self {
+        match raw {
+            RawDestination::Hangup { status } => DestinationSpec::Hangup { status },
+            RawDestination::Ring {
+                users,
+                strategy,
+                step_timeout,
+                ring_timeout,
+            } => DestinationSpec::Ring {
+                users,
+                strategy: strategy.map(Strategy::from).unwrap_or_default(),
+                step_timeout_secs: step_timeout,
+                ring_timeout_secs: ring_timeout,
+            },
+            RawDestination::Number { number } => DestinationSpec::Number { number },
+            RawDestination::Forward { to, caller_id } => DestinationSpec::Forward {
+                to,
+                caller_id: match caller_id {
+                    None | Some(RawCallerId::Caller) => CallerId::Caller,
+                    Some(RawCallerId::Number) => CallerId::Number,
+                },
+            },
+            RawDestination::Voicemail {} => DestinationSpec::Voicemail,
+            RawDestination::Ivr {} => DestinationSpec::Ivr,
+            RawDestination::Message { prompt } => DestinationSpec::Message { prompt },
+        }
+    }
 }
 
 fn default_max_calls() -> u32 {
@@ -168,13 +281,11 @@ struct RawNumber {
     name: String,
     timezone: String,
     members: Vec<String>,
-    #[serde(default = "default_ring_timeout")]
-    ring_timeout: u32,
+    ring_timeout: Option<u32>,
     routing: RawRouting,
-}
-
-fn default_ring_timeout() -> u32 {
-    DEFAULT_RING_TIMEOUT_SECS
+    hours: Option<RawHours>,
+    outside: Option<RawDestination>,
+    no_answer: Option<RawDestination>,
 }
 
 #[derive(Deserialize)]
@@ -182,6 +293,7 @@ fn default_ring_timeout() -> u32 {
 struct RawRouting {
     strategy: RawStrategy,
     ring: Vec<String>,
+    step_timeout: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -239,6 +351,11 @@ fn read_document<S: ServerSection>(
             .map(|t| TrunkSpec {
                 name: t.name,
                 sources: t.sources,
+                outbound: t.outbound.map(|o| OutboundSpec {
+                    address: o.address,
+                    username: o.username,
+                    password: o.password,
+                }),
             })
             .collect(),
         users: users
@@ -252,6 +369,8 @@ fn read_document<S: ServerSection>(
                 },
                 password: u.password,
                 max_calls: u.max_calls,
+                timezone: u.timezone,
+                hours: u.hours.map(HoursSpec::from),
             })
             .collect(),
         numbers: numbers
@@ -261,12 +380,13 @@ fn read_document<S: ServerSection>(
                 name: n.name,
                 timezone: n.timezone,
                 members: n.members,
-                strategy: match n.routing.strategy {
-                    RawStrategy::Simultaneous => Strategy::Simultaneous,
-                    RawStrategy::Cascade => Strategy::Cascade,
-                },
+                strategy: n.routing.strategy.into(),
                 ring: n.routing.ring,
                 ring_timeout_secs: n.ring_timeout,
+                step_timeout_secs: n.routing.step_timeout,
+                hours: n.hours.map(HoursSpec::from),
+                outside: n.outside.map(DestinationSpec::from),
+                no_answer: n.no_answer.map(DestinationSpec::from),
             })
             .collect(),
     };

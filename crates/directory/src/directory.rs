@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
@@ -11,8 +11,12 @@ use std::time::Duration;
 use ipnet::IpNet;
 use jiff::tz::TimeZone;
 
+use crate::destination::{
+    check_timeout, compile_destination, default_ring_timeout, Context, Destination, DestinationSpec,
+};
 use crate::e164::normalize_e164;
 use crate::error::{ConfigError, ConfigErrors};
+use crate::hours::{compile_hours, HoursSpec, Schedule};
 
 /// Position of a user in [`Directory::users`]; valid only for the snapshot
 /// that produced it.
@@ -42,6 +46,27 @@ pub struct TrunkSpec {
     pub name: String,
     /// IP addresses or CIDRs, as text.
     pub sources: Vec<String>,
+    /// Where calls out through this trunk go, with the credentials the
+    /// carrier challenges for.
+    pub outbound: Option<OutboundSpec>,
+}
+
+/// `outbound = { address = "127.0.0.1:5070", username = "acct", password = "secret" }`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct OutboundSpec {
+    pub address: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for OutboundSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutboundSpec")
+            .field("address", &self.address)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| Redacted))
+            .finish()
+    }
 }
 
 /// `Default` gives an active user with `max_calls` 1 (the file's default).
@@ -52,6 +77,10 @@ pub struct UserSpec {
     pub status: UserStatus,
     pub password: String,
     pub max_calls: u32,
+    /// IANA time zone of the user's own hours (required with `hours`).
+    pub timezone: Option<String>,
+    /// Personal hours: outside them the user is skipped on every number.
+    pub hours: Option<HoursSpec>,
 }
 
 impl Default for UserSpec {
@@ -62,6 +91,8 @@ impl Default for UserSpec {
             status: UserStatus::Active,
             password: String::new(),
             max_calls: 1,
+            timezone: None,
+            hours: None,
         }
     }
 }
@@ -78,9 +109,9 @@ impl fmt::Debug for UserSpec {
     }
 }
 
-/// `Default` gives a simultaneous number ringing for 30 s (the file's
-/// default) in no time zone; `timezone` must be filled in.
-#[derive(Debug, Clone)]
+/// `Default` gives a simultaneous number, always open, ringing for the
+/// default time, in no time zone; `timezone` must be filled in.
+#[derive(Debug, Clone, Default)]
 pub struct NumberSpec {
     /// As written; normalised with [`normalize_e164`].
     pub number: String,
@@ -92,25 +123,21 @@ pub struct NumberSpec {
     pub strategy: Strategy,
     /// User ids, each a member, in ringing order.
     pub ring: Vec<String>,
-    pub ring_timeout_secs: u32,
-}
-
-impl Default for NumberSpec {
-    fn default() -> Self {
-        Self {
-            number: String::new(),
-            name: String::new(),
-            timezone: String::new(),
-            members: Vec::new(),
-            strategy: Strategy::Simultaneous,
-            ring: Vec::new(),
-            ring_timeout_secs: DEFAULT_RING_TIMEOUT_SECS,
-        }
-    }
+    /// The whole attempt's bound; default 30 s (simultaneous) or the steps
+    /// added up, at most 120 s (cascade).
+    pub ring_timeout_secs: Option<u32>,
+    /// How long each user rings in a cascade; default 20 s.
+    pub step_timeout_secs: Option<u32>,
+    /// No hours: always open.
+    pub hours: Option<HoursSpec>,
+    /// Where calls go while closed; default hang up with 480.
+    pub outside: Option<DestinationSpec>,
+    /// Where calls go when nobody answers, everyone declined, or nobody
+    /// could ring; default hang up with 480 (486 when everyone was busy).
+    pub no_answer: Option<DestinationSpec>,
 }
 
 pub(crate) const DEFAULT_RING_TIMEOUT_SECS: u32 = 30;
-const MAX_RING_TIMEOUT_SECS: u32 = 600;
 
 /// A person of the workspace. `Debug` never shows the password.
 #[derive(Clone, PartialEq, Eq)]
@@ -123,7 +150,18 @@ pub struct User {
     pub password: String,
     /// Concurrent calls before the user counts as busy; at least 1.
     pub max_calls: u32,
+    /// Personal hours, in the user's own time zone.
+    pub hours: Option<UserHours>,
 }
+
+/// A user's own hours.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserHours {
+    pub schedule: Schedule,
+    pub timezone: TimeZone,
+}
+
+impl Eq for UserHours {}
 
 impl fmt::Debug for User {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -133,6 +171,7 @@ impl fmt::Debug for User {
             .field("status", &self.status)
             .field("password", &Redacted)
             .field("max_calls", &self.max_calls)
+            .field("hours", &self.hours)
             .finish()
     }
 }
@@ -174,7 +213,14 @@ pub struct Number {
     /// Users assigned to the number (gate 2), in config order.
     pub members: Vec<UserIdx>,
     pub routing: Routing,
+    /// The whole attempt's bound (for cascade, over every step).
     pub ring_timeout: Duration,
+    /// `None`: always open.
+    pub hours: Option<Schedule>,
+    /// Where calls go while closed.
+    pub outside: Destination,
+    /// Where calls go when nobody takes them.
+    pub no_answer: Destination,
 }
 
 impl Number {
@@ -193,11 +239,14 @@ pub struct Routing {
     /// The members not in `ring`, in member order: routing gives them
     /// their verdict without searching `ring`.
     pub not_in_ring: Vec<UserIdx>,
+    /// How long each user rings in a cascade.
+    pub step_timeout: Duration,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum Strategy {
     /// Ring every free routed user at once; first answer wins.
+    #[default]
     Simultaneous,
     /// Ring one after another in `ring` order.
     Cascade,
@@ -219,6 +268,26 @@ pub struct Trunk {
     pub name: String,
     /// A bare IP in the file is a /32 or /128 here.
     pub sources: Vec<IpNet>,
+    pub outbound: Option<Outbound>,
+}
+
+/// A trunk's outbound side: where calls out go, and the credentials the
+/// carrier's 401/407 is answered with. `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Outbound {
+    pub address: SocketAddr,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl fmt::Debug for Outbound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Outbound")
+            .field("address", &self.address)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| Redacted))
+            .finish()
+    }
 }
 
 impl Trunk {
@@ -291,6 +360,11 @@ impl Directory {
         self.trunks.iter().find(|t| t.accepts(ip))
     }
 
+    /// The trunk calls out go through: the first with an outbound side.
+    pub fn outbound_trunk(&self) -> Option<&Trunk> {
+        self.trunks.iter().find(|t| t.outbound.is_some())
+    }
+
     /// Builds a snapshot from plain data, with exactly the validation the file
     /// gets. `origin` names the source in errors; keys follow the TOML layout
     /// (`users[3].id`, `numbers[1].routing.ring[0]`, `server.domain`).
@@ -356,8 +430,10 @@ pub(crate) fn compile(ws: WorkspaceSpec, errors: &mut Errors<'_>) -> Directory {
     }
 
     let trunks = compile_trunks(ws.trunks, errors);
+    let has_outbound_trunk = trunks.iter().any(|t| t.outbound.is_some());
     let (users, user_by_id) = compile_users(ws.users, errors);
-    let (numbers, number_by_e164) = compile_numbers(ws.numbers, &user_by_id, errors);
+    let (numbers, number_by_e164) =
+        compile_numbers(ws.numbers, &user_by_id, has_outbound_trunk, errors);
 
     Directory {
         domain: ws.domain,
@@ -408,9 +484,29 @@ fn compile_trunks(specs: Vec<TrunkSpec>, errors: &mut Errors<'_>) -> Vec<Trunk> 
                 ),
             }
         }
+        let outbound = spec
+            .outbound
+            .and_then(|o| match SocketAddr::from_str(&o.address) {
+                Ok(address) => Some(Outbound {
+                    address,
+                    username: o.username,
+                    password: o.password,
+                }),
+                Err(_) => {
+                    errors.push(
+                        format!("trunks[{i}].outbound.address"),
+                        format!(
+                            "`{}` is not a socket address (such as `192.0.2.10:5060`)",
+                            o.address
+                        ),
+                    );
+                    None
+                }
+            });
         trunks.push(Trunk {
             name: spec.name,
             sources,
+            outbound,
         });
     }
     trunks
@@ -466,12 +562,30 @@ fn compile_users(
         if spec.max_calls == 0 {
             errors.push(format!("users[{i}].max_calls"), "must be at least 1");
         }
+        let zone = spec
+            .timezone
+            .as_ref()
+            .and_then(|name| time_zone(name, &format!("users[{i}].timezone"), errors));
+        let hours = match (&spec.hours, zone) {
+            (None, _) => None,
+            (Some(_), None) if spec.timezone.is_none() => {
+                errors.push(
+                    format!("users[{i}].timezone"),
+                    "is required with users.hours (the user's hours are in their own time zone)",
+                );
+                None
+            }
+            (Some(_), None) => None,
+            (Some(h), Some(timezone)) => compile_hours(h, &format!("users[{i}].hours"), errors)
+                .map(|schedule| UserHours { schedule, timezone }),
+        };
         users.push(User {
             id: spec.id,
             name: spec.name,
             status: spec.status,
             password: spec.password,
             max_calls: spec.max_calls,
+            hours,
         });
     }
     (users, by_id)
@@ -482,11 +596,32 @@ fn is_user_id_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')
 }
 
+/// Looks an IANA time zone up in the bundled database.
+fn time_zone(name: &str, key: &str, errors: &mut Errors<'_>) -> Option<TimeZone> {
+    match TimeZone::get(name) {
+        Ok(tz) => Some(tz),
+        Err(_) => {
+            errors.push(
+                key,
+                format!(
+                    "unknown time zone `{name}` (expected an IANA name such as `Europe/Paris`)"
+                ),
+            );
+            None
+        }
+    }
+}
+
 fn compile_numbers(
     specs: Vec<NumberSpec>,
     user_by_id: &HashMap<String, UserIdx>,
+    has_outbound_trunk: bool,
     errors: &mut Errors<'_>,
 ) -> (Vec<Number>, HashMap<String, NumberIdx>) {
+    // Destinations may name numbers further down: they are checked once
+    // every number is known.
+    let mut destinations: Vec<(usize, Option<DestinationSpec>, Option<DestinationSpec>)> =
+        Vec::with_capacity(specs.len());
     let mut numbers = Vec::with_capacity(specs.len());
     let mut by_e164: HashMap<String, NumberIdx> = HashMap::with_capacity(specs.len());
     // Time zones repeat across numbers; look each name up once.
@@ -589,15 +724,24 @@ fn compile_numbers(
             }
         }
 
-        if !(1..=MAX_RING_TIMEOUT_SECS).contains(&spec.ring_timeout_secs) {
+        let step = spec
+            .step_timeout_secs
+            .unwrap_or(crate::destination::DEFAULT_STEP_TIMEOUT_SECS);
+        let step_timeout =
+            check_timeout(step, &format!("numbers[{i}].routing.step_timeout"), errors);
+        let total = default_ring_timeout(spec.strategy, step, ring.len(), spec.ring_timeout_secs);
+        let ring_timeout = check_timeout(total, &format!("numbers[{i}].ring_timeout"), errors);
+        let hours = spec
+            .hours
+            .as_ref()
+            .and_then(|h| compile_hours(h, &format!("numbers[{i}].hours"), errors));
+        if spec.outside.is_some() && spec.hours.is_none() {
             errors.push(
-                format!("numbers[{i}].ring_timeout"),
-                format!(
-                    "must be between 1 and {MAX_RING_TIMEOUT_SECS} seconds, got {}",
-                    spec.ring_timeout_secs
-                ),
+                format!("numbers[{i}].outside"),
+                "has no effect without numbers.hours (a number without hours is always open)",
             );
         }
+        destinations.push((i, spec.outside, spec.no_answer));
 
         let not_in_ring = members
             .iter()
@@ -614,9 +758,76 @@ fn compile_numbers(
                 strategy: spec.strategy,
                 ring,
                 not_in_ring,
+                step_timeout,
             },
-            ring_timeout: Duration::from_secs(u64::from(spec.ring_timeout_secs)),
+            ring_timeout,
+            hours,
+            outside: Destination::DEFAULT_OUTSIDE,
+            no_answer: Destination::DEFAULT_NO_ANSWER,
         });
     }
+    let context = Context {
+        users: user_by_id,
+        numbers: &by_e164,
+        has_outbound_trunk,
+    };
+    for (i, outside, no_answer) in destinations {
+        if let Some(spec) = outside {
+            numbers[i].outside =
+                compile_destination(&spec, &format!("numbers[{i}].outside"), &context, errors);
+        }
+        if let Some(spec) = no_answer {
+            numbers[i].no_answer =
+                compile_destination(&spec, &format!("numbers[{i}].no_answer"), &context, errors);
+        }
+    }
+    refuse_loops(&numbers, errors);
     (numbers, by_e164)
+}
+
+/// A plan that loops through `number` destinations (A outside -> B, B
+/// outside -> A) never ends: refused, at the destination that closes it.
+fn refuse_loops(numbers: &[Number], errors: &mut Errors<'_>) {
+    let next = |n: usize| {
+        [
+            ("outside", &numbers[n].outside),
+            ("no_answer", &numbers[n].no_answer),
+        ]
+        .into_iter()
+        .filter_map(|(key, d)| match d {
+            Destination::Number(to) => Some((key, to.0 as usize)),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+    };
+    for start in 0..numbers.len() {
+        // Depth-first from `start`; a path back to it is a loop.
+        let mut stack = vec![(start, vec![start])];
+        let mut seen = vec![false; numbers.len()];
+        while let Some((at, path)) = stack.pop() {
+            for (key, to) in next(at) {
+                if to == start {
+                    // Found from each of its numbers: reported once, from the first.
+                    if path.iter().all(|&n| n >= start) {
+                        let route: Vec<&str> = path
+                            .iter()
+                            .chain(std::iter::once(&start))
+                            .map(|&n| numbers[n].e164.as_str())
+                            .collect();
+                        errors.push(
+                            format!("numbers[{at}].{key}"),
+                            format!("the destinations loop: {}", route.join(" -> ")),
+                        );
+                    }
+                    continue;
+                }
+                if !seen[to] {
+                    seen[to] = true;
+                    let mut longer = path.clone();
+                    longer.push(to);
+                    stack.push((to, longer));
+                }
+            }
+        }
+    }
 }

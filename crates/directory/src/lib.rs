@@ -22,17 +22,21 @@
 //! zones are resolved, sources are [`ipnet::IpNet`]).
 
 mod config;
+mod destination;
 mod directory;
 mod e164;
 mod error;
+pub mod hours;
 
 pub use config::{Config, SectionErrors, ServerSection};
+pub use destination::{CallerId, Destination, DestinationSpec, RingGroup};
 pub use directory::{
-    Directory, Number, NumberIdx, NumberSpec, Routing, Strategy, Trunk, TrunkSpec, User, UserIdx,
-    UserSpec, UserStatus, WorkspaceSpec,
+    Directory, Number, NumberIdx, NumberSpec, Outbound, OutboundSpec, Routing, Strategy, Trunk,
+    TrunkSpec, User, UserHours, UserIdx, UserSpec, UserStatus, WorkspaceSpec,
 };
 pub use e164::{normalize_e164, E164};
 pub use error::{ConfigError, ConfigErrors};
+pub use hours::{HoursSpec, Schedule, Window};
 
 #[cfg(test)]
 mod tests;

@@ -71,6 +71,7 @@ fn from_workspace_builds_100k_users_and_10k_numbers() {
             },
             password: format!("secret{i}"),
             max_calls: 1,
+            ..UserSpec::default()
         })
         .collect();
     let numbers = (0..NUMBERS)
@@ -88,7 +89,8 @@ fn from_workspace_builds_100k_users_and_10k_numbers() {
                 } else {
                     Strategy::Cascade
                 },
-                ring_timeout_secs: 20,
+                ring_timeout_secs: Some(20),
+                ..NumberSpec::default()
             }
         })
         .collect();
@@ -98,6 +100,7 @@ fn from_workspace_builds_100k_users_and_10k_numbers() {
         trunks: vec![TrunkSpec {
             name: "carrier".into(),
             sources: vec!["10.0.0.0/8".into()],
+            ..TrunkSpec::default()
         }],
         users,
         numbers,

@@ -62,11 +62,13 @@ impl CallRecord {
     }
 }
 
-/// One leg of a call: a user's device that was rung.
+/// One leg of a call: a user's device that was rung, or the trunk a call
+/// was forwarded through.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RingAttempt {
+    /// The user's id; for a forward, `trunk:` and the trunk's name.
     pub user: String,
-    /// The device's registered Contact.
+    /// The device's registered Contact; for a forward, the number.
     pub device: String,
     pub outcome: LegOutcome,
 }
@@ -104,8 +106,9 @@ pub enum CallOutcome {
     Rejected { status: u16 },
     /// The caller cancelled (or hung up) while it rang: 487.
     CallerCancelled,
-    /// Rang until the ring timeout: 480.
-    NoAnswer,
+    /// Rang until the ring timeout, then hung up with `status` (480
+    /// unless the number's `no_answer` says otherwise).
+    NoAnswer { status: u16 },
     /// Every device refused or failed: 486 when all were busy, else 480.
     Failed { status: u16 },
     /// Answered, but the caller never acknowledged the 200 (§13.3.1.4).
@@ -121,9 +124,10 @@ impl CallOutcome {
             CallOutcome::Completed { .. }
             | CallOutcome::NotAcknowledged
             | CallOutcome::MaxDuration => 200,
-            CallOutcome::Rejected { status } | CallOutcome::Failed { status } => status,
+            CallOutcome::Rejected { status }
+            | CallOutcome::Failed { status }
+            | CallOutcome::NoAnswer { status } => status,
             CallOutcome::CallerCancelled => 487,
-            CallOutcome::NoAnswer => 480,
         }
     }
 }

@@ -41,6 +41,7 @@ fn sales(users: &[&str], ring: &[&str], bob_max_calls: u32) -> Directory {
         trunks: vec![TrunkSpec {
             name: "carrier".into(),
             sources: vec!["127.0.0.1/32".into()],
+            ..TrunkSpec::default()
         }],
         users: users
             .iter()
@@ -59,7 +60,8 @@ fn sales(users: &[&str], ring: &[&str], bob_max_calls: u32) -> Directory {
             members: users.iter().map(|u| u.to_string()).collect(),
             strategy: Strategy::Simultaneous,
             ring: ring.iter().map(|u| u.to_string()).collect(),
-            ring_timeout_secs: 30,
+            ring_timeout_secs: Some(30),
+            ..NumberSpec::default()
         }],
     };
     Directory::from_workspace(spec, Path::new("sim")).unwrap()
@@ -932,7 +934,7 @@ fn a_call_that_nobody_takes_records_how_it_ended() {
     sim.deliver(BOB_1, &reply(&ib, 180, "b"));
     sim.advance_to(30.0);
     let r = sim.record();
-    assert_eq!(r.outcome, CallOutcome::NoAnswer);
+    assert_eq!(r.outcome, CallOutcome::NoAnswer { status: 480 });
     assert_eq!(r.ended.duration_since(r.started).as_secs(), 30);
     assert_eq!(r.rang[0].outcome, LegOutcome::Cancelled);
 
@@ -956,7 +958,7 @@ fn a_call_that_nobody_takes_records_how_it_ended() {
     let r = sim.record();
     assert_eq!(
         r.outcome,
-        CallOutcome::NoAnswer,
+        CallOutcome::NoAnswer { status: 480 },
         "the ring timeout came first"
     );
     let outcomes: Vec<_> = r.rang.iter().map(|a| a.outcome).collect();

@@ -7,22 +7,34 @@
 //! and every member's verdict with the one [`gate`] function, so what a call
 //! does and what `explain` says cannot disagree.
 //!
-//! A plan is ordered tiers of users to ring (each with its strategy and
-//! timeout), then the [`Destination`] for when no tier answers. Today a
-//! number has one tier; business hours, cascade and the media destinations
-//! add steps to the same shape.
+//! A plan is: whether the number is open now ([`hours`]), ordered tiers of
+//! users to ring (one tier of every free routed user for `simultaneous`,
+//! one tier per routed user for `cascade`), the whole attempt's bound, then
+//! the [`Destination`] for when no tier answers: the number's `no_answer`
+//! while open, its `outside` while closed.
 //!
 //! A user rings for a number only when every gate opens, in this order:
 //! 1. the user is an active member (not `invited`);
 //! 2. the user is signed in (at least one live registration);
 //! 3. the user is in the number's routing (which implies assigned);
-//! 4. the user is not busy (answered calls below the user's `max_calls`).
+//! 4. the user is not busy (answered calls below the user's `max_calls`);
+//! 5. the user is inside their own hours, if they have any.
+//!
+//! In a cascade the gates are checked again when each user's turn comes
+//! ([`ringable`]), so whoever became busy or signed out meanwhile is skipped
+//! without waiting.
+
+pub mod hours;
 
 use std::time::Duration;
 
-use directory::{normalize_e164, Directory, NumberIdx, Strategy, UserIdx, UserStatus};
+use directory::{
+    normalize_e164, Destination, Directory, NumberIdx, RingGroup, Strategy, UserIdx, UserStatus,
+};
 use jiff::Timestamp;
 use presence::{Occupancy, Registrations, UserRef};
+
+pub use hours::{OpenReason, Openness};
 
 /// The call being routed, as far as routing cares.
 #[derive(Clone, Copy, Debug)]
@@ -36,11 +48,16 @@ pub struct IncomingCall<'a> {
 pub struct Plan {
     /// The number dialled, when it is one of the workspace's.
     pub number: Option<NumberIdx>,
-    /// Who rings, tier after tier. Empty when nobody can ring now.
+    /// Whether the number is open at the plan's instant, and why.
+    pub open: Openness,
+    /// Who rings, tier after tier. Empty when nobody can ring now (or the
+    /// number is closed).
     pub tiers: Vec<Tier>,
+    /// How long all the tiers together may ring.
+    pub ring_timeout: Duration,
     /// Where the call goes when no tier answers (or there is none).
     pub then: Destination,
-    /// Every member of the number who does not ring, with the gate that
+    /// Every member of the number who does not ring now, with the gate that
     /// stops them: routed members in routing order, then the others.
     /// (Only the stopped ones: on the call path most members ring, and an
     /// empty list costs nothing.)
@@ -48,7 +65,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The first tier's users (the ones the call rings first).
+    /// The tier rung first.
     pub fn first_tier(&self) -> Option<&Tier> {
         self.tiers.first()
     }
@@ -73,29 +90,47 @@ impl Plan {
             })
             .collect()
     }
+
+    /// The status the caller gets when the plan ends in a hangup before
+    /// anything rang: the configured one, else 486 when a routed user was
+    /// only busy and 480 otherwise. `None` for the other destinations.
+    pub fn hangup_status(&self) -> Option<u16> {
+        match self.then {
+            Destination::Hangup { status: Some(s) } => Some(s),
+            Destination::Hangup { status: None } => {
+                let busy = self
+                    .skipped
+                    .iter()
+                    .any(|v| v.stopped_by == Some(Gate::Busy));
+                Some(if busy { 486 } else { 480 })
+            }
+            _ => None,
+        }
+    }
+
+    /// A plan that hangs up at once with `status`.
+    fn hang_up(number: Option<NumberIdx>, status: u16) -> Plan {
+        Plan {
+            number,
+            open: Openness::ALWAYS,
+            tiers: Vec::new(),
+            ring_timeout: Duration::ZERO,
+            then: Destination::Hangup {
+                status: Some(status),
+            },
+            skipped: Vec::new(),
+        }
+    }
 }
 
 /// Users rung together for a while.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tier {
-    /// In routing order.
+    /// In routing order. In a cascade, one user.
     pub users: Vec<UserIdx>,
-    /// How the tier rings. `Cascade` is still rung like `Simultaneous` by
-    /// the engine (ringing one after another is the business-hours issue).
     pub strategy: Strategy,
     /// How long the tier rings before the next step.
     pub timeout: Duration,
-}
-
-/// The end of a plan.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Destination {
-    /// Answer the caller with this final status now: nobody could ring.
-    Reject { status: u16, reason: &'static str },
-    /// After the tiers: `480 Temporarily Unavailable`, or `486 Busy Here`
-    /// when every device that was rung answered busy (or its user became
-    /// busy with another call).
-    Unavailable,
 }
 
 /// The first gate that keeps a member from ringing.
@@ -105,15 +140,21 @@ pub enum Gate {
     NotSignedIn,
     NotInRouting,
     Busy,
+    OutsideUserHours,
+    /// Declined this call already (in a cascade, not rung again).
+    Declined,
 }
 
 impl Gate {
+    /// The stable name (for `explain --json`, records and logs).
     pub fn as_str(self) -> &'static str {
         match self {
-            Gate::NotActive => "not active",
-            Gate::NotSignedIn => "not signed in",
-            Gate::NotInRouting => "not in routing",
+            Gate::NotActive => "not_active",
+            Gate::NotSignedIn => "not_signed_in",
+            Gate::NotInRouting => "not_in_routing",
             Gate::Busy => "busy",
+            Gate::OutsideUserHours => "outside_user_hours",
+            Gate::Declined => "declined",
         }
     }
 }
@@ -151,20 +192,13 @@ where
 {
     match find_number(directory, call.dialled) {
         Some(number) => plan_number(directory, presence, number, at),
-        None => Plan {
-            number: None,
-            tiers: Vec::new(),
-            then: Destination::Reject {
-                status: 404,
-                reason: "Not Found",
-            },
-            skipped: Vec::new(),
-        },
+        None => Plan::hang_up(None, 404),
     }
 }
 
 /// What a call to `number` would do at `at`: the same plan [`decide`]
-/// gives the call ([`Plan::verdicts`] lists every member's gate).
+/// gives the call ([`Plan::verdicts`] lists every member's gate, and
+/// [`hours::next_change`] when the number next opens or closes).
 pub fn explain<P>(directory: &Directory, presence: &P, number: NumberIdx, at: Timestamp) -> Plan
 where
     P: Registrations + Occupancy + ?Sized,
@@ -172,12 +206,15 @@ where
     plan_number(directory, presence, number, at)
 }
 
-fn plan_number<P>(directory: &Directory, presence: &P, idx: NumberIdx, at: Timestamp) -> Plan
+/// The plan of a call to `idx` (dialled, or reached as a `number`
+/// destination) at `at`.
+pub fn plan_number<P>(directory: &Directory, presence: &P, idx: NumberIdx, at: Timestamp) -> Plan
 where
     P: Registrations + Occupancy + ?Sized,
 {
     let number = directory.number(idx);
     let routing = &number.routing;
+    let open = hours::state(number.hours.as_ref(), &number.timezone, at);
     let mut users = Vec::with_capacity(routing.ring.len());
     let mut skipped = Vec::new();
     // Routed members in routing order (the tier's order), then the rest.
@@ -199,31 +236,81 @@ where
             }
         }
     }
-    if users.is_empty() {
-        // Nobody can ring: busy when a routed user is only busy.
-        let busy = skipped.iter().any(|v| v.stopped_by == Some(Gate::Busy));
-        let (status, reason) = if busy {
-            (486, "Busy Here")
-        } else {
-            (480, "Temporarily Unavailable")
-        };
+    if !open.open {
         return Plan {
             number: Some(idx),
+            open,
             tiers: Vec::new(),
-            then: Destination::Reject { status, reason },
+            ring_timeout: Duration::ZERO,
+            then: number.outside.clone(),
             skipped,
         };
     }
+    let tiers = if users.is_empty() {
+        Vec::new()
+    } else {
+        match routing.strategy {
+            Strategy::Simultaneous => vec![Tier {
+                users,
+                strategy: Strategy::Simultaneous,
+                timeout: number.ring_timeout,
+            }],
+            // Every routed user in order: each is checked again at their turn.
+            Strategy::Cascade => cascade(&routing.ring, routing.step_timeout),
+        }
+    };
     Plan {
         number: Some(idx),
-        tiers: vec![Tier {
-            users,
-            strategy: routing.strategy,
-            timeout: number.ring_timeout,
-        }],
-        then: Destination::Unavailable,
+        open,
+        tiers,
+        ring_timeout: number.ring_timeout,
+        then: number.no_answer.clone(),
         skipped,
     }
+}
+
+fn cascade(users: &[UserIdx], step: Duration) -> Vec<Tier> {
+    users
+        .iter()
+        .map(|&user| Tier {
+            users: vec![user],
+            strategy: Strategy::Cascade,
+            timeout: step,
+        })
+        .collect()
+}
+
+/// The tiers of a `ring` destination, and its whole bound. A simultaneous
+/// group rings whoever is free when it starts ([`ringable`]).
+pub fn ring_group_tiers(group: &RingGroup) -> (Vec<Tier>, Duration) {
+    let tiers = match group.strategy {
+        Strategy::Simultaneous => vec![Tier {
+            users: group.users.clone(),
+            strategy: Strategy::Simultaneous,
+            timeout: group.ring_timeout,
+        }],
+        Strategy::Cascade => cascade(&group.users, group.step_timeout),
+    };
+    (tiers, group.ring_timeout)
+}
+
+/// Of `users`, those who can ring at `at`, in order: the gates of a routed
+/// user, and not `declined` in this call. For a tier whose turn has come.
+pub fn ringable<P>(
+    directory: &Directory,
+    presence: &P,
+    users: &[UserIdx],
+    declined: &[UserIdx],
+    at: Timestamp,
+) -> Vec<UserIdx>
+where
+    P: Registrations + Occupancy + ?Sized,
+{
+    users
+        .iter()
+        .copied()
+        .filter(|u| !declined.contains(u) && gate(directory, presence, *u, true, at).is_none())
+        .collect()
 }
 
 /// The first gate that stops member `idx` of a number from ringing at `at`
@@ -253,6 +340,11 @@ where
     }
     if presence.active_calls(who) >= user.max_calls {
         return Some(Gate::Busy);
+    }
+    if let Some(own) = &user.hours {
+        if !hours::state(Some(&own.schedule), &own.timezone, at).open {
+            return Some(Gate::OutsideUserHours);
+        }
     }
     None
 }

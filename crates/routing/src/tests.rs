@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use directory::{NumberSpec, Strategy, TrunkSpec, UserSpec, UserStatus, WorkspaceSpec};
+use directory::{
+    Destination, NumberSpec, Strategy, TrunkSpec, UserSpec, UserStatus, WorkspaceSpec,
+};
 use std::sync::Arc;
 
 use presence::{Binding, BindingTransport, Occupancy, Presence, UserRef};
@@ -24,6 +26,7 @@ fn user(id: &str, status: UserStatus, max_calls: u32) -> UserSpec {
         status,
         password: "pw".into(),
         max_calls,
+        ..UserSpec::default()
     }
 }
 
@@ -36,6 +39,7 @@ fn workspace() -> Directory {
         trunks: vec![TrunkSpec {
             name: "carrier".into(),
             sources: vec!["127.0.0.1/32".into()],
+            ..TrunkSpec::default()
         }],
         users: vec![
             user("alice", UserStatus::Active, 1),
@@ -54,7 +58,8 @@ fn workspace() -> Directory {
                 .to_vec(),
             strategy: Strategy::Simultaneous,
             ring: ["alice", "bob", "dave", "erin"].map(String::from).to_vec(),
-            ring_timeout_secs: 30,
+            ring_timeout_secs: Some(30),
+            ..NumberSpec::default()
         }],
     };
     Directory::from_workspace(spec, Path::new("test")).unwrap()
@@ -80,15 +85,13 @@ fn ids(dir: &Directory, users: &[UserIdx]) -> Vec<String> {
 
 fn ringing(dir: &Directory, p: &Arc<Presence>, dialled: &str) -> Result<Vec<String>, u16> {
     let plan = decide(dir, &p.view(dir), &IncomingCall { dialled }, now());
-    match (plan.first_tier(), plan.then) {
-        (Some(tier), Destination::Unavailable) => {
-            assert_eq!(plan.tiers.len(), 1, "one tier per number today");
+    match plan.first_tier() {
+        Some(tier) => {
+            assert_eq!(plan.tiers.len(), 1, "one tier for a simultaneous number");
+            assert_eq!(plan.then, Destination::DEFAULT_NO_ANSWER);
             Ok(ids(dir, &tier.users))
         }
-        (None, Destination::Reject { status, .. }) => Err(status),
-        other => {
-            panic!("a plan that rings must end Unavailable, one that does not, Reject: {other:?}")
-        }
+        None => Err(plan.hangup_status().unwrap()),
     }
 }
 

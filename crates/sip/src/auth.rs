@@ -613,6 +613,125 @@ impl NonceIssuer {
     }
 }
 
+// ---------------------------------------------------------------------------
+// The client side: answering a carrier's 401/407 with a trunk's credentials.
+
+/// A `WWW-Authenticate` / `Proxy-Authenticate` challenge's parameters.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Challenge {
+    pub realm: String,
+    pub nonce: String,
+    pub algorithm: Algorithm,
+    pub opaque: Option<String>,
+    /// The server offered `qop=auth`.
+    pub qop_auth: bool,
+}
+
+/// Parses a Digest challenge; `None` for another scheme, a missing realm
+/// or nonce, or an algorithm we do not know.
+pub fn parse_challenge(header_value: &str) -> Option<Challenge> {
+    let s = header_value.trim_start();
+    let rest = s
+        .get(..6)
+        .filter(|scheme| scheme.eq_ignore_ascii_case("Digest"))
+        .map(|_| &s[6..])?;
+    let b = rest.as_bytes();
+    let (mut realm, mut nonce, mut opaque) = (None, None, None);
+    let mut algorithm = Algorithm::Md5;
+    let mut qop_auth = false;
+    let mut i = 0;
+    while i < b.len() {
+        while i < b.len() && (is_ws(b[i]) || b[i] == b',') {
+            i += 1;
+        }
+        let key_start = i;
+        while i < b.len() && is_token(b[i]) {
+            i += 1;
+        }
+        let key = &rest[key_start..i];
+        i = skip_ws(b, i);
+        if key.is_empty() || b.get(i) != Some(&b'=') {
+            return None;
+        }
+        i = skip_ws(b, i + 1);
+        let value: Cow<'_, str> = if b.get(i) == Some(&b'"') {
+            let (v, end) = parse_quoted(rest, i).ok()?;
+            i = end;
+            v
+        } else {
+            let start = i;
+            while i < b.len() && !is_ws(b[i]) && b[i] != b',' {
+                i += 1;
+            }
+            Cow::Borrowed(&rest[start..i])
+        };
+        match key.to_ascii_lowercase().as_str() {
+            "realm" => realm = Some(value.into_owned()),
+            "nonce" => nonce = Some(value.into_owned()),
+            "opaque" => opaque = Some(value.into_owned()),
+            "algorithm" => {
+                algorithm = if value.eq_ignore_ascii_case("MD5") {
+                    Algorithm::Md5
+                } else if value.eq_ignore_ascii_case("SHA-256") {
+                    Algorithm::Sha256
+                } else {
+                    return None;
+                }
+            }
+            "qop" => {
+                qop_auth = value
+                    .split(',')
+                    .any(|q| q.trim().eq_ignore_ascii_case("auth"))
+            }
+            _ => {}
+        }
+    }
+    Some(Challenge {
+        realm: realm?,
+        nonce: nonce?,
+        algorithm,
+        opaque,
+        qop_auth,
+    })
+}
+
+/// The `Authorization` / `Proxy-Authorization` value answering `challenge`
+/// for `method` on `uri` (RFC 2617 §3.2.2, RFC 8760), with `cnonce` when the
+/// server asked for `qop=auth`.
+pub fn authorization(
+    challenge: &Challenge,
+    username: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+    cnonce: &str,
+) -> String {
+    let algorithm = challenge.algorithm;
+    let ha1 = ha1(algorithm, username, &challenge.realm, password);
+    let ha2 = hash_hex(algorithm, &[method, uri]);
+    let mut value = format!(
+        "Digest username=\"{username}\", realm=\"{}\", nonce=\"{}\", uri=\"{uri}\", algorithm={}",
+        challenge.realm,
+        challenge.nonce,
+        algorithm.as_str()
+    );
+    let response = if challenge.qop_auth {
+        let nc = "00000001";
+        value.push_str(&format!(", qop=auth, nc={nc}, cnonce=\"{cnonce}\""));
+        hash_hex(
+            algorithm,
+            &[&ha1, &challenge.nonce, nc, cnonce, "auth", &ha2],
+        )
+    } else {
+        hash_hex(algorithm, &[&ha1, &challenge.nonce, &ha2])
+    };
+    value.push_str(&format!(", response=\"{response}\""));
+    if let Some(opaque) = &challenge.opaque {
+        value.push_str(&format!(", opaque=\"{opaque}\""));
+    }
+    value
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -1047,5 +1166,35 @@ mod tests {
             let n = iss.issue(&realm, now);
             prop_assert_eq!(iss.check(&n, &realm, now), NonceStatus::Valid);
         }
+    }
+
+    #[test]
+    fn the_client_answer_to_our_own_challenge_verifies() {
+        for algorithm in [Algorithm::Md5, Algorithm::Sha256] {
+            let text = challenge("carrier.test", "abc123", algorithm, false);
+            let parsed = parse_challenge(&text).unwrap();
+            assert_eq!(
+                (parsed.realm.as_str(), parsed.nonce.as_str()),
+                ("carrier.test", "abc123")
+            );
+            let value = authorization(
+                &parsed,
+                "acct",
+                "secret",
+                "INVITE",
+                "sip:+33612345678@127.0.0.1",
+                "c0ffee",
+            );
+            let creds = parse_credentials(&value).unwrap();
+            let good = ha1(algorithm, "acct", "carrier.test", "secret");
+            assert!(verify(&creds, "INVITE", &good), "{value}");
+            let bad = ha1(algorithm, "acct", "carrier.test", "wrong");
+            assert!(!verify(&creds, "INVITE", &bad));
+        }
+        assert!(parse_challenge("Basic realm=\"x\"").is_none());
+        assert!(parse_challenge("Digest nonce=\"n\"").is_none(), "no realm");
+        let no_qop = parse_challenge("Digest realm=\"r\", nonce=\"n\", opaque=\"o\"").unwrap();
+        assert!(!no_qop.qop_auth);
+        assert!(authorization(&no_qop, "u", "p", "INVITE", "sip:x", "c").contains("opaque=\"o\""));
     }
 }

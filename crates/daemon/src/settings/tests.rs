@@ -152,10 +152,12 @@ fn base_config_parses_with_defaults() {
     let dir = &config.directory;
     let bob = dir.user(dir.user_index("bob").unwrap());
     assert_eq!(bob.max_calls, 2);
-    assert_eq!(
-        dir.number(NumberIdx(0)).ring_timeout,
-        Duration::from_secs(30)
-    );
+    // A cascade of two users: the steps added up (2 x 20 s).
+    let sales = dir.number(NumberIdx(0));
+    assert_eq!(sales.ring_timeout, Duration::from_secs(40));
+    assert_eq!(sales.routing.step_timeout, Duration::from_secs(20));
+    assert_eq!(sales.hours, None, "no hours: always open");
+    assert_eq!(sales.no_answer, directory::Destination::DEFAULT_NO_ANSWER);
     let ip = |s: &str| s.parse::<IpAddr>().unwrap();
     assert!(dir.trunk_for_source(ip("192.0.2.77")).is_some());
     assert!(dir.trunk_for_source(ip("2001:db8::1")).is_some());

@@ -13,7 +13,8 @@ use routing::Plan;
 use sip::build::{reason_phrase, response_to};
 use sip::Method;
 
-use super::fork::{RequestSummary, TierEnd};
+use super::fork::RequestSummary;
+use super::plan::TierEnd;
 use super::{Call, CallKey, CallState, CallTimer, LegState, Side};
 use crate::events::{CallOutcome, CallRecord, LegOutcome, Party, RingAttempt, Skipped};
 use crate::{Backend, Engine, Event, TxCtx, Workspace};
@@ -110,7 +111,7 @@ impl<B: Backend> Engine<B> {
             if leg.state == LegState::Ringing && !leg.cancel_sent {
                 leg.cancel_sent = true;
                 let tx = leg.tx;
-                self.send_cancel(now, tx);
+                self.send_cancel(now, tx, None);
             }
             // Legs still `Calling` are cancelled when their first 1xx comes
             // (the provisional handler finds the call gone).
@@ -229,6 +230,11 @@ fn record_of<V>(call: Call<V>, ended: Timestamp, outcome: CallOutcome) -> CallRe
                 } => RingAttempt {
                     user: user_id.into(),
                     device: contact,
+                    outcome,
+                },
+                super::LegTarget::Trunk { trunk, to } => RingAttempt {
+                    user: format!("trunk:{trunk}"),
+                    device: to,
                     outcome,
                 },
             }

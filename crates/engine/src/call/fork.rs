@@ -10,19 +10,20 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use directory::UserStatus;
+use directory::{Strategy, UserIdx, UserStatus};
 use presence::{Occupancy, Registrations, UserRef};
-use routing::{Destination, IncomingCall, Plan};
+use routing::IncomingCall;
 use sip::build::{contact_value, quoted, response_to, via_value};
 use sip::dialog::Dialog;
 use sip::header::Uri;
 use sip::transaction::{Peer, Transmit, TxId};
 use sip::{HeaderName, Message, Method};
 
+use super::plan::TierEnd;
 use super::{Call, CallKey, CallState, CallTimer, Caller, Leg, LegId, LegState, LegTarget, Side};
 use crate::addressing::{binding_peer, local_addr};
 use crate::auth::AuthOutcome;
-use crate::events::{CallOutcome, LegOutcome};
+use crate::events::LegOutcome;
 use crate::{Backend, Engine, Event, Output, TxCtx, Workspace, ALLOW};
 
 impl<B: Backend> Engine<B> {
@@ -54,39 +55,16 @@ impl<B: Backend> Engine<B> {
             &IncomingCall { dialled: &dialled },
             at,
         );
-        let number_idx = match (plan.number, plan.first_tier(), plan.then) {
-            (Some(number), Some(_), _) => number,
-            (_, _, Destination::Reject { status, reason }) => {
-                tracing::debug!(call_id = %caller_call_id, status, "call refused by routing");
-                // The transaction lets its request go once answered.
-                let summary = req_summary(req);
-                self.respond_with_reason(now, tx, status, reason);
-                self.reject_record(&workspace, summary, dialled, plan, at, status);
-                return;
-            }
-            _ => {
-                let summary = req_summary(req);
-                self.respond_plain(now, tx, 480);
-                self.reject_record(&workspace, summary, dialled, plan, at, 480);
-                return;
-            }
+        let Some(number_idx) = plan.number else {
+            // Not one of the workspace's numbers: 404 before any call exists.
+            let summary = req_summary(req);
+            self.respond_plain(now, tx, 404);
+            self.reject_record(&workspace, summary, dialled, plan, at, 404);
+            return;
         };
         let number = workspace.directory.number(number_idx);
         let span = tracing::debug_span!("call", call_id = %caller_call_id, number = %number.e164);
         let _enter = span.enter();
-
-        let key = self.calls.next_key();
-        let legs = self.fork_tier(now, key, &workspace, &plan, 0, tx);
-        let Some(req) = self.tl.request(tx) else {
-            return;
-        };
-        if legs.is_empty() {
-            // Signed in a moment ago, but no binding is usable now.
-            let summary = req_summary(req);
-            self.respond_plain(now, tx, 480);
-            self.reject_record(&workspace, summary, dialled, plan, at, 480);
-            return;
-        }
         let local_tag = self.ids.tag();
         let caller = Caller {
             tx,
@@ -96,6 +74,7 @@ impl<B: Backend> Engine<B> {
             late_offer: req.body().is_empty(),
             sent_ringing: false,
         };
+        let key = self.calls.next_key();
         let call = Call {
             workspace: Arc::clone(&workspace),
             number: number_idx,
@@ -103,7 +82,11 @@ impl<B: Backend> Engine<B> {
             caller,
             plan,
             step: 0,
-            legs,
+            tier_from: 0,
+            attempt_deadline: now,
+            declined: Vec::new(),
+            destinations: 0,
+            legs: Vec::new(),
             state: CallState::Ringing,
             lease: None,
             relayed_invite: None,
@@ -111,10 +94,9 @@ impl<B: Backend> Engine<B> {
             started: at,
             answered: None,
         };
-        let ring_deadline = now + call.plan.tiers[call.step].timeout;
         self.tl.set_context(tx, TxCtx::Inbound(key));
         self.calls.insert(key, call);
-        self.calls.arm(key, ring_deadline, CallTimer::RingTimeout);
+        self.start_plan(now, key);
     }
 
     /// Digest auth of a caller that is not a trunk. False when the INVITE
@@ -147,24 +129,21 @@ impl<B: Backend> Engine<B> {
         }
     }
 
-    /// One leg per registered device of every user of tier `step` of
-    /// `plan`, each an INVITE with the caller's offer.
-    fn fork_tier(
+    /// One leg per registered device of each of `users`, each an INVITE
+    /// with the caller's offer; their ids follow the call's legs so far.
+    pub(crate) fn fork_users(
         &mut self,
         now: Instant,
         key: CallKey,
         workspace: &Workspace<B::View>,
-        plan: &Plan,
-        step: usize,
-        inbound_tx: TxId,
+        line: &str,
+        users: &[UserIdx],
     ) -> Vec<Leg> {
-        let Some(tier) = plan.tiers.get(step) else {
+        let Some((first, inbound_tx)) = self.calls.get(key).map(|c| (c.legs.len(), c.caller.tx))
+        else {
             return Vec::new();
         };
         let Some(req) = self.tl.request(inbound_tx) else {
-            return Vec::new();
-        };
-        let Some(number) = plan.number.map(|n| workspace.directory.number(n)) else {
             return Vec::new();
         };
         let max_forwards = req.max_forwards().unwrap_or(70).saturating_sub(1).min(70);
@@ -177,17 +156,17 @@ impl<B: Backend> Engine<B> {
             .and_then(|u| u.user)
             .unwrap_or("anonymous")
             .to_string();
-        let display = quoted(&format!("{} ({})", caller_display(req), number.name));
+        let display = quoted(&format!("{} ({})", caller_display(req), line));
         let now_ms = self.clock.unix_ms(now);
         let mut legs = Vec::new();
-        for &user_idx in &tier.users {
+        for &user_idx in users {
             let user = workspace.directory.user(user_idx);
             let who = UserRef {
                 idx: user_idx,
                 id: &user.id,
             };
             for binding in workspace.presence.lookup(who, now_ms) {
-                let leg = LegId(legs.len() as u16);
+                let leg = LegId((first + legs.len()) as u16);
                 let peer = binding_peer(&binding);
                 let local_addr = self.local_addr(peer.transport);
                 let call_id = self.ids.call_id();
@@ -244,6 +223,8 @@ impl<B: Backend> Engine<B> {
                     cancel_requested: false,
                     cancel_sent: false,
                     cancelled_busy: false,
+                    cancel_reason: None,
+                    auth_tried: false,
                     outcome: None,
                     ack: None,
                 });
@@ -263,7 +244,7 @@ impl<B: Backend> Engine<B> {
         let status = response.status().unwrap_or(100);
         let Some(call) = self.calls.get_mut(key) else {
             // The call is over: this device is still ringing, stop it.
-            self.send_cancel(now, tx);
+            self.send_cancel(now, tx, None);
             return;
         };
         let call_ringing = call.state == CallState::Ringing;
@@ -275,7 +256,8 @@ impl<B: Backend> Engine<B> {
         }
         if leg.cancel_requested && !leg.cancel_sent {
             leg.cancel_sent = true;
-            self.send_cancel(now, tx);
+            let reason = leg.cancel_reason;
+            self.send_cancel(now, tx, reason);
             return;
         }
         if (180..=183).contains(&status) && call_ringing && !call.caller.sent_ringing {
@@ -322,12 +304,24 @@ impl<B: Backend> Engine<B> {
             return;
         };
         if !(200..300).contains(&status) {
+            if matches!(status, 401 | 407) && !leg.auth_tried && !leg.cancel_requested {
+                if let LegTarget::Trunk { .. } = leg.target {
+                    // The carrier challenges: once, with the trunk's credentials.
+                    leg.auth_tried = true;
+                    self.retry_with_credentials(now, key, leg_id, tx, &response);
+                    return;
+                }
+            }
+            let declined = matches!(status, 486 | 603) && !leg.cancel_requested;
             let outcome = if leg.cancel_requested {
                 LegOutcome::Cancelled
             } else {
                 LegOutcome::Refused(status)
             };
             leg.finish(outcome);
+            if declined {
+                self.declined(now, key, leg_id);
+            }
             self.fail_if_every_leg_failed(now, key);
             return;
         }
@@ -426,9 +420,10 @@ impl<B: Backend> Engine<B> {
             self.tl.respond(now, inbound_tx, &ok);
         }
         self.calls.arm(key, max_deadline, CallTimer::MaxDuration);
-        // Every other device of this call stops ringing...
+        // Every other device of this call stops ringing, told that the call
+        // was taken (so phones do not log a missed call)...
         for i in (0..legs as u16).map(LegId).filter(|&i| i != leg_id) {
-            self.cancel_leg(now, key, i, false);
+            self.cancel_leg_with(now, key, i, false, Some(COMPLETED_ELSEWHERE));
         }
         // ...and so do this user's devices ringing for other calls, once the
         // user has reached their limit of calls.
@@ -448,6 +443,18 @@ impl<B: Backend> Engine<B> {
         leg_id: LegId,
         user_busy: bool,
     ) {
+        self.cancel_leg_with(now, key, leg_id, user_busy, None);
+    }
+
+    /// [`Engine::cancel_leg`] with a `Reason` header (RFC 3326) on the CANCEL.
+    pub(crate) fn cancel_leg_with(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        leg_id: LegId,
+        user_busy: bool,
+        reason: Option<&'static str>,
+    ) {
         let Some(leg) = self.calls.get_mut(key).and_then(|c| c.leg_mut(leg_id)) else {
             return;
         };
@@ -456,18 +463,23 @@ impl<B: Backend> Engine<B> {
         }
         leg.cancel_requested = true;
         leg.cancelled_busy |= user_busy;
+        leg.cancel_reason = reason;
         if leg.state == LegState::Ringing {
             leg.cancel_sent = true;
             let tx = leg.tx;
-            self.send_cancel(now, tx);
+            self.send_cancel(now, tx, reason);
         }
     }
 
-    pub(crate) fn send_cancel(&mut self, now: Instant, invite_tx: TxId) {
-        let (Some(cancel), Some(peer)) = (self.tl.cancel_for(invite_tx), self.tl.peer(invite_tx))
+    pub(crate) fn send_cancel(&mut self, now: Instant, invite_tx: TxId, reason: Option<&str>) {
+        let (Some(mut cancel), Some(peer)) =
+            (self.tl.cancel_for(invite_tx), self.tl.peer(invite_tx))
         else {
             return;
         };
+        if let Some(reason) = reason {
+            cancel.push(HeaderName::Reason, reason);
+        }
         self.tl.new_client(now, peer, cancel, TxCtx::Fire);
         // §9.1: a device that never answers the INVITE after our CANCEL
         // must not keep the transaction alive.
@@ -535,44 +547,51 @@ impl<B: Backend> Engine<B> {
         self.fail_if_every_leg_failed(now, key);
     }
 
-    /// A ringing call whose legs have all ended without an answer has
-    /// finished its tier.
-    fn fail_if_every_leg_failed(&mut self, now: Instant, key: CallKey) {
+    /// A ringing call whose current tier's legs have all ended without an
+    /// answer has finished that tier.
+    pub(crate) fn fail_if_every_leg_failed(&mut self, now: Instant, key: CallKey) {
         let Some(call) = self.calls.get(key) else {
             return;
         };
-        if call.state == CallState::Ringing && call.all_legs_done() {
+        if call.state == CallState::Ringing && call.tier_done() {
             self.tier_over(now, key, TierEnd::EveryLegFailed);
         }
     }
 
-    /// The tier being rung is over: the plan goes on with its destination.
-    pub(crate) fn tier_over(&mut self, now: Instant, key: CallKey, end: TierEnd) {
-        let Some(call) = self.calls.get(key) else {
+    /// A user declined (486/603): not rung again in this call, and in a
+    /// cascade their other devices stop so the next user rings at once.
+    fn declined(&mut self, now: Instant, key: CallKey, leg_id: LegId) {
+        let Some(call) = self.calls.get_mut(key) else {
             return;
         };
-        // Routing gives a number one tier today, so the plan goes straight
-        // to its destination; tiers after the first come with cascade.
-        let (status, outcome) = match (call.plan.then, end) {
-            (Destination::Reject { status, .. }, _) => (status, CallOutcome::Failed { status }),
-            (Destination::Unavailable, TierEnd::TimedOut) => (480, CallOutcome::NoAnswer),
-            (Destination::Unavailable, TierEnd::EveryLegFailed) => {
-                let status = call.failure_status();
-                (status, CallOutcome::Failed { status })
-            }
+        let Some((user, _)) = call.leg(leg_id).and_then(|l| l.target.user()) else {
+            return;
         };
-        self.fail_call(now, key, status, outcome);
+        if !call.declined.contains(&user) {
+            call.declined.push(user);
+        }
+        let cascade = call
+            .plan
+            .tiers
+            .get(call.step)
+            .is_some_and(|t| t.strategy == Strategy::Cascade);
+        if !cascade {
+            return;
+        }
+        let same_user: Vec<LegId> = (call.tier_from..call.legs.len())
+            .map(|i| LegId(i as u16))
+            .filter(|&i| {
+                i != leg_id && call.leg(i).and_then(|l| l.target.user()).map(|u| u.0) == Some(user)
+            })
+            .collect();
+        for other in same_user {
+            self.cancel_leg(now, key, other, false);
+        }
     }
 }
 
-/// Why a tier stopped ringing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum TierEnd {
-    /// Its timeout passed.
-    TimedOut,
-    /// Every leg refused, failed or was cancelled.
-    EveryLegFailed,
-}
+/// RFC 3326: what the other legs are told when one answered.
+pub(crate) const COMPLETED_ELSEWHERE: &str = "SIP;cause=200;text=\"Call completed elsewhere\"";
 
 /// How long a lease outlives the call's own maximum duration.
 const LEASE_MARGIN_MS: u64 = 60_000;

@@ -5,6 +5,9 @@
 //!   for everything a call arms;
 //! - [`fork`]: a new call is routed and a tier of users is forked, one leg
 //!   per device; the legs' answers decide who wins;
+//! - [`plan`]: the call carries its plan out: tier after tier (cascade),
+//!   each checked again when its turn comes, then the destination (hang up,
+//!   ring a group, another number, forward through the trunk);
 //! - [`relay`]: requests inside an established call pass from one side to
 //!   the other (BYE, re-INVITE, UPDATE, INFO, ACK);
 //! - [`end`]: the single exit of a call, which releases busy state and
@@ -15,6 +18,7 @@
 
 mod end;
 mod fork;
+mod plan;
 mod relay;
 mod table;
 
@@ -84,6 +88,8 @@ pub(crate) enum LegTarget {
         user_id: Box<str>,
         contact: String,
     },
+    /// An external number through a trunk's outbound side (`forward`).
+    Trunk { trunk: Box<str>, to: String },
 }
 
 impl LegTarget {
@@ -91,6 +97,7 @@ impl LegTarget {
     pub(crate) fn user(&self) -> Option<(UserIdx, &str)> {
         match self {
             LegTarget::Device { user, user_id, .. } => Some((*user, user_id)),
+            LegTarget::Trunk { .. } => None,
         }
     }
 }
@@ -106,6 +113,10 @@ pub(crate) struct Leg {
     pub(crate) cancel_sent: bool,
     /// Cancelled because its user became busy elsewhere: counts as busy.
     pub(crate) cancelled_busy: bool,
+    /// The `Reason` its CANCEL carries (when another leg answered).
+    pub(crate) cancel_reason: Option<&'static str>,
+    /// A trunk leg answered its carrier's challenge already.
+    pub(crate) auth_tried: bool,
     /// For the call record; `None` while the leg is still up.
     pub(crate) outcome: Option<LegOutcome>,
     /// The ACK for this leg's 2xx, re-sent when the 2xx is.
@@ -149,9 +160,16 @@ pub(crate) struct Call<V> {
     pub(crate) number: NumberIdx,
     pub(crate) dialled: String,
     pub(crate) caller: Caller,
-    /// What the call does, and how far it got (the tier being rung).
+    /// What the call does, and how far it got: the tier being rung, the
+    /// first of its legs, and when the whole attempt must stop.
     pub(crate) plan: Plan,
     pub(crate) step: usize,
+    pub(crate) tier_from: usize,
+    pub(crate) attempt_deadline: Instant,
+    /// Users who declined this call (a cascade does not ring them again).
+    pub(crate) declined: Vec<UserIdx>,
+    /// Destinations followed so far (bounded: a plan may not go on forever).
+    pub(crate) destinations: u8,
     pub(crate) legs: Vec<Leg>,
     pub(crate) state: CallState,
     /// The answering user's occupancy, held from answer to end.
@@ -172,8 +190,11 @@ impl<V> Call<V> {
         self.legs.get_mut(usize::from(id.0))
     }
 
-    pub(crate) fn all_legs_done(&self) -> bool {
-        self.legs.iter().all(|l| l.state == LegState::Done)
+    /// Every leg of the tier being rung has ended.
+    pub(crate) fn tier_done(&self) -> bool {
+        self.legs[self.tier_from.min(self.legs.len())..]
+            .iter()
+            .all(|l| l.state == LegState::Done)
     }
 
     /// 486 when every device was busy (or its user became busy), else 480.

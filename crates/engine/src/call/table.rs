@@ -63,11 +63,29 @@ impl<V> Calls<V> {
         self.by_caller_call_id.contains_key(call_id)
     }
 
-    /// Adds a call with every leg already in it.
+    /// Adds a call (with the legs it has, usually none yet).
     pub(crate) fn insert(&mut self, key: CallKey, call: Call<V>) {
         self.by_caller_call_id
             .insert(call.caller.dialog.call_id.as_str().into(), key);
-        for (i, leg) in call.legs.iter().enumerate() {
+        self.calls.insert(key, call);
+        self.index_legs(key, 0);
+    }
+
+    /// Appends `legs` to a call and indexes them.
+    pub(crate) fn add_legs(&mut self, key: CallKey, legs: Vec<super::Leg>) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        let from = call.legs.len();
+        call.legs.extend(legs);
+        self.index_legs(key, from);
+    }
+
+    fn index_legs(&mut self, key: CallKey, from: usize) {
+        let Some(call) = self.calls.get(&key) else {
+            return;
+        };
+        for (i, leg) in call.legs.iter().enumerate().skip(from) {
             let id = LegId(i as u16);
             self.by_leg_call_id
                 .insert(leg.dialog.call_id.as_str().into(), (key, id));
@@ -78,7 +96,6 @@ impl<V> Calls<V> {
                     .push((key, id));
             }
         }
-        self.calls.insert(key, call);
     }
 
     pub(crate) fn get(&self, key: CallKey) -> Option<&Call<V>> {
@@ -140,6 +157,17 @@ impl<V> Calls<V> {
             call.timers.push((at, timer));
             self.timers.insert((at, key, timer));
         }
+    }
+
+    /// Removes every armed `timer` of `key`.
+    pub(crate) fn disarm(&mut self, key: CallKey, timer: CallTimer) {
+        let Some(call) = self.calls.get_mut(&key) else {
+            return;
+        };
+        for &(at, t) in call.timers.iter().filter(|(_, t)| *t == timer) {
+            self.timers.remove(&(at, key, t));
+        }
+        call.timers.retain(|(_, t)| *t != timer);
     }
 
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {

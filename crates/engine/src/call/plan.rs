@@ -1,0 +1,372 @@
+//! Carrying a call's plan out: the tiers one after another, each checked
+//! against the gates again when its turn comes (so a cascade skips whoever
+//! became busy or signed out), bounded by the whole attempt's timeout; then
+//! the destination. A destination may start a new plan (a ring group,
+//! another number with its own hours) or a leg to the trunk (forward); a
+//! call follows at most [`MAX_DESTINATIONS`] of them, then hangs up with 482.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use directory::{CallerId, Destination};
+use sip::auth;
+use sip::build::{contact_value, via_value};
+use sip::dialog::Dialog;
+use sip::header::Uri;
+use sip::transaction::{Peer, Transport, TxId};
+use sip::{HeaderName, Message, Method};
+
+use super::{CallKey, CallState, CallTimer, Leg, LegId, LegState, LegTarget};
+use crate::events::CallOutcome;
+use crate::{Backend, Engine, TxCtx, ALLOW};
+
+/// Destinations a call may follow before it is hung up with 482.
+pub(crate) const MAX_DESTINATIONS: u8 = 8;
+
+/// How long a forward through the trunk may ring, unless the number's own
+/// `ring_timeout` is longer.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a tier stopped ringing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TierEnd {
+    /// Its timeout (or the whole attempt's) passed.
+    TimedOut,
+    /// Every leg refused, failed or was cancelled (or nobody could ring).
+    EveryLegFailed,
+}
+
+impl<B: Backend> Engine<B> {
+    /// Starts the call's (new) plan: its first tier, or its destination.
+    pub(crate) fn start_plan(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get_mut(key) else {
+            return;
+        };
+        call.step = 0;
+        call.attempt_deadline = now + call.plan.ring_timeout;
+        self.start_tier(now, key);
+    }
+
+    /// Rings tier `step` with whoever of it can ring now; a tier where
+    /// nobody can is skipped at once.
+    fn start_tier(&mut self, now: Instant, key: CallKey) {
+        let at = self.clock.timestamp(now);
+        loop {
+            let Some(call) = self.calls.get(key) else {
+                return;
+            };
+            if call.state != CallState::Ringing {
+                return;
+            }
+            let Some(tier) = call.plan.tiers.get(call.step) else {
+                return self.follow_destination(now, key, TierEnd::EveryLegFailed);
+            };
+            if now >= call.attempt_deadline {
+                return self.follow_destination(now, key, TierEnd::TimedOut);
+            }
+            let workspace = Arc::clone(&call.workspace);
+            let users = routing::ringable(
+                &workspace.directory,
+                &workspace.presence,
+                &tier.users,
+                &call.declined,
+                at,
+            );
+            let deadline = (now + tier.timeout).min(call.attempt_deadline);
+            let line = call
+                .plan
+                .number
+                .map(|n| workspace.directory.number(n).name.clone())
+                .unwrap_or_default();
+            let first = call.legs.len();
+            let legs = self.fork_users(now, key, &workspace, &line, &users);
+            let Some(call) = self.calls.get_mut(key) else {
+                return;
+            };
+            if legs.is_empty() {
+                tracing::debug!(step = call.step, "nobody in this tier can ring: next");
+                call.step += 1;
+                continue;
+            }
+            call.tier_from = first;
+            self.calls.add_legs(key, legs);
+            self.calls.arm(key, deadline, CallTimer::RingTimeout);
+            return;
+        }
+    }
+
+    /// The tier being rung is over: the next tier, or the destination.
+    pub(crate) fn tier_over(&mut self, now: Instant, key: CallKey, end: TierEnd) {
+        self.calls.disarm(key, CallTimer::RingTimeout);
+        let Some(call) = self.calls.get_mut(key) else {
+            return;
+        };
+        let ringing: Vec<LegId> = (call.tier_from..call.legs.len())
+            .map(|i| LegId(i as u16))
+            .filter(|&i| {
+                call.leg(i)
+                    .is_some_and(|l| matches!(l.state, LegState::Calling | LegState::Ringing))
+            })
+            .collect();
+        call.step += 1;
+        let more = call.step < call.plan.tiers.len() && now < call.attempt_deadline;
+        for leg in ringing {
+            self.cancel_leg(now, key, leg, false);
+        }
+        if more {
+            self.start_tier(now, key);
+        } else {
+            self.follow_destination(now, key, end);
+        }
+    }
+
+    /// Nobody took the call from the plan's tiers: where it goes now.
+    fn follow_destination(&mut self, now: Instant, key: CallKey, end: TierEnd) {
+        let at = self.clock.timestamp(now);
+        let Some(call) = self.calls.get_mut(key) else {
+            return;
+        };
+        call.destinations += 1;
+        if call.destinations > MAX_DESTINATIONS {
+            tracing::warn!("a call followed {MAX_DESTINATIONS} destinations: hung up");
+            return self.fail_call(now, key, 482, CallOutcome::Failed { status: 482 });
+        }
+        let then = call.plan.then.clone();
+        let rang = !call.legs.is_empty();
+        tracing::debug!(action = then.action(), "destination");
+        match then {
+            Destination::Hangup { status } => {
+                let status = match status {
+                    Some(s) => s,
+                    None if rang => call.failure_status(),
+                    None => call.plan.hangup_status().unwrap_or(480),
+                };
+                let outcome = match (rang, end) {
+                    (false, _) => CallOutcome::Rejected { status },
+                    (true, TierEnd::TimedOut) => CallOutcome::NoAnswer { status },
+                    (true, TierEnd::EveryLegFailed) => CallOutcome::Failed { status },
+                };
+                self.fail_call(now, key, status, outcome);
+            }
+            Destination::Ring(group) => {
+                let (tiers, bound) = routing::ring_group_tiers(&group);
+                call.plan.tiers = tiers;
+                call.plan.ring_timeout = bound;
+                call.plan.then = Destination::DEFAULT_NO_ANSWER;
+                self.start_plan(now, key);
+            }
+            Destination::Number(number) => {
+                let workspace = Arc::clone(&call.workspace);
+                call.plan =
+                    routing::plan_number(&workspace.directory, &workspace.presence, number, at);
+                self.start_plan(now, key);
+            }
+            Destination::Forward { to, caller_id } => {
+                // Outside hours the number forwards by the clock; else
+                // because nobody answered (RFC 5806 reasons).
+                let reason = match (call.plan.open.open, rang) {
+                    (false, _) => "time-of-day",
+                    (true, true) => "no-answer",
+                    (true, false) => "unavailable",
+                };
+                let number = call.plan.number.unwrap_or(call.number);
+                let workspace = Arc::clone(&call.workspace);
+                let timeout = workspace.directory.number(number).ring_timeout;
+                call.plan.tiers.clear();
+                call.plan.then = Destination::DEFAULT_NO_ANSWER;
+                call.step = 0;
+                call.attempt_deadline = now + timeout.max(FORWARD_TIMEOUT);
+                let e164 = workspace.directory.number(number).e164.clone();
+                match self.fork_forward(
+                    now,
+                    key,
+                    &workspace.directory,
+                    &to,
+                    caller_id,
+                    &e164,
+                    reason,
+                ) {
+                    Some(leg) => {
+                        let Some(call) = self.calls.get_mut(key) else {
+                            return;
+                        };
+                        call.tier_from = call.legs.len();
+                        let deadline = call.attempt_deadline;
+                        self.calls.add_legs(key, vec![leg]);
+                        self.calls.arm(key, deadline, CallTimer::RingTimeout);
+                    }
+                    None => self.fail_call(now, key, 480, CallOutcome::Failed { status: 480 }),
+                }
+            }
+        }
+    }
+
+    /// A leg to the trunk's outbound side calling `to`, showing the caller
+    /// (or the number), with a `Diversion` naming the number (RFC 5806).
+    #[allow(clippy::too_many_arguments)]
+    fn fork_forward(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        directory: &directory::Directory,
+        to: &str,
+        caller_id: CallerId,
+        number: &str,
+        reason: &str,
+    ) -> Option<Leg> {
+        let trunk = directory.outbound_trunk()?;
+        let outbound = trunk.outbound.as_ref()?;
+        let inbound_tx = self.calls.get(key)?.caller.tx;
+        let first = self.calls.get(key)?.legs.len();
+        let req = self.tl.request(inbound_tx)?;
+        let peer = Peer {
+            transport: Transport::Udp,
+            addr: outbound.address,
+        };
+        let local_addr = self.local_addr(Transport::Udp);
+        let uri = format!("sip:{to}@{}", outbound.address);
+        let shown = match caller_id {
+            CallerId::Caller => req
+                .from_header()
+                .and_then(|f| Uri::parse(f.uri).ok())
+                .and_then(|u| u.user.map(str::to_string))
+                .unwrap_or_else(|| number.to_string()),
+            CallerId::Number => number.to_string(),
+        };
+        let local = format!("<sip:{shown}@{}>;tag={}", self.cfg.domain, self.ids.tag());
+        let remote = format!("<{uri}>");
+        let call_id = self.ids.call_id();
+        let max_forwards = req.max_forwards().unwrap_or(70).saturating_sub(1).min(70);
+        let content_type = req.header(HeaderName::ContentType).map(str::to_string);
+        let body = req.body().clone();
+        let mut invite = Message::request(Method::Invite, &uri);
+        invite.push(
+            HeaderName::Via,
+            &via_value(&mut self.ids, local_addr, peer.transport),
+        );
+        invite.push(HeaderName::MaxForwards, &max_forwards.to_string());
+        invite.push(HeaderName::From, &local);
+        invite.push(HeaderName::To, &remote);
+        invite.push(HeaderName::CallId, &call_id);
+        invite.push(HeaderName::CSeq, "1 INVITE");
+        invite.push(
+            HeaderName::Contact,
+            &contact_value(local_addr, peer.transport),
+        );
+        invite.push_other(
+            "Diversion",
+            &format!(
+                "<sip:{number}@{}>;reason={reason};counter=1",
+                self.cfg.domain
+            ),
+        );
+        invite.push(HeaderName::Allow, ALLOW);
+        if let Some(ct) = &content_type {
+            invite.push(HeaderName::ContentType, ct);
+        }
+        invite.set_body(body);
+        let leg_id = LegId(first as u16);
+        let tx = self
+            .tl
+            .new_client(now, peer, invite, TxCtx::Leg(key, leg_id));
+        tracing::debug!(trunk = %trunk.name, "forwarding through the trunk");
+        Some(Leg {
+            target: LegTarget::Trunk {
+                trunk: trunk.name.as_str().into(),
+                to: to.to_string(),
+            },
+            tx,
+            dialog: Dialog {
+                peer,
+                call_id,
+                local,
+                remote,
+                remote_target: uri,
+                route_set: Vec::new(),
+                local_cseq: 1,
+            },
+            invite_cseq: 1,
+            state: LegState::Calling,
+            cancel_requested: false,
+            cancel_sent: false,
+            cancelled_busy: false,
+            cancel_reason: None,
+            auth_tried: false,
+            outcome: None,
+            ack: None,
+        })
+    }
+
+    /// The carrier answered a trunk leg with 401/407: the same INVITE again,
+    /// CSeq one up, with the trunk's credentials for that challenge.
+    pub(crate) fn retry_with_credentials(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        leg_id: LegId,
+        tx: TxId,
+        challenge: &Message,
+    ) {
+        let workspace = match self.calls.get(key) {
+            Some(call) => Arc::clone(&call.workspace),
+            None => return,
+        };
+        let status = challenge.status().unwrap_or(401);
+        let (ask, answer) = if status == 407 {
+            (
+                HeaderName::ProxyAuthenticate,
+                HeaderName::ProxyAuthorization,
+            )
+        } else {
+            (HeaderName::WwwAuthenticate, HeaderName::Authorization)
+        };
+        let creds = workspace
+            .directory
+            .outbound_trunk()
+            .and_then(|t| t.outbound.as_ref())
+            .and_then(|o| Some((o.username.clone()?, o.password.clone()?)));
+        let parsed = challenge.header_lines(ask).find_map(auth::parse_challenge);
+        let request = self.tl.request(tx).cloned();
+        let (Some((username, password)), Some(parsed), Some(original)) = (creds, parsed, request)
+        else {
+            // No credentials, or a challenge we cannot answer: the leg fails.
+            if let Some(leg) = self.calls.get_mut(key).and_then(|c| c.leg_mut(leg_id)) {
+                leg.finish(crate::events::LegOutcome::Refused(status));
+            }
+            return self.fail_if_every_leg_failed(now, key);
+        };
+        let uri = original.request_uri().unwrap_or("").to_string();
+        let cnonce = self.ids.tag();
+        let value = auth::authorization(&parsed, &username, &password, "INVITE", &uri, &cnonce);
+        let Some(leg) = self.calls.get_mut(key).and_then(|c| c.leg_mut(leg_id)) else {
+            return;
+        };
+        leg.invite_cseq += 1;
+        leg.dialog.local_cseq = leg.invite_cseq;
+        let mut invite = Message::request(Method::Invite, &uri);
+        let local_addr = crate::addressing::local_addr(&self.cfg, leg.dialog.peer.transport);
+        invite.push(
+            HeaderName::Via,
+            &via_value(&mut self.ids, local_addr, leg.dialog.peer.transport),
+        );
+        for (name, raw, value) in original.headers() {
+            if !matches!(
+                name,
+                HeaderName::Via | HeaderName::CSeq | HeaderName::ContentLength
+            ) {
+                invite.push_other(raw, value);
+            }
+        }
+        invite.push(HeaderName::CSeq, &format!("{} INVITE", leg.invite_cseq));
+        invite.push(answer, &value);
+        invite.set_body(original.body().clone());
+        let peer = leg.dialog.peer;
+        let new_tx = self
+            .tl
+            .new_client(now, peer, invite, TxCtx::Leg(key, leg_id));
+        if let Some(leg) = self.calls.get_mut(key).and_then(|c| c.leg_mut(leg_id)) {
+            leg.tx = new_tx;
+            leg.state = LegState::Calling;
+        }
+    }
+}
