@@ -81,6 +81,10 @@ impl Sim {
 
     fn with_bob_max_calls(tweak: impl FnOnce(&mut EngineConfig), bob_max_calls: u32) -> Sim {
         let directory = sales(&["alice", "bob"], &["alice", "bob"], bob_max_calls);
+        Sim::with_directory(directory, tweak)
+    }
+
+    fn with_directory(directory: Directory, tweak: impl FnOnce(&mut EngineConfig)) -> Sim {
         let presence = Arc::new(Presence::new());
         let mut cfg = EngineConfig::new("sim.test");
         cfg.udp_addr = Some("127.0.0.1:5060".parse().unwrap());
@@ -1185,4 +1189,405 @@ fn stats_count_calls_and_transactions() {
 
 fn reply_ok(request: &Message, tag: &str) -> Message {
     reply(request, 200, tag)
+}
+
+// ---------------------------------------------------------------------------
+// Plans carried out: cascade, destinations, hours (issue: business hours).
+
+const CAROL: &str = "127.0.0.1:5084";
+const DAVE: &str = "127.0.0.1:5085";
+const CARRIER: &str = "127.0.0.1:5099";
+
+/// alice, bob, carol, dave; +15550100 routes `ring` with `strategy`, and
+/// +15550200 rings dave. `tweak` edits the Sales spec.
+fn line(strategy: Strategy, ring: &[&str], tweak: impl FnOnce(&mut NumberSpec)) -> Directory {
+    let users = ["alice", "bob", "carol", "dave"];
+    let mut sales = NumberSpec {
+        number: "+15550100".into(),
+        name: "Sales".into(),
+        timezone: "UTC".into(),
+        members: users.iter().map(|u| u.to_string()).collect(),
+        strategy,
+        ring: ring.iter().map(|u| u.to_string()).collect(),
+        ..NumberSpec::default()
+    };
+    tweak(&mut sales);
+    let dave = NumberSpec {
+        number: "+15550200".into(),
+        name: "Dave".into(),
+        timezone: "UTC".into(),
+        members: vec!["dave".into()],
+        ring: vec!["dave".into()],
+        ..NumberSpec::default()
+    };
+    let spec = WorkspaceSpec {
+        domain: "sim.test".into(),
+        seats: 10,
+        trunks: vec![TrunkSpec {
+            name: "carrier".into(),
+            sources: vec!["127.0.0.1/32".into()],
+            outbound: Some(directory::OutboundSpec {
+                address: CARRIER.into(),
+                username: Some("acct".into()),
+                password: Some("secret".into()),
+            }),
+        }],
+        users: users
+            .iter()
+            .map(|id| UserSpec {
+                id: id.to_string(),
+                name: id.to_string(),
+                password: "pw".into(),
+                ..UserSpec::default()
+            })
+            .collect(),
+        numbers: vec![sales, dave],
+    };
+    Directory::from_workspace(spec, Path::new("sim")).unwrap()
+}
+
+fn invites_to(sim: &mut Sim, addr: &str) -> Vec<Message> {
+    sim.take_requests(addr, Method::Invite)
+}
+
+fn finals_to_trunk(sim: &mut Sim) -> Vec<u16> {
+    statuses(&sim.take(TRUNK))
+}
+
+#[test]
+fn cascade_rings_one_user_at_a_time_for_its_step_in_routing_order() {
+    let dir = line(Strategy::Cascade, &["alice", "bob", "carol"], |n| {
+        n.step_timeout_secs = Some(20)
+    });
+    let mut sim = Sim::with_directory(dir, |_| {});
+    for (user, addr) in [("alice", ALICE), ("bob", BOB_1), ("carol", CAROL)] {
+        sim.sign_in(user, addr);
+    }
+    sim.deliver(TRUNK, &trunk_invite("cs1"));
+    let ia = invites_to(&mut sim, ALICE).pop().unwrap();
+    assert!(
+        invites_to(&mut sim, BOB_1).is_empty(),
+        "never two users at once"
+    );
+    sim.deliver(ALICE, &reply(&ia, 180, "a"));
+    sim.advance_to(19.9);
+    assert!(invites_to(&mut sim, BOB_1).is_empty());
+    sim.advance_to(20.0);
+    assert_eq!(sim.take_requests(ALICE, Method::Cancel).len(), 1);
+    let ib = invites_to(&mut sim, BOB_1).pop().unwrap();
+    sim.deliver(BOB_1, &reply(&ib, 180, "b"));
+    sim.deliver(ALICE, &reply(&ia, 487, "a"));
+    sim.advance_to(40.0);
+    assert_eq!(sim.take_requests(BOB_1, Method::Cancel).len(), 1);
+    let ic = invites_to(&mut sim, CAROL).pop().unwrap();
+    sim.deliver(CAROL, &reply(&ic, 200, "c"));
+    assert_eq!(finals_to_trunk(&mut sim), vec![200]);
+    assert_eq!(sim.busy("carol"), 1);
+    // The default bound of a cascade: its steps added up (3 x 20 s).
+    let ws = sim.workspace.load();
+    assert_eq!(
+        ws.directory.number(directory::NumberIdx(0)).ring_timeout,
+        Duration::from_secs(60)
+    );
+}
+
+#[test]
+fn cascade_skips_whoever_is_busy_or_signed_out_when_their_turn_comes() {
+    let dir = line(Strategy::Cascade, &["alice", "bob", "carol"], |_| {});
+    let mut sim = Sim::with_directory(dir, |_| {});
+    for (user, addr) in [("alice", ALICE), ("bob", BOB_1), ("carol", CAROL)] {
+        sim.sign_in(user, addr);
+    }
+    sim.deliver(TRUNK, &trunk_invite("cs2"));
+    let ia = invites_to(&mut sim, ALICE).pop().unwrap();
+    sim.deliver(ALICE, &reply(&ia, 180, "a"));
+    // While alice rings, bob takes another call and carol signs out.
+    let ws = sim.workspace.load();
+    let bob = directory::UserIdx(1);
+    presence::Occupancy::take(
+        &ws.presence,
+        presence::UserRef {
+            idx: bob,
+            id: "bob",
+        },
+        99,
+        u64::MAX,
+    );
+    sim.presence
+        .user("carol")
+        .update(T0_MS as u64, |list| list.clear());
+    sim.advance_to(20.0);
+    assert!(invites_to(&mut sim, BOB_1).is_empty(), "busy: skipped");
+    assert!(
+        invites_to(&mut sim, CAROL).is_empty(),
+        "signed out: skipped"
+    );
+    assert_eq!(
+        finals_to_trunk(&mut sim),
+        vec![480],
+        "nobody left: the destination at once, at 20 s"
+    );
+    let r = sim.record();
+    assert_eq!(r.outcome, CallOutcome::NoAnswer { status: 480 });
+    assert_eq!(r.rang.len(), 1);
+}
+
+#[test]
+fn a_decline_moves_on_at_once_and_the_user_is_not_rung_again() {
+    let dir = line(Strategy::Cascade, &["alice", "bob"], |n| {
+        n.no_answer = Some(directory::DestinationSpec::Ring {
+            users: vec!["alice".into(), "dave".into()],
+            strategy: Strategy::Simultaneous,
+            step_timeout_secs: None,
+            ring_timeout_secs: Some(15),
+        })
+    });
+    let mut sim = Sim::with_directory(dir, |_| {});
+    for (user, addr) in [("alice", ALICE), ("bob", BOB_1), ("dave", DAVE)] {
+        sim.sign_in(user, addr);
+    }
+    sim.deliver(TRUNK, &trunk_invite("dc1"));
+    let ia = invites_to(&mut sim, ALICE).pop().unwrap();
+    sim.advance_to(1.0);
+    sim.take(ALICE); // the INVITE's retransmissions
+    sim.deliver(ALICE, &reply(&ia, 603, "a"));
+    let ib = invites_to(&mut sim, BOB_1).pop().unwrap();
+    sim.deliver(BOB_1, &reply(&ib, 486, "b"));
+    // The ring group: alice declined already, so only dave.
+    assert!(
+        invites_to(&mut sim, ALICE).is_empty(),
+        "declined: not rung again"
+    );
+    let id = invites_to(&mut sim, DAVE).pop().unwrap();
+    sim.deliver(DAVE, &reply(&id, 180, "d"));
+    sim.advance_to(16.0);
+    assert_eq!(
+        sim.take_requests(DAVE, Method::Cancel).len(),
+        1,
+        "the group's 15 s bound"
+    );
+    assert_eq!(finals_to_trunk(&mut sim), vec![480]);
+}
+
+#[test]
+fn simultaneous_with_every_leg_declined_follows_no_answer_at_once() {
+    let dir = line(Strategy::Simultaneous, &["alice", "bob"], |n| {
+        n.no_answer = Some(directory::DestinationSpec::Number {
+            number: "+15550200".into(),
+        })
+    });
+    let mut sim = Sim::with_directory(dir, |_| {});
+    for (user, addr) in [("alice", ALICE), ("bob", BOB_1), ("dave", DAVE)] {
+        sim.sign_in(user, addr);
+    }
+    sim.deliver(TRUNK, &trunk_invite("sd1"));
+    for addr in [ALICE, BOB_1] {
+        let i = invites_to(&mut sim, addr).pop().unwrap();
+        sim.deliver(addr, &reply(&i, 486, "x"));
+    }
+    let id = invites_to(&mut sim, DAVE).pop().unwrap();
+    assert!(
+        id.header(HeaderName::From).unwrap().contains("(Dave)"),
+        "the other number's line: {}",
+        id.header(HeaderName::From).unwrap()
+    );
+    sim.deliver(DAVE, &reply(&id, 200, "d"));
+    assert_eq!(finals_to_trunk(&mut sim), vec![200]);
+}
+
+#[test]
+fn the_ring_timeout_then_the_destination() {
+    let dir = line(Strategy::Simultaneous, &["alice"], |n| {
+        n.ring_timeout_secs = Some(10);
+        n.no_answer = Some(directory::DestinationSpec::Hangup { status: Some(486) });
+    });
+    let mut sim = Sim::with_directory(dir, |_| {});
+    sim.sign_in("alice", ALICE);
+    sim.deliver(TRUNK, &trunk_invite("rt1"));
+    let ia = invites_to(&mut sim, ALICE).pop().unwrap();
+    sim.deliver(ALICE, &reply(&ia, 180, "a"));
+    sim.advance_to(9.9);
+    assert!(finals_to_trunk(&mut sim).is_empty());
+    sim.advance_to(10.0);
+    assert_eq!(
+        finals_to_trunk(&mut sim),
+        vec![486],
+        "the configured hangup status"
+    );
+    assert_eq!(sim.record().outcome, CallOutcome::NoAnswer { status: 486 });
+}
+
+/// Hours that are closed at the simulation's start (a Tuesday, 22:13 UTC).
+fn closed_now() -> directory::HoursSpec {
+    let mut hours = directory::HoursSpec::default();
+    hours.days[1] = vec!["08:00-18:00".into()];
+    hours
+}
+
+#[test]
+fn a_closed_number_sends_the_call_to_outside_without_ringing_anyone() {
+    let dir = line(Strategy::Simultaneous, &["alice", "bob"], |n| {
+        n.hours = Some(closed_now());
+        n.outside = Some(directory::DestinationSpec::Ring {
+            users: vec!["dave".into()],
+            strategy: Strategy::Cascade,
+            step_timeout_secs: Some(20),
+            ring_timeout_secs: Some(60),
+        });
+    });
+    let mut sim = Sim::with_directory(dir, |_| {});
+    for (user, addr) in [("alice", ALICE), ("bob", BOB_1), ("dave", DAVE)] {
+        sim.sign_in(user, addr);
+    }
+    sim.deliver(TRUNK, &trunk_invite("cl1"));
+    assert!(invites_to(&mut sim, ALICE).is_empty());
+    assert!(invites_to(&mut sim, BOB_1).is_empty());
+    assert_eq!(invites_to(&mut sim, DAVE).len(), 1, "the on-call person");
+
+    // Without `outside`: hung up with 480, and nothing rang.
+    let dir = line(Strategy::Simultaneous, &["alice"], |n| {
+        n.hours = Some(closed_now())
+    });
+    let mut sim = Sim::with_directory(dir, |_| {});
+    sim.sign_in("alice", ALICE);
+    sim.deliver(TRUNK, &trunk_invite("cl2"));
+    assert!(invites_to(&mut sim, ALICE).is_empty());
+    assert_eq!(finals_to_trunk(&mut sim), vec![480]);
+    let r = sim.record();
+    assert_eq!(r.outcome, CallOutcome::Rejected { status: 480 });
+    assert!(r.rang.is_empty());
+}
+
+#[test]
+fn a_call_follows_at_most_eight_destinations_then_482() {
+    // Nine numbers, each sending its unanswered calls to the next: no loop,
+    // but longer than a call may follow.
+    let users = ["alice"];
+    let numbers: Vec<NumberSpec> = (0..10)
+        .map(|i| NumberSpec {
+            number: format!("+1555010{i}"),
+            name: format!("N{i}"),
+            timezone: "UTC".into(),
+            members: vec!["alice".into()],
+            ring: vec!["alice".into()],
+            no_answer: (i < 9).then(|| directory::DestinationSpec::Number {
+                number: format!("+1555010{}", i + 1),
+            }),
+            ..NumberSpec::default()
+        })
+        .collect();
+    let spec = WorkspaceSpec {
+        domain: "sim.test".into(),
+        seats: 1,
+        trunks: vec![TrunkSpec {
+            name: "carrier".into(),
+            sources: vec!["127.0.0.1/32".into()],
+            ..TrunkSpec::default()
+        }],
+        users: users
+            .iter()
+            .map(|id| UserSpec {
+                id: id.to_string(),
+                name: id.to_string(),
+                password: "pw".into(),
+                ..UserSpec::default()
+            })
+            .collect(),
+        numbers,
+    };
+    let dir = Directory::from_workspace(spec, Path::new("sim")).unwrap();
+    let mut sim = Sim::with_directory(dir, |_| {});
+    // alice is signed out: each number's plan has nobody and moves on.
+    sim.deliver(TRUNK, &trunk_invite("lp1"));
+    assert_eq!(finals_to_trunk(&mut sim), vec![482]);
+}
+
+#[test]
+fn forward_goes_to_the_carrier_with_diversion_and_answers_its_challenge() {
+    let dir = line(Strategy::Simultaneous, &["alice"], |n| {
+        n.hours = Some(closed_now());
+        n.outside = Some(directory::DestinationSpec::Forward {
+            to: "+33612345678".into(),
+            caller_id: directory::CallerId::Caller,
+        });
+    });
+    let mut sim = Sim::with_directory(dir, |_| {});
+    sim.sign_in("alice", ALICE);
+    sim.deliver(TRUNK, &trunk_invite("fw1"));
+    let first = invites_to(&mut sim, CARRIER).pop().unwrap();
+    assert_eq!(first.request_uri(), Some("sip:+33612345678@127.0.0.1:5099"));
+    let diversion = first
+        .headers()
+        .find(|(_, raw, _)| raw.eq_ignore_ascii_case("Diversion"))
+        .map(|(_, _, v)| v);
+    let diversion = diversion.expect("a Diversion header");
+    assert!(
+        diversion.contains("+15550100") && diversion.contains("reason=time-of-day"),
+        "{diversion}"
+    );
+    assert!(
+        first
+            .header(HeaderName::From)
+            .unwrap()
+            .contains("+15551230000"),
+        "the caller's number"
+    );
+    // The carrier wants credentials.
+    let mut challenge = response_to(
+        &first,
+        407,
+        "Proxy Authentication Required",
+        Some("car"),
+        false,
+    );
+    challenge.push(
+        HeaderName::ProxyAuthenticate,
+        &sip::auth::challenge("carrier.test", "n0nce", sip::auth::Algorithm::Md5, false),
+    );
+    sim.deliver(CARRIER, &challenge);
+    let to_carrier = sim.take(CARRIER);
+    assert!(
+        to_carrier.iter().any(|m| m.method() == Some(&Method::Ack)),
+        "the 407 is ACKed"
+    );
+    let second = to_carrier
+        .iter()
+        .find(|m| m.method() == Some(&Method::Invite))
+        .expect("the INVITE again, with credentials");
+    assert_eq!(second.cseq().unwrap().seq, 2);
+    assert_eq!(second.call_id(), first.call_id());
+    let creds =
+        sip::auth::parse_credentials(second.header(HeaderName::ProxyAuthorization).unwrap())
+            .unwrap();
+    let ha1 = sip::auth::ha1(sip::auth::Algorithm::Md5, "acct", "carrier.test", "secret");
+    assert!(sip::auth::verify(&creds, "INVITE", &ha1));
+    sim.deliver(CARRIER, &reply(second, 200, "car"));
+    assert_eq!(finals_to_trunk(&mut sim), vec![200]);
+    assert!(invites_to(&mut sim, ALICE).is_empty());
+}
+
+#[test]
+fn losing_legs_are_told_the_call_was_completed_elsewhere() {
+    let mut sim = Sim::new(|_| {});
+    sim.sign_in("alice", ALICE);
+    sim.sign_in("bob", BOB_1);
+    sim.deliver(TRUNK, &trunk_invite("rs1"));
+    let ia = invites_to(&mut sim, ALICE).pop().unwrap();
+    let ib = invites_to(&mut sim, BOB_1).pop().unwrap();
+    sim.deliver(BOB_1, &reply(&ib, 180, "b"));
+    sim.deliver(ALICE, &reply(&ia, 200, "a"));
+    let cancel = sim.take_requests(BOB_1, Method::Cancel).pop().unwrap();
+    assert_eq!(
+        cancel.header(HeaderName::Reason),
+        Some("SIP;cause=200;text=\"Call completed elsewhere\"")
+    );
+    // A leg stopped by the ring timeout is not told so.
+    let mut sim = Sim::new(|_| {});
+    sim.sign_in("bob", BOB_1);
+    sim.deliver(TRUNK, &trunk_invite("rs2"));
+    let ib = invites_to(&mut sim, BOB_1).pop().unwrap();
+    sim.deliver(BOB_1, &reply(&ib, 180, "b"));
+    sim.advance_to(30.0);
+    let cancel = sim.take_requests(BOB_1, Method::Cancel).pop().unwrap();
+    assert_eq!(cancel.header(HeaderName::Reason), None);
 }

@@ -225,6 +225,7 @@ impl<B: Backend> Engine<B> {
                     cancelled_busy: false,
                     cancel_reason: None,
                     auth_tried: false,
+                    retry: None,
                     outcome: None,
                     ack: None,
                 });

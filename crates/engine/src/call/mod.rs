@@ -32,6 +32,7 @@ use presence::Lease;
 use routing::Plan;
 use sip::dialog::Dialog;
 use sip::transaction::TxId;
+use sip::Message;
 
 use crate::events::LegOutcome;
 use crate::Workspace;
@@ -117,6 +118,9 @@ pub(crate) struct Leg {
     pub(crate) cancel_reason: Option<&'static str>,
     /// A trunk leg answered its carrier's challenge already.
     pub(crate) auth_tried: bool,
+    /// A trunk leg's INVITE, to send again with credentials (the
+    /// transaction lets its copy go once answered).
+    pub(crate) retry: Option<Box<Message>>,
     /// For the call record; `None` while the leg is still up.
     pub(crate) outcome: Option<LegOutcome>,
     /// The ACK for this leg's 2xx, re-sent when the 2xx is.

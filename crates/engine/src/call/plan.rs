@@ -44,12 +44,13 @@ impl<B: Backend> Engine<B> {
         };
         call.step = 0;
         call.attempt_deadline = now + call.plan.ring_timeout;
-        self.start_tier(now, key);
+        self.start_tier(now, key, TierEnd::EveryLegFailed);
     }
 
     /// Rings tier `step` with whoever of it can ring now; a tier where
-    /// nobody can is skipped at once.
-    fn start_tier(&mut self, now: Instant, key: CallKey) {
+    /// nobody can is skipped at once. `previous` is how the tier before
+    /// ended, which the destination is followed with if no tier is left.
+    fn start_tier(&mut self, now: Instant, key: CallKey, previous: TierEnd) {
         let at = self.clock.timestamp(now);
         loop {
             let Some(call) = self.calls.get(key) else {
@@ -59,7 +60,7 @@ impl<B: Backend> Engine<B> {
                 return;
             }
             let Some(tier) = call.plan.tiers.get(call.step) else {
-                return self.follow_destination(now, key, TierEnd::EveryLegFailed);
+                return self.follow_destination(now, key, previous);
             };
             if now >= call.attempt_deadline {
                 return self.follow_destination(now, key, TierEnd::TimedOut);
@@ -114,7 +115,7 @@ impl<B: Backend> Engine<B> {
             self.cancel_leg(now, key, leg, false);
         }
         if more {
-            self.start_tier(now, key);
+            self.start_tier(now, key, end);
         } else {
             self.follow_destination(now, key, end);
         }
@@ -266,6 +267,7 @@ impl<B: Backend> Engine<B> {
         }
         invite.set_body(body);
         let leg_id = LegId(first as u16);
+        let retry = Some(Box::new(invite.clone()));
         let tx = self
             .tl
             .new_client(now, peer, invite, TxCtx::Leg(key, leg_id));
@@ -292,6 +294,7 @@ impl<B: Backend> Engine<B> {
             cancelled_busy: false,
             cancel_reason: None,
             auth_tried: false,
+            retry,
             outcome: None,
             ack: None,
         })
@@ -304,7 +307,7 @@ impl<B: Backend> Engine<B> {
         now: Instant,
         key: CallKey,
         leg_id: LegId,
-        tx: TxId,
+        _tx: TxId,
         challenge: &Message,
     ) {
         let workspace = match self.calls.get(key) {
@@ -326,7 +329,11 @@ impl<B: Backend> Engine<B> {
             .and_then(|t| t.outbound.as_ref())
             .and_then(|o| Some((o.username.clone()?, o.password.clone()?)));
         let parsed = challenge.header_lines(ask).find_map(auth::parse_challenge);
-        let request = self.tl.request(tx).cloned();
+        let request = self
+            .calls
+            .get_mut(key)
+            .and_then(|c| c.leg_mut(leg_id))
+            .and_then(|l| l.retry.take());
         let (Some((username, password)), Some(parsed), Some(original)) = (creds, parsed, request)
         else {
             // No credentials, or a challenge we cannot answer: the leg fails.
@@ -341,6 +348,7 @@ impl<B: Backend> Engine<B> {
         let Some(leg) = self.calls.get_mut(key).and_then(|c| c.leg_mut(leg_id)) else {
             return;
         };
+        let original = *original;
         leg.invite_cseq += 1;
         leg.dialog.local_cseq = leg.invite_cseq;
         let mut invite = Message::request(Method::Invite, &uri);
