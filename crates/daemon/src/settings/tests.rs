@@ -609,3 +609,217 @@ fn passwords_stay_out_of_debug_output() {
     };
     assert!(!format!("{spec:?}").contains("hunter2"));
 }
+
+// ---------------------------------------------------------------------------
+// Business hours, routing steps and destinations.
+
+/// BASE with Sales' routing followed by `extra` (tables of the number).
+fn sales_with(extra: &str) -> String {
+    format!("{BASE}{extra}")
+}
+
+#[test]
+fn hours_and_destinations_parse_into_the_number() {
+    let text = sales_with(
+        r#"
+[numbers.hours]
+mon = ["09:00-12:00", "13:00-18:00"]
+fri = ["09:00-17:00", "22:00-06:00"]
+closed = ["2026-12-25", "2026-12-31..2027-01-01"]
+[numbers.hours.special]
+"2026-12-20" = ["10:00-14:00"]
+[numbers.outside]
+action = "ring"
+users = ["alice"]
+strategy = "cascade"
+step_timeout = 15
+[numbers.no_answer]
+action = "hangup"
+status = 486
+"#,
+    );
+    let config = parse(&text).unwrap();
+    let sales = config.directory.number(NumberIdx(0));
+    let hours = sales.hours.as_ref().unwrap();
+    assert_eq!(hours.weekly[0].len(), 2);
+    assert_eq!(hours.weekly[4][1].to_string(), "22:00-06:00");
+    assert_eq!(hours.closed.len(), 2);
+    assert_eq!(hours.special.len(), 1);
+    match &sales.outside {
+        directory::Destination::Ring(group) => {
+            assert_eq!(group.strategy, Strategy::Cascade);
+            assert_eq!(group.step_timeout, Duration::from_secs(15));
+            assert_eq!(group.ring_timeout, Duration::from_secs(15), "one step");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        sales.no_answer,
+        directory::Destination::Hangup { status: Some(486) }
+    );
+}
+
+#[test]
+fn bad_hours_are_refused_with_their_key() {
+    let cases = [
+        (
+            "mon = [\"9:00-12:00\"]",
+            "numbers[0].hours.mon[0]",
+            "not a window",
+        ),
+        (
+            "mon = [\"10:00-10:00\"]",
+            "numbers[0].hours.mon[0]",
+            "is empty",
+        ),
+        (
+            "mon = [\"09:00-12:00\", \"11:00-13:00\"]",
+            "numbers[0].hours.mon[1]",
+            "overlaps",
+        ),
+        (
+            "sun = [\"22:00-08:00\"]\nmon = [\"07:00-09:00\"]",
+            "numbers[0].hours.sun",
+            "runs into mon's window",
+        ),
+        (
+            "closed = [\"2027-01-02..2027-01-01\"]",
+            "numbers[0].hours.closed[0]",
+            "ends before it starts",
+        ),
+        (
+            "closed = [\"Christmas\"]",
+            "numbers[0].hours.closed[0]",
+            "not a date",
+        ),
+        (
+            "monday = [\"09:00-12:00\"]",
+            "numbers[0].hours.monday",
+            "unknown field `monday`",
+        ),
+    ];
+    for (body, key, reason) in cases {
+        let errors = errors_of(&sales_with(&format!("[numbers.hours]\n{body}\n")));
+        assert_has(&errors, key, reason);
+    }
+    let errors = errors_of(&sales_with(
+        "[numbers.hours.special]\n\"2026-02-30\" = [\"10:00-11:00\"]\n",
+    ));
+    assert_has(
+        &errors,
+        "numbers[0].hours.special.\"2026-02-30\"",
+        "not a date",
+    );
+}
+
+#[test]
+fn destinations_that_cannot_be_carried_out_are_refused_with_the_reason() {
+    let hours = "[numbers.hours]\nmon = [\"09:00-17:00\"]\n";
+    for (table, key, reason) in [
+        (
+            "action = \"voicemail\"",
+            "numbers[0].outside.action",
+            "needs the media endpoint",
+        ),
+        (
+            "action = \"message\"\nprompt = \"prompts/closed.wav\"",
+            "numbers[0].outside.action",
+            "not built yet",
+        ),
+        (
+            "action = \"number\"\nnumber = \"+15559999\"",
+            "numbers[0].outside.number",
+            "not one of the workspace's numbers",
+        ),
+        (
+            "action = \"forward\"\nto = \"+33612345678\"",
+            "numbers[0].outside.action",
+            "needs a trunk with an outbound side",
+        ),
+        (
+            "action = \"forward\"\nto = \"nope\"",
+            "numbers[0].outside.to",
+            "not a valid E.164",
+        ),
+        (
+            "action = \"ring\"\nusers = [\"zed\"]",
+            "numbers[0].outside.users[0]",
+            "is not a user",
+        ),
+        (
+            "action = \"hangup\"\nstatus = 200",
+            "numbers[0].outside.status",
+            "400 to 699",
+        ),
+        (
+            "action = \"teleport\"",
+            "numbers[0].outside.action",
+            "unknown variant `teleport`",
+        ),
+    ] {
+        let errors = errors_of(&sales_with(&format!("{hours}[numbers.outside]\n{table}\n")));
+        assert_has(&errors, key, reason);
+    }
+    // `outside` without hours would never be used.
+    let errors = errors_of(&sales_with("[numbers.outside]\naction = \"hangup\"\n"));
+    assert_has(
+        &errors,
+        "numbers[0].outside",
+        "no effect without numbers.hours",
+    );
+}
+
+#[test]
+fn destinations_that_loop_are_refused() {
+    let text = format!(
+        "{}\n[numbers.hours]\nmon = [\"09:00-10:00\"]\n[numbers.outside]\naction = \"number\"\nnumber = \"+15550200\"\n\n\
+         [[numbers]]\nnumber = \"+15550200\"\nname = \"Other\"\ntimezone = \"UTC\"\nmembers = []\n\
+         [numbers.routing]\nstrategy = \"simultaneous\"\nring = []\n\
+         [numbers.no_answer]\naction = \"number\"\nnumber = \"+15550100\"\n",
+        BASE
+    );
+    let errors = errors_of(&text);
+    assert_has(
+        &errors,
+        "numbers[1].no_answer",
+        "the destinations loop: +15550100 -> +15550200 -> +15550100",
+    );
+    assert_eq!(errors.len(), 1, "reported once: {errors:?}");
+}
+
+#[test]
+fn user_hours_need_a_time_zone_and_the_trunk_outbound_an_address() {
+    let text = base_with(
+        "password = \"a\"\n",
+        "password = \"a\"\n[users.hours]\nmon = [\"09:00-17:00\"]\n",
+    );
+    assert_has(
+        &errors_of(&text),
+        "users[0].timezone",
+        "is required with users.hours",
+    );
+    let text = base_with(
+        "password = \"a\"\n",
+        "password = \"a\"\ntimezone = \"Mars/Olympus\"\n",
+    );
+    assert_has(&errors_of(&text), "users[0].timezone", "unknown time zone");
+    let text = base_with(
+        "sources = [\"192.0.2.0/24\", \"2001:db8::1\"]\n",
+        "sources = [\"192.0.2.0/24\", \"2001:db8::1\"]\noutbound = { address = \"carrier.invalid\" }\n",
+    );
+    assert_has(
+        &errors_of(&text),
+        "trunks[0].outbound.address",
+        "not a socket address",
+    );
+    let text = base_with(
+        "sources = [\"192.0.2.0/24\", \"2001:db8::1\"]\n",
+        "sources = [\"192.0.2.0/24\", \"2001:db8::1\"]\noutbound = { address = \"127.0.0.1:5070\", username = \"acct\", password = \"s3cret\" }\n",
+    );
+    let config = parse(&text).unwrap();
+    let shown = format!("{:?}", config.directory.trunks()[0]);
+    assert!(
+        shown.contains("127.0.0.1:5070") && !shown.contains("s3cret"),
+        "{shown}"
+    );
+}
