@@ -6,8 +6,10 @@
 //!   daemon in the current runtime (the integration tests use it on port 0).
 //! - [`clock`]: the only place the time is read.
 //! - [`settings`]: the `[server]` table of the configuration file.
+//! - [`explain`]: `switchboard explain`, a call's plan without a daemon.
 
 pub mod clock;
+pub mod explain;
 pub mod server;
 pub mod settings;
 

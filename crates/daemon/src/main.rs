@@ -3,6 +3,7 @@
 //! ```text
 //! switchboard [--config FILE] [--log-format human|json]
 //! switchboard check --config FILE
+//! switchboard explain --config FILE NUMBER [--at RFC3339] [--json]
 //! ```
 //! Without `--config`, the embedded demo workspace is used (data in ./data).
 
@@ -22,24 +23,38 @@ const EXIT_CONFIG: u8 = 78;
 
 struct Args {
     check: bool,
+    /// `explain NUMBER`.
+    explain: Option<String>,
+    at: Option<String>,
+    json: bool,
     config: Option<PathBuf>,
     log_format: Option<LogFormat>,
 }
 
 fn usage() -> &'static str {
-    "usage: switchboard [--config FILE] [--log-format human|json]\n       switchboard check --config FILE"
+    "usage: switchboard [--config FILE] [--log-format human|json]\n       switchboard check --config FILE\n       switchboard explain --config FILE NUMBER [--at RFC3339] [--json]"
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         check: false,
+        explain: None,
+        at: None,
+        json: false,
         config: None,
         log_format: None,
     };
+    let mut explaining = false;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "check" => args.check = true,
+            "explain" => explaining = true,
+            "--at" => args.at = Some(it.next().ok_or("--at needs an RFC 3339 instant")?),
+            "--json" => args.json = true,
+            number if explaining && args.explain.is_none() && !number.starts_with("--") => {
+                args.explain = Some(number.to_string());
+            }
             "--config" | "-c" => {
                 args.config = Some(it.next().ok_or("--config needs a file")?.into());
             }
@@ -53,6 +68,12 @@ fn parse_args() -> Result<Args, String> {
             "--help" | "-h" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
         }
+    }
+    if explaining && args.explain.is_none() {
+        return Err("explain needs a NUMBER".into());
+    }
+    if !explaining && (args.at.is_some() || args.json) {
+        return Err("--at and --json go with explain".into());
     }
     Ok(args)
 }
@@ -94,8 +115,11 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    if args.check && args.config.is_none() {
-        eprintln!("switchboard: check needs --config FILE\n{}", usage());
+    if (args.check || args.explain.is_some()) && args.config.is_none() {
+        eprintln!(
+            "switchboard: check and explain need --config FILE\n{}",
+            usage()
+        );
         return ExitCode::from(EXIT_USAGE);
     }
     // Load and validate before binding anything.
@@ -106,6 +130,9 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if let Some(number) = &args.explain {
+        return explain(&config, number, args.at.as_deref(), args.json);
+    }
     if args.check {
         println!(
             "{}: ok ({} users, {} numbers, {} trunks)",
@@ -148,6 +175,32 @@ fn main() -> ExitCode {
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// `explain`: prints the plan of a call to `number`; exit 1 when it cannot.
+fn explain(config: &Config, number: &str, at: Option<&str>, json: bool) -> ExitCode {
+    let at = match at.map(switchboard::explain::parse_at) {
+        Some(Ok(at)) => at,
+        Some(Err(e)) => {
+            eprintln!("switchboard: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        None => switchboard::clock::wall(),
+    };
+    match switchboard::explain::explain(config, number, at) {
+        Ok((value, text)) => {
+            if json {
+                println!("{value}");
+            } else {
+                print!("{text}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("switchboard: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -117,3 +117,112 @@ fn the_binary_serves_on_port_zero_and_stops_on_sigterm() {
         "data dir created relative to the config"
     );
 }
+
+/// The demo config with its data in `dir`, where carol has signed in.
+fn demo_with_carol_signed_in(dir: &std::path::Path) -> std::path::PathBuf {
+    let config = dir.join("switchboard.toml");
+    let text = std::fs::read_to_string(demo()).unwrap().replace(
+        "data_dir = \"data\"",
+        &format!("data_dir = \"{}\"", dir.join("data").display()),
+    );
+    std::fs::write(&config, text).unwrap();
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    // Signed in until 2100: explain reads the saved registrations.
+    std::fs::write(
+        dir.join("data/registrations.json"),
+        r#"{"version":1,"users":{"carol":[{"contact":"sip:carol@127.0.0.1:5084","expires_at_ms":4102444800000,"call_id":"r","cseq":1,"source":"127.0.0.1:5084","transport":"Udp"}]}}"#,
+    )
+    .unwrap();
+    config
+}
+
+fn explain(config: &std::path::Path, args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(BIN)
+        .arg("explain")
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn explain_says_whether_a_number_is_open_why_and_who_would_ring() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = demo_with_carol_signed_in(dir.path());
+    // Monday 2026-12-07, 10:00 in New York: Support's morning shift.
+    let (code, out, err) = explain(
+        &config,
+        &["+15550200", "--at", "2026-12-07T10:00:00-05:00", "--json"],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["number"], "+15550200");
+    assert_eq!(v["open"], true);
+    assert!(v["reason"].as_str().unwrap().contains("09:00-12:00"), "{v}");
+    assert_eq!(v["next_change"]["local_time"], "2026-12-07T12:00:00");
+    assert_eq!(v["next_change"]["opens"], false);
+    let steps = v["plan"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "a cascade: one step per routed user");
+    assert_eq!(steps[0]["ring"][0], "carol");
+    assert_eq!(steps[0]["timeout_s"], 15);
+    assert_eq!(steps[1]["ring"][0], "alice");
+    let members = v["members"].as_array().unwrap();
+    let gate = |user: &str| {
+        members
+            .iter()
+            .find(|m| m["user"] == user)
+            .map(|m| m["gate"].clone())
+            .unwrap()
+    };
+    assert_eq!(gate("carol"), serde_json::Value::Null, "signed in: rings");
+    assert_eq!(gate("alice"), "not_signed_in");
+    assert_eq!(
+        gate("bob"),
+        "not_signed_in",
+        "bob is not routed, but not signed in comes first"
+    );
+    assert_eq!(v["destination"]["action"], "hangup");
+
+    // At lunch: closed until 13:00, and the call would go to bob (on call).
+    let (_, out, _) = explain(
+        &config,
+        &["+15550200", "--at", "2026-12-07T12:30:00-05:00", "--json"],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["open"], false);
+    assert_eq!(v["reason"], "outside the opening windows");
+    assert_eq!(v["next_change"]["local_time"], "2026-12-07T13:00:00");
+    assert_eq!(v["next_change"]["opens"], true);
+    assert_eq!(v["plan"].as_array().unwrap().len(), 0);
+    assert_eq!(v["destination"]["action"], "ring");
+    assert_eq!(v["destination"]["users"][0], "bob");
+
+    // Christmas, a Friday: closed by the holiday.
+    let (_, out, _) = explain(&config, &["+15550200", "--at", "2026-12-25T10:00:00-05:00"]);
+    assert!(out.contains("closed: closed on 2026-12-25"), "{out}");
+    assert!(out.contains("carol") && out.contains("rings"), "{out}");
+
+    // Front desk forwards outside its hours.
+    let (_, out, _) = explain(
+        &config,
+        &["+15550300", "--at", "2026-12-06T15:00:00+01:00", "--json"],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["open"], false, "a Sunday");
+    assert_eq!(v["destination"]["action"], "forward");
+    assert_eq!(v["destination"]["to"], "+33612345678");
+
+    // Not a number of the workspace; a bad instant.
+    let (code, _, err) = explain(&config, &["+15559999"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("not one of the workspace's numbers"), "{err}");
+    let (code, _, err) = explain(&config, &["+15550200", "--at", "yesterday"]);
+    assert_eq!(code, Some(64));
+    assert!(err.contains("RFC 3339"), "{err}");
+}

@@ -52,28 +52,7 @@ impl RegistrationStore {
         fs::create_dir_all(dir).map_err(io(dir))?;
         let snapshot = dir.join(SNAPSHOT);
         let journal_path = dir.join(JOURNAL);
-        presence.load(&snapshot, now_ms)?;
-        match File::open(&journal_path) {
-            Ok(file) => {
-                for line in BufReader::new(file).lines() {
-                    let Ok(line) = line else { break };
-                    // A line cut short by a crash ends the replay: nothing after it was acknowledged.
-                    let Ok(entry) = serde_json::from_str::<JournalLine>(&line) else {
-                        break;
-                    };
-                    let live: Vec<Binding> = entry
-                        .bindings
-                        .into_iter()
-                        .filter(|b| b.expires_at_ms > now_ms)
-                        .collect();
-                    presence
-                        .user(&entry.user)
-                        .update(now_ms, |list| *list = live);
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(&journal_path)(e)),
-        }
+        Self::read(dir, presence, now_ms)?;
         presence.take_changed();
         let restored = presence.binding_count(now_ms);
         let snapshot_bytes = presence.save(&snapshot)?;
@@ -96,6 +75,42 @@ impl RegistrationStore {
             },
             restored,
         ))
+    }
+
+    /// Loads the snapshot and replays the journal into `presence`, writing
+    /// nothing (for a reader beside a running daemon, such as `explain`).
+    /// Returns the number of live bindings.
+    pub fn read(dir: &Path, presence: &Presence, now_ms: u64) -> Result<usize, StoreError> {
+        let snapshot = dir.join(SNAPSHOT);
+        let journal_path = dir.join(JOURNAL);
+        presence.load(&snapshot, now_ms)?;
+        match File::open(&journal_path) {
+            Ok(file) => {
+                for line in BufReader::new(file).lines() {
+                    let Ok(line) = line else { break };
+                    // A line cut short by a crash ends the replay: nothing after it was acknowledged.
+                    let Ok(entry) = serde_json::from_str::<JournalLine>(&line) else {
+                        break;
+                    };
+                    let live: Vec<Binding> = entry
+                        .bindings
+                        .into_iter()
+                        .filter(|b| b.expires_at_ms > now_ms)
+                        .collect();
+                    presence
+                        .user(&entry.user)
+                        .update(now_ms, |list| *list = live);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: journal_path,
+                    source,
+                })
+            }
+        }
+        Ok(presence.binding_count(now_ms))
     }
 
     /// Appends the users changed since the last flush and syncs the journal.

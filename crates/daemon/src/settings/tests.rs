@@ -123,9 +123,26 @@ fn demo_config_parses() {
     let support = dir.number(NumberIdx(1));
     assert_eq!(support.e164, "+15550200");
     assert_eq!(support.timezone_name, "America/New_York");
-    assert_eq!(support.members, [idx("carol"), idx("alice")]);
+    assert_eq!(support.members, [idx("carol"), idx("alice"), idx("bob")]);
     assert_eq!(support.routing.strategy, Strategy::Cascade);
     assert_eq!(support.routing.ring, [idx("carol"), idx("alice")]);
+    assert_eq!(support.routing.step_timeout, Duration::from_secs(15));
+    assert_eq!(
+        support.ring_timeout,
+        Duration::from_secs(30),
+        "two steps of 15 s"
+    );
+    let hours = support.hours.as_ref().expect("split shifts");
+    assert_eq!(hours.weekly[0].len(), 2, "a split shift on Monday");
+    assert_eq!(hours.closed.len(), 2, "Christmas and the new year");
+    assert!(matches!(support.outside, directory::Destination::Ring(_)));
+
+    let front = dir.number(NumberIdx(2));
+    assert!(matches!(
+        &front.outside,
+        directory::Destination::Forward { to, .. } if to == "+33612345678"
+    ));
+    assert!(dir.outbound_trunk().is_some());
 
     let ip = |s: &str| s.parse::<IpAddr>().unwrap();
     assert_eq!(dir.trunks().len(), 1);
