@@ -118,7 +118,7 @@ fn destination(directory: &Directory, then: &Destination) -> Value {
             "action": "ring",
             "users": group.users.iter().map(|&u| directory.user(u).id.clone()).collect::<Vec<_>>(),
             "strategy": group.strategy.as_str(),
-            "step_timeout_s": (group.strategy == Strategy::Cascade).then(|| group.step_timeout.as_secs()),
+            "step_timeout_s": (group.strategy == Strategy::Cascade).then_some(group.step_timeout.as_secs()),
             "ring_timeout_s": group.ring_timeout.as_secs(),
         }),
         Destination::Number(n) => json!({"action": "number", "number": directory.number(*n).e164}),
