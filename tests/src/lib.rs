@@ -50,6 +50,18 @@ impl Ua {
         }
     }
 
+    /// Binds exactly `addr` (a port the test reserved for this peer).
+    pub async fn bind_at(addr: SocketAddr, server: SocketAddr) -> Ua {
+        let socket = UdpSocket::bind(addr).await.unwrap();
+        Ua {
+            socket,
+            addr,
+            server,
+            counter: 0,
+            seen: HashSet::new(),
+        }
+    }
+
     pub fn unique(&mut self, prefix: &str) -> String {
         self.counter += 1;
         format!("{prefix}{}-{}", self.addr.port(), self.counter)
