@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use criterion::{criterion_group, criterion_main, Criterion};
-use directory::{Directory, NumberSpec, Strategy, TrunkSpec, UserSpec, WorkspaceSpec};
+use directory::{Directory, HoursSpec, NumberSpec, Strategy, TrunkSpec, UserSpec, WorkspaceSpec};
 use engine::Workspace;
 use jiff::Timestamp;
 use presence::{Binding, BindingTransport, Occupancy, Presence, UserRef};
@@ -30,6 +30,21 @@ const NOW_MS: u64 = 1_700_000_000_000;
 /// Number 0 (+15550000000) routes users 0..50; the other numbers route 10
 /// users each, spread over the directory.
 fn directory() -> Directory {
+    directory_with(None)
+}
+
+/// Business hours that are always open but must be evaluated on every call:
+/// two windows a day and a closed date, in a zone with DST.
+fn always_open_hours() -> HoursSpec {
+    let day = vec!["00:00-12:00".to_string(), "12:00-24:00".to_string()];
+    HoursSpec {
+        days: std::array::from_fn(|_| day.clone()),
+        closed: vec!["2001-01-01".into()],
+        ..HoursSpec::default()
+    }
+}
+
+fn directory_with(hours: Option<HoursSpec>) -> Directory {
     let users = (0..USERS)
         .map(|i| UserSpec {
             id: format!("u{i:06}"),
@@ -50,7 +65,12 @@ fn directory() -> Directory {
             NumberSpec {
                 number: format!("+1555{n:07}"),
                 name: format!("Line {n}"),
-                timezone: "UTC".into(),
+                timezone: if n == 0 && hours.is_some() {
+                    "Europe/Paris".into()
+                } else {
+                    "UTC".into()
+                },
+                hours: if n == 0 { hours.clone() } else { None },
                 ring: members.clone(),
                 members,
                 strategy: Strategy::Simultaneous,
@@ -175,6 +195,21 @@ fn bench_decide(c: &mut Criterion) {
     stop.store(true, Ordering::Relaxed);
     let swaps = writer.join().unwrap_or(0);
     println!("writer swapped the snapshot {swaps} times");
+    group.finish();
+
+    // The same number with business hours: one time-zone conversion more.
+    let hours = Arc::new(ArcSwap::new(Arc::new(Workspace::new(
+        directory_with(Some(always_open_hours())),
+        &presence,
+    ))));
+    let mut group = c.benchmark_group("decide_50_of_100k_with_hours");
+    group.bench_function("single_thread", |bench| {
+        bench.iter(|| {
+            let ws = hours.load();
+            decide(&ws.directory, &ws.presence, black_box(&call), now())
+        })
+    });
+    percentiles("decide with business hours", sample(&hours, 1_000_000));
     group.finish();
 }
 

@@ -9,8 +9,13 @@ Users u00000..u(4*NUMS-1) exist; with --reg-users M there are also
 registration-only users r000000..r(M-1) (no number).  The digest secret of
 every user is its id + "pw" (the sipp CSVs use the same rule).
 
+With --hours every number gets business hours that are always open but
+must be evaluated (two windows a day, in Europe/Paris, and a closed date long
+past), to measure what hours cost a call.
+
 usage: gen_config.py OUT.toml --nums N [--reg-users M] --data-dir DIR
                      [--udp 127.0.0.1:5060] [--domain 127.0.0.1] [--ring-timeout S]
+                     [--hours]
 """
 import argparse
 
@@ -24,6 +29,7 @@ def main():
     ap.add_argument('--udp', default='127.0.0.1:5060')
     ap.add_argument('--domain', default='127.0.0.1')
     ap.add_argument('--ring-timeout', type=int, default=30)
+    ap.add_argument('--hours', action='store_true')
     a = ap.parse_args()
     if not 0 <= a.nums <= 10000:
         raise SystemExit('--nums must be 0..10000 (4-digit NNNN, as in the anchor)')
@@ -63,10 +69,15 @@ def main():
             w('[[numbers]]')
             w('number = "%s"' % number)
             w('name = "n%s"' % number[1:])
-            w('timezone = "UTC"')
+            w('timezone = "%s"' % ('Europe/Paris' if a.hours else 'UTC'))
             w('members = [%s]' % members)
             w('ring_timeout = %d' % a.ring_timeout)
             w('routing = { strategy = "simultaneous", ring = [%s] }' % members)
+            if a.hours:
+                w('[numbers.hours]')
+                for day in ('mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'):
+                    w('%s = ["00:00-12:00", "12:00-24:00"]' % day)
+                w('closed = ["2001-01-01"]')
     with open(a.out, 'w') as f:
         f.write('\n'.join(out) + '\n')
 

@@ -17,6 +17,7 @@
 # Environment: OUT [/tmp/sb-perf]  CALLS [200]  RATE [10]  HOLD_MS [100]
 #   SIP_PORT [5260] (sipp: +10 trunk, +21..+24 phones, +30 REGISTER)
 #   SB_BIN [<repo>/target/release/switchboard]  SKIP_BUILD [0]
+#   HOURS [0]   1: the number has business hours (always open, evaluated per call)
 # valgrind slows the daemon down ~50x: keep RATE low; every sipp has -m,
 # -timeout and coreutils timeout; everything started here is stopped on exit.
 set -u
@@ -67,8 +68,9 @@ if [ "$SKIP_BUILD" != 1 ]; then
 fi
 [ -x "$SB_BIN" ] || die "no binary $SB_BIN"
 rm -rf "$OUT"; mkdir -p "$OUT"
+HOURS_FLAG=""; [ "${HOURS:-0}" = 1 ] && HOURS_FLAG="--hours"
 python3 "$LOAD/gen_config.py" "$OUT/switchboard.toml" --nums 1 --data-dir "$OUT/data" --udp "$IP:$SIP_PORT" \
-  || die "gen_config failed"
+  $HOURS_FLAG || die "gen_config failed"
 awk -v b="$UAS1" 'BEGIN{print "SEQUENTIAL"; for(i=0;i<4;i++)
   printf "u%05d;[authentication username=u%05d password=u%05dpw];%d;\n", i, i, i, b+i}' > "$OUT/users.csv"
 printf 'SEQUENTIAL\n+15550000;\n' > "$OUT/numbers.csv"

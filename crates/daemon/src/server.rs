@@ -164,14 +164,6 @@ impl Daemon {
             shutdown.clone(),
         )));
 
-        for number in config.directory.numbers() {
-            if number.routing.strategy == directory::Strategy::Cascade {
-                tracing::warn!(
-                    number = %number.name,
-                    "cascade routing is not implemented yet: this number rings its routed users simultaneously"
-                );
-            }
-        }
         tracing::info!(
             udp = ?udp_addr,
             tcp = ?tcp_addr,
