@@ -1591,3 +1591,34 @@ fn losing_legs_are_told_the_call_was_completed_elsewhere() {
     let cancel = sim.take_requests(BOB_1, Method::Cancel).pop().unwrap();
     assert_eq!(cancel.header(HeaderName::Reason), None);
 }
+
+#[test]
+fn the_whole_cascade_is_bounded_by_the_ring_timeout() {
+    let dir = line(Strategy::Cascade, &["alice", "bob", "carol"], |n| {
+        n.step_timeout_secs = Some(20);
+        n.ring_timeout_secs = Some(30);
+    });
+    let mut sim = Sim::with_directory(dir, |_| {});
+    for (user, addr) in [("alice", ALICE), ("bob", BOB_1), ("carol", CAROL)] {
+        sim.sign_in(user, addr);
+    }
+    sim.deliver(TRUNK, &trunk_invite("cb1"));
+    let ia = invites_to(&mut sim, ALICE).pop().unwrap();
+    sim.deliver(ALICE, &reply(&ia, 180, "a"));
+    sim.advance_to(20.0);
+    let ib = invites_to(&mut sim, BOB_1).pop().unwrap();
+    sim.deliver(BOB_1, &reply(&ib, 180, "b"));
+    sim.advance_to(29.9);
+    assert!(finals_to_trunk(&mut sim).is_empty());
+    sim.advance_to(30.0);
+    assert_eq!(
+        sim.take_requests(BOB_1, Method::Cancel).len(),
+        1,
+        "bob's step is cut at 30 s"
+    );
+    assert!(
+        invites_to(&mut sim, CAROL).is_empty(),
+        "carol's turn never comes"
+    );
+    assert_eq!(finals_to_trunk(&mut sim), vec![480]);
+}

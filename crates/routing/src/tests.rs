@@ -278,3 +278,49 @@ fn explain_names_the_first_gate_for_every_member() {
         ]
     );
 }
+
+#[test]
+fn a_user_outside_their_own_hours_is_skipped_on_every_number() {
+    let mut spec_users = vec![
+        user("alice", UserStatus::Active, 1),
+        user("bob", UserStatus::Active, 1),
+    ];
+    // alice works Monday mornings in Tokyo only.
+    let mut hours = directory::HoursSpec::default();
+    hours.days[0] = vec!["09:00-12:00".into()];
+    spec_users[0].timezone = Some("Asia/Tokyo".into());
+    spec_users[0].hours = Some(hours);
+    let spec = WorkspaceSpec {
+        domain: "switchboard.test".into(),
+        seats: 2,
+        users: spec_users,
+        numbers: vec![NumberSpec {
+            number: "+15550100".into(),
+            name: "Sales".into(),
+            timezone: "Europe/Paris".into(),
+            members: vec!["alice".into(), "bob".into()],
+            ring: vec!["alice".into(), "bob".into()],
+            ..NumberSpec::default()
+        }],
+        ..WorkspaceSpec::default()
+    };
+    let dir = Directory::from_workspace(spec, Path::new("test")).unwrap();
+    let p = Arc::new(Presence::new());
+    let far = 4_102_444_800_000; // 2100
+    sign_in(&p, "alice", far);
+    sign_in(&p, "bob", far);
+    let view = p.view(&dir);
+    let number = find_number(&dir, "+15550100").unwrap();
+    let at = |s: &str| s.parse::<Timestamp>().unwrap();
+    // Monday 2026-12-07 10:00 in Tokyo is 01:00 UTC: alice works.
+    let plan = explain(&dir, &view, number, at("2026-12-07T01:00:00Z"));
+    assert_eq!(ids(&dir, &plan.tiers[0].users), ["alice", "bob"]);
+    // Monday 15:00 in Tokyo: outside her hours, bob alone.
+    let plan = explain(&dir, &view, number, at("2026-12-07T06:00:00Z"));
+    assert_eq!(ids(&dir, &plan.tiers[0].users), ["bob"]);
+    assert_eq!(
+        plan.verdicts(&dir)[0].stopped_by,
+        Some(Gate::OutsideUserHours)
+    );
+    assert_eq!(Gate::OutsideUserHours.as_str(), "outside_user_hours");
+}
