@@ -82,7 +82,8 @@ fn to_json(directory: &Directory, idx: NumberIdx, plan: &Plan, at: Timestamp) ->
         .map(|v| {
             json!({
                 "user": user(v.user),
-                "rings": v.rings(),
+                // A closed number rings nobody, whatever the gates say.
+                "rings": plan.open.open && v.rings(),
                 "gate": v.stopped_by.map(Gate::as_str),
             })
         })

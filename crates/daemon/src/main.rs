@@ -52,7 +52,7 @@ fn parse_args() -> Result<Args, String> {
             "explain" => explaining = true,
             "--at" => args.at = Some(it.next().ok_or("--at needs an RFC 3339 instant")?),
             "--json" => args.json = true,
-            number if explaining && args.explain.is_none() && !number.starts_with("--") => {
+            number if explaining && args.explain.is_none() && !number.starts_with('-') => {
                 args.explain = Some(number.to_string());
             }
             "--config" | "-c" => {

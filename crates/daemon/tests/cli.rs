@@ -203,10 +203,29 @@ fn explain_says_whether_a_number_is_open_why_and_who_would_ring() {
     assert_eq!(v["destination"]["action"], "ring");
     assert_eq!(v["destination"]["users"][0], "bob");
 
-    // Christmas, a Friday: closed by the holiday.
+    // Christmas, a Friday: closed by the holiday, and nobody rings.
     let (_, out, _) = explain(&config, &["+15550200", "--at", "2026-12-25T10:00:00-05:00"]);
     assert!(out.contains("closed: closed on 2026-12-25"), "{out}");
-    assert!(out.contains("carol") && out.contains("rings"), "{out}");
+    let (_, out, _) = explain(
+        &config,
+        &["+15550200", "--at", "2026-12-25T10:00:00-05:00", "--json"],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["reason"], "closed on 2026-12-25");
+    let members = v["members"].as_array().unwrap();
+    assert!(!members.is_empty() && members.iter().all(|m| m["rings"] == false));
+    // -c is --config too.
+    let out = Command::new(BIN)
+        .args(["explain", "-c"])
+        .arg(&config)
+        .args(["+15550200", "--at", "2026-12-25T10:00:00-05:00"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Front desk forwards outside its hours.
     let (_, out, _) = explain(

@@ -160,6 +160,11 @@ pub(crate) fn compile_destination(
                         format!("{key}.status"),
                         format!("must be a final failure status (400 to 699), got {s}"),
                     );
+                } else if matches!(s, 401 | 407) {
+                    errors.push(
+                        format!("{key}.status"),
+                        format!("{s} asks the caller for credentials, which a hangup cannot: use another status"),
+                    );
                 }
             }
             Destination::Hangup { status: *status }

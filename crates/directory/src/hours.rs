@@ -165,6 +165,16 @@ pub(crate) fn compile_hours(
             None => ok = false,
         }
     }
+    // A day both closed and special: which one was meant is not clear.
+    for date in schedule.special.keys() {
+        if schedule.closure(*date).is_some() {
+            errors.push(
+                format!("{key}.special.\"{date}\""),
+                format!("{date} is also closed (in {key}.closed): keep one of the two"),
+            );
+            ok = false;
+        }
+    }
     ok.then_some(schedule)
 }
 
@@ -213,7 +223,8 @@ pub fn window(text: &str) -> Result<Window, String> {
 /// `HH:MM` as minutes since midnight; `24:00` only as an end.
 fn minutes(text: &str, is_end: bool) -> Option<u16> {
     let (h, m) = text.split_once(':')?;
-    if h.len() != 2 || m.len() != 2 {
+    let two_digits = |s: &str| s.len() == 2 && s.bytes().all(|b| b.is_ascii_digit());
+    if !two_digits(h) || !two_digits(m) {
         return None;
     }
     let h: u16 = h.parse().ok()?;
@@ -271,6 +282,7 @@ mod tests {
         assert_eq!(window("22:00-00:00").unwrap().next_day(), None);
         for bad in [
             "9:00-12:00",
+            "+9:00-12:00",
             "09:00",
             "09:60-10:00",
             "24:00-01:00",

@@ -1458,20 +1458,22 @@ fn a_closed_number_sends_the_call_to_outside_without_ringing_anyone() {
     assert!(r.rang.is_empty());
 }
 
-#[test]
-fn a_call_follows_at_most_eight_destinations_then_482() {
-    // Nine numbers, each sending its unanswered calls to the next: no loop,
-    // but longer than a call may follow.
-    let users = ["alice"];
-    let numbers: Vec<NumberSpec> = (0..10)
+/// `hops + 1` numbers, each sending its unanswered calls to the next; the
+/// last hangs up with 486. Nobody is signed in, so each plan moves on.
+fn chain(hops: usize) -> Directory {
+    let numbers: Vec<NumberSpec> = (0..=hops)
         .map(|i| NumberSpec {
-            number: format!("+1555010{i}"),
+            number: format!("+155501{i:02}"),
             name: format!("N{i}"),
             timezone: "UTC".into(),
             members: vec!["alice".into()],
             ring: vec!["alice".into()],
-            no_answer: (i < 9).then(|| directory::DestinationSpec::Number {
-                number: format!("+1555010{}", i + 1),
+            no_answer: Some(if i < hops {
+                directory::DestinationSpec::Number {
+                    number: format!("+155501{:02}", i + 1),
+                }
+            } else {
+                directory::DestinationSpec::Hangup { status: Some(486) }
             }),
             ..NumberSpec::default()
         })
@@ -1484,22 +1486,82 @@ fn a_call_follows_at_most_eight_destinations_then_482() {
             sources: vec!["127.0.0.1/32".into()],
             ..TrunkSpec::default()
         }],
-        users: users
-            .iter()
-            .map(|id| UserSpec {
-                id: id.to_string(),
-                name: id.to_string(),
-                password: "pw".into(),
-                ..UserSpec::default()
-            })
-            .collect(),
+        users: vec![UserSpec {
+            id: "alice".into(),
+            name: "alice".into(),
+            password: "pw".into(),
+            ..UserSpec::default()
+        }],
         numbers,
     };
-    let dir = Directory::from_workspace(spec, Path::new("sim")).unwrap();
-    let mut sim = Sim::with_directory(dir, |_| {});
-    // alice is signed out: each number's plan has nobody and moves on.
-    sim.deliver(TRUNK, &trunk_invite("lp1"));
+    Directory::from_workspace(spec, Path::new("sim")).unwrap()
+}
+
+#[test]
+fn a_call_follows_at_most_eight_destinations_then_482() {
+    // Eight `number` hops: the last number's own answer (486).
+    let mut sim = Sim::with_directory(chain(8), |_| {});
+    sim.deliver(TRUNK, &trunk_invite_to("lp8", "+15550100"));
+    assert_eq!(finals_to_trunk(&mut sim), vec![486]);
+    // Nine: one too many, 482.
+    let mut sim = Sim::with_directory(chain(9), |_| {});
+    sim.deliver(TRUNK, &trunk_invite_to("lp9", "+15550100"));
     assert_eq!(finals_to_trunk(&mut sim), vec![482]);
+}
+
+#[test]
+fn a_leg_cut_by_its_step_that_picks_up_as_the_cancel_crosses_takes_the_call() {
+    let dir = line(Strategy::Cascade, &["alice", "bob"], |_| {});
+    let mut sim = Sim::with_directory(dir, |_| {});
+    sim.sign_in("alice", ALICE);
+    sim.sign_in("bob", BOB_1);
+    sim.deliver(TRUNK, &trunk_invite("lt1"));
+    let ia = invites_to(&mut sim, ALICE).pop().unwrap();
+    sim.deliver(ALICE, &reply(&ia, 180, "a"));
+    sim.advance_to(20.0);
+    assert_eq!(sim.take_requests(ALICE, Method::Cancel).len(), 1);
+    let ib = invites_to(&mut sim, BOB_1).pop().unwrap();
+    sim.deliver(BOB_1, &reply(&ib, 180, "b"));
+    // alice picked up just as her step ended: she is on the line.
+    sim.deliver(ALICE, &reply(&ia, 200, "a"));
+    assert_eq!(finals_to_trunk(&mut sim), vec![200]);
+    assert_eq!(sim.busy("alice"), 1);
+    let cancel = sim.take_requests(BOB_1, Method::Cancel).pop().unwrap();
+    assert_eq!(
+        cancel.header(HeaderName::Reason),
+        Some("SIP;cause=200;text=\"Call completed elsewhere\"")
+    );
+}
+
+#[test]
+fn records_name_who_declined_and_who_was_skipped_at_their_turn() {
+    let dir = line(Strategy::Cascade, &["alice", "bob", "carol"], |_| {});
+    let mut sim = Sim::with_directory(dir, |_| {});
+    for (user, addr) in [("alice", ALICE), ("bob", BOB_1), ("carol", CAROL)] {
+        sim.sign_in(user, addr);
+    }
+    sim.deliver(TRUNK, &trunk_invite("rd1"));
+    let ia = invites_to(&mut sim, ALICE).pop().unwrap();
+    // bob signs out while alice rings; alice then declines.
+    sim.presence
+        .user("bob")
+        .update(T0_MS as u64, |list| list.clear());
+    sim.deliver(ALICE, &reply(&ia, 603, "a"));
+    let ic = invites_to(&mut sim, CAROL).pop().unwrap();
+    sim.deliver(CAROL, &reply(&ic, 486, "c"));
+    let r = sim.record();
+    use routing::Gate::*;
+    let mut gates = gates(&r);
+    gates.sort();
+    assert_eq!(
+        gates,
+        vec![
+            ("alice", Declined),
+            ("bob", NotSignedIn),
+            ("carol", Declined),
+            ("dave", NotSignedIn),
+        ]
+    );
 }
 
 #[test]

@@ -114,7 +114,12 @@ pub fn next_change(schedule: Option<&Schedule>, tz: &TimeZone, at: Timestamp) ->
         .ok()?;
     let mut instants: Vec<Timestamp> = boundaries
         .into_iter()
-        .filter_map(|dt| tz.to_ambiguous_timestamp(dt).compatible().ok())
+        // A boundary in a repeated hour happens twice: both are candidates.
+        .flat_map(|dt| {
+            let amb = tz.to_ambiguous_timestamp(dt);
+            [amb.compatible().ok(), amb.later().ok()]
+        })
+        .flatten()
         // A window that starts in a skipped hour opens when the hour ends:
         // the time zone's own transitions are candidates too.
         .chain(
@@ -357,5 +362,27 @@ mod tests {
         let next = next_change(Some(&s), &tz, ts).unwrap();
         assert_eq!(tz.to_datetime(next).to_string(), "2026-12-21T09:00:00");
         assert_eq!(next_change(None, &tz, ts), None);
+    }
+
+    #[test]
+    fn next_change_sees_the_second_pass_of_a_repeated_hour() {
+        // New York falls back on 2026-11-01: 01:00-01:59 happens twice.
+        let s = schedule(&[(SUN, &["00:00-01:30"])], &[], &[]);
+        let ny = TimeZone::get("America/New_York").unwrap();
+        let amb = ny.to_ambiguous_timestamp("2026-11-01T01:30".parse().unwrap());
+        let (first, second) = (amb.earlier().unwrap(), amb.later().unwrap());
+        let at_0100 = ny.to_ambiguous_timestamp("2026-11-01T01:00".parse().unwrap());
+        // Open until the first 01:30, closed at the change (back to 01:00,
+        // inside the window again), and closed for good at the second 01:30.
+        let start = at("America/New_York", "2026-11-01T00:30").1;
+        assert_eq!(next_change(Some(&s), &ny, start), Some(first));
+        assert_eq!(
+            next_change(Some(&s), &ny, first),
+            Some(at_0100.later().unwrap())
+        );
+        assert_eq!(
+            next_change(Some(&s), &ny, at_0100.later().unwrap()),
+            Some(second)
+        );
     }
 }

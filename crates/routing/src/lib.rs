@@ -134,7 +134,7 @@ pub struct Tier {
 }
 
 /// The first gate that keeps a member from ringing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Gate {
     NotActive,
     NotSignedIn,
@@ -294,23 +294,33 @@ pub fn ring_group_tiers(group: &RingGroup) -> (Vec<Tier>, Duration) {
     (tiers, group.ring_timeout)
 }
 
-/// Of `users`, those who can ring at `at`, in order: the gates of a routed
-/// user, and not `declined` in this call. For a tier whose turn has come.
+/// Of `users`, those who can ring at `at`, in order (the gates of a routed
+/// user, and not `declined` in this call), and the others with the gate
+/// that stops them. For a tier whose turn has come.
 pub fn ringable<P>(
     directory: &Directory,
     presence: &P,
     users: &[UserIdx],
     declined: &[UserIdx],
     at: Timestamp,
-) -> Vec<UserIdx>
+) -> (Vec<UserIdx>, Vec<MemberVerdict>)
 where
     P: Registrations + Occupancy + ?Sized,
 {
-    users
-        .iter()
-        .copied()
-        .filter(|u| !declined.contains(u) && gate(directory, presence, *u, true, at).is_none())
-        .collect()
+    let mut ring = Vec::with_capacity(users.len());
+    let mut skipped = Vec::new();
+    for &user in users {
+        let stopped_by = if declined.contains(&user) {
+            Some(Gate::Declined)
+        } else {
+            gate(directory, presence, user, true, at)
+        };
+        match stopped_by {
+            None => ring.push(user),
+            Some(_) => skipped.push(MemberVerdict { user, stopped_by }),
+        }
+    }
+    (ring, skipped)
 }
 
 /// The first gate that stops member `idx` of a number from ringing at `at`

@@ -720,6 +720,14 @@ fn bad_hours_are_refused_with_their_key() {
         assert_has(&errors, key, reason);
     }
     let errors = errors_of(&sales_with(
+        "[numbers.hours]\nclosed = [\"2026-12-20\"]\n[numbers.hours.special]\n\"2026-12-20\" = [\"10:00-11:00\"]\n",
+    ));
+    assert_has(
+        &errors,
+        "numbers[0].hours.special.\"2026-12-20\"",
+        "is also closed",
+    );
+    let errors = errors_of(&sales_with(
         "[numbers.hours.special]\n\"2026-02-30\" = [\"10:00-11:00\"]\n",
     ));
     assert_has(
@@ -762,6 +770,11 @@ fn destinations_that_cannot_be_carried_out_are_refused_with_the_reason() {
             "action = \"ring\"\nusers = [\"zed\"]",
             "numbers[0].outside.users[0]",
             "is not a user",
+        ),
+        (
+            "action = \"hangup\"\nstatus = 407",
+            "numbers[0].outside.status",
+            "asks the caller for credentials",
         ),
         (
             "action = \"hangup\"\nstatus = 200",

@@ -156,7 +156,7 @@ impl<B: Backend> Engine<B> {
             ended: at,
             rang: Vec::new(),
             answered_by: None,
-            skipped: skipped(workspace, &plan),
+            skipped: skipped(workspace, &plan.skipped),
             outcome: CallOutcome::Rejected { status },
         };
         self.emit(Event::CallEnded(Box::new(record)));
@@ -200,9 +200,9 @@ impl<B: Backend> Engine<B> {
     }
 }
 
-/// Every member the plan did not ring, with its gate.
-fn skipped<V>(workspace: &Workspace<V>, plan: &Plan) -> Vec<Skipped> {
-    plan.skipped
+/// Every member who did not ring, with its gate.
+fn skipped<V>(workspace: &Workspace<V>, verdicts: &[routing::MemberVerdict]) -> Vec<Skipped> {
+    verdicts
         .iter()
         .filter_map(|v| {
             v.stopped_by.map(|gate| Skipped {
@@ -218,7 +218,7 @@ fn record_of<V>(call: Call<V>, ended: Timestamp, outcome: CallOutcome) -> CallRe
         CallState::Answered(leg) => Some(usize::from(leg.0)),
         CallState::Ringing => None,
     };
-    let skipped = skipped(&call.workspace, &call.plan);
+    let skipped = skipped(&call.workspace, &call.skipped);
     let rang = call
         .legs
         .into_iter()

@@ -75,6 +75,7 @@ impl<B: Backend> Engine<B> {
             sent_ringing: false,
         };
         let key = self.calls.next_key();
+        let skipped = plan.skipped.clone();
         let call = Call {
             workspace: Arc::clone(&workspace),
             number: number_idx,
@@ -85,6 +86,7 @@ impl<B: Backend> Engine<B> {
             tier_from: 0,
             attempt_deadline: now,
             declined: Vec::new(),
+            skipped,
             destinations: 0,
             legs: Vec::new(),
             state: CallState::Ringing,
@@ -166,7 +168,10 @@ impl<B: Backend> Engine<B> {
                 id: &user.id,
             };
             for binding in workspace.presence.lookup(who, now_ms) {
-                let leg = LegId((first + legs.len()) as u16);
+                let Some(leg) = leg_id(first + legs.len()) else {
+                    tracing::warn!("a call reached the most legs it can hold; no more are rung");
+                    return legs;
+                };
                 let peer = binding_peer(&binding);
                 let local_addr = self.local_addr(peer.transport);
                 let call_id = self.ids.call_id();
@@ -320,15 +325,20 @@ impl<B: Backend> Engine<B> {
                 LegOutcome::Refused(status)
             };
             leg.finish(outcome);
-            if declined {
-                self.declined(now, key, leg_id);
+            if declined && self.declined(now, key, leg_id) {
+                return;
             }
             self.fail_if_every_leg_failed(now, key);
             return;
         }
         // A 2xx: the leg's dialog is now confirmed from its side.
         leg.dialog.confirm(&response);
-        let won = call_ringing && !leg.cancel_requested;
+        // A leg cancelled only because its tier's time ran out (no other leg
+        // answered, its user is not busy elsewhere) that picks up as the
+        // CANCEL crosses still takes the call: someone is on the line.
+        let out_of_time =
+            leg.cancel_requested && leg.cancel_reason.is_none() && !leg.cancelled_busy;
+        let won = call_ringing && (!leg.cancel_requested || out_of_time);
         if !won {
             // Answered too late (another device won, or the call ended).
             leg.finish(LegOutcome::AnsweredTooLate);
@@ -559,36 +569,38 @@ impl<B: Backend> Engine<B> {
         }
     }
 
-    /// A user declined (486/603): not rung again in this call, and in a
-    /// cascade their other devices stop so the next user rings at once.
-    fn declined(&mut self, now: Instant, key: CallKey, leg_id: LegId) {
+    /// A user declined (486/603): not rung again in this call (recorded as
+    /// `declined`), and in a cascade the next user rings at once. True when
+    /// the call moved on.
+    fn declined(&mut self, now: Instant, key: CallKey, leg_id: LegId) -> bool {
         let Some(call) = self.calls.get_mut(key) else {
-            return;
+            return false;
         };
         let Some((user, _)) = call.leg(leg_id).and_then(|l| l.target.user()) else {
-            return;
+            return false;
         };
         if !call.declined.contains(&user) {
             call.declined.push(user);
+            call.note_skipped(user, routing::Gate::Declined);
         }
         let cascade = call
             .plan
             .tiers
             .get(call.step)
             .is_some_and(|t| t.strategy == Strategy::Cascade);
-        if !cascade {
-            return;
+        if cascade && call.state == CallState::Ringing {
+            // The user's other devices are cancelled with the tier.
+            self.tier_over(now, key, TierEnd::EveryLegFailed);
+            return true;
         }
-        let same_user: Vec<LegId> = (call.tier_from..call.legs.len())
-            .map(|i| LegId(i as u16))
-            .filter(|&i| {
-                i != leg_id && call.leg(i).and_then(|l| l.target.user()).map(|u| u.0) == Some(user)
-            })
-            .collect();
-        for other in same_user {
-            self.cancel_leg(now, key, other, false);
-        }
+        false
     }
+}
+
+/// The id of a call's leg number `n`: `None` past what a call may hold
+/// (a `LegId` is 16 bits, and every loop over legs counts in it).
+pub(crate) fn leg_id(n: usize) -> Option<LegId> {
+    u16::try_from(n).ok().filter(|&n| n < u16::MAX).map(LegId)
 }
 
 /// RFC 3326: what the other legs are told when one answered.

@@ -29,7 +29,7 @@ use bytes::Bytes;
 use directory::{NumberIdx, UserIdx};
 use jiff::Timestamp;
 use presence::Lease;
-use routing::Plan;
+use routing::{Gate, MemberVerdict, Plan};
 use sip::dialog::Dialog;
 use sip::transaction::TxId;
 use sip::Message;
@@ -172,6 +172,9 @@ pub(crate) struct Call<V> {
     pub(crate) attempt_deadline: Instant,
     /// Users who declined this call (a cascade does not ring them again).
     pub(crate) declined: Vec<UserIdx>,
+    /// For the record: every user who did not ring, with the last gate
+    /// that stopped them (when the call was routed, or when their turn came).
+    pub(crate) skipped: Vec<MemberVerdict>,
     /// Destinations followed so far (bounded: a plan may not go on forever).
     pub(crate) destinations: u8,
     pub(crate) legs: Vec<Leg>,
@@ -192,6 +195,17 @@ impl<V> Call<V> {
 
     pub(crate) fn leg_mut(&mut self, id: LegId) -> Option<&mut Leg> {
         self.legs.get_mut(usize::from(id.0))
+    }
+
+    /// Records that `user` was skipped by `gate` (the latest gate wins).
+    pub(crate) fn note_skipped(&mut self, user: UserIdx, gate: Gate) {
+        match self.skipped.iter_mut().find(|v| v.user == user) {
+            Some(v) => v.stopped_by = Some(gate),
+            None => self.skipped.push(MemberVerdict {
+                user,
+                stopped_by: Some(gate),
+            }),
+        }
     }
 
     /// Every leg of the tier being rung has ended.

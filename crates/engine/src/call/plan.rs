@@ -66,7 +66,7 @@ impl<B: Backend> Engine<B> {
                 return self.follow_destination(now, key, TierEnd::TimedOut);
             }
             let workspace = Arc::clone(&call.workspace);
-            let users = routing::ringable(
+            let (users, gated) = routing::ringable(
                 &workspace.directory,
                 &workspace.presence,
                 &tier.users,
@@ -84,6 +84,11 @@ impl<B: Backend> Engine<B> {
             let Some(call) = self.calls.get_mut(key) else {
                 return;
             };
+            for verdict in gated {
+                if let Some(gate) = verdict.stopped_by {
+                    call.note_skipped(verdict.user, gate);
+                }
+            }
             if legs.is_empty() {
                 tracing::debug!(step = call.step, "nobody in this tier can ring: next");
                 call.step += 1;
@@ -127,12 +132,15 @@ impl<B: Backend> Engine<B> {
         let Some(call) = self.calls.get_mut(key) else {
             return;
         };
-        call.destinations += 1;
+        let then = call.plan.then.clone();
+        // A hangup ends the call; only destinations that go on count.
+        if !matches!(then, Destination::Hangup { .. }) {
+            call.destinations += 1;
+        }
         if call.destinations > MAX_DESTINATIONS {
             tracing::warn!("a call followed {MAX_DESTINATIONS} destinations: hung up");
             return self.fail_call(now, key, 482, CallOutcome::Failed { status: 482 });
         }
-        let then = call.plan.then.clone();
         let rang = !call.legs.is_empty();
         tracing::debug!(action = then.action(), "destination");
         match then {
@@ -266,7 +274,7 @@ impl<B: Backend> Engine<B> {
             invite.push(HeaderName::ContentType, ct);
         }
         invite.set_body(body);
-        let leg_id = LegId(first as u16);
+        let leg_id = super::fork::leg_id(first)?;
         let retry = Some(Box::new(invite.clone()));
         let tx = self
             .tl
