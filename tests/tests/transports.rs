@@ -137,3 +137,61 @@ async fn via_and_contact_carry_the_advertised_address() {
         .contains(&advertised));
     daemon.stop().await;
 }
+
+/// RFC 3261 §18.2.2: without `rport`, UDP responses go to the Via's
+/// sent-by port, not the port the request came from, for every response of
+/// the transaction (the 100, the final, and its retransmissions).
+#[tokio::test]
+async fn udp_responses_go_to_the_via_port_when_the_request_has_no_rport() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start(test_config(dir.path(), "")).await.unwrap();
+    let server = daemon.udp_addr.unwrap();
+    let sender = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let via_port = listener.local_addr().unwrap().port();
+    let invite = format!(
+        "INVITE sip:+15559999@127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.1:{via_port};branch=z9hG4bK-norport-1\r\n\
+         From: <sip:+15551234567@127.0.0.1>;tag=np1\r\n\
+         To: <sip:+15559999@127.0.0.1>\r\n\
+         Call-ID: norport-1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n\
+         Contact: <sip:trunk@127.0.0.1:{via_port}>\r\nContent-Length: 0\r\n\r\n"
+    );
+    sender.send_to(invite.as_bytes(), server).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let mut statuses = Vec::new();
+    while statuses.len() < 2 {
+        let (n, _) = tokio::time::timeout(
+            std::time::Duration::from_secs(3),
+            listener.recv_from(&mut buf),
+        )
+        .await
+        .expect("the responses reach the Via port")
+        .unwrap();
+        let msg = switchboard_tests::sip::Message::parse(&buf[..n]).unwrap();
+        statuses.push(msg.status().unwrap());
+    }
+    assert_eq!(statuses, vec![100, 404], "Trying, then the final");
+    // Nothing came back to the sending port.
+    let quiet = tokio::time::timeout(
+        std::time::Duration::from_millis(300),
+        sender.recv_from(&mut buf),
+    )
+    .await;
+    assert!(quiet.is_err(), "nothing goes to the source port");
+    // With rport, the source port it is (RFC 3581).
+    let with_rport = invite
+        .replace(";branch=z9hG4bK-norport-1", ";branch=z9hG4bK-rport-2;rport")
+        .replace("norport-1", "rport-2");
+    sender.send_to(with_rport.as_bytes(), server).await.unwrap();
+    let (n, _) = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        sender.recv_from(&mut buf),
+    )
+    .await
+    .expect("the response at the source port")
+    .unwrap();
+    let msg = switchboard_tests::sip::Message::parse(&buf[..n]).unwrap();
+    assert_eq!(msg.status(), Some(100));
+    daemon.stop().await;
+}

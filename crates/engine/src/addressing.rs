@@ -63,24 +63,7 @@ pub(crate) fn stamp_received(request: &mut Message, from: Peer) {
     request.push_front(HeaderName::Via, &value);
 }
 
-/// Where a response to `request` goes (RFC 3261 §18.2.2, RFC 3581 §4): over
-/// a stream, back on the connection; over UDP, to the source address, at the
-/// source port when rport was asked for, else at the Via port.
-pub(crate) fn reply_peer(from: Peer, request: &Message) -> Peer {
-    if from.transport.is_reliable() {
-        return from;
-    }
-    let Some(via) = request.top_via() else {
-        return from;
-    };
-    if via.rport().is_some() {
-        return from;
-    }
-    Peer {
-        transport: from.transport,
-        addr: SocketAddr::new(from.addr.ip(), via.port.unwrap_or(5060)),
-    }
-}
+pub(crate) use sip::transaction::response_peer as reply_peer;
 
 /// Where to send requests for a binding: the connection it registered on
 /// (TCP), else its Contact when that names an IP, else the address the

@@ -409,11 +409,17 @@ impl<B: Backend> Engine<B> {
             Method::Register => self.on_register(now, from, request),
             Method::Invite if !in_dialog => self.on_new_call(now, from, request),
             _ if in_dialog => self.on_in_dialog(now, from, request),
+            // §15.1.2: a BYE outside any dialog names no call of ours.
+            Method::Bye => self.reply_new(now, from, request, 481, None),
             Method::Options => {
                 let tx = self.tl.new_server(now, from, request, TxCtx::Plain);
                 let Some(req) = self.tl.request(tx) else {
                     return;
                 };
+                if self.names_no_number(req) {
+                    // Asked about a number that is not one of the workspace's.
+                    return self.respond_plain(now, tx, 404);
+                }
                 let mut ok = response_to(req, 200, "OK", Some(&self.ids.tag()), false);
                 ok.push(HeaderName::Allow, ALLOW_OUTSIDE_DIALOG);
                 ok.push(HeaderName::Accept, "application/sdp");
@@ -439,13 +445,47 @@ impl<B: Backend> Engine<B> {
     fn on_cancel(&mut self, now: Instant, from: Peer, cancel: Message) {
         let target = self.tl.find_invite_for_cancel(&cancel);
         let tx = self.tl.new_server(now, from, cancel, TxCtx::Plain);
-        let status = if target.is_some() { 200 } else { 481 };
-        self.respond_plain(now, tx, status);
-        if let Some(invite_tx) = target {
-            if let Some(TxCtx::Inbound(call)) = self.tl.context(invite_tx).copied() {
-                self.on_caller_cancelled(now, call);
+        let call = target.and_then(|invite_tx| match self.tl.context(invite_tx) {
+            Some(TxCtx::Inbound(call)) => Some(*call),
+            _ => None,
+        });
+        // §9.2: the 200 to the CANCEL carries the To tag the INVITE's
+        // responses (its 487) carry.
+        let tag = call
+            .and_then(|key| self.calls.get(key))
+            .map(|c| c.caller.dialog.local_tag().to_string());
+        match (target, tag) {
+            (Some(_), Some(tag)) => {
+                if let Some(req) = self.tl.request(tx) {
+                    let ok = response_to(req, 200, "OK", Some(&tag), false);
+                    self.tl.respond(now, tx, &ok);
+                }
             }
+            (Some(_), None) => self.respond_plain(now, tx, 200),
+            (None, _) => self.respond_plain(now, tx, 481),
         }
+        if let Some(call) = call {
+            self.on_caller_cancelled(now, call);
+        }
+    }
+
+    /// Whether an OPTIONS' Request-URI names a number (its user part reads
+    /// as one) that is not the workspace's. The server itself, users and
+    /// the workspace's numbers are answered.
+    fn names_no_number(&self, request: &Message) -> bool {
+        let Some(user) = request
+            .request_uri()
+            .and_then(|u| sip::header::Uri::parse(u).ok())
+            .and_then(|u| u.user)
+        else {
+            return false;
+        };
+        let workspace = self.workspace.load();
+        if workspace.directory.user_index(user).is_some() {
+            return false;
+        }
+        directory::normalize_e164(user)
+            .is_some_and(|n| workspace.directory.number_index(n.as_str()).is_none())
     }
 
     /// Creates a server transaction and answers it at once with `status`.

@@ -1684,3 +1684,127 @@ fn the_whole_cascade_is_bounded_by_the_ring_timeout() {
     );
     assert_eq!(finals_to_trunk(&mut sim), vec![480]);
 }
+
+// ---------------------------------------------------------------------------
+// SIP as carriers and phones speak it (the conformance issue, first items).
+
+#[test]
+fn early_media_the_first_18x_with_sdp_reaches_the_caller_with_it() {
+    let mut sim = Sim::new(|_| {});
+    sim.sign_in("alice", ALICE);
+    sim.sign_in("bob", BOB_1);
+    sim.deliver(TRUNK, &trunk_invite("em1"));
+    let ia = invites_to(&mut sim, ALICE).pop().unwrap();
+    let ib = invites_to(&mut sim, BOB_1).pop().unwrap();
+    // A bodiless 180 first: the caller hears it rings.
+    sim.deliver(ALICE, &reply(&ia, 180, "a"));
+    let to_trunk = sim.take(TRUNK);
+    let ringing: Vec<_> = to_trunk
+        .iter()
+        .filter(|m| m.status() == Some(180))
+        .collect();
+    assert_eq!(ringing.len(), 1);
+    assert!(ringing[0].body().is_empty());
+    // bob's gateway plays an announcement: 183 with SDP goes through.
+    sim.deliver(
+        BOB_1,
+        &with_sdp(reply(&ib, 183, "b"), "v=0\r\no=bob-early\r\n"),
+    );
+    let progress: Vec<_> = sim
+        .take(TRUNK)
+        .into_iter()
+        .filter(|m| m.status() == Some(183))
+        .collect();
+    assert_eq!(progress.len(), 1);
+    assert_eq!(&progress[0].body()[..], b"v=0\r\no=bob-early\r\n");
+    assert_eq!(
+        progress[0].header(HeaderName::ContentType),
+        Some("application/sdp")
+    );
+    assert_eq!(
+        progress[0].to_tag(),
+        ringing[0].to_tag(),
+        "one dialog with the caller"
+    );
+    // A later 18x with SDP from another leg does not replace it.
+    sim.deliver(
+        ALICE,
+        &with_sdp(reply(&ia, 183, "a"), "v=0\r\no=alice-early\r\n"),
+    );
+    assert!(sim.take(TRUNK).iter().all(|m| m.status() != Some(183)));
+    // alice answers: the caller gets her SDP in the 200.
+    sim.deliver(
+        ALICE,
+        &with_sdp(reply(&ia, 200, "a"), "v=0\r\no=alice-answer\r\n"),
+    );
+    let ok = sim
+        .take(TRUNK)
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .unwrap();
+    assert_eq!(&ok.body()[..], b"v=0\r\no=alice-answer\r\n");
+}
+
+#[test]
+fn a_bye_outside_any_dialog_gets_481() {
+    let mut sim = Sim::new(|_| {});
+    let raw = format!(
+        "BYE sip:switchboard@127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {TRUNK};branch=z9hG4bK-bye-notag\r\n\
+         From: <sip:+15551230000@{TRUNK}>;tag=x1\r\nTo: <sip:+15550100@127.0.0.1>\r\n\
+         Call-ID: no-such-call\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\n\r\n"
+    );
+    sim.deliver(TRUNK, &Message::parse(raw.as_bytes()).unwrap());
+    assert_eq!(statuses(&sim.take(TRUNK)), vec![481]);
+}
+
+#[test]
+fn options_for_a_number_not_in_the_workspace_gets_404() {
+    let mut sim = Sim::new(|_| {});
+    let options = |uri: &str, branch: &str| {
+        let raw = format!(
+            "OPTIONS {uri} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {TRUNK};branch=z9hG4bK-{branch}\r\n\
+             From: <sip:probe@{TRUNK}>;tag=o1\r\nTo: <{uri}>\r\n\
+             Call-ID: opt-{branch}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\r\n"
+        );
+        Message::parse(raw.as_bytes()).unwrap()
+    };
+    sim.deliver(TRUNK, &options("sip:+15559999@127.0.0.1", "o1"));
+    assert_eq!(statuses(&sim.take(TRUNK)), vec![404]);
+    for (uri, branch) in [
+        ("sip:+15550100@127.0.0.1", "o2"),
+        ("sip:127.0.0.1", "o3"),
+        ("sip:alice@127.0.0.1", "o4"),
+    ] {
+        sim.deliver(TRUNK, &options(uri, branch));
+        let answers = sim.take(TRUNK);
+        assert_eq!(statuses(&answers), vec![200], "{uri}");
+        assert!(answers[0].header(HeaderName::Allow).is_some());
+    }
+}
+
+#[test]
+fn the_200_to_a_cancel_and_the_487_share_the_to_tag() {
+    let mut sim = Sim::new(|_| {});
+    sim.sign_in("bob", BOB_1);
+    let invite = trunk_invite("ct1");
+    sim.deliver(TRUNK, &invite);
+    let ib = invites_to(&mut sim, BOB_1).pop().unwrap();
+    sim.deliver(BOB_1, &reply(&ib, 180, "b"));
+    sim.take(TRUNK);
+    sim.deliver(TRUNK, &cancel_of(&invite));
+    let answers: Vec<Message> = sim
+        .take(TRUNK)
+        .into_iter()
+        .filter(|m| m.status().is_some_and(|s| s >= 200))
+        .collect();
+    assert_eq!(answers.len(), 2);
+    let ok = answers
+        .iter()
+        .find(|m| m.cseq().unwrap().method == "CANCEL")
+        .unwrap();
+    let terminated = answers.iter().find(|m| m.status() == Some(487)).unwrap();
+    assert!(ok.to_tag().is_some());
+    assert_eq!(ok.to_tag(), terminated.to_tag(), "§9.2");
+}

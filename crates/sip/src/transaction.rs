@@ -37,6 +37,26 @@ use crate::build::response_to;
 use crate::header::BRANCH_COOKIE;
 use crate::message::{HeaderName, Message, Method};
 
+/// Where a response to `request` goes (RFC 3261 §18.2.2, RFC 3581 §4):
+/// over a stream, back on the connection; over UDP, to the source address,
+/// at the source port when `rport` was asked for, else at the top Via's
+/// sent-by port (5060 when it names none).
+pub fn response_peer(from: Peer, request: &Message) -> Peer {
+    if from.transport.is_reliable() {
+        return from;
+    }
+    let Some(via) = request.top_via() else {
+        return from;
+    };
+    if via.rport().is_some() {
+        return from;
+    }
+    Peer {
+        transport: from.transport,
+        addr: std::net::SocketAddr::new(from.addr.ip(), via.port.unwrap_or(5060)),
+    }
+}
+
 /// The transport a message came in on or leaves by.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Transport {
@@ -304,6 +324,9 @@ impl<C: Clone> Transactions<C> {
     /// retransmitting while the routing decision is made.
     pub fn new_server(&mut self, now: Instant, from: Peer, request: Message, ctx: C) -> TxId {
         let _ = now;
+        // Every response of the transaction, retransmissions included, goes
+        // where §18.2.2 says, not simply back to the source port.
+        let from = response_peer(from, &request);
         let id = self.alloc_id();
         let key = server_key(&request).unwrap_or_default();
         let is_invite = request.method() == Some(&Method::Invite);

@@ -73,6 +73,7 @@ impl<B: Backend> Engine<B> {
             uri: req_summary(req).caller,
             late_offer: req.body().is_empty(),
             sent_ringing: false,
+            sent_early_media: false,
         };
         let key = self.calls.next_key();
         let skipped = plan.skipped.clone();
@@ -266,17 +267,42 @@ impl<B: Backend> Engine<B> {
             self.send_cancel(now, tx, reason);
             return;
         }
-        if (180..=183).contains(&status) && call_ringing && !call.caller.sent_ringing {
-            call.caller.sent_ringing = true;
-            let inbound_tx = call.caller.tx;
-            let transport = call.caller.dialog.peer.transport;
-            let tag = call.caller.dialog.local_tag().to_string();
-            let contact = contact_value(self.local_addr(transport), transport);
-            if let Some(req) = self.tl.request(inbound_tx) {
-                let mut ringing = response_to(req, 180, "Ringing", Some(&tag), true);
-                ringing.push(HeaderName::Contact, &contact);
-                self.tl.respond(now, inbound_tx, &ringing);
-            }
+        if !(180..=183).contains(&status) || !call_ringing {
+            return;
+        }
+        // Early media: the first 18x with SDP reaches the caller with that
+        // SDP (a gateway's announcement, a phone's ringback); later ones do
+        // not replace it. Without SDP, one 180 tells the caller it rings.
+        let early_media = !response.body().is_empty()
+            && response
+                .header(HeaderName::ContentType)
+                .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/sdp"));
+        let send = if early_media {
+            !call.caller.sent_early_media
+        } else {
+            !call.caller.sent_ringing && !call.caller.sent_early_media
+        };
+        if !send {
+            return;
+        }
+        call.caller.sent_ringing = true;
+        call.caller.sent_early_media |= early_media;
+        let inbound_tx = call.caller.tx;
+        let transport = call.caller.dialog.peer.transport;
+        let tag = call.caller.dialog.local_tag().to_string();
+        let contact = contact_value(self.local_addr(transport), transport);
+        if let Some(req) = self.tl.request(inbound_tx) {
+            let mut ringing = if early_media {
+                let reason = response.reason().unwrap_or("Session Progress");
+                let mut r = response_to(req, status, reason, Some(&tag), true);
+                r.push(HeaderName::ContentType, "application/sdp");
+                r.set_body(response.body().clone());
+                r
+            } else {
+                response_to(req, 180, "Ringing", Some(&tag), true)
+            };
+            ringing.push(HeaderName::Contact, &contact);
+            self.tl.respond(now, inbound_tx, &ringing);
         }
     }
 

@@ -146,6 +146,8 @@ pub(crate) struct Caller {
     /// caller's ACK the answer, so the leg's ACK waits for it.
     pub(crate) late_offer: bool,
     pub(crate) sent_ringing: bool,
+    /// An 18x with a leg's SDP went to the caller (early media).
+    pub(crate) sent_early_media: bool,
 }
 
 /// A re-INVITE relayed from one side to the other, waiting for the ACK.
