@@ -384,10 +384,20 @@ impl<B: Backend> Engine<B> {
         let Some(method) = request.method().cloned() else {
             return;
         };
+        // The Via notes where the request came from before anything answers
+        // it, stateless refusals included (RFC 3581 §4).
+        addressing::stamp_received(&mut request, from);
         if let Err(rejection) = check_request(&request) {
             if method != Method::Ack {
-                let mut reply =
-                    response_to(&request, rejection.status, &rejection.reason, None, false);
+                // §8.2.6.2: a response outside any transaction still gets a To tag.
+                let tag = self.ids.tag();
+                let mut reply = response_to(
+                    &request,
+                    rejection.status,
+                    &rejection.reason,
+                    Some(&tag),
+                    false,
+                );
                 if let Some(tags) = &rejection.unsupported {
                     reply.push(HeaderName::Unsupported, tags);
                 }
@@ -395,7 +405,6 @@ impl<B: Backend> Engine<B> {
             }
             return;
         }
-        addressing::stamp_received(&mut request, from);
         if self.tl.on_request(now, &request) == RequestMatch::Absorbed {
             return;
         }
@@ -403,6 +412,11 @@ impl<B: Backend> Engine<B> {
         match method {
             Method::Ack => self.on_ack(now, request),
             Method::Cancel => self.on_cancel(now, from, request),
+            // Addressed to the server itself: answered whatever its
+            // Max-Forwards (RFC 4475 §3.3.12: an endpoint answers).
+            Method::Options if !in_dialog && names_this_server(&request) => {
+                self.on_options(now, from, request)
+            }
             _ if request.max_forwards() == Some(0) && !in_dialog => {
                 self.reply_new(now, from, request, 483, None);
             }
@@ -411,20 +425,7 @@ impl<B: Backend> Engine<B> {
             _ if in_dialog => self.on_in_dialog(now, from, request),
             // §15.1.2: a BYE outside any dialog names no call of ours.
             Method::Bye => self.reply_new(now, from, request, 481, None),
-            Method::Options => {
-                let tx = self.tl.new_server(now, from, request, TxCtx::Plain);
-                let Some(req) = self.tl.request(tx) else {
-                    return;
-                };
-                if self.names_no_number(req) {
-                    // Asked about a number that is not one of the workspace's.
-                    return self.respond_plain(now, tx, 404);
-                }
-                let mut ok = response_to(req, 200, "OK", Some(&self.ids.tag()), false);
-                ok.push(HeaderName::Allow, ALLOW_OUTSIDE_DIALOG);
-                ok.push(HeaderName::Accept, "application/sdp");
-                self.tl.respond(now, tx, &ok);
-            }
+            Method::Options => self.on_options(now, from, request),
             Method::Other(_) => self.reply_new(now, from, request, 501, None),
             _ => self.reply_new(
                 now,
@@ -434,6 +435,21 @@ impl<B: Backend> Engine<B> {
                 Some((HeaderName::Allow, ALLOW_OUTSIDE_DIALOG)),
             ),
         }
+    }
+
+    fn on_options(&mut self, now: Instant, from: Peer, request: Message) {
+        let tx = self.tl.new_server(now, from, request, TxCtx::Plain);
+        let Some(req) = self.tl.request(tx) else {
+            return;
+        };
+        if self.names_no_number(req) {
+            // Asked about a number that is not one of the workspace's.
+            return self.respond_plain(now, tx, 404);
+        }
+        let mut ok = response_to(req, 200, "OK", Some(&self.ids.tag()), false);
+        ok.push(HeaderName::Allow, ALLOW_OUTSIDE_DIALOG);
+        ok.push(HeaderName::Accept, "application/sdp");
+        self.tl.respond(now, tx, &ok);
     }
 
     fn on_response(&mut self, now: Instant, response: Message) {
@@ -587,6 +603,15 @@ impl<B: Backend> Engine<B> {
     fn local_addr(&self, transport: sip::transaction::Transport) -> SocketAddr {
         addressing::local_addr(&self.cfg, transport)
     }
+}
+
+/// Whether a Request-URI names the server itself rather than a user or a
+/// number: no user part, or ours (`switchboard`).
+fn names_this_server(request: &Message) -> bool {
+    request
+        .request_uri()
+        .and_then(|u| sip::header::Uri::parse(u).ok())
+        .is_some_and(|u| u.user.is_none_or(|user| user == "switchboard"))
 }
 
 /// Methods accepted outside a dialog (OPTIONS answers, 405s).

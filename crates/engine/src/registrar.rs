@@ -71,6 +71,13 @@ impl<B: Backend> Engine<B> {
                 false,
             ),
             Err(RegisterError::BadRequest(why)) => response_to(req, 400, why, Some(&tag), false),
+            Err(RegisterError::NotOurDomain) => response_to(
+                req,
+                404,
+                "Not Found (not this server's domain)",
+                Some(&tag),
+                false,
+            ),
             Err(RegisterError::Store(BindError::OutOfOrder)) => {
                 response_to(req, 500, "Out Of Order Registration", Some(&tag), false)
             }
@@ -107,6 +114,18 @@ impl<B: Backend> Engine<B> {
             .to_header()
             .ok_or(RegisterError::BadRequest("Malformed To"))?;
         let aor = Uri::parse(to.uri).map_err(|_| RegisterError::BadRequest("Malformed To URI"))?;
+        // §10.3 steps 1 and 3: only addresses of our domain (or of this
+        // server, by IP) are ours to bind.
+        let ours = |host: &str| {
+            host.eq_ignore_ascii_case(&self.cfg.domain) || sip::header::host_ip(host).is_some()
+        };
+        let request_host = req
+            .request_uri()
+            .and_then(|u| Uri::parse(u).ok())
+            .map(|u| u.host.to_string());
+        if !ours(aor.host) || request_host.is_some_and(|h| !ours(&h)) {
+            return Err(RegisterError::NotOurDomain);
+        }
         if aor.user != Some(user_id) {
             return Err(RegisterError::WrongAor);
         }
@@ -201,6 +220,7 @@ impl<B: Backend> Engine<B> {
 }
 
 enum RegisterError {
+    NotOurDomain,
     TooBrief,
     NotActive,
     WrongAor,

@@ -1808,3 +1808,167 @@ fn the_200_to_a_cancel_and_the_487_share_the_to_tag() {
     assert!(ok.to_tag().is_some());
     assert_eq!(ok.to_tag(), terminated.to_tag(), "§9.2");
 }
+
+#[test]
+fn a_stateless_refusal_carries_a_to_tag_and_the_received_address() {
+    let mut sim = Sim::new(|_| {});
+    // A bad Content-Length: refused before any transaction exists.
+    let raw = "OPTIONS sip:127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 127.0.0.9:5070;branch=z9hG4bK-stl;rport\r\n\
+         From: <sip:probe@127.0.0.1>;tag=s1\r\nTo: <sip:127.0.0.1>\r\n\
+         Call-ID: stateless-1\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\n\
+         Require: foo-bar-ext\r\n\r\n";
+    sim.deliver(TRUNK, &Message::parse(raw.as_bytes()).unwrap());
+    let reply = sim
+        .take(TRUNK)
+        .pop()
+        .expect("sent back to the source (rport)");
+    assert_eq!(reply.status(), Some(420));
+    assert!(reply.to_tag().is_some(), "§8.2.6.2");
+    let via = reply.top_via().unwrap();
+    assert_eq!(via.params.get("received").flatten(), Some("127.0.0.1"));
+    assert_eq!(via.params.get("rport").flatten(), Some("5070"));
+}
+
+#[test]
+fn options_with_max_forwards_zero_is_answered() {
+    let mut sim = Sim::new(|_| {});
+    let raw = format!(
+        "OPTIONS sip:127.0.0.1 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {TRUNK};branch=z9hG4bK-mf0\r\n\
+         From: <sip:probe@{TRUNK}>;tag=m0\r\nTo: <sip:127.0.0.1>\r\n\
+         Call-ID: mf0\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 0\r\n\r\n"
+    );
+    sim.deliver(TRUNK, &Message::parse(raw.as_bytes()).unwrap());
+    assert_eq!(statuses(&sim.take(TRUNK)), vec![200]);
+}
+
+#[test]
+fn a_long_ringing_call_tells_the_caller_every_minute() {
+    let dir = line(Strategy::Simultaneous, &["alice"], |n| {
+        n.ring_timeout_secs = Some(200)
+    });
+    let mut sim = Sim::with_directory(dir, |_| {});
+    sim.sign_in("alice", ALICE);
+    sim.deliver(TRUNK, &trunk_invite("lr1"));
+    let ia = invites_to(&mut sim, ALICE).pop().unwrap();
+    sim.deliver(ALICE, &reply(&ia, 180, "a"));
+    let ringing = |sim: &mut Sim| {
+        sim.take(TRUNK)
+            .iter()
+            .filter(|m| m.status() == Some(180))
+            .count()
+    };
+    assert_eq!(ringing(&mut sim), 1);
+    sim.advance_to(59.0);
+    assert_eq!(ringing(&mut sim), 0);
+    sim.advance_to(60.0);
+    assert_eq!(ringing(&mut sim), 1, "§13.3.1.1: at least once a minute");
+    sim.advance_to(120.0);
+    assert_eq!(ringing(&mut sim), 1);
+}
+
+#[test]
+fn relayed_requests_count_max_forwards_down_and_stop_at_zero() {
+    let mut sim = Sim::new(|_| {});
+    let (mut caller, _) = answered_call(&mut sim, "mf1");
+    let mut info = caller.request(Method::Info, "");
+    info.remove_first_value(HeaderName::MaxForwards);
+    info.push(HeaderName::MaxForwards, "9");
+    sim.deliver(TRUNK, &info);
+    let relayed = sim.take_requests(BOB_1, Method::Info).pop().unwrap();
+    assert_eq!(relayed.max_forwards(), Some(8));
+    let mut info = caller.request(Method::Info, "");
+    info.remove_first_value(HeaderName::MaxForwards);
+    info.push(HeaderName::MaxForwards, "0");
+    sim.deliver(TRUNK, &info);
+    assert_eq!(statuses(&sim.take(TRUNK)), vec![483]);
+    assert!(sim.take_requests(BOB_1, Method::Info).is_empty());
+}
+
+#[test]
+fn a_second_re_invite_from_the_same_side_gets_500_with_retry_after_and_old_cseqs_500() {
+    let mut sim = Sim::new(|_| {});
+    let (mut caller, _) = answered_call(&mut sim, "ri2");
+    sim.deliver(TRUNK, &caller.request(Method::Invite, "v=0\r\no=1\r\n"));
+    assert_eq!(sim.take_requests(BOB_1, Method::Invite).len(), 1);
+    sim.deliver(TRUNK, &caller.request(Method::Invite, "v=0\r\no=2\r\n"));
+    let answers: Vec<Message> = sim
+        .take(TRUNK)
+        .into_iter()
+        .filter(|m| m.status().is_some_and(|s| s >= 200))
+        .collect();
+    assert_eq!(statuses(&answers), vec![500], "§14.2, not 491");
+    let retry: u64 = answers[0]
+        .header(HeaderName::RetryAfter)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry <= 10);
+    // A request older than the last one in the dialog: 500 (§12.2.2).
+    let old = caller.request_at(Method::Info, 1, "");
+    sim.deliver(TRUNK, &old);
+    let answers = sim.take(TRUNK);
+    assert_eq!(statuses(&answers), vec![500]);
+    assert_eq!(
+        answers
+            .iter()
+            .find(|m| m.status() == Some(500))
+            .unwrap()
+            .reason(),
+        Some("CSeq Out Of Order")
+    );
+}
+
+/// A REGISTER for `user` with the To and Request-URI naming `domain`,
+/// answering the engine's challenge when `challenge` is given.
+fn register(user: &str, domain: &str, cseq: u32, challenge: Option<&Message>) -> Message {
+    let mut m = Message::request(Method::Register, &format!("sip:{domain}"));
+    m.push(
+        HeaderName::Via,
+        &format!("SIP/2.0/UDP {ALICE};branch=z9hG4bK-reg-{cseq}"),
+    );
+    m.push(HeaderName::From, &format!("<sip:{user}@{domain}>;tag=r1"));
+    m.push(HeaderName::To, &format!("<sip:{user}@{domain}>"));
+    m.push(HeaderName::CallId, "reg-domain");
+    m.push(HeaderName::CSeq, &format!("{cseq} REGISTER"));
+    m.push(HeaderName::MaxForwards, "70");
+    m.push(HeaderName::Contact, &format!("<sip:{user}@{ALICE}>"));
+    m.push(HeaderName::Expires, "300");
+    if let Some(challenge) = challenge {
+        let line = challenge
+            .header_lines(HeaderName::WwwAuthenticate)
+            .find(|l| l.contains("MD5"))
+            .unwrap();
+        let parsed = sip::auth::parse_challenge(line).unwrap();
+        let value = sip::auth::authorization(
+            &parsed,
+            user,
+            "pw",
+            "REGISTER",
+            &format!("sip:{domain}"),
+            "c0ffee",
+        );
+        m.push(HeaderName::Authorization, &value);
+    }
+    m
+}
+
+#[test]
+fn the_registrar_refuses_a_domain_that_is_not_ours_with_404() {
+    let mut sim = Sim::new(|_| {});
+    sim.deliver(ALICE, &register("alice", "example.com", 1, None));
+    let challenge = sim.take(ALICE).pop().unwrap();
+    assert_eq!(challenge.status(), Some(401));
+    sim.deliver(
+        ALICE,
+        &register("alice", "example.com", 2, Some(&challenge)),
+    );
+    assert_eq!(statuses(&sim.take(ALICE)), vec![404]);
+    assert!(!sim.presence.user("alice").is_signed_in(T0_MS as u64 + 1));
+    // Our own domain is fine.
+    sim.deliver(ALICE, &register("alice", "sim.test", 3, None));
+    let challenge = sim.take(ALICE).pop().unwrap();
+    sim.deliver(ALICE, &register("alice", "sim.test", 4, Some(&challenge)));
+    assert_eq!(statuses(&sim.take(ALICE)), vec![200]);
+}

@@ -32,6 +32,9 @@ pub struct Dialog {
     pub route_set: Vec<String>,
     /// The CSeq of the last request we sent.
     pub local_cseq: u32,
+    /// The CSeq of the last request they sent in the dialog, once known:
+    /// a lower one is out of order (§12.2.2).
+    pub remote_cseq: Option<u32>,
 }
 
 impl Dialog {
@@ -49,6 +52,7 @@ impl Dialog {
                 .unwrap_or_default(),
             route_set: reversed_record_route(response),
             local_cseq: request.cseq().map(|c| c.seq).unwrap_or(1),
+            remote_cseq: None,
         }
     }
 
@@ -75,6 +79,7 @@ impl Dialog {
                 .map(str::to_string)
                 .collect(),
             local_cseq: 0,
+            remote_cseq: request.cseq().map(|c| c.seq),
         }
     }
 
@@ -94,6 +99,16 @@ impl Dialog {
         request.call_id() == Some(self.call_id.as_str())
             && request.from_tag() == Some(self.remote_tag())
             && request.to_tag() == Some(self.local_tag())
+    }
+
+    /// Takes the CSeq of a request they sent in the dialog; false (and the
+    /// dialog unchanged) when it is lower than the last one (§12.2.2).
+    pub fn accept_cseq(&mut self, cseq: u32) -> bool {
+        if self.remote_cseq.is_some_and(|last| cseq < last) {
+            return false;
+        }
+        self.remote_cseq = Some(cseq);
+        true
     }
 
     /// Confirms the dialog from the other side's 2xx to our INVITE: their
@@ -323,6 +338,10 @@ mod tests {
             .unwrap()
         };
         assert!(d.matches(&bye("ours", "uas")));
+        let mut d2 = d.clone();
+        assert!(d2.accept_cseq(2) && d2.accept_cseq(2) && d2.accept_cseq(5));
+        assert!(!d2.accept_cseq(3), "lower than the last: out of order");
+        assert_eq!(d2.remote_cseq, Some(5));
         assert!(!d.matches(&bye("ours", "guess")));
         assert!(!d.matches(&bye("other", "uas")));
     }

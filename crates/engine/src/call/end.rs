@@ -28,6 +28,24 @@ impl<B: Backend> Engine<B> {
             (CallTimer::RingTimeout, CallState::Ringing) => {
                 self.tier_over(now, key, TierEnd::TimedOut)
             }
+            (CallTimer::StillRinging, CallState::Ringing) => {
+                let inbound_tx = call.caller.tx;
+                let tag = call.caller.dialog.local_tag().to_string();
+                let (status, reason) = if call.caller.sent_early_media {
+                    (183, "Session Progress")
+                } else {
+                    (180, "Ringing")
+                };
+                if let Some(req) = self.tl.request(inbound_tx) {
+                    let again = response_to(req, status, reason, Some(&tag), true);
+                    self.tl.respond(now, inbound_tx, &again);
+                }
+                self.calls.arm(
+                    key,
+                    now + super::fork::STILL_RINGING,
+                    CallTimer::StillRinging,
+                );
+            }
             (CallTimer::MaxDuration, CallState::Answered(winner)) => {
                 self.send_bye(now, key, Side::Leg(winner));
                 self.send_bye(now, key, Side::Caller);

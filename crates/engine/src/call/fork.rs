@@ -99,6 +99,8 @@ impl<B: Backend> Engine<B> {
         };
         self.tl.set_context(tx, TxCtx::Inbound(key));
         self.calls.insert(key, call);
+        self.calls
+            .arm(key, now + STILL_RINGING, CallTimer::StillRinging);
         self.start_plan(now, key);
     }
 
@@ -223,6 +225,7 @@ impl<B: Backend> Engine<B> {
                         remote_target: binding.contact,
                         route_set: Vec::new(),
                         local_cseq: 1,
+                        remote_cseq: None,
                     },
                     invite_cseq: 1,
                     state: LegState::Calling,
@@ -631,6 +634,10 @@ pub(crate) fn leg_id(n: usize) -> Option<LegId> {
 
 /// RFC 3326: what the other legs are told when one answered.
 pub(crate) const COMPLETED_ELSEWHERE: &str = "SIP;cause=200;text=\"Call completed elsewhere\"";
+
+/// How often a ringing call tells its caller it still rings (§13.3.1.1
+/// asks for at least once a minute).
+pub(crate) const STILL_RINGING: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How long a lease outlives the call's own maximum duration.
 const LEASE_MARGIN_MS: u64 = 60_000;

@@ -51,6 +51,9 @@ pub(crate) enum CallTimer {
     RingTimeout,
     /// An answered call reached the maximum duration.
     MaxDuration,
+    /// A minute of ringing: the caller gets another provisional (§13.3.1.1)
+    /// so that an upstream Timer C does not give up.
+    StillRinging,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

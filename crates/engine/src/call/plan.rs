@@ -294,6 +294,7 @@ impl<B: Backend> Engine<B> {
                 remote_target: uri,
                 route_set: Vec::new(),
                 local_cseq: 1,
+                remote_cseq: None,
             },
             invite_cseq: 1,
             state: LegState::Calling,

@@ -94,7 +94,18 @@ impl<B: Backend> Engine<B> {
             self.reply_new(now, from, request, 481, None);
             return;
         }
+        let cseq = request.cseq().map(|c| c.seq).unwrap_or(0);
+        let max_forwards = request.max_forwards().unwrap_or(70);
         let server_tx = self.tl.new_server(now, from, request, TxCtx::Plain);
+        let in_order = self
+            .calls
+            .get_mut(key)
+            .and_then(|call| call.dialog_mut(side))
+            .is_some_and(|d| d.accept_cseq(cseq));
+        if !in_order {
+            // §12.2.2: a request older than the last one in the dialog.
+            return self.respond_with_reason(now, server_tx, 500, "CSeq Out Of Order");
+        }
         let Some(call) = self.calls.get(key) else {
             return;
         };
@@ -120,9 +131,29 @@ impl<B: Backend> Engine<B> {
             .as_ref()
             .is_some_and(|r| r.ack.is_none());
         if method == Method::Invite && reinvite_pending {
-            // §14.1: one re-INVITE at a time.
-            self.respond_plain(now, server_tx, 491);
+            let same_side = call
+                .relayed_invite
+                .as_ref()
+                .is_some_and(|r| r.from_side == side);
+            if same_side {
+                // §14.2: the sender's own re-INVITE is still pending: try later.
+                let retry_after = self.ids.u64() % 11;
+                let tag = self.ids.tag();
+                if let Some(req) = self.tl.request(server_tx) {
+                    let mut reply =
+                        response_to(req, 500, "Server Internal Error", Some(&tag), false);
+                    reply.push(HeaderName::RetryAfter, &retry_after.to_string());
+                    self.tl.respond(now, server_tx, &reply);
+                }
+            } else {
+                // §14.1: glare with the other side's re-INVITE.
+                self.respond_plain(now, server_tx, 491);
+            }
             return;
+        }
+        if max_forwards == 0 {
+            // It would go one hop further than its sender allowed.
+            return self.respond_plain(now, server_tx, 483);
         }
         let target_side = call.other_side(side);
         let Some(original) = self.tl.request(server_tx).cloned() else {
@@ -140,6 +171,11 @@ impl<B: Backend> Engine<B> {
         };
         let local = local_addr(&self.cfg, dialog.peer.transport);
         let mut relayed = dialog.request(&mut self.ids, local, method.clone());
+        relayed.remove_first_value(HeaderName::MaxForwards);
+        relayed.push(
+            HeaderName::MaxForwards,
+            &(max_forwards - 1).min(70).to_string(),
+        );
         let cseq = dialog.local_cseq;
         let to = dialog.next_hop();
         copy_end_to_end(&original, &mut relayed);
