@@ -197,6 +197,9 @@ pub(crate) enum TxCtx {
     /// A request relayed from one side of a call to the other; the server
     /// transaction that waits for its answer.
     Relay(CallKey, TxId),
+    /// A re-INVITE from one side, waiting for the other side's answer (and
+    /// then for its own ACK).
+    ReInvite(CallKey),
     /// A request we originate whose answer does not matter (BYE, CANCEL).
     Fire,
 }
@@ -461,6 +464,12 @@ impl<B: Backend> Engine<B> {
     fn on_cancel(&mut self, now: Instant, from: Peer, cancel: Message) {
         let target = self.tl.find_invite_for_cancel(&cancel);
         let tx = self.tl.new_server(now, from, cancel, TxCtx::Plain);
+        if let Some(TxCtx::ReInvite(call)) = target.and_then(|t| self.tl.context(t)).copied() {
+            // §9.2: cancelling a pending re-INVITE cancels it on the other
+            // side too; its 487 comes back through the relay.
+            self.respond_plain(now, tx, 200);
+            return self.cancel_relayed_reinvite(now, call);
+        }
         let call = target.and_then(|invite_tx| match self.tl.context(invite_tx) {
             Some(TxCtx::Inbound(call)) => Some(*call),
             _ => None,
@@ -582,7 +591,7 @@ impl<B: Backend> Engine<B> {
                 _ => {}
             },
             TxEvent::Retransmitted2xx { tx, ctx, response } => match ctx {
-                TxCtx::Leg(call, leg) => self.on_leg_2xx_again(call, leg, tx, &response),
+                TxCtx::Leg(call, leg) => self.on_leg_2xx_again(now, call, leg, tx, &response),
                 TxCtx::Relay(call, _) => self.on_relay_2xx_again(call, tx),
                 _ => {}
             },
@@ -591,11 +600,13 @@ impl<B: Backend> Engine<B> {
                 TxCtx::Relay(call, server_tx) => self.on_relay_final(now, call, server_tx, None),
                 _ => {}
             },
-            TxEvent::AckTimeout { ctx, status, .. } => {
-                if let (TxCtx::Inbound(call), 200..=299) = (ctx, status) {
-                    self.on_caller_never_acked(now, call);
-                }
-            }
+            TxEvent::AckTimeout { ctx, status, .. } => match (ctx, status) {
+                (TxCtx::Inbound(call), 200..=299) => self.on_caller_never_acked(now, call),
+                // §13.3.1.4 for a relayed re-INVITE: a 2xx nobody ACKs ends
+                // the session, rather than jamming every later re-INVITE.
+                (TxCtx::ReInvite(call), 200..=299) => self.on_reinvite_never_acked(now, call),
+                _ => {}
+            },
         }
     }
 

@@ -1972,3 +1972,112 @@ fn the_registrar_refuses_a_domain_that_is_not_ours_with_404() {
     sim.deliver(ALICE, &register("alice", "sim.test", 4, Some(&challenge)));
     assert_eq!(statuses(&sim.take(ALICE)), vec![200]);
 }
+
+#[test]
+fn a_phones_bye_waits_for_the_callers_ack() {
+    let mut sim = Sim::new(|_| {});
+    sim.sign_in("bob", BOB_1);
+    let invite = trunk_invite("bw1");
+    sim.deliver(TRUNK, &invite);
+    let ib = invites_to(&mut sim, BOB_1).pop().unwrap();
+    sim.deliver(BOB_1, &reply(&ib, 200, "bob-tag"));
+    let ok = sim
+        .take(TRUNK)
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .unwrap();
+    let mut phone = Side::phone(BOB_1, &ib, "bob-tag");
+    sim.deliver(BOB_1, &phone.request(Method::Bye, ""));
+    assert_eq!(statuses(&sim.take(BOB_1)), vec![200]);
+    assert!(
+        sim.take_requests(TRUNK, Method::Bye).is_empty(),
+        "§15: no BYE before the caller's ACK"
+    );
+    let caller = Side::caller(&invite, &ok);
+    let mut ack = caller.request_at(Method::Ack, 1, "");
+    ack.remove_first_value(HeaderName::Contact);
+    sim.deliver(TRUNK, &ack);
+    assert_eq!(sim.take_requests(TRUNK, Method::Bye).len(), 1);
+    assert_eq!(
+        sim.record().outcome,
+        CallOutcome::Completed {
+            hung_up_by: Party::Callee
+        }
+    );
+    assert_eq!(sim.busy("bob"), 0);
+}
+
+#[test]
+fn a_relayed_re_invite_whose_2xx_is_never_acked_ends_the_call() {
+    let mut sim = Sim::new(|_| {});
+    let (mut caller, _) = answered_call(&mut sim, "rn1");
+    sim.advance_to(1.0);
+    sim.take(TRUNK);
+    sim.deliver(TRUNK, &caller.request(Method::Invite, "v=0\r\no=hold\r\n"));
+    let relayed = sim.take_requests(BOB_1, Method::Invite).pop().unwrap();
+    sim.deliver(
+        BOB_1,
+        &with_sdp(reply(&relayed, 200, "bob-tag"), "v=0\r\no=held\r\n"),
+    );
+    // The trunk never ACKs that 200.
+    sim.advance_to(1.0 + 32.0);
+    assert_eq!(sim.take_requests(TRUNK, Method::Bye).len(), 1);
+    assert_eq!(sim.take_requests(BOB_1, Method::Bye).len(), 1);
+    assert_eq!(sim.busy("bob"), 0);
+    assert_eq!(sim.calls_left().answered, 0, "the call does not wedge");
+}
+
+#[test]
+fn cancelling_a_pending_re_invite_cancels_it_on_the_other_side() {
+    let mut sim = Sim::new(|_| {});
+    let (mut caller, _) = answered_call(&mut sim, "rc1");
+    let reinvite = caller.request(Method::Invite, "v=0\r\no=move\r\n");
+    sim.deliver(TRUNK, &reinvite);
+    let relayed = sim.take_requests(BOB_1, Method::Invite).pop().unwrap();
+    sim.deliver(BOB_1, &reply(&relayed, 180, "bob-tag"));
+    sim.take(TRUNK);
+    let mut cancel = Message::request(Method::Cancel, reinvite.request_uri().unwrap());
+    for name in [
+        HeaderName::Via,
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+    ] {
+        cancel.push(name, reinvite.header(name).unwrap());
+    }
+    cancel.push(HeaderName::CSeq, &format!("{} CANCEL", caller.cseq));
+    sim.deliver(TRUNK, &cancel);
+    assert_eq!(statuses(&sim.take(TRUNK)), vec![200]);
+    let relayed_cancel = sim
+        .take_requests(BOB_1, Method::Cancel)
+        .pop()
+        .expect("§9.2");
+    assert_eq!(relayed_cancel.call_id(), relayed.call_id());
+    sim.deliver(BOB_1, &reply(&relayed, 487, "bob-tag"));
+    assert_eq!(statuses(&sim.take(TRUNK)), vec![487]);
+    assert_eq!(sim.busy("bob"), 1, "the call goes on");
+}
+
+#[test]
+fn a_second_2xx_from_another_dialog_behind_the_leg_is_acked_and_ended_on_its_own() {
+    let mut sim = Sim::new(|_| {});
+    sim.sign_in("bob", BOB_1);
+    sim.deliver(TRUNK, &trunk_invite("f2"));
+    let ib = invites_to(&mut sim, BOB_1).pop().unwrap();
+    sim.deliver(BOB_1, &reply(&ib, 200, "first"));
+    assert_eq!(sim.take_requests(BOB_1, Method::Ack).len(), 1);
+    // A forking proxy behind bob's contact: a second phone answers too.
+    sim.deliver(BOB_1, &reply(&ib, 200, "second"));
+    let to_bob = sim.take(BOB_1);
+    let ack = to_bob
+        .iter()
+        .find(|m| m.method() == Some(&Method::Ack))
+        .unwrap();
+    assert_eq!(ack.to_tag(), Some("second"), "ACKed on its own dialog");
+    let bye = to_bob
+        .iter()
+        .find(|m| m.method() == Some(&Method::Bye))
+        .unwrap();
+    assert_eq!(bye.to_tag(), Some("second"), "and ended");
+    assert_eq!(sim.busy("bob"), 1, "the first dialog is the call");
+}

@@ -124,8 +124,10 @@ pub(crate) fn apply(
         RegisterChange::Contacts(changes) => {
             let mut devices_changed = false;
             for change in changes {
+                // The same Contact in another spelling (§19.1.4) is the same
+                // binding, not a second one that rings the phone twice.
                 let existing = list.iter().position(|b| {
-                    b.contact == change.uri
+                    sip::header::uri_eq(&b.contact, &change.uri)
                         || (change.instance.is_some() && b.instance == change.instance)
                 });
                 if let Some(i) = existing {
@@ -207,5 +209,36 @@ impl Registrations for PresenceView {
 
     fn device_count(&self, now_ms: u64) -> usize {
         self.shared.binding_count(now_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn one_contact_in_three_spellings_is_one_binding() {
+        let mut list = Vec::new();
+        for (cseq, uri) in [
+            (1, "sip:alice@127.0.0.1:45081"),
+            (2, "sip:alice@127.0.0.1:45081;transport=udp"),
+            (3, "sip:alice@127.0.0.1:45081;transport=UDP"),
+        ] {
+            let register = Register {
+                call_id: "r".into(),
+                cseq,
+                source: "127.0.0.1:45081".parse().unwrap(),
+                transport: BindingTransport::Udp,
+                max_bindings: 16,
+                change: RegisterChange::Contacts(vec![ContactUpdate {
+                    uri: uri.into(),
+                    instance: None,
+                    expires_secs: 60,
+                }]),
+            };
+            apply(&mut list, &register, 0).unwrap();
+        }
+        assert_eq!(list.len(), 1, "§19.1.4: the same URI");
     }
 }

@@ -375,6 +375,35 @@ mod tests {
     }
 
     #[test]
+    fn uris_compare_as_section_19_1_4_says() {
+        use crate::header::uri_eq;
+        let a = "sip:alice@127.0.0.1:45081";
+        assert!(uri_eq(a, "sip:alice@127.0.0.1:45081;transport=udp"));
+        assert!(uri_eq(
+            "sip:alice@127.0.0.1:45081;transport=udp",
+            "sip:alice@127.0.0.1:45081;transport=UDP"
+        ));
+        assert!(uri_eq(a, "SIP:alice@127.0.0.1:45081"));
+        assert!(
+            !uri_eq(a, "sip:Alice@127.0.0.1:45081"),
+            "the user is case-sensitive"
+        );
+        assert!(
+            !uri_eq(a, "sip:alice@127.0.0.1"),
+            "an absent port is not 5060's equal"
+        );
+        assert!(!uri_eq(
+            "sip:alice@127.0.0.1:45081;transport=udp",
+            "sip:alice@127.0.0.1:45081;transport=tcp"
+        ));
+        assert!(!uri_eq(a, "sip:alice@127.0.0.1:45081;maddr=127.0.0.2"));
+        assert!(
+            uri_eq(a, "sip:alice@127.0.0.1:45081;ob"),
+            "other params: only when both have them"
+        );
+    }
+
+    #[test]
     fn a_named_first_route_sends_to_the_peer_not_past_the_proxy() {
         let mut d = Dialog::from_response(&invite(), udp("127.0.0.1:5081"), &ok_from_bob());
         d.route_set = vec!["<sip:proxy.invalid;lr>".into()];

@@ -486,6 +486,44 @@ pub struct Uri<'a> {
     pub headers: Option<&'a str>,
 }
 
+/// URI equality of RFC 3261 §19.1.4, for two URIs as written: scheme and
+/// host compared without case, user and password with it (after %-decoding
+/// is left out: escaped and unescaped forms are rare in Contacts), ports
+/// only equal when both are given or both absent; a parameter both have
+/// must match (without case), `user`, `ttl`, `method` and `maddr` must
+/// also be in both when one has them, and other parameters in only one are
+/// ignored; header parts must be the same.
+/// URIs that do not parse are equal only when they are the same text.
+pub fn uri_eq(a: &str, b: &str) -> bool {
+    let (Ok(x), Ok(y)) = (Uri::parse(a), Uri::parse(b)) else {
+        return a == b;
+    };
+    if x.scheme != y.scheme
+        || x.user != y.user
+        || !x.host.eq_ignore_ascii_case(y.host)
+        || x.port != y.port
+        || x.headers != y.headers
+    {
+        return false;
+    }
+    fn value<'p>(p: &Params<'p>, name: &str) -> Option<&'p str> {
+        p.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.unwrap_or(""))
+    }
+    const STRICT: [&str; 4] = ["user", "ttl", "method", "maddr"];
+    for (name, _) in x.params.iter().chain(y.params.iter()) {
+        let (vx, vy) = (value(&x.params, name), value(&y.params, name));
+        let must = STRICT.iter().any(|s| s.eq_ignore_ascii_case(name));
+        match (vx, vy) {
+            (Some(p), Some(q)) if !p.eq_ignore_ascii_case(q) => return false,
+            (Some(_), None) | (None, Some(_)) if must => return false,
+            _ => {}
+        }
+    }
+    true
+}
+
 /// Why a URI was refused; `UnsupportedScheme` maps to `416`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UriError {

@@ -102,8 +102,11 @@ impl<B: Backend> Engine<B> {
         let Some(call) = self.calls.get(key) else {
             return;
         };
+        let callee_gone = call.callee_hung_up;
         if let CallState::Answered(winner) = call.state {
-            self.send_bye(now, key, Side::Leg(winner));
+            if !callee_gone {
+                self.send_bye(now, key, Side::Leg(winner));
+            }
             self.send_bye(now, key, Side::Caller);
         }
         self.end_call(now, key, CallOutcome::NotAcknowledged);
@@ -204,6 +207,13 @@ impl<B: Backend> Engine<B> {
                 self.end_call(now, key, outcome);
             }
             (CallState::Answered(winner), Side::Leg(leg)) if leg == winner => {
+                if !call.caller.acked {
+                    // §15: no BYE to the caller before it ACKs our 2xx.
+                    if let Some(call) = self.calls.get_mut(key) {
+                        call.callee_hung_up = true;
+                    }
+                    return;
+                }
                 self.send_bye(now, key, Side::Caller);
                 let outcome = CallOutcome::Completed {
                     hung_up_by: Party::Callee,

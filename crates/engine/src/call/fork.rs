@@ -14,7 +14,7 @@ use directory::{Strategy, UserIdx, UserStatus};
 use presence::{Occupancy, Registrations, UserRef};
 use routing::IncomingCall;
 use sip::build::{contact_value, quoted, response_to, via_value};
-use sip::dialog::Dialog;
+use sip::dialog::{tag_of, Dialog};
 use sip::header::Uri;
 use sip::transaction::{Peer, Transmit, TxId};
 use sip::{HeaderName, Message, Method};
@@ -74,6 +74,7 @@ impl<B: Backend> Engine<B> {
             late_offer: req.body().is_empty(),
             sent_ringing: false,
             sent_early_media: false,
+            acked: false,
         };
         let key = self.calls.next_key();
         let skipped = plan.skipped.clone();
@@ -87,6 +88,7 @@ impl<B: Backend> Engine<B> {
             tier_from: 0,
             attempt_deadline: now,
             declined: Vec::new(),
+            callee_hung_up: false,
             skipped,
             destinations: 0,
             legs: Vec::new(),
@@ -542,11 +544,24 @@ impl<B: Backend> Engine<B> {
 
     pub(crate) fn on_leg_2xx_again(
         &mut self,
+        now: Instant,
         key: CallKey,
         leg_id: LegId,
         tx: TxId,
         response: &Message,
     ) {
+        let other_dialog = self
+            .calls
+            .get(key)
+            .and_then(|c| c.leg(leg_id))
+            .is_some_and(|l| {
+                l.dialog.remote_tag() != tag_of(response.header(HeaderName::To).unwrap_or(""))
+            });
+        if other_dialog {
+            // §13.2.2.4: a forking proxy behind the leg answered twice; the
+            // second dialog is ACKed on its own and ended.
+            return self.ack_and_bye_stray(now, tx, response);
+        }
         let ack = self
             .calls
             .get(key)

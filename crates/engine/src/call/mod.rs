@@ -151,6 +151,8 @@ pub(crate) struct Caller {
     pub(crate) sent_ringing: bool,
     /// An 18x with a leg's SDP went to the caller (early media).
     pub(crate) sent_early_media: bool,
+    /// The caller ACKed our 2xx.
+    pub(crate) acked: bool,
 }
 
 /// A re-INVITE relayed from one side to the other, waiting for the ACK.
@@ -182,6 +184,9 @@ pub(crate) struct Call<V> {
     pub(crate) skipped: Vec<MemberVerdict>,
     /// Destinations followed so far (bounded: a plan may not go on forever).
     pub(crate) destinations: u8,
+    /// The answering phone hung up before the caller ACKed the 200: the
+    /// caller's BYE waits for the ACK (§15).
+    pub(crate) callee_hung_up: bool,
     pub(crate) legs: Vec<Leg>,
     pub(crate) state: CallState,
     /// The answering user's occupancy, held from answer to end.

@@ -16,7 +16,7 @@ use crate::{Backend, Engine, TxCtx};
 
 impl<B: Backend> Engine<B> {
     /// An ACK that no transaction absorbed: the ACK to a 2xx.
-    pub(crate) fn on_ack(&mut self, _now: Instant, ack: Message) {
+    pub(crate) fn on_ack(&mut self, now: Instant, ack: Message) {
         let Some(call_id) = ack.call_id() else {
             return;
         };
@@ -29,6 +29,15 @@ impl<B: Backend> Engine<B> {
         };
         if side == Side::Caller && seq == call.caller.invite_cseq {
             self.tl.confirm_2xx(call.caller.tx);
+            call.caller.acked = true;
+            if call.callee_hung_up {
+                // The phone's BYE waited for this ACK (§15): now it goes on.
+                self.send_bye(now, key, Side::Caller);
+                let outcome = crate::events::CallOutcome::Completed {
+                    hung_up_by: crate::events::Party::Callee,
+                };
+                return self.end_call(now, key, outcome);
+            }
             // Late offer: the caller's answer goes to the device in our ACK.
             if let CallState::Answered(winner) = call.state {
                 let Some(leg) = call.leg_mut(winner) else {
@@ -183,6 +192,9 @@ impl<B: Backend> Engine<B> {
         let client_tx = self
             .tl
             .new_client(now, to, relayed, TxCtx::Relay(key, server_tx));
+        if method == Method::Invite {
+            self.tl.set_context(server_tx, TxCtx::ReInvite(key));
+        }
         // A re-INVITE answered only provisionally must still end (408).
         self.tl
             .set_deadline(client_tx, now + self.cfg.timers.t1 * 64);
@@ -261,6 +273,32 @@ impl<B: Backend> Engine<B> {
             if done {
                 call.relayed_invite = None;
             }
+        }
+    }
+
+    /// Our 2xx to a relayed re-INVITE was never ACKed by its sender: the
+    /// session ends on both sides (§13.3.1.4).
+    pub(crate) fn on_reinvite_never_acked(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get(key) else {
+            return;
+        };
+        if let CallState::Answered(winner) = call.state {
+            self.send_bye(now, key, Side::Leg(winner));
+            self.send_bye(now, key, Side::Caller);
+        }
+        self.end_call(now, key, crate::events::CallOutcome::NotAcknowledged);
+    }
+
+    /// The sender cancelled its pending re-INVITE: so does the relay.
+    pub(crate) fn cancel_relayed_reinvite(&mut self, now: Instant, key: CallKey) {
+        let pending = self
+            .calls
+            .get(key)
+            .and_then(|c| c.relayed_invite.as_ref())
+            .filter(|r| r.ack.is_none())
+            .map(|r| r.client_tx);
+        if let Some(client_tx) = pending {
+            self.send_cancel(now, client_tx, None);
         }
     }
 
