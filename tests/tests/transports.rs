@@ -195,3 +195,25 @@ async fn udp_responses_go_to_the_via_port_when_the_request_has_no_rport() {
     assert_eq!(msg.status(), Some(100));
     daemon.stop().await;
 }
+
+/// RFC 5626 §4.4.1: a phone's double-CRLF keep-alive ping over TCP gets a
+/// CRLF pong, so it knows its flow is alive.
+#[tokio::test]
+async fn a_crlf_ping_over_tcp_gets_a_crlf_pong() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), "");
+    config.server.sip_tcp = Some("127.0.0.1:0".parse().unwrap());
+    let daemon = Daemon::start(config).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(daemon.tcp_addr.unwrap())
+        .await
+        .unwrap();
+    stream.write_all(b"\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(3), stream.read(&mut buf))
+        .await
+        .expect("a pong")
+        .unwrap();
+    assert_eq!(&buf[..n], b"\r\n");
+    daemon.stop().await;
+}

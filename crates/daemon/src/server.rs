@@ -445,6 +445,7 @@ async fn serve_connection(
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
     let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(1024);
+    let pong = out_tx.clone();
     if inputs
         .send(EngineInput::Connected { id, writer: out_tx })
         .await
@@ -488,7 +489,11 @@ async fn serve_connection(
             match next_frame(&buf) {
                 Ok(Frame::Incomplete) => break,
                 Ok(Frame::KeepAlive(n)) => {
-                    let _ = buf.split_to(n);
+                    let ping = buf.split_to(n);
+                    // RFC 5626 §4.4.1: a double-CRLF ping gets a CRLF pong.
+                    if ping.windows(4).any(|w| w == b"\r\n\r\n") {
+                        let _ = pong.try_send(Bytes::from_static(b"\r\n"));
+                    }
                 }
                 Ok(Frame::Message(n)) => {
                     let bytes = buf.split_to(n).freeze();

@@ -39,6 +39,12 @@ impl<B: Backend> Engine<B> {
             }
         };
         let result = self.apply_register(now, tx, from, &user_id);
+        // §10.3 step 8: phones without a clock of their own set it from this.
+        let date = self
+            .clock
+            .timestamp(now)
+            .strftime("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
         let Some(req) = self.tl.request(tx) else {
             return;
         };
@@ -49,6 +55,7 @@ impl<B: Backend> Engine<B> {
                 for contact in contacts {
                     ok.push(HeaderName::Contact, &contact);
                 }
+                ok.push(HeaderName::Date, &date);
                 ok
             }
             Err(RegisterError::TooBrief) => {

@@ -1970,7 +1970,14 @@ fn the_registrar_refuses_a_domain_that_is_not_ours_with_404() {
     sim.deliver(ALICE, &register("alice", "sim.test", 3, None));
     let challenge = sim.take(ALICE).pop().unwrap();
     sim.deliver(ALICE, &register("alice", "sim.test", 4, Some(&challenge)));
-    assert_eq!(statuses(&sim.take(ALICE)), vec![200]);
+    let ok = sim.take(ALICE);
+    assert_eq!(statuses(&ok), vec![200]);
+    // §10.3 step 8: the registrar's clock, in RFC 1123 form (T0 is
+    // 2023-11-14T22:13:20Z).
+    assert_eq!(
+        ok[0].header(HeaderName::Date),
+        Some("Tue, 14 Nov 2023 22:13:20 GMT")
+    );
 }
 
 #[test]

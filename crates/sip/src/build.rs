@@ -131,28 +131,36 @@ pub fn quoted(s: &str) -> String {
     out
 }
 
-/// Copies the end-to-end headers of a relayed message: everything except
-/// what belongs to one hop, one dialog or one authentication exchange.
+/// The headers a B2BUA passes from one side of a call to the other, in
+/// mid-call requests and their responses: what describes the body and the
+/// capabilities the two ends negotiate. Everything else (identity such as
+/// `P-Asserted-Identity`, `User-Agent`, `Server`, `X-*`, and what belongs to
+/// one hop, one dialog or one authentication) stays on its side.
+const END_TO_END: &[&str] = &[
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "allow",
+    "allow-events",
+    "event",
+    "info-package",
+    "recv-info",
+    "retry-after",
+    "subscription-state",
+    "supported",
+    "unsupported",
+    "warning",
+];
+
+/// Copies the end-to-end headers of a relayed message (see [`END_TO_END`],
+/// and every `Content-*` but `Content-Length`, which the body sets).
 pub fn copy_end_to_end(from: &Message, to: &mut Message) {
-    for (name, raw, value) in from.headers() {
-        let hop_or_dialog = matches!(
-            name,
-            HeaderName::Via
-                | HeaderName::From
-                | HeaderName::To
-                | HeaderName::CallId
-                | HeaderName::CSeq
-                | HeaderName::Contact
-                | HeaderName::Route
-                | HeaderName::RecordRoute
-                | HeaderName::MaxForwards
-                | HeaderName::ContentLength
-                | HeaderName::Authorization
-                | HeaderName::ProxyAuthorization
-                | HeaderName::WwwAuthenticate
-                | HeaderName::ProxyAuthenticate
-        );
-        if !hop_or_dialog {
+    for (_, raw, value) in from.headers() {
+        let name = raw.trim().to_ascii_lowercase();
+        let content = name.starts_with("content-") && name != "content-length";
+        // Compact forms: c (Content-Type), e (Content-Encoding), k (Supported), o (Event).
+        let compact = matches!(name.as_str(), "c" | "e" | "k" | "o");
+        if content || compact || END_TO_END.contains(&name.as_str()) {
             to.push_other(raw, value);
         }
     }
@@ -245,6 +253,22 @@ mod tests {
             "x"
         )
         .is_none());
+    }
+
+    #[test]
+    fn only_end_to_end_headers_cross_a_b2bua() {
+        let info = Message::parse(
+            b"INFO sip:sb@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1\r\n\
+              From: <sip:a@b>;tag=1\r\nTo: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 2 INFO\r\n\
+              User-Agent: PhoneOS 1.0\r\nX-Carrier-Billing: 42\r\nP-Asserted-Identity: <sip:+1555@carrier>\r\n\
+              Content-Type: application/dtmf-relay\r\nContent-Disposition: signal\r\nSupported: timer\r\n\
+              Content-Length: 0\r\n\r\n",
+        )
+        .unwrap();
+        let mut out = Message::request(crate::Method::Info, "sip:x@y");
+        copy_end_to_end(&info, &mut out);
+        let names: Vec<String> = out.headers().map(|(_, raw, _)| raw.to_string()).collect();
+        assert_eq!(names, ["Content-Type", "Content-Disposition", "Supported"]);
     }
 
     #[test]
