@@ -2088,3 +2088,51 @@ fn a_second_2xx_from_another_dialog_behind_the_leg_is_acked_and_ended_on_its_own
     assert_eq!(bye.to_tag(), Some("second"), "and ended");
     assert_eq!(sim.busy("bob"), 1, "the first dialog is the call");
 }
+
+#[test]
+fn update_and_info_travel_in_the_early_dialog_both_ways() {
+    let mut sim = Sim::new(|_| {});
+    sim.sign_in("bob", BOB_1);
+    let invite = trunk_invite("ed1");
+    sim.deliver(TRUNK, &invite);
+    let ib = invites_to(&mut sim, BOB_1).pop().unwrap();
+    sim.deliver(BOB_1, &reply(&ib, 183, "bob-early"));
+    let progress = sim
+        .take(TRUNK)
+        .into_iter()
+        .find(|m| m.status() == Some(180))
+        .unwrap();
+    // The phone sends INFO (DTMF) before it answers: it reaches the caller.
+    let mut phone = Side::phone(BOB_1, &ib, "bob-early");
+    let mut info = phone.request(Method::Info, "");
+    info.push(HeaderName::ContentType, "application/dtmf-relay");
+    info.set_body(Bytes::from_static(b"Signal=1\r\nDuration=100\r\n"));
+    sim.deliver(BOB_1, &info);
+    let relayed = sim
+        .take_requests(TRUNK, Method::Info)
+        .pop()
+        .expect("RFC 6086 early INFO");
+    assert_eq!(relayed.call_id(), invite.call_id());
+    assert_eq!(
+        relayed.from_tag(),
+        progress.to_tag(),
+        "our tag of the early dialog"
+    );
+    sim.deliver(TRUNK, &response_to(&relayed, 200, "OK", None, false));
+    assert_eq!(statuses(&sim.take(BOB_1)), vec![200]);
+    // The caller sends UPDATE in the early dialog: it reaches the one leg.
+    let mut caller = Side::caller(&invite, &progress);
+    caller.target = "sip:switchboard@127.0.0.1:5060".to_string();
+    sim.deliver(
+        TRUNK,
+        &caller.request(Method::Update, "v=0\r\no=early-update\r\n"),
+    );
+    let update = sim
+        .take_requests(BOB_1, Method::Update)
+        .pop()
+        .expect("RFC 3311 early UPDATE");
+    assert_eq!(update.call_id(), ib.call_id());
+    assert_eq!(update.to_tag(), Some("bob-early"));
+    sim.deliver(BOB_1, &response_to(&update, 200, "OK", None, false));
+    assert_eq!(statuses(&sim.take(TRUNK)), vec![200]);
+}

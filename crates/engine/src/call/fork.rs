@@ -266,6 +266,11 @@ impl<B: Backend> Engine<B> {
         if leg.state == LegState::Calling {
             leg.state = LegState::Ringing;
         }
+        // A provisional with a To tag opens an early dialog (§12.1): the
+        // leg's side of it, for UPDATE and INFO before the answer.
+        if leg.dialog.remote_tag().is_empty() && response.to_tag().is_some() {
+            leg.dialog.confirm(&response);
+        }
         if leg.cancel_requested && !leg.cancel_sent {
             leg.cancel_sent = true;
             let reason = leg.cancel_reason;

@@ -10,7 +10,7 @@ use sip::build::{contact_value, copy_end_to_end, response_to};
 use sip::transaction::{Peer, Transport, TxId};
 use sip::{HeaderName, Message, Method};
 
-use super::{CallKey, CallState, RelayedInvite, Side};
+use super::{CallKey, CallState, LegId, LegState, RelayedInvite, Side};
 use crate::addressing::local_addr;
 use crate::{Backend, Engine, TxCtx};
 
@@ -124,10 +124,31 @@ impl<B: Backend> Engine<B> {
             self.hang_up(now, key, side);
             return;
         }
+        // RFC 3311 / 6086: UPDATE and INFO also travel in an early dialog:
+        // from a ringing leg to the caller, and from the caller to the one
+        // leg ringing in an early dialog (with several, which one is meant
+        // is not known).
+        let early = matches!(method, Method::Update | Method::Info) && state == CallState::Ringing;
+        let early_target = match (early, side) {
+            (true, Side::Leg(leg)) => call
+                .leg(leg)
+                .is_some_and(|l| l.state == LegState::Ringing)
+                .then_some(Side::Caller),
+            (true, Side::Caller) => {
+                let mut early_legs = call.legs.iter().enumerate().filter(|(_, l)| {
+                    l.state == LegState::Ringing && !l.dialog.remote_tag().is_empty()
+                });
+                match (early_legs.next(), early_legs.next()) {
+                    (Some((i, _)), None) => Some(Side::Leg(LegId(i as u16))),
+                    _ => None,
+                }
+            }
+            (false, _) => None,
+        };
         let relayable = match (state, side) {
             (CallState::Answered(_), Side::Caller) => true,
             (CallState::Answered(winner), Side::Leg(leg)) => leg == winner,
-            _ => false,
+            _ => early_target.is_some(),
         };
         if !relayable {
             self.respond_plain(now, server_tx, 481);
@@ -164,7 +185,7 @@ impl<B: Backend> Engine<B> {
             // It would go one hop further than its sender allowed.
             return self.respond_plain(now, server_tx, 483);
         }
-        let target_side = call.other_side(side);
+        let target_side = early_target.unwrap_or_else(|| call.other_side(side));
         let Some(original) = self.tl.request(server_tx).cloned() else {
             return;
         };
@@ -226,7 +247,9 @@ impl<B: Backend> Engine<B> {
         if let (Some(resp), Some(call), Some(method)) =
             (&response, self.calls.get_mut(key), original.method())
         {
-            if resp.status().is_some_and(|s| (200..300).contains(&s)) {
+            // (In an early dialog the sides are not yet paired: no refresh.)
+            let answered = matches!(call.state, CallState::Answered(_));
+            if answered && resp.status().is_some_and(|s| (200..300).contains(&s)) {
                 let origin = if original.call_id() == Some(call.caller.dialog.call_id.as_str()) {
                     Side::Caller
                 } else {
