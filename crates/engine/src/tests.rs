@@ -2136,3 +2136,33 @@ fn update_and_info_travel_in_the_early_dialog_both_ways() {
     sim.deliver(BOB_1, &response_to(&update, 200, "OK", None, false));
     assert_eq!(statuses(&sim.take(TRUNK)), vec![200]);
 }
+
+#[test]
+fn in_a_late_offer_call_the_losing_legs_ack_answers_its_offer() {
+    let mut sim = Sim::new(|_| {});
+    sim.sign_in("alice", ALICE);
+    sim.sign_in("bob", BOB_1);
+    sim.deliver(TRUNK, &trunk_invite_without_sdp("lo2"));
+    let ia = invites_to(&mut sim, ALICE).pop().unwrap();
+    let ib = invites_to(&mut sim, BOB_1).pop().unwrap();
+    sim.deliver(
+        ALICE,
+        &with_sdp(reply(&ia, 200, "a"), "v=0\r\nm=audio 40000 RTP/AVP 0\r\n"),
+    );
+    sim.deliver(
+        BOB_1,
+        &with_sdp(reply(&ib, 200, "b"), "v=0\r\nm=audio 41000 RTP/AVP 0 8\r\n"),
+    );
+    let to_bob = sim.take(BOB_1);
+    let ack = to_bob
+        .iter()
+        .find(|m| m.method() == Some(&Method::Ack))
+        .unwrap();
+    assert_eq!(ack.header(HeaderName::ContentType), Some("application/sdp"));
+    let body = std::str::from_utf8(ack.body()).unwrap();
+    assert!(
+        body.contains("m=audio 0 RTP/AVP 0 8"),
+        "every stream refused: {body}"
+    );
+    assert!(to_bob.iter().any(|m| m.method() == Some(&Method::Bye)));
+}

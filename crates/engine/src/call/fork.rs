@@ -332,6 +332,7 @@ impl<B: Backend> Engine<B> {
             return;
         };
         let call_ringing = call.state == CallState::Ringing;
+        let late_offer = call.caller.late_offer;
         let Some(leg) = call.leg_mut(leg_id) else {
             return;
         };
@@ -379,7 +380,15 @@ impl<B: Backend> Engine<B> {
             // Answered too late (another device won, or the call ended).
             leg.finish(LegOutcome::AnsweredTooLate);
             let local = local_addr(&self.cfg, leg.dialog.peer.transport);
-            let ack = leg.dialog.ack(&mut self.ids, local, leg.invite_cseq, None);
+            // In a late-offer call its 2xx carried an offer: the ACK must
+            // answer it (§13.2.2.4); it refuses every stream before the BYE.
+            let answer = late_offer
+                .then(|| super::sdp::refuse_all(response.body()))
+                .flatten()
+                .map(|sdp| ("application/sdp", sdp));
+            let ack = leg
+                .dialog
+                .ack(&mut self.ids, local, leg.invite_cseq, answer);
             let bytes = Bytes::from(ack.encode());
             // Kept so a retransmitted 2xx is ACKed again.
             leg.ack = Some(bytes.clone());

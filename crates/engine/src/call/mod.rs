@@ -20,6 +20,7 @@ mod end;
 mod fork;
 mod plan;
 mod relay;
+mod sdp;
 mod table;
 
 use std::sync::Arc;
