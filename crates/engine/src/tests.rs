@@ -2166,3 +2166,40 @@ fn in_a_late_offer_call_the_losing_legs_ack_answers_its_offer() {
     );
     assert!(to_bob.iter().any(|m| m.method() == Some(&Method::Bye)));
 }
+
+#[test]
+fn a_trunks_asserted_identity_is_shown_and_privacy_honoured() {
+    let mut sim = Sim::new(|_| {});
+    sim.sign_in("bob", BOB_1);
+    let mut invite = trunk_invite("pai1");
+    invite.push(
+        HeaderName::PAssertedIdentity,
+        "\"Acme Corp\" <sip:+15557770000@carrier.invalid>",
+    );
+    sim.deliver(TRUNK, &invite);
+    let ib = invites_to(&mut sim, BOB_1).pop().unwrap();
+    let from = ib.header(HeaderName::From).unwrap();
+    assert!(
+        from.contains("Acme Corp (Sales)") && from.contains("sip:+15557770000@"),
+        "{from}"
+    );
+    assert!(
+        ib.header(HeaderName::PAssertedIdentity).is_none(),
+        "identity headers stay on the trunk's side"
+    );
+    let mut private = trunk_invite("pai2");
+    private.push(
+        HeaderName::PAssertedIdentity,
+        "<sip:+15557770000@carrier.invalid>",
+    );
+    private.push(HeaderName::Privacy, "id");
+    sim.deliver(TRUNK, &private);
+    let ib = invites_to(&mut sim, BOB_1).pop().unwrap();
+    let from = ib.header(HeaderName::From).unwrap();
+    assert!(
+        from.contains("Anonymous (Sales)")
+            && from.contains("sip:anonymous@")
+            && !from.contains("7770000"),
+        "{from}"
+    );
+}

@@ -83,6 +83,16 @@ impl Dialog {
         }
     }
 
+    /// The first route names a strict router (no `;lr`, RFC 2543 style,
+    /// §12.2.1.1): requests in the dialog are still sent as for a loose one.
+    pub fn strict_route(&self) -> bool {
+        self.route_set
+            .first()
+            .and_then(|r| NameAddr::parse(r))
+            .and_then(|r| Uri::parse(r.uri).ok())
+            .is_some_and(|u| u.params.get("lr").is_none())
+    }
+
     /// Our tag.
     pub fn local_tag(&self) -> &str {
         tag_of(&self.local)
@@ -289,6 +299,10 @@ mod tests {
             vec!["<sip:p2@127.0.0.8;lr>", "<sip:p1@127.0.0.9;lr>"]
         );
         assert_eq!(d.local_cseq, 1);
+        assert!(!d.strict_route());
+        let mut strict = d.clone();
+        strict.route_set = vec!["<sip:old-proxy@127.0.0.7>".into()];
+        assert!(strict.strict_route());
         // Requests go to the first route, not the target.
         assert_eq!(d.next_hop().addr, "127.0.0.8:5060".parse().unwrap());
     }

@@ -158,6 +158,9 @@ header_names! {
     Accept => "Accept";
     RetryAfter => "Retry-After";
     Reason => "Reason";
+    PAssertedIdentity => "P-Asserted-Identity";
+    Privacy => "Privacy";
+    Diversion => "Diversion";
 }
 
 /// Why a message was refused. `Display` gives the phrase used in a `400`.

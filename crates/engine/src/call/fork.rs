@@ -75,6 +75,7 @@ impl<B: Backend> Engine<B> {
             sent_ringing: false,
             sent_early_media: false,
             acked: false,
+            from_trunk,
         };
         let key = self.calls.next_key();
         let skipped = plan.skipped.clone();
@@ -157,13 +158,9 @@ impl<B: Backend> Engine<B> {
         let max_forwards = max_forwards.to_string();
         let content_type = req.header(HeaderName::ContentType).map(str::to_string);
         let body = req.body().clone();
-        let caller_user = req
-            .from_header()
-            .and_then(|f| Uri::parse(f.uri).ok())
-            .and_then(|u| u.user)
-            .unwrap_or("anonymous")
-            .to_string();
-        let display = quoted(&format!("{} ({})", caller_display(req), line));
+        let trusted = self.calls.get(key).is_some_and(|c| c.caller.from_trunk);
+        let (caller_name, caller_user) = caller_identity(req, trusted);
+        let display = quoted(&format!("{caller_name} ({line})"));
         let now_ms = self.clock.unix_ms(now);
         let mut legs = Vec::new();
         for &user_idx in users {
@@ -370,6 +367,12 @@ impl<B: Backend> Engine<B> {
         }
         // A 2xx: the leg's dialog is now confirmed from its side.
         leg.dialog.confirm(&response);
+        if leg.dialog.strict_route() {
+            tracing::warn!(
+                route = leg.dialog.route_set.first().map(String::as_str).unwrap_or(""),
+                "a strict router (Record-Route without ;lr) on a leg: requests are sent as if it were loose"
+            );
+        }
         // A leg cancelled only because its tier's time ran out (no other leg
         // answered, its user is not busy elsewhere) that picks up as the
         // CANCEL crosses still takes the call: someone is on the line.
@@ -700,16 +703,57 @@ fn dialled_number(request_uri: &str) -> &str {
 }
 
 /// How the callee sees the caller: the caller's display name, else number.
-fn caller_display(request: &Message) -> String {
-    let Some(from) = request.from_header() else {
-        return "Unknown".into();
-    };
-    if let Some(name) = from.display_name() {
-        return name.replace('\\', "");
+/// Who the callee sees calling: display name and user part. From a trunk
+/// (a trusted peer, RFC 3325 §4) `P-Asserted-Identity` wins over From, and
+/// `Privacy: id` or `header` hides the caller as `Anonymous`.
+fn caller_identity(request: &Message, trusted: bool) -> (String, String) {
+    if trusted {
+        let private = request
+            .header_lines(HeaderName::Privacy)
+            .flat_map(|v| v.split(';'))
+            .any(|p| {
+                matches!(
+                    p.trim().to_ascii_lowercase().as_str(),
+                    "id" | "header" | "user"
+                )
+            });
+        if private {
+            return ("Anonymous".into(), "anonymous".into());
+        }
+        if let Some(asserted) = request
+            .values(HeaderName::PAssertedIdentity)
+            .filter_map(sip::NameAddr::parse)
+            .find(|n| Uri::parse(n.uri).is_ok_and(|u| u.user.is_some()))
+        {
+            let user = Uri::parse(asserted.uri)
+                .ok()
+                .and_then(|u| u.user)
+                .unwrap_or("anonymous")
+                .to_string();
+            let name = asserted
+                .display_name()
+                .map(|n| n.replace('\\', ""))
+                .unwrap_or_else(|| user.clone());
+            return (name, user);
+        }
     }
-    Uri::parse(from.uri)
+    let Some(from) = request.from_header() else {
+        return ("Unknown".into(), "anonymous".into());
+    };
+    let user = Uri::parse(from.uri)
         .ok()
         .and_then(|u| u.user)
-        .unwrap_or("Unknown")
-        .to_string()
+        .unwrap_or("anonymous")
+        .to_string();
+    let name = from
+        .display_name()
+        .map(|n| n.replace('\\', ""))
+        .unwrap_or_else(|| {
+            if user == "anonymous" {
+                "Unknown".into()
+            } else {
+                user.clone()
+            }
+        });
+    (name, user)
 }

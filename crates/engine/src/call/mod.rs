@@ -154,6 +154,8 @@ pub(crate) struct Caller {
     pub(crate) sent_early_media: bool,
     /// The caller ACKed our 2xx.
     pub(crate) acked: bool,
+    /// The call came from a trunk (its identity headers are trusted).
+    pub(crate) from_trunk: bool,
 }
 
 /// A re-INVITE relayed from one side to the other, waiting for the ACK.
