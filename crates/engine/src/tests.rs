@@ -2096,6 +2096,8 @@ fn update_and_info_travel_in_the_early_dialog_both_ways() {
     let invite = trunk_invite("ed1");
     sim.deliver(TRUNK, &invite);
     let ib = invites_to(&mut sim, BOB_1).pop().unwrap();
+    // A phone that says Trying first (no tag), then rings.
+    sim.deliver(BOB_1, &reply(&ib, 100, "bob-early"));
     sim.deliver(BOB_1, &reply(&ib, 183, "bob-early"));
     let progress = sim
         .take(TRUNK)

@@ -234,6 +234,7 @@ impl<B: Backend> Engine<B> {
                     cancel_reason: None,
                     auth_tried: false,
                     retry: None,
+                    early_dialog: false,
                     outcome: None,
                     ack: None,
                 });
@@ -263,10 +264,12 @@ impl<B: Backend> Engine<B> {
         if leg.state == LegState::Calling {
             leg.state = LegState::Ringing;
         }
-        // A provisional with a To tag opens an early dialog (§12.1): the
-        // leg's side of it, for UPDATE and INFO before the answer.
-        if leg.dialog.remote_tag().is_empty() && response.to_tag().is_some() {
+        // The first provisional with a To tag opens an early dialog (§12.1):
+        // the leg's side of it, for UPDATE and INFO before the answer. Once
+        // per leg: parsing the headers of every 18x costs on the call path.
+        if !leg.early_dialog && status > 100 && response.to_tag().is_some() {
             leg.dialog.confirm(&response);
+            leg.early_dialog = true;
         }
         if leg.cancel_requested && !leg.cancel_sent {
             leg.cancel_sent = true;

@@ -122,6 +122,8 @@ pub(crate) struct Leg {
     pub(crate) cancel_reason: Option<&'static str>,
     /// A trunk leg answered its carrier's challenge already.
     pub(crate) auth_tried: bool,
+    /// A provisional with a To tag gave the leg an early dialog.
+    pub(crate) early_dialog: bool,
     /// A trunk leg's INVITE, to send again with credentials (the
     /// transaction lets its copy go once answered).
     pub(crate) retry: Option<Box<Message>>,

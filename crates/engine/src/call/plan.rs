@@ -304,6 +304,7 @@ impl<B: Backend> Engine<B> {
             cancel_reason: None,
             auth_tried: false,
             retry,
+            early_dialog: false,
             outcome: None,
             ack: None,
         })
