@@ -416,7 +416,7 @@ impl<B: Backend> Engine<B> {
             Method::Ack => self.on_ack(now, request),
             Method::Cancel => self.on_cancel(now, from, request),
             // Addressed to the server itself: answered whatever its
-            // Max-Forwards (RFC 4475 §3.3.12: an endpoint answers).
+            // Max-Forwards (RFC 4475 §3.3.11: an endpoint answers).
             Method::Options if !in_dialog && names_this_server(&request) => {
                 self.on_options(now, from, request)
             }

@@ -23,6 +23,22 @@ use crate::{Backend, Engine, Event, TxCtx};
 impl<B: Backend> Engine<B> {
     pub(crate) fn on_register(&mut self, now: Instant, from: Peer, request: Message) {
         let tx = self.tl.new_server(now, from, request, TxCtx::Plain);
+        // §10.3 step 1 comes before authentication: a domain that is not
+        // ours is refused without a challenge.
+        if self.tl.request(tx).is_some_and(|req| !self.our_domain(req)) {
+            let tag = self.ids.tag();
+            if let Some(req) = self.tl.request(tx) {
+                let reply = response_to(
+                    req,
+                    404,
+                    "Not Found (not this server's domain)",
+                    Some(&tag),
+                    false,
+                );
+                self.tl.respond(now, tx, &reply);
+            }
+            return;
+        }
         let outcome = match self.tl.request(tx) {
             Some(req) => self.authenticate(now, req, HeaderName::Authorization),
             None => return,
@@ -78,13 +94,6 @@ impl<B: Backend> Engine<B> {
                 false,
             ),
             Err(RegisterError::BadRequest(why)) => response_to(req, 400, why, Some(&tag), false),
-            Err(RegisterError::NotOurDomain) => response_to(
-                req,
-                404,
-                "Not Found (not this server's domain)",
-                Some(&tag),
-                false,
-            ),
             Err(RegisterError::Store(BindError::OutOfOrder)) => {
                 response_to(req, 500, "Out Of Order Registration", Some(&tag), false)
             }
@@ -121,18 +130,6 @@ impl<B: Backend> Engine<B> {
             .to_header()
             .ok_or(RegisterError::BadRequest("Malformed To"))?;
         let aor = Uri::parse(to.uri).map_err(|_| RegisterError::BadRequest("Malformed To URI"))?;
-        // §10.3 steps 1 and 3: only addresses of our domain (or of this
-        // server, by IP) are ours to bind.
-        let ours = |host: &str| {
-            host.eq_ignore_ascii_case(&self.cfg.domain) || sip::header::host_ip(host).is_some()
-        };
-        let request_host = req
-            .request_uri()
-            .and_then(|u| Uri::parse(u).ok())
-            .map(|u| u.host.to_string());
-        if !ours(aor.host) || request_host.is_some_and(|h| !ours(&h)) {
-            return Err(RegisterError::NotOurDomain);
-        }
         if aor.user != Some(user_id) {
             return Err(RegisterError::WrongAor);
         }
@@ -226,8 +223,21 @@ impl<B: Backend> Engine<B> {
     }
 }
 
+impl<B: Backend> Engine<B> {
+    /// §10.3 steps 1 and 3: the Request-URI and the address of record name
+    /// our domain (or this server by an IP: phones often use the address).
+    fn our_domain(&self, req: &Message) -> bool {
+        let ours = |uri: Option<&str>| {
+            uri.and_then(|u| Uri::parse(u).ok()).is_none_or(|u| {
+                u.host.eq_ignore_ascii_case(&self.cfg.domain)
+                    || sip::header::host_ip(u.host).is_some()
+            })
+        };
+        ours(req.request_uri()) && ours(req.to_header().map(|t| t.uri))
+    }
+}
+
 enum RegisterError {
-    NotOurDomain,
     TooBrief,
     NotActive,
     WrongAor,

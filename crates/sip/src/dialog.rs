@@ -124,7 +124,12 @@ impl Dialog {
     /// Confirms the dialog from the other side's 2xx to our INVITE: their
     /// tag, their target and the route set (§12.1.2).
     pub fn confirm(&mut self, response: &Message) {
-        self.remote = response.header(HeaderName::To).unwrap_or("").to_string();
+        let remote = response.header(HeaderName::To).unwrap_or("");
+        if tag_of(remote) != self.remote_tag() {
+            // Another dialog (a fork behind the peer): its CSeqs are its own.
+            self.remote_cseq = None;
+        }
+        self.remote = remote.to_string();
         if let Some(target) = contact_uri(response) {
             self.remote_target = target;
         }

@@ -42,13 +42,22 @@ use crate::message::{HeaderName, Message, Method};
 /// at the source port when `rport` was asked for, else at the top Via's
 /// sent-by port (5060 when it names none).
 pub fn response_peer(from: Peer, request: &Message) -> Peer {
+    peer_for_via(from, request.top_via().as_ref())
+}
+
+/// [`response_peer`] with the top Via already read. A sender whose Via
+/// names another IP than the one it sent from is behind NAT: its Via port
+/// is not reachable either, so the answer goes back to the source port (as
+/// `rport` would have asked).
+fn peer_for_via(from: Peer, via: Option<&crate::header::Via<'_>>) -> Peer {
     if from.transport.is_reliable() {
         return from;
     }
-    let Some(via) = request.top_via() else {
+    let Some(via) = via else {
         return from;
     };
-    if via.rport().is_some() {
+    let natted = crate::header::host_ip(via.host).is_some_and(|ip| ip != from.addr.ip());
+    if via.rport().is_some() || natted {
         return from;
     }
     Peer {
@@ -325,10 +334,23 @@ impl<C: Clone> Transactions<C> {
     pub fn new_server(&mut self, now: Instant, from: Peer, request: Message, ctx: C) -> TxId {
         let _ = now;
         // Every response of the transaction, retransmissions included, goes
-        // where §18.2.2 says, not simply back to the source port.
-        let from = response_peer(from, &request);
+        // where §18.2.2 says, not simply back to the source port. (The top
+        // Via is read once, for that and for the transaction's key.)
+        let top = request.top_via();
+        let from = peer_for_via(from, top.as_ref());
         let id = self.alloc_id();
-        let key = server_key(&request).unwrap_or_default();
+        let key = match (&top, request.method()) {
+            (Some(via), Some(method)) => {
+                let method = if *method == Method::Ack {
+                    "INVITE"
+                } else {
+                    method.as_str()
+                };
+                server_key_for(&request, via, method)
+            }
+            _ => None,
+        }
+        .unwrap_or_default();
         let is_invite = request.method() == Some(&Method::Invite);
         let trying = is_invite.then(|| response_to(&request, 100, "Trying", None, false));
         let mut tx = Tx {
@@ -768,7 +790,10 @@ fn server_key(request: &Message) -> Option<String> {
 /// §17.2.3: branch plus sent-by plus method for RFC 3261 clients; for RFC
 /// 2543 clients (no magic cookie), the dialog identifiers and CSeq number.
 fn server_key_with_method(request: &Message, method: &str) -> Option<String> {
-    let via = request.top_via()?;
+    server_key_for(request, &request.top_via()?, method)
+}
+
+fn server_key_for(request: &Message, via: &crate::header::Via<'_>, method: &str) -> Option<String> {
     let mut key = String::with_capacity(96);
     match via.branch() {
         Some(branch) if branch.starts_with(BRANCH_COOKIE) => {

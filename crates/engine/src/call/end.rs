@@ -36,8 +36,11 @@ impl<B: Backend> Engine<B> {
                 } else {
                     (180, "Ringing")
                 };
+                let transport = call.caller.dialog.peer.transport;
+                let contact = sip::build::contact_value(self.local_addr(transport), transport);
                 if let Some(req) = self.tl.request(inbound_tx) {
-                    let again = response_to(req, status, reason, Some(&tag), true);
+                    let mut again = response_to(req, status, reason, Some(&tag), true);
+                    again.push(sip::HeaderName::Contact, &contact);
                     self.tl.respond(now, inbound_tx, &again);
                 }
                 self.calls.arm(
@@ -47,7 +50,9 @@ impl<B: Backend> Engine<B> {
                 );
             }
             (CallTimer::MaxDuration, CallState::Answered(winner)) => {
-                self.send_bye(now, key, Side::Leg(winner));
+                if !call.callee_hung_up {
+                    self.send_bye(now, key, Side::Leg(winner));
+                }
                 self.send_bye(now, key, Side::Caller);
                 self.end_call(now, key, CallOutcome::MaxDuration);
             }
@@ -200,7 +205,9 @@ impl<B: Backend> Engine<B> {
         };
         match (call.state, side) {
             (CallState::Answered(winner), Side::Caller) => {
-                self.send_bye(now, key, Side::Leg(winner));
+                if !call.callee_hung_up {
+                    self.send_bye(now, key, Side::Leg(winner));
+                }
                 let outcome = CallOutcome::Completed {
                     hung_up_by: Party::Caller,
                 };

@@ -235,6 +235,7 @@ impl<B: Backend> Engine<B> {
                     auth_tried: false,
                     retry: None,
                     early_dialog: false,
+                    early: None,
                     outcome: None,
                     ack: None,
                 });
@@ -264,12 +265,13 @@ impl<B: Backend> Engine<B> {
         if leg.state == LegState::Calling {
             leg.state = LegState::Ringing;
         }
-        // The first provisional with a To tag opens an early dialog (§12.1):
-        // the leg's side of it, for UPDATE and INFO before the answer. Once
-        // per leg: parsing the headers of every 18x costs on the call path.
-        if !leg.early_dialog && status > 100 && response.to_tag().is_some() {
-            leg.dialog.confirm(&response);
+        // The first provisional past 100 may open an early dialog (§12.1),
+        // for UPDATE and INFO before the answer. It is kept as it came and
+        // read only if such a request arrives: parsing its headers on every
+        // call would cost the call path for a rare case.
+        if !leg.early_dialog && status > 100 {
             leg.early_dialog = true;
+            leg.early = Some(Box::new(response.clone()));
         }
         if leg.cancel_requested && !leg.cancel_sent {
             leg.cancel_sent = true;
@@ -283,7 +285,10 @@ impl<B: Backend> Engine<B> {
         // Early media: the first 18x with SDP reaches the caller with that
         // SDP (a gateway's announcement, a phone's ringback); later ones do
         // not replace it. Without SDP, one 180 tells the caller it rings.
-        let early_media = !response.body().is_empty()
+        // (Not in a late-offer call: there an 18x's SDP would be an offer
+        // in an unreliable response, which RFC 3261 §13.2.1 does not allow.)
+        let early_media = !call.caller.late_offer
+            && !response.body().is_empty()
             && response
                 .header(HeaderName::ContentType)
                 .is_some_and(|ct| ct.to_ascii_lowercase().starts_with("application/sdp"));
@@ -482,6 +487,7 @@ impl<B: Backend> Engine<B> {
             self.tl.respond(now, inbound_tx, &ok);
         }
         self.calls.arm(key, max_deadline, CallTimer::MaxDuration);
+        self.calls.disarm(key, CallTimer::StillRinging);
         // Every other device of this call stops ringing, told that the call
         // was taken (so phones do not log a missed call)...
         for i in (0..legs as u16).map(LegId).filter(|&i| i != leg_id) {

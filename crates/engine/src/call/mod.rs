@@ -122,8 +122,10 @@ pub(crate) struct Leg {
     pub(crate) cancel_reason: Option<&'static str>,
     /// A trunk leg answered its carrier's challenge already.
     pub(crate) auth_tried: bool,
-    /// A provisional with a To tag gave the leg an early dialog.
+    /// The leg's first provisional past 100 came (and is kept in `early`
+    /// until an early-dialog request needs it).
     pub(crate) early_dialog: bool,
+    pub(crate) early: Option<Box<Message>>,
     /// A trunk leg's INVITE, to send again with credentials (the
     /// transaction lets its copy go once answered).
     pub(crate) retry: Option<Box<Message>>,
@@ -220,6 +222,21 @@ impl<V> Call<V> {
                 user,
                 stopped_by: Some(gate),
             }),
+        }
+    }
+
+    /// Gives every ringing leg whose first provisional had a To tag its
+    /// early dialog (§12.1), for an UPDATE or INFO before the answer.
+    pub(crate) fn settle_early_dialogs(&mut self) {
+        for leg in &mut self.legs {
+            if leg.state != LegState::Ringing {
+                continue;
+            }
+            if let Some(provisional) = leg.early.take() {
+                if provisional.to_tag().is_some() {
+                    leg.dialog.confirm(&provisional);
+                }
+            }
         }
     }
 

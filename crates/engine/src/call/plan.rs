@@ -305,6 +305,7 @@ impl<B: Backend> Engine<B> {
             auth_tried: false,
             retry,
             early_dialog: false,
+            early: None,
             outcome: None,
             ack: None,
         })

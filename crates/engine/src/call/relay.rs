@@ -93,6 +93,11 @@ impl<B: Backend> Engine<B> {
             self.reply_new(now, from, request, 481, None);
             return;
         };
+        if let Some(call) = self.calls.get_mut(key) {
+            if call.state == CallState::Ringing {
+                call.settle_early_dialogs();
+            }
+        }
         // §12.2.2: knowing a Call-ID is not enough to hang up someone's call.
         let in_dialog = self
             .calls

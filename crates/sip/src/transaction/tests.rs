@@ -353,3 +353,50 @@ fn rfc2543_requests_match_without_a_cookie() {
     drain(&mut t);
     assert_eq!(t.on_request(t0, &req), RequestMatch::Absorbed);
 }
+
+#[test]
+fn responses_go_to_the_via_port_without_rport_unless_the_sender_is_behind_nat() {
+    let from = Peer {
+        transport: Transport::Udp,
+        addr: "127.0.0.2:45070".parse().unwrap(),
+    };
+    let with_via = |via: &str| {
+        Message::parse(
+            format!(
+                "OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: {via}\r\nFrom: <sip:a@b>;tag=1\r\n\
+                 To: <sip:x@127.0.0.1>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap()
+    };
+    let to = |via: &str| response_peer(from, &with_via(via)).addr.to_string();
+    assert_eq!(
+        to("SIP/2.0/UDP 127.0.0.2:45071;branch=z9hG4bK1"),
+        "127.0.0.2:45071",
+        "§18.2.2"
+    );
+    assert_eq!(
+        to("SIP/2.0/UDP 127.0.0.2;branch=z9hG4bK1"),
+        "127.0.0.2:5060"
+    );
+    assert_eq!(
+        to("SIP/2.0/UDP 127.0.0.2:45071;branch=z9hG4bK1;rport"),
+        "127.0.0.2:45070",
+        "RFC 3581"
+    );
+    // A Via naming a private address it did not send from: behind NAT.
+    assert_eq!(
+        to("SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK1"),
+        "127.0.0.2:45070"
+    );
+    // Over a stream, back on the connection.
+    let tcp = Peer {
+        transport: Transport::Tcp(3),
+        ..from
+    };
+    assert_eq!(
+        response_peer(tcp, &with_via("SIP/2.0/TCP 127.0.0.2:5060;branch=z9hG4bK1")),
+        tcp
+    );
+}
