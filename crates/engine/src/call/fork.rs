@@ -98,12 +98,12 @@ impl<B: Backend> Engine<B> {
             relayed_invite: None,
             timers: Vec::with_capacity(2),
             started: at,
+            arrived: now,
+            still_ringing: false,
             answered: None,
         };
         self.tl.set_context(tx, TxCtx::Inbound(key));
         self.calls.insert(key, call);
-        self.calls
-            .arm(key, now + STILL_RINGING, CallTimer::StillRinging);
         self.start_plan(now, key);
     }
 
@@ -235,7 +235,7 @@ impl<B: Backend> Engine<B> {
                     auth_tried: false,
                     retry: None,
                     early_dialog: false,
-                    early: None,
+                    early_to: None,
                     outcome: None,
                     ack: None,
                 });
@@ -271,7 +271,7 @@ impl<B: Backend> Engine<B> {
         // call would cost the call path for a rare case.
         if !leg.early_dialog && status > 100 {
             leg.early_dialog = true;
-            leg.early = Some(Box::new(response.clone()));
+            leg.early_to = response.header(HeaderName::To).map(Box::from);
         }
         if leg.cancel_requested && !leg.cancel_sent {
             leg.cancel_sent = true;

@@ -122,10 +122,10 @@ pub(crate) struct Leg {
     pub(crate) cancel_reason: Option<&'static str>,
     /// A trunk leg answered its carrier's challenge already.
     pub(crate) auth_tried: bool,
-    /// The leg's first provisional past 100 came (and is kept in `early`
-    /// until an early-dialog request needs it).
+    /// The leg's first provisional past 100 came; its To (kept as written,
+    /// in `early_to`) is read only if an early-dialog request needs it.
     pub(crate) early_dialog: bool,
-    pub(crate) early: Option<Box<Message>>,
+    pub(crate) early_to: Option<Box<str>>,
     /// A trunk leg's INVITE, to send again with credentials (the
     /// transaction lets its copy go once answered).
     pub(crate) retry: Option<Box<Message>>,
@@ -202,6 +202,10 @@ pub(crate) struct Call<V> {
     /// This call's entries in the timer table, removed when it ends.
     pub(crate) timers: Vec<(Instant, CallTimer)>,
     pub(crate) started: Timestamp,
+    /// When the INVITE came, and whether the minute-by-minute provisional
+    /// is armed (only for calls that may ring that long).
+    pub(crate) arrived: Instant,
+    pub(crate) still_ringing: bool,
     pub(crate) answered: Option<Timestamp>,
 }
 
@@ -232,9 +236,11 @@ impl<V> Call<V> {
             if leg.state != LegState::Ringing {
                 continue;
             }
-            if let Some(provisional) = leg.early.take() {
-                if provisional.to_tag().is_some() {
-                    leg.dialog.confirm(&provisional);
+            if let Some(to) = leg.early_to.take() {
+                if !sip::dialog::tag_of(&to).is_empty() {
+                    // Their tag; the target stays the Contact we called.
+                    leg.dialog.remote = to.into();
+                    leg.dialog.remote_cseq = None;
                 }
             }
         }

@@ -44,7 +44,21 @@ impl<B: Backend> Engine<B> {
         };
         call.step = 0;
         call.attempt_deadline = now + call.plan.ring_timeout;
+        self.arm_still_ringing(now, key);
         self.start_tier(now, key, TierEnd::EveryLegFailed);
+    }
+
+    /// §13.3.1.1: a call that may ring past a minute tells its caller so
+    /// every minute (most ring 30 s and never need the timer).
+    fn arm_still_ringing(&mut self, now: Instant, key: CallKey) {
+        let Some(call) = self.calls.get_mut(key) else {
+            return;
+        };
+        let due = call.arrived + super::fork::STILL_RINGING;
+        if !call.still_ringing && call.attempt_deadline > due {
+            call.still_ringing = true;
+            self.calls.arm(key, due.max(now), CallTimer::StillRinging);
+        }
     }
 
     /// Rings tier `step` with whoever of it can ring now; a tier where
@@ -203,6 +217,7 @@ impl<B: Backend> Engine<B> {
                         let deadline = call.attempt_deadline;
                         self.calls.add_legs(key, vec![leg]);
                         self.calls.arm(key, deadline, CallTimer::RingTimeout);
+                        self.arm_still_ringing(now, key);
                     }
                     None => self.fail_call(now, key, 480, CallOutcome::Failed { status: 480 }),
                 }
@@ -305,7 +320,7 @@ impl<B: Backend> Engine<B> {
             auth_tried: false,
             retry,
             early_dialog: false,
-            early: None,
+            early_to: None,
             outcome: None,
             ack: None,
         })
