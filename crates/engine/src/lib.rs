@@ -578,11 +578,11 @@ impl<B: Backend> Engine<B> {
 
     fn on_tx_event(&mut self, now: Instant, event: TxEvent<TxCtx>) {
         match event {
-            TxEvent::Provisional { tx, ctx, response } => {
-                if let TxCtx::Leg(call, leg) = ctx {
-                    self.on_leg_provisional(now, tx, call, leg, response);
-                }
-            }
+            TxEvent::Provisional { tx, ctx, response } => match ctx {
+                TxCtx::Leg(call, leg) => self.on_leg_provisional(now, tx, call, leg, response),
+                TxCtx::Relay(call, _) => self.on_relay_provisional(now, call, tx),
+                _ => {}
+            },
             TxEvent::Final { tx, ctx, response } => match ctx {
                 TxCtx::Leg(call, leg) => self.on_leg_final(now, tx, call, leg, response),
                 TxCtx::Relay(call, server_tx) => {

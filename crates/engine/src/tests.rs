@@ -2200,3 +2200,29 @@ fn a_trunks_asserted_identity_is_shown_and_privacy_honoured() {
         "{from}"
     );
 }
+
+#[test]
+fn a_cancel_of_a_re_invite_waits_for_the_other_sides_provisional() {
+    let mut sim = Sim::new(|_| {});
+    let (mut caller, _) = answered_call(&mut sim, "rc2");
+    let reinvite = caller.request(Method::Invite, "v=0\r\no=move\r\n");
+    sim.deliver(TRUNK, &reinvite);
+    let relayed = sim.take_requests(BOB_1, Method::Invite).pop().unwrap();
+    let mut cancel = Message::request(Method::Cancel, reinvite.request_uri().unwrap());
+    for name in [
+        HeaderName::Via,
+        HeaderName::From,
+        HeaderName::To,
+        HeaderName::CallId,
+    ] {
+        cancel.push(name, reinvite.header(name).unwrap());
+    }
+    cancel.push(HeaderName::CSeq, &format!("{} CANCEL", caller.cseq));
+    sim.deliver(TRUNK, &cancel);
+    assert!(
+        sim.take_requests(BOB_1, Method::Cancel).is_empty(),
+        "§9.1: not before a provisional"
+    );
+    sim.deliver(BOB_1, &reply(&relayed, 180, "bob-tag"));
+    assert_eq!(sim.take_requests(BOB_1, Method::Cancel).len(), 1);
+}

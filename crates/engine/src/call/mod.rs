@@ -169,6 +169,9 @@ pub(crate) struct RelayedInvite {
     pub(crate) client_tx: TxId,
     pub(crate) cseq: u32,
     pub(crate) ack: Option<Bytes>,
+    /// Its sender cancelled it before the other side said anything: the
+    /// CANCEL waits for a provisional (§9.1).
+    pub(crate) cancel_pending: bool,
 }
 
 pub(crate) struct Call<V> {

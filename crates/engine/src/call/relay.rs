@@ -232,6 +232,7 @@ impl<B: Backend> Engine<B> {
                     client_tx,
                     cseq,
                     ack: None,
+                    cancel_pending: false,
                 });
             }
         }
@@ -317,17 +318,40 @@ impl<B: Backend> Engine<B> {
         self.end_call(now, key, crate::events::CallOutcome::NotAcknowledged);
     }
 
-    /// The sender cancelled its pending re-INVITE: so does the relay.
+    /// The sender cancelled its pending re-INVITE: so does the relay, once
+    /// the other side has answered provisionally (§9.1), and not after its
+    /// final answer.
     pub(crate) fn cancel_relayed_reinvite(&mut self, now: Instant, key: CallKey) {
-        let pending = self
+        let Some(relay) = self
             .calls
-            .get(key)
-            .and_then(|c| c.relayed_invite.as_ref())
+            .get_mut(key)
+            .and_then(|c| c.relayed_invite.as_mut())
             .filter(|r| r.ack.is_none())
-            .map(|r| r.client_tx);
-        if let Some(client_tx) = pending {
-            self.send_cancel(now, client_tx, None);
+        else {
+            return;
+        };
+        match self.tl.state(relay.client_tx) {
+            Some(sip::transaction::State::Calling) => relay.cancel_pending = true,
+            Some(sip::transaction::State::Proceeding) => {
+                let client_tx = relay.client_tx;
+                self.send_cancel(now, client_tx, None);
+            }
+            _ => {}
         }
+    }
+
+    /// A provisional to a relayed request: a CANCEL that waited for it goes.
+    pub(crate) fn on_relay_provisional(&mut self, now: Instant, key: CallKey, client_tx: TxId) {
+        let Some(relay) = self
+            .calls
+            .get_mut(key)
+            .and_then(|c| c.relayed_invite.as_mut())
+            .filter(|r| r.client_tx == client_tx && r.cancel_pending)
+        else {
+            return;
+        };
+        relay.cancel_pending = false;
+        self.send_cancel(now, client_tx, None);
     }
 
     pub(crate) fn on_relay_2xx_again(&mut self, key: CallKey, client_tx: TxId) {
