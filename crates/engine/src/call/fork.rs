@@ -209,36 +209,22 @@ impl<B: Backend> Engine<B> {
                 invite.set_body(body.clone());
                 let leg_tx = self.tl.new_client(now, peer, invite, TxCtx::Leg(key, leg));
                 tracing::debug!(user = %user.id, contact = %binding.contact, "ringing device");
-                legs.push(Leg {
-                    target: LegTarget::Device {
-                        user: user_idx,
-                        user_id: user.id.as_str().into(),
-                        contact: binding.contact.clone(),
-                    },
-                    tx: leg_tx,
-                    dialog: Dialog {
-                        peer,
-                        call_id,
-                        local,
-                        remote,
-                        remote_target: binding.contact,
-                        route_set: Vec::new(),
-                        local_cseq: 1,
-                        remote_cseq: None,
-                    },
-                    invite_cseq: 1,
-                    state: LegState::Calling,
-                    cancel_requested: false,
-                    cancel_sent: false,
-                    cancelled_busy: false,
-                    cancel_reason: None,
-                    auth_tried: false,
-                    retry: None,
-                    early_dialog: false,
-                    early_to: None,
-                    outcome: None,
-                    ack: None,
-                });
+                let target = LegTarget::Device {
+                    user: user_idx,
+                    user_id: user.id.as_str().into(),
+                    contact: binding.contact.clone(),
+                };
+                let dialog = Dialog {
+                    peer,
+                    call_id,
+                    local,
+                    remote,
+                    remote_target: binding.contact,
+                    route_set: Vec::new(),
+                    local_cseq: 1,
+                    remote_cseq: None,
+                };
+                legs.push(Leg::new(target, leg_tx, dialog));
             }
         }
         legs

@@ -136,6 +136,28 @@ pub(crate) struct Leg {
 }
 
 impl Leg {
+    /// A leg whose INVITE (CSeq 1) just went out in transaction `tx`; its
+    /// dialog is ours until the other side answers.
+    pub(crate) fn new(target: LegTarget, tx: TxId, dialog: Dialog) -> Leg {
+        Leg {
+            target,
+            tx,
+            dialog,
+            invite_cseq: 1,
+            state: LegState::Calling,
+            cancel_requested: false,
+            cancel_sent: false,
+            cancelled_busy: false,
+            cancel_reason: None,
+            auth_tried: false,
+            retry: None,
+            early_dialog: false,
+            early_to: None,
+            outcome: None,
+            ack: None,
+        }
+    }
+
     /// Marks the leg over with `outcome`, unless it already has one.
     pub(crate) fn finish(&mut self, outcome: LegOutcome) {
         self.state = LegState::Done;

@@ -295,35 +295,23 @@ impl<B: Backend> Engine<B> {
             .tl
             .new_client(now, peer, invite, TxCtx::Leg(key, leg_id));
         tracing::debug!(trunk = %trunk.name, "forwarding through the trunk");
-        Some(Leg {
-            target: LegTarget::Trunk {
-                trunk: trunk.name.as_str().into(),
-                to: to.to_string(),
-            },
-            tx,
-            dialog: Dialog {
-                peer,
-                call_id,
-                local,
-                remote,
-                remote_target: uri,
-                route_set: Vec::new(),
-                local_cseq: 1,
-                remote_cseq: None,
-            },
-            invite_cseq: 1,
-            state: LegState::Calling,
-            cancel_requested: false,
-            cancel_sent: false,
-            cancelled_busy: false,
-            cancel_reason: None,
-            auth_tried: false,
-            retry,
-            early_dialog: false,
-            early_to: None,
-            outcome: None,
-            ack: None,
-        })
+        let target = LegTarget::Trunk {
+            trunk: trunk.name.as_str().into(),
+            to: to.to_string(),
+        };
+        let dialog = Dialog {
+            peer,
+            call_id,
+            local,
+            remote,
+            remote_target: uri,
+            route_set: Vec::new(),
+            local_cseq: 1,
+            remote_cseq: None,
+        };
+        let mut leg = Leg::new(target, tx, dialog);
+        leg.retry = retry;
+        Some(leg)
     }
 
     /// The carrier answered a trunk leg with 401/407: the same INVITE again,
