@@ -721,16 +721,7 @@ fn a_cancel_before_the_legs_first_provisional_waits_for_it() {
     let invite = trunk_invite("cx1");
     sim.deliver(TRUNK, &invite);
     let ib = sim.take_requests(BOB_1, Method::Invite).pop().unwrap();
-    let mut cancel = Message::request(Method::Cancel, invite.request_uri().unwrap());
-    for name in [
-        HeaderName::Via,
-        HeaderName::From,
-        HeaderName::To,
-        HeaderName::CallId,
-    ] {
-        cancel.push(name, invite.header(name).unwrap());
-    }
-    cancel.push(HeaderName::CSeq, "1 CANCEL");
+    let cancel = cancel_of(&invite);
     sim.deliver(TRUNK, &cancel);
     let mut to_trunk = statuses(&sim.take(TRUNK));
     to_trunk.sort();
@@ -807,17 +798,20 @@ fn a_bye_crossing_a_re_invite_ends_the_call_and_leaves_nothing_behind() {
 // ---------------------------------------------------------------------------
 // Call records: one per call, for every way a call ends.
 
-fn cancel_of(invite: &Message) -> Message {
-    let mut cancel = Message::request(Method::Cancel, invite.request_uri().unwrap());
+/// The CANCEL of `request` (§9.1): its Request-URI, top Via, From, To,
+/// Call-ID and CSeq number.
+fn cancel_of(request: &Message) -> Message {
+    let mut cancel = Message::request(Method::Cancel, request.request_uri().unwrap());
     for name in [
         HeaderName::Via,
         HeaderName::From,
         HeaderName::To,
         HeaderName::CallId,
     ] {
-        cancel.push(name, invite.header(name).unwrap());
+        cancel.push(name, request.header(name).unwrap());
     }
-    cancel.push(HeaderName::CSeq, "1 CANCEL");
+    let seq = request.cseq().unwrap().seq;
+    cancel.push(HeaderName::CSeq, &format!("{seq} CANCEL"));
     cancel
 }
 
@@ -2038,16 +2032,7 @@ fn cancelling_a_pending_re_invite_cancels_it_on_the_other_side() {
     let relayed = sim.take_requests(BOB_1, Method::Invite).pop().unwrap();
     sim.deliver(BOB_1, &reply(&relayed, 180, "bob-tag"));
     sim.take(TRUNK);
-    let mut cancel = Message::request(Method::Cancel, reinvite.request_uri().unwrap());
-    for name in [
-        HeaderName::Via,
-        HeaderName::From,
-        HeaderName::To,
-        HeaderName::CallId,
-    ] {
-        cancel.push(name, reinvite.header(name).unwrap());
-    }
-    cancel.push(HeaderName::CSeq, &format!("{} CANCEL", caller.cseq));
+    let cancel = cancel_of(&reinvite);
     sim.deliver(TRUNK, &cancel);
     assert_eq!(statuses(&sim.take(TRUNK)), vec![200]);
     let relayed_cancel = sim
@@ -2208,16 +2193,7 @@ fn a_cancel_of_a_re_invite_waits_for_the_other_sides_provisional() {
     let reinvite = caller.request(Method::Invite, "v=0\r\no=move\r\n");
     sim.deliver(TRUNK, &reinvite);
     let relayed = sim.take_requests(BOB_1, Method::Invite).pop().unwrap();
-    let mut cancel = Message::request(Method::Cancel, reinvite.request_uri().unwrap());
-    for name in [
-        HeaderName::Via,
-        HeaderName::From,
-        HeaderName::To,
-        HeaderName::CallId,
-    ] {
-        cancel.push(name, reinvite.header(name).unwrap());
-    }
-    cancel.push(HeaderName::CSeq, &format!("{} CANCEL", caller.cseq));
+    let cancel = cancel_of(&reinvite);
     sim.deliver(TRUNK, &cancel);
     assert!(
         sim.take_requests(BOB_1, Method::Cancel).is_empty(),

@@ -56,6 +56,43 @@ impl Dialog {
         }
     }
 
+    /// Our side of a dialog we are about to create with an INVITE to
+    /// `target` (§12.1.2 before the answer: their tag comes with it).
+    pub fn uac(
+        peer: Peer,
+        call_id: String,
+        local: String,
+        remote: String,
+        target: String,
+    ) -> Dialog {
+        Dialog {
+            peer,
+            call_id,
+            local,
+            remote,
+            remote_target: target,
+            route_set: Vec::new(),
+            local_cseq: 1,
+            remote_cseq: None,
+        }
+    }
+
+    /// The INVITE (CSeq 1) that creates this dialog, sent from `local`:
+    /// Via, Max-Forwards, From, To, Call-ID, CSeq and our Contact. The
+    /// caller adds the rest (Allow, the body...).
+    pub fn invite(&self, ids: &mut IdGenerator, local: SocketAddr, max_forwards: u32) -> Message {
+        let transport = self.peer.transport;
+        let mut invite = Message::request(Method::Invite, &self.remote_target);
+        invite.push(HeaderName::Via, &via_value(ids, local, transport));
+        invite.push(HeaderName::MaxForwards, &max_forwards.to_string());
+        invite.push(HeaderName::From, &self.local);
+        invite.push(HeaderName::To, &self.remote);
+        invite.push(HeaderName::CallId, &self.call_id);
+        invite.push(HeaderName::CSeq, "1 INVITE");
+        invite.push(HeaderName::Contact, &contact_value(local, transport));
+        invite
+    }
+
     /// The dialog we create by answering `request` as the UAS (§12.1.1):
     /// our tag on its To, their target from its Contact (else its From), the
     /// route set from its Record-Route in order.
@@ -292,6 +329,32 @@ mod tests {
         ok.push(HeaderName::RecordRoute, "<sip:p1@127.0.0.9;lr>");
         ok.push(HeaderName::RecordRoute, "<sip:p2@127.0.0.8;lr>");
         ok
+    }
+
+    #[test]
+    fn the_dialog_creating_invite_carries_the_dialogs_identifiers() {
+        let d = Dialog::uac(
+            udp("127.0.0.1:5081"),
+            "leg-9".into(),
+            "<sip:a@sb>;tag=ours".into(),
+            "<sip:bob@sb>".into(),
+            "sip:bob@127.0.0.1:5081".into(),
+        );
+        let mut ids = IdGenerator::with_seed(3);
+        let invite = d.invite(&mut ids, LOCAL.parse().unwrap(), 69);
+        assert_eq!(invite.request_uri(), Some("sip:bob@127.0.0.1:5081"));
+        assert_eq!(invite.max_forwards(), Some(69));
+        assert_eq!(invite.from_tag(), Some("ours"));
+        assert_eq!(invite.to_tag(), None);
+        assert_eq!(invite.call_id(), Some("leg-9"));
+        assert_eq!(invite.cseq().unwrap().seq, 1);
+        assert!(invite
+            .top_via()
+            .unwrap()
+            .branch()
+            .unwrap()
+            .starts_with("z9hG4bK"));
+        assert!(invite.header(HeaderName::Contact).unwrap().contains(LOCAL));
     }
 
     #[test]

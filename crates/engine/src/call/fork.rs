@@ -13,7 +13,7 @@ use bytes::Bytes;
 use directory::{Strategy, UserIdx, UserStatus};
 use presence::{Occupancy, Registrations, UserRef};
 use routing::IncomingCall;
-use sip::build::{contact_value, quoted, response_to, via_value};
+use sip::build::{contact_value, quoted, response_to};
 use sip::dialog::{tag_of, Dialog};
 use sip::header::Uri;
 use sip::transaction::{Peer, Transmit, TxId};
@@ -155,7 +155,6 @@ impl<B: Backend> Engine<B> {
             return Vec::new();
         };
         let max_forwards = req.max_forwards().unwrap_or(70).saturating_sub(1).min(70);
-        let max_forwards = max_forwards.to_string();
         let content_type = req.header(HeaderName::ContentType).map(str::to_string);
         let body = req.body().clone();
         let trusted = self.calls.get(key).is_some_and(|c| c.caller.from_trunk);
@@ -188,42 +187,20 @@ impl<B: Backend> Engine<B> {
                     user.id,
                     self.cfg.domain
                 );
-                let mut invite = Message::request(Method::Invite, &binding.contact);
-                invite.push(
-                    HeaderName::Via,
-                    &via_value(&mut self.ids, local_addr, peer.transport),
-                );
-                invite.push(HeaderName::MaxForwards, &max_forwards);
-                invite.push(HeaderName::From, &local);
-                invite.push(HeaderName::To, &remote);
-                invite.push(HeaderName::CallId, &call_id);
-                invite.push(HeaderName::CSeq, "1 INVITE");
-                invite.push(
-                    HeaderName::Contact,
-                    &contact_value(local_addr, peer.transport),
-                );
+                let target = LegTarget::Device {
+                    user: user_idx,
+                    user_id: user.id.as_str().into(),
+                    contact: binding.contact.clone(),
+                };
+                let dialog = Dialog::uac(peer, call_id, local, remote, binding.contact);
+                let mut invite = dialog.invite(&mut self.ids, local_addr, max_forwards);
                 invite.push(HeaderName::Allow, ALLOW);
                 if let Some(ct) = &content_type {
                     invite.push(HeaderName::ContentType, ct);
                 }
                 invite.set_body(body.clone());
                 let leg_tx = self.tl.new_client(now, peer, invite, TxCtx::Leg(key, leg));
-                tracing::debug!(user = %user.id, contact = %binding.contact, "ringing device");
-                let target = LegTarget::Device {
-                    user: user_idx,
-                    user_id: user.id.as_str().into(),
-                    contact: binding.contact.clone(),
-                };
-                let dialog = Dialog {
-                    peer,
-                    call_id,
-                    local,
-                    remote,
-                    remote_target: binding.contact,
-                    route_set: Vec::new(),
-                    local_cseq: 1,
-                    remote_cseq: None,
-                };
+                tracing::debug!(user = %user.id, contact = %dialog.remote_target, "ringing device");
                 legs.push(Leg::new(target, leg_tx, dialog));
             }
         }

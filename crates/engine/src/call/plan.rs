@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use directory::{CallerId, Destination};
 use sip::auth;
-use sip::build::{contact_value, via_value};
+use sip::build::via_value;
 use sip::dialog::Dialog;
 use sip::header::Uri;
 use sip::transaction::{Peer, Transport, TxId};
@@ -263,20 +263,8 @@ impl<B: Backend> Engine<B> {
         let max_forwards = req.max_forwards().unwrap_or(70).saturating_sub(1).min(70);
         let content_type = req.header(HeaderName::ContentType).map(str::to_string);
         let body = req.body().clone();
-        let mut invite = Message::request(Method::Invite, &uri);
-        invite.push(
-            HeaderName::Via,
-            &via_value(&mut self.ids, local_addr, peer.transport),
-        );
-        invite.push(HeaderName::MaxForwards, &max_forwards.to_string());
-        invite.push(HeaderName::From, &local);
-        invite.push(HeaderName::To, &remote);
-        invite.push(HeaderName::CallId, &call_id);
-        invite.push(HeaderName::CSeq, "1 INVITE");
-        invite.push(
-            HeaderName::Contact,
-            &contact_value(local_addr, peer.transport),
-        );
+        let dialog = Dialog::uac(peer, call_id, local, remote, uri);
+        let mut invite = dialog.invite(&mut self.ids, local_addr, max_forwards);
         invite.push_other(
             "Diversion",
             &format!(
@@ -298,16 +286,6 @@ impl<B: Backend> Engine<B> {
         let target = LegTarget::Trunk {
             trunk: trunk.name.as_str().into(),
             to: to.to_string(),
-        };
-        let dialog = Dialog {
-            peer,
-            call_id,
-            local,
-            remote,
-            remote_target: uri,
-            route_set: Vec::new(),
-            local_cseq: 1,
-            remote_cseq: None,
         };
         let mut leg = Leg::new(target, tx, dialog);
         leg.retry = retry;
