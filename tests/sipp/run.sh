@@ -874,6 +874,31 @@ check_cancel() {
     fi
 }
 
+# A carrier that requires 100rel (RFC 3262) calls bob, whose phone plays
+# early media in a reliable 183: PRACKs on both sides, the 183's SDP reaches
+# the carrier, and the call completes.
+check_100rel() {
+    say "== reliable provisionals and early media: +15550400 (only bob)"
+    local name="100rel: uac_100rel (Require: 100rel) -> uas_early_media (bob, reliable 183 with SDP), PRACKed both sides"
+    local dr dc pr rc_r=0 rc_c=0
+    dr=$(sipp_dir rel_bob_early_media)
+    dc=$(sipp_dir rel_carrier)
+    if ! uas_bg "$dr" 30 "$P_BOB" -sf "$SCEN/uas_early_media.xml" -m 1; then
+        abandon "$SIPP_PID"
+        fail "$name" "$dr"
+        return
+    fi
+    pr=$SIPP_PID
+    sipp_run "$dc" 20 "$DAEMON_UDP" -sf "$SCEN/uac_100rel.xml" -s +15550400 -p "$P_CANCEL" -m 1 -d 500 || rc_c=$?
+    reap "$pr" || rc_r=$?
+    say "    exit codes: uac_100rel=$rc_c uas_early_media=$rc_r"
+    if [[ $rc_c -eq 0 && $rc_r -eq 0 ]]; then
+        pass "$name"
+    else
+        fail "$name" "$dr" "$dc"
+    fi
+}
+
 # restart_daemon: starts the daemon again on the ports it had (a real
 # restart keeps its address, which registered phones know). Should one of
 # them have been taken since the stop, says so and starts it on port 0.
@@ -974,6 +999,7 @@ check_garbage
 check_trunk_call
 check_busy
 check_cancel
+check_100rel
 check_restart
 check_final
 

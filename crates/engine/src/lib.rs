@@ -452,6 +452,7 @@ impl<B: Backend> Engine<B> {
         let mut ok = response_to(req, 200, "OK", Some(&self.ids.tag()), false);
         ok.push(HeaderName::Allow, ALLOW_OUTSIDE_DIALOG);
         ok.push(HeaderName::Accept, "application/sdp");
+        ok.push(HeaderName::Supported, SUPPORTED);
         self.tl.respond(now, tx, &ok);
     }
 
@@ -630,7 +631,10 @@ pub(crate) const ALLOW_OUTSIDE_DIALOG: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS
 
 /// Methods relayed inside a call (advertised in the INVITEs and 2xx of calls).
 pub(crate) const ALLOW: &str =
-    "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, NOTIFY, REFER, MESSAGE";
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, INFO, UPDATE, NOTIFY, REFER, MESSAGE";
+
+/// Extensions we support, in leg INVITEs and OPTIONS answers.
+pub(crate) const SUPPORTED: &str = "100rel";
 
 #[cfg(test)]
 mod tests;

@@ -2202,3 +2202,5 @@ fn a_cancel_of_a_re_invite_waits_for_the_other_sides_provisional() {
     sim.deliver(BOB_1, &reply(&relayed, 180, "bob-tag"));
     assert_eq!(sim.take_requests(BOB_1, Method::Cancel).len(), 1);
 }
+
+mod reliable;

@@ -18,6 +18,7 @@ pub mod framing;
 pub mod header;
 pub mod ids;
 pub mod message;
+pub mod reliable;
 pub mod transaction;
 pub mod validate;
 

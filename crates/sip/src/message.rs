@@ -161,6 +161,8 @@ header_names! {
     PAssertedIdentity => "P-Asserted-Identity";
     Privacy => "Privacy";
     Diversion => "Diversion";
+    RSeq => "RSeq";
+    RAck => "RAck";
 }
 
 /// Why a message was refused. `Display` gives the phrase used in a `400`.

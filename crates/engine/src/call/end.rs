@@ -41,7 +41,7 @@ impl<B: Backend> Engine<B> {
                 if let Some(req) = self.tl.request(inbound_tx) {
                     let mut again = response_to(req, status, reason, Some(&tag), true);
                     again.push(sip::HeaderName::Contact, &contact);
-                    self.tl.respond(now, inbound_tx, &again);
+                    self.send_provisional(now, key, again);
                 }
                 self.calls.arm(
                     key,
@@ -49,6 +49,7 @@ impl<B: Backend> Engine<B> {
                     CallTimer::StillRinging,
                 );
             }
+            (CallTimer::ReliableProvisional, _) => self.on_reliable_timer(now, key),
             (CallTimer::MaxDuration, CallState::Answered(winner)) => {
                 if !call.callee_hung_up {
                     self.send_bye(now, key, Side::Leg(winner));
@@ -93,12 +94,24 @@ impl<B: Backend> Engine<B> {
     }
 
     pub(crate) fn on_caller_cancelled(&mut self, now: Instant, key: CallKey) {
-        let ringing = self
-            .calls
-            .get(key)
-            .is_some_and(|c| c.state == CallState::Ringing);
-        if ringing {
-            self.fail_call(now, key, 487, CallOutcome::CallerCancelled);
+        let Some(call) = self.calls.get(key) else {
+            return;
+        };
+        match call.state {
+            CallState::Ringing => self.fail_call(now, key, 487, CallOutcome::CallerCancelled),
+            // Answered, but the 200 still waits for a PRACK: the caller
+            // never had it, so the CANCEL wins and the device is hung up.
+            CallState::Answered(winner)
+                if call
+                    .caller
+                    .reliable
+                    .as_ref()
+                    .is_some_and(|r| r.holds_answer()) =>
+            {
+                self.send_bye(now, key, Side::Leg(winner));
+                self.fail_call(now, key, 487, CallOutcome::CallerCancelled);
+            }
+            CallState::Answered(_) => {}
         }
     }
 

@@ -24,7 +24,7 @@ use super::{Call, CallKey, CallState, CallTimer, Caller, Leg, LegId, LegState, L
 use crate::addressing::{binding_peer, local_addr};
 use crate::auth::AuthOutcome;
 use crate::events::LegOutcome;
-use crate::{Backend, Engine, Event, Output, TxCtx, Workspace, ALLOW};
+use crate::{Backend, Engine, Event, Output, TxCtx, Workspace, ALLOW, SUPPORTED};
 
 impl<B: Backend> Engine<B> {
     /// A new INVITE (no To tag): authorise, plan, fork.
@@ -76,6 +76,8 @@ impl<B: Backend> Engine<B> {
             sent_early_media: false,
             acked: false,
             from_trunk,
+            reliable: sip::reliable::wants_100rel(req)
+                .then(|| super::reliable::ReliableProvisionals::new(self.ids.u64() as u32)),
         };
         let key = self.calls.next_key();
         let skipped = plan.skipped.clone();
@@ -195,6 +197,7 @@ impl<B: Backend> Engine<B> {
                 let dialog = Dialog::uac(peer, call_id, local, remote, binding.contact);
                 let mut invite = dialog.invite(&mut self.ids, local_addr, max_forwards);
                 invite.push(HeaderName::Allow, ALLOW);
+                invite.push(HeaderName::Supported, SUPPORTED);
                 if let Some(ct) = &content_type {
                     invite.push(HeaderName::ContentType, ct);
                 }
@@ -216,9 +219,18 @@ impl<B: Backend> Engine<B> {
         response: Message,
     ) {
         let status = response.status().unwrap_or(100);
-        let Some(call) = self.calls.get_mut(key) else {
+        if self.calls.get(key).is_none() {
             // The call is over: this device is still ringing, stop it.
             self.send_cancel(now, tx, None);
+            return;
+        }
+        if let Some(rseq) = sip::reliable::reliable_rseq(&response) {
+            if !self.prack_leg(now, key, leg_id, tx, &response, rseq) {
+                // A retransmission, or out of order (RFC 3262 §4).
+                return;
+            }
+        }
+        let Some(call) = self.calls.get_mut(key) else {
             return;
         };
         let call_ringing = call.state == CallState::Ringing;
@@ -280,7 +292,7 @@ impl<B: Backend> Engine<B> {
                 response_to(req, 180, "Ringing", Some(&tag), true)
             };
             ringing.push(HeaderName::Contact, &contact);
-            self.tl.respond(now, inbound_tx, &ringing);
+            self.send_provisional(now, key, ringing);
         }
     }
 
@@ -447,7 +459,7 @@ impl<B: Backend> Engine<B> {
                 ok.push(HeaderName::ContentType, ct);
             }
             ok.set_body(response.body().clone());
-            self.tl.respond(now, inbound_tx, &ok);
+            self.send_answer(now, key, ok);
         }
         self.calls.arm(key, max_deadline, CallTimer::MaxDuration);
         self.calls.disarm(key, CallTimer::StillRinging);

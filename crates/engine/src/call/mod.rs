@@ -8,6 +8,7 @@
 //! - [`plan`]: the call carries its plan out: tier after tier (cascade),
 //!   each checked again when its turn comes, then the destination (hang up,
 //!   ring a group, another number, forward through the trunk);
+//! - [`reliable`]: reliable provisionals (RFC 3262) on each side;
 //! - [`relay`]: requests inside an established call pass from one side to
 //!   the other (BYE, re-INVITE, UPDATE, INFO, ACK);
 //! - [`end`]: the single exit of a call, which releases busy state and
@@ -20,6 +21,7 @@ mod end;
 mod fork;
 mod plan;
 mod relay;
+mod reliable;
 mod sdp;
 mod table;
 
@@ -55,6 +57,8 @@ pub(crate) enum CallTimer {
     /// A minute of ringing: the caller gets another provisional (§13.3.1.1)
     /// so that an upstream Timer C does not give up.
     StillRinging,
+    /// The caller's reliable provisional is due again (RFC 3262 §3).
+    ReliableProvisional,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -129,6 +133,8 @@ pub(crate) struct Leg {
     /// A trunk leg's INVITE, to send again with credentials (the
     /// transaction lets its copy go once answered).
     pub(crate) retry: Option<Box<Message>>,
+    /// The RSeq of the last reliable provisional PRACKed (RFC 3262 §4).
+    pub(crate) last_rseq: Option<u32>,
     /// For the call record; `None` while the leg is still up.
     pub(crate) outcome: Option<LegOutcome>,
     /// The ACK for this leg's 2xx, re-sent when the 2xx is.
@@ -153,6 +159,7 @@ impl Leg {
             retry: None,
             early_dialog: false,
             early_to: None,
+            last_rseq: None,
             outcome: None,
             ack: None,
         }
@@ -182,6 +189,8 @@ pub(crate) struct Caller {
     pub(crate) acked: bool,
     /// The call came from a trunk (its identity headers are trusted).
     pub(crate) from_trunk: bool,
+    /// The caller supports or requires 100rel: provisionals go reliably.
+    pub(crate) reliable: Option<Box<reliable::ReliableProvisionals>>,
 }
 
 /// A re-INVITE relayed from one side to the other, waiting for the ACK.

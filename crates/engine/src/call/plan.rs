@@ -273,6 +273,7 @@ impl<B: Backend> Engine<B> {
             ),
         );
         invite.push(HeaderName::Allow, ALLOW);
+        invite.push(HeaderName::Supported, crate::SUPPORTED);
         if let Some(ct) = &content_type {
             invite.push(HeaderName::ContentType, ct);
         }

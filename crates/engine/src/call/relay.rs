@@ -124,6 +124,13 @@ impl<B: Backend> Engine<B> {
             return;
         };
         let state = call.state;
+        if method == Method::Prack {
+            // Hop by hop: only the caller gets reliable provisionals from us.
+            return match side {
+                Side::Caller => self.on_prack(now, key, server_tx),
+                Side::Leg(_) => self.respond_plain(now, server_tx, 481),
+            };
+        }
         if method == Method::Bye {
             self.respond_plain(now, server_tx, 200);
             self.hang_up(now, key, side);
