@@ -112,6 +112,7 @@ fn presence(directory: &Directory) -> Arc<Presence> {
                 source: "127.0.0.1:5080".parse().expect("addr"),
                 transport: BindingTransport::Udp,
                 instance: None,
+                reg_id: None,
             })
         });
         if i % 5 == 0 {

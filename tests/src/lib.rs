@@ -215,11 +215,24 @@ impl Ua {
         expires: u32,
         algorithm: Algorithm,
     ) -> Message {
-        let call_id = self.unique("reg-");
         let contact = format!(
             "<sip:{user}@127.0.0.1:{}>",
             contact_port.unwrap_or(self.addr.port())
         );
+        self.register_contact(user, password, &contact, expires, algorithm)
+            .await
+    }
+
+    /// Registers `contact` (a whole Contact value, parameters included).
+    pub async fn register_contact(
+        &mut self,
+        user: &str,
+        password: &str,
+        contact: &str,
+        expires: u32,
+        algorithm: Algorithm,
+    ) -> Message {
+        let call_id = self.unique("reg-");
         let build = |ua: &mut Ua, cseq: u32, auth_header: Option<String>| {
             let mut m = Message::request(Method::Register, "sip:switchboard.test");
             m.push(HeaderName::Via, &ua.via());
@@ -230,7 +243,7 @@ impl Ua {
             m.push(HeaderName::To, &format!("<sip:{user}@switchboard.test>"));
             m.push(HeaderName::CallId, &call_id);
             m.push(HeaderName::CSeq, &format!("{cseq} REGISTER"));
-            m.push(HeaderName::Contact, &contact);
+            m.push(HeaderName::Contact, contact);
             m.push(HeaderName::Expires, &expires.to_string());
             m.push(HeaderName::MaxForwards, "70");
             if let Some(a) = auth_header {
@@ -491,6 +504,16 @@ pub struct TcpUa {
 impl TcpUa {
     pub async fn connect(server: SocketAddr) -> TcpUa {
         let stream = tokio::net::TcpStream::connect(server).await.unwrap();
+        let addr = stream.local_addr().unwrap();
+        TcpUa {
+            stream,
+            addr,
+            buf: Vec::new(),
+        }
+    }
+
+    /// A connection the daemon opened to us (a device's listening port).
+    pub fn accepted(stream: tokio::net::TcpStream) -> TcpUa {
         let addr = stream.local_addr().unwrap();
         TcpUa {
             stream,

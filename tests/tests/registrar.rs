@@ -310,3 +310,43 @@ async fn out_of_order_cseq_within_a_call_id_is_refused() {
     assert!(!daemon.presence.user("bob").is_signed_in(now_ms()));
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn outbound_flows_are_kept_apart_by_reg_id_and_echoed_in_the_200() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start_in(dir.path(), "").await;
+    let mut phone = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
+    let instance = "+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000a95a0e128>\"";
+    let flow = |port: u16, reg_id: u32| {
+        format!("<sip:alice@127.0.0.1:{port};transport=tcp>;{instance};reg-id={reg_id}")
+    };
+    let ok = phone
+        .register_contact("alice", "alice-pw", &flow(5081, 1), 300, Algorithm::Md5)
+        .await;
+    assert_eq!(ok.status(), Some(200));
+    assert_eq!(
+        contacts(&ok),
+        [format!(
+            "<sip:alice@127.0.0.1:5081;transport=tcp>;expires=300;{instance};reg-id=1"
+        )]
+    );
+    let ok = phone
+        .register_contact("alice", "alice-pw", &flow(5082, 2), 300, Algorithm::Md5)
+        .await;
+    let mut listed = contacts(&ok);
+    listed.sort();
+    assert_eq!(listed.len(), 2, "two flows, two bindings: {listed:?}");
+    assert!(listed[0].ends_with("reg-id=1") && listed[1].ends_with("reg-id=2"));
+    // Flow 1 again, from a new port: it replaces flow 1.
+    let ok = phone
+        .register_contact("alice", "alice-pw", &flow(5083, 1), 300, Algorithm::Md5)
+        .await;
+    let mut listed = contacts(&ok);
+    listed.sort();
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(listed
+        .iter()
+        .any(|c| c.contains(":5083;") && c.ends_with("reg-id=1")));
+    assert!(!listed.iter().any(|c| c.contains(":5081;")));
+    daemon.stop().await;
+}

@@ -3,8 +3,10 @@
 #![allow(clippy::unwrap_used)]
 
 use switchboard::server::Daemon;
+use switchboard_tests::sip::auth::Algorithm;
+use switchboard_tests::sip::build::response_to;
 use switchboard_tests::sip::{HeaderName, Method};
-use switchboard_tests::{test_config, TcpUa, Ua};
+use switchboard_tests::{sdp_answer, test_config, TcpUa, Ua};
 
 #[tokio::test]
 async fn a_device_registered_over_tcp_is_called_over_that_connection() {
@@ -215,5 +217,121 @@ async fn a_crlf_ping_over_tcp_gets_a_crlf_pong() {
         .expect("a pong")
         .unwrap();
     assert_eq!(&buf[..n], b"\r\n");
+    // A ping written in two halves is still one ping (it may come in two reads).
+    stream.set_nodelay(true).unwrap();
+    stream.write_all(b"\r\n").await.unwrap();
+    stream.flush().await.unwrap();
+    stream.write_all(b"\r\n").await.unwrap();
+    let n = tokio::time::timeout(std::time::Duration::from_secs(3), stream.read(&mut buf))
+        .await
+        .expect("a pong for the split ping")
+        .unwrap();
+    assert_eq!(&buf[..n], b"\r\n");
+    daemon.stop().await;
+}
+
+/// A phone's TCP listening socket at `addr` (reusable at once, like a
+/// phone's SIP port after a restart).
+fn listen_at(addr: std::net::SocketAddr) -> tokio::net::TcpListener {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_reuseaddr(true).unwrap();
+    socket.bind(addr).unwrap();
+    socket.listen(8).unwrap()
+}
+
+async fn accept_within(listener: &tokio::net::TcpListener) -> TcpUa {
+    let (stream, _) = tokio::time::timeout(std::time::Duration::from_secs(5), listener.accept())
+        .await
+        .expect("the daemon connects to the phone")
+        .unwrap();
+    TcpUa::accepted(stream)
+}
+
+#[tokio::test]
+async fn a_contact_with_transport_tcp_is_called_over_a_new_tcp_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), "");
+    config.server.sip_tcp = Some("127.0.0.1:0".parse().unwrap());
+    let daemon = Daemon::start(config).await.unwrap();
+    let listener = listen_at("127.0.0.1:0".parse().unwrap());
+    let phone_port = listener.local_addr().unwrap().port();
+    // Registered over UDP, but the Contact says TCP (RFC 3261 §19.1.1).
+    let mut registrar = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
+    let contact = format!("<sip:bob@127.0.0.1:{phone_port};transport=tcp>");
+    let ok = registrar
+        .register_contact("bob", "bob-pw", &contact, 300, Algorithm::Md5)
+        .await;
+    assert_eq!(ok.status(), Some(200));
+
+    let mut trunk = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
+    let invite = trunk.invite("+15550200", "+15551234567");
+    trunk.send(&invite).await;
+    let mut phone = accept_within(&listener).await;
+    let at_phone = phone.recv().await;
+    assert_eq!(at_phone.method(), Some(&Method::Invite));
+    let via = at_phone.top_via().unwrap();
+    assert!(via.transport.eq_ignore_ascii_case("TCP"), "{at_phone}");
+    let mut ok = response_to(&at_phone, 200, "OK", Some("tcp-bob"), false);
+    ok.push(HeaderName::Contact, &contact);
+    ok.push(HeaderName::ContentType, "application/sdp");
+    ok.set_body(sdp_answer(4000).into());
+    phone.send(&ok).await;
+    assert_eq!(phone.recv().await.method(), Some(&Method::Ack));
+    let answered = trunk.final_response().await;
+    assert_eq!(answered.status(), Some(200));
+    trunk.ack_2xx(&invite, &answered).await;
+    // The trunk hangs up: the BYE reaches the phone on the same connection.
+    let target = answered
+        .values(HeaderName::Contact)
+        .next()
+        .and_then(switchboard_tests::sip::NameAddr::parse)
+        .unwrap()
+        .uri
+        .to_string();
+    trunk
+        .in_dialog(
+            Method::Bye,
+            &target,
+            invite.header(HeaderName::From).unwrap(),
+            answered.header(HeaderName::To).unwrap(),
+            invite.call_id().unwrap(),
+            2,
+        )
+        .await;
+    let bye = phone.recv().await;
+    assert_eq!(bye.method(), Some(&Method::Bye));
+    phone.send(&response_to(&bye, 200, "OK", None, false)).await;
+    assert_eq!(trunk.final_response().await.status(), Some(200));
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_tcp_binding_restored_after_a_restart_is_called_over_tcp_not_udp() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), "");
+    config.server.sip_tcp = Some("127.0.0.1:0".parse().unwrap());
+    let daemon = Daemon::start(config).await.unwrap();
+    let mut phone = TcpUa::connect(daemon.tcp_addr.unwrap()).await;
+    assert_eq!(phone.register("bob", "bob-pw").await.status(), Some(200));
+    let phone_addr = phone.addr;
+    daemon.stop().await;
+    drop(phone);
+
+    // The phone listens where its Contact says; the daemon comes back.
+    let listener = listen_at(phone_addr);
+    let mut config = test_config(dir.path(), "");
+    config.server.sip_tcp = Some("127.0.0.1:0".parse().unwrap());
+    let daemon = Daemon::start(config).await.unwrap();
+    let mut trunk = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
+    let invite = trunk.invite("+15550200", "+15551234567");
+    trunk.send(&invite).await;
+    let mut phone = accept_within(&listener).await;
+    let at_phone = phone.recv().await;
+    assert_eq!(at_phone.method(), Some(&Method::Invite));
+    phone
+        .send(&response_to(&at_phone, 486, "Busy Here", Some("t"), false))
+        .await;
+    assert_eq!(phone.recv().await.method(), Some(&Method::Ack));
+    assert_eq!(trunk.final_response().await.status(), Some(486));
     daemon.stop().await;
 }

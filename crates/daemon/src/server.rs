@@ -21,7 +21,7 @@ use engine::{
     WorkspaceReader,
 };
 use presence::{Presence, RegistrationStore};
-use sip::framing::{next_frame, Frame};
+use sip::framing::{next_frame, Frame, PingDetector};
 use sip::ids::IdGenerator;
 use sip::transaction::{Peer, Transmit, Transport};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -138,6 +138,7 @@ impl Daemon {
         if let Some(listener) = tcp {
             // Devices refresh at most every max_expires; a connection silent
             // for longer (plus a margin) has no live registration to serve.
+            // (The same bound applies to connections we open.)
             let idle = Duration::from_secs(u64::from(server.max_expires) + 120);
             tasks.push(tokio::spawn(accept_loop(
                 listener,
@@ -146,12 +147,17 @@ impl Daemon {
                 idle,
             )));
         }
+        let streams = Streams::new(StreamCtx {
+            inputs: input_tx.clone(),
+            shutdown: shutdown.clone(),
+            idle_timeout: Duration::from_secs(u64::from(server.max_expires) + 120),
+        });
         tasks.push(tokio::spawn(engine_loop(
             engine,
             udp,
+            streams,
             input_rx,
             events.clone(),
-            shutdown.clone(),
         )));
         tasks.push(tokio::spawn(persist_loop(
             Arc::clone(&presence),
@@ -242,14 +248,74 @@ fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
+/// The TCP connections the engine can send on: the accepted ones, and
+/// those opened to reach a device (RFC 3261 §18.1.1), by the address they
+/// go to, so that every request to that address shares one.
+struct Streams {
+    writers: HashMap<u64, mpsc::Sender<Bytes>>,
+    opened: HashMap<SocketAddr, u64>,
+    next_opened: u64,
+    ctx: StreamCtx,
+}
+
+/// Ids of connections we open start here, far from the accepted ones'.
+const OPENED_ID_BASE: u64 = 1 << 48;
+
+/// How long opening a connection to a device may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Streams {
+    fn new(ctx: StreamCtx) -> Streams {
+        Streams {
+            writers: HashMap::new(),
+            opened: HashMap::new(),
+            next_opened: 0,
+            ctx,
+        }
+    }
+
+    fn send(&self, id: u64, to: SocketAddr, bytes: Bytes) {
+        match self.writers.get(&id) {
+            Some(writer) => {
+                if writer.try_send(bytes).is_err() {
+                    tracing::debug!(peer = %to, "tcp connection gone or congested; message dropped");
+                }
+            }
+            None => tracing::debug!(peer = %to, "tcp connection closed; message dropped"),
+        }
+    }
+
+    /// Over the connection opened to `to`, or a new one (its messages wait
+    /// in its queue while it connects).
+    fn send_connecting(&mut self, to: SocketAddr, bytes: Bytes) {
+        if let Some(&id) = self.opened.get(&to) {
+            return self.send(id, to, bytes);
+        }
+        let id = OPENED_ID_BASE + self.next_opened;
+        self.next_opened += 1;
+        let (tx, rx) = mpsc::channel::<Bytes>(1024);
+        let _ = tx.try_send(bytes);
+        self.writers.insert(id, tx.clone());
+        self.opened.insert(to, id);
+        tokio::spawn(open_connection(id, to, (tx, rx), self.ctx.clone()));
+    }
+
+    fn closed(&mut self, id: u64) {
+        self.writers.remove(&id);
+        if id >= OPENED_ID_BASE {
+            self.opened.retain(|_, open| *open != id);
+        }
+    }
+}
+
 async fn engine_loop(
     mut engine: Engine,
     udp: Option<Arc<UdpSocket>>,
+    mut streams: Streams,
     mut inputs: mpsc::Receiver<EngineInput>,
     events: broadcast::Sender<Event>,
-    shutdown: CancellationToken,
 ) {
-    let mut connections: HashMap<u64, mpsc::Sender<Bytes>> = HashMap::new();
+    let shutdown = streams.ctx.shutdown.clone();
     let mut buf = vec![0u8; 65_536];
     let mut inputs_open = true;
     let mut deadline: Option<Instant> = None;
@@ -302,9 +368,15 @@ async fn engine_loop(
                     Some(EngineInput::Message { peer, bytes }) => {
                         engine.handle_input(now, Input::Receive { from: peer, bytes });
                     }
-                    Some(EngineInput::Connected { id, writer }) => { connections.insert(id, writer); }
+                    Some(EngineInput::Connected { id, writer }) => { streams.writers.insert(id, writer); }
                     Some(EngineInput::Disconnected { id }) => {
-                        connections.remove(&id);
+                        if shutdown.is_cancelled() {
+                            // Closed by the shutdown, not by the device: its
+                            // binding outlives the restart (reached at its
+                            // Contact by a new connection).
+                            break;
+                        }
+                        streams.closed(id);
                         engine.handle_input(now, Input::ConnectionClosed { connection: id });
                     }
                     Some(EngineInput::Command { command, reply }) => {
@@ -319,7 +391,7 @@ async fn engine_loop(
                 engine.handle_input(now, Input::Timeout);
             }
         }
-        let (sent, next) = flush(&mut engine, udp.as_deref(), &connections, &events).await;
+        let (sent, next) = flush(&mut engine, udp.as_deref(), &mut streams, &events).await;
         deadline = next;
         let took = loop_started.elapsed();
         if took > SLOW_TURN {
@@ -338,7 +410,7 @@ async fn engine_loop(
 async fn flush(
     engine: &mut Engine,
     udp: Option<&UdpSocket>,
-    connections: &HashMap<u64, mpsc::Sender<Bytes>>,
+    streams: &mut Streams,
     events: &broadcast::Sender<Event>,
 ) -> (usize, Option<Instant>) {
     let mut sent = 0;
@@ -377,14 +449,8 @@ async fn flush(
                     Err(e) => tracing::debug!(peer = %to.addr, error = %e, "udp send"),
                 }
             }
-            Transport::Tcp(id) => match connections.get(&id) {
-                Some(writer) => {
-                    if writer.try_send(bytes).is_err() {
-                        tracing::debug!(peer = %to.addr, "tcp connection gone or congested; message dropped");
-                    }
-                }
-                None => tracing::debug!(peer = %to.addr, "tcp connection closed; message dropped"),
-            },
+            Transport::Tcp(id) => streams.send(id, to.addr, bytes),
+            Transport::TcpConnect => streams.send_connecting(to.addr, bytes),
         }
     }
 }
@@ -434,6 +500,14 @@ async fn accept_loop(
     }
 }
 
+/// What a task serving one TCP connection needs besides the stream.
+#[derive(Clone)]
+struct StreamCtx {
+    inputs: mpsc::Sender<EngineInput>,
+    shutdown: CancellationToken,
+    idle_timeout: Duration,
+}
+
 async fn serve_connection(
     id: u64,
     stream: TcpStream,
@@ -442,17 +516,74 @@ async fn serve_connection(
     shutdown: CancellationToken,
     idle_timeout: Duration,
 ) {
-    let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
-    let (out_tx, mut out_rx) = mpsc::channel::<Bytes>(1024);
-    let pong = out_tx.clone();
-    if inputs
-        .send(EngineInput::Connected { id, writer: out_tx })
-        .await
-        .is_err()
-    {
+    let (out_tx, out_rx) = mpsc::channel::<Bytes>(1024);
+    let announce = EngineInput::Connected {
+        id,
+        writer: out_tx.clone(),
+    };
+    if inputs.send(announce).await.is_err() {
         return;
     }
+    let ctx = StreamCtx {
+        inputs,
+        shutdown,
+        idle_timeout,
+    };
+    serve_stream(id, stream, addr, (out_tx, out_rx), ctx).await;
+}
+
+/// A connection the engine asked for (its writer already registered):
+/// connect, then serve it like an accepted one. A connection that cannot
+/// be made is reported closed, and what was queued for it is dropped.
+async fn open_connection(
+    id: u64,
+    addr: SocketAddr,
+    out: (mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>),
+    ctx: StreamCtx,
+) {
+    let connect = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr));
+    let stream = tokio::select! {
+        _ = ctx.shutdown.cancelled() => None,
+        result = connect => match result {
+            Ok(Ok(stream)) => Some(stream),
+            Ok(Err(e)) => {
+                tracing::info!(peer = %addr, error = %e, "tcp connection to a device failed");
+                None
+            }
+            Err(_) => {
+                tracing::info!(peer = %addr, "tcp connection to a device timed out");
+                None
+            }
+        },
+    };
+    match stream {
+        Some(stream) => {
+            tracing::debug!(peer = %addr, id, "tcp connection opened to a device");
+            serve_stream(id, stream, addr, out, ctx).await;
+        }
+        None => {
+            let _ = ctx.inputs.send(EngineInput::Disconnected { id }).await;
+        }
+    }
+}
+
+/// Reads and frames one connection's messages for the engine and writes
+/// what the engine sends on it, until either side closes it.
+async fn serve_stream(
+    id: u64,
+    stream: TcpStream,
+    addr: SocketAddr,
+    (out_tx, mut out_rx): (mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>),
+    ctx: StreamCtx,
+) {
+    let StreamCtx {
+        inputs,
+        shutdown,
+        idle_timeout,
+    } = ctx;
+    let _ = stream.set_nodelay(true);
+    let (mut reader, mut writer) = stream.into_split();
+    let pong = out_tx;
     let write_task = tokio::spawn(async move {
         while let Some(bytes) = out_rx.recv().await {
             if writer.write_all(&bytes).await.is_err() {
@@ -465,6 +596,7 @@ async fn serve_connection(
         addr,
     };
     let mut buf = BytesMut::with_capacity(8192);
+    let mut pings = PingDetector::default();
     'read: loop {
         // A started message must finish soon; a quiet connection may wait
         // for its device's next refresh, but not forever.
@@ -489,13 +621,14 @@ async fn serve_connection(
             match next_frame(&buf) {
                 Ok(Frame::Incomplete) => break,
                 Ok(Frame::KeepAlive(n)) => {
-                    let ping = buf.split_to(n);
+                    let bytes = buf.split_to(n);
                     // RFC 5626 §4.4.1: a double-CRLF ping gets a CRLF pong.
-                    if ping.windows(4).any(|w| w == b"\r\n\r\n") {
+                    for _ in 0..pings.feed(&bytes) {
                         let _ = pong.try_send(Bytes::from_static(b"\r\n"));
                     }
                 }
                 Ok(Frame::Message(n)) => {
+                    pings.reset();
                     let bytes = buf.split_to(n).freeze();
                     if inputs
                         .send(EngineInput::Message { peer, bytes })

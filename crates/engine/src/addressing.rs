@@ -17,7 +17,9 @@ pub(crate) fn local_addr(cfg: &EngineConfig, transport: Transport) -> SocketAddr
     let fallback: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 5060));
     match transport {
         Transport::Udp => cfg.udp_addr.or(cfg.tcp_addr).unwrap_or(fallback),
-        Transport::Tcp(_) => cfg.tcp_addr.or(cfg.udp_addr).unwrap_or(fallback),
+        Transport::Tcp(_) | Transport::TcpConnect => {
+            cfg.tcp_addr.or(cfg.udp_addr).unwrap_or(fallback)
+        }
     }
 }
 
@@ -67,7 +69,10 @@ pub(crate) use sip::transaction::response_peer as reply_peer;
 
 /// Where to send requests for a binding: the connection it registered on
 /// (TCP), else its Contact when that names an IP, else the address the
-/// REGISTER came from.
+/// REGISTER came from; over TCP (a connection the driver opens) when the
+/// Contact says `;transport=tcp` or the binding was made over a TCP
+/// connection that is gone (restored after a restart), never over UDP
+/// then (RFC 3261 §19.1.1, RFC 3263 §4.1).
 pub(crate) fn binding_peer(binding: &Binding) -> Peer {
     if let BindingTransport::Tcp {
         connection: Some(id),
@@ -88,10 +93,32 @@ pub(crate) fn binding_peer(binding: &Binding) -> Peer {
         Some(contact) => contact,
         None => binding.source,
     };
+    let tcp = matches!(
+        binding.transport,
+        BindingTransport::Tcp { connection: None }
+    ) || contact_transport(&binding.contact)
+        .is_some_and(|t| t.eq_ignore_ascii_case("tcp"));
     Peer {
-        transport: Transport::Udp,
+        transport: if tcp {
+            Transport::TcpConnect
+        } else {
+            Transport::Udp
+        },
         addr,
     }
+}
+
+/// The `transport` parameter of a Contact URI.
+fn contact_transport(contact: &str) -> Option<&str> {
+    // Cheap before parsing: most Contacts have no parameter at all.
+    if !contact.contains(';') {
+        return None;
+    }
+    sip::header::Uri::parse(contact)
+        .ok()?
+        .params
+        .get("transport")
+        .flatten()
 }
 
 /// RFC 1918 / RFC 4193 / link-local addresses: not reachable from outside.
@@ -123,6 +150,7 @@ mod tests {
             source: source.parse().unwrap(),
             transport: BindingTransport::Udp,
             instance: None,
+            reg_id: None,
         }
     }
 
@@ -146,5 +174,20 @@ mod tests {
             connection: Some(9),
         };
         assert_eq!(binding_peer(&b).transport, Transport::Tcp(9));
+    }
+
+    #[test]
+    fn a_tcp_contact_without_a_connection_is_called_over_a_new_one_never_udp() {
+        // Restored after a restart: the connection is gone.
+        let mut b = binding("sip:bob@127.0.0.1:5081;transport=tcp", "127.0.0.1:40000");
+        b.transport = BindingTransport::Tcp { connection: None };
+        let peer = binding_peer(&b);
+        assert_eq!(peer.transport, Transport::TcpConnect);
+        assert_eq!(peer.addr, "127.0.0.1:5081".parse().unwrap());
+        // Registered over UDP, but the Contact asks for TCP.
+        let b = binding("sip:bob@127.0.0.1:5082;transport=TCP", "127.0.0.1:40000");
+        assert_eq!(binding_peer(&b).transport, Transport::TcpConnect);
+        let b = binding("sip:bob@127.0.0.1:5082;transport=udp", "127.0.0.1:40000");
+        assert_eq!(binding_peer(&b).transport, Transport::Udp);
     }
 }

@@ -164,9 +164,19 @@ impl<B: Backend> Engine<B> {
                 .get("+sip.instance")
                 .flatten()
                 .map(|s| s.trim_matches('"').to_string());
+            // RFC 5626 §6: reg-id counts only with an instance (without one,
+            // RFC 3261's rules apply).
+            let reg_id = instance.as_ref().and_then(|_| {
+                contact
+                    .params
+                    .get("reg-id")
+                    .flatten()
+                    .and_then(|v| v.parse::<u32>().ok())
+            });
             contacts.push(ContactUpdate {
                 uri: contact.uri.to_string(),
                 instance,
+                reg_id,
                 expires_secs: expires.min(self.cfg.max_expires),
             });
         }
@@ -192,6 +202,7 @@ impl<B: Backend> Engine<B> {
                 Transport::Tcp(id) => BindingTransport::Tcp {
                     connection: Some(id),
                 },
+                Transport::TcpConnect => BindingTransport::Tcp { connection: None },
             },
             max_bindings: self.cfg.max_bindings_per_user,
             change,
@@ -217,7 +228,18 @@ impl<B: Backend> Engine<B> {
             .iter()
             .map(|b| {
                 let left = b.expires_at_ms.saturating_sub(now_ms).div_ceil(1000);
-                format!("<{}>;expires={left}", b.contact)
+                let mut value = format!("<{}>;expires={left}", b.contact);
+                // RFC 5626 §6: the 200 names each flow as it was registered.
+                if let Some(instance) = &b.instance {
+                    value.push_str(";+sip.instance=\"");
+                    value.push_str(instance);
+                    value.push('"');
+                    if let Some(reg_id) = b.reg_id {
+                        value.push_str(";reg-id=");
+                        value.push_str(&reg_id.to_string());
+                    }
+                }
+                value
             })
             .collect())
     }

@@ -122,6 +122,7 @@ impl Sim {
                 source: addr.parse().unwrap(),
                 transport: BindingTransport::Udp,
                 instance: None,
+                reg_id: None,
             })
         });
     }
@@ -2067,6 +2068,11 @@ fn a_second_2xx_from_another_dialog_behind_the_leg_is_acked_and_ended_on_its_own
         .unwrap();
     assert_eq!(bye.to_tag(), Some("second"), "and ended");
     assert_eq!(sim.busy("bob"), 1, "the first dialog is the call");
+    // Its 2xx again (our ACK was lost): ACKed again, but not BYEd twice.
+    sim.deliver(BOB_1, &reply(&ib, 200, "second"));
+    let to_bob = sim.take(BOB_1);
+    let methods: Vec<_> = to_bob.iter().filter_map(|m| m.method().cloned()).collect();
+    assert_eq!(methods, [Method::Ack], "one BYE per dialog");
 }
 
 #[test]
@@ -2204,3 +2210,26 @@ fn a_cancel_of_a_re_invite_waits_for_the_other_sides_provisional() {
 }
 
 mod reliable;
+
+#[test]
+fn a_device_registered_over_two_flows_rings_once_over_the_newer_one() {
+    let mut sim = Sim::new(|_| {});
+    let instance = "<urn:uuid:00000000-0000-1000-8000-000a95a0e128>";
+    for (addr, reg_id, expires) in [(BOB_1, 1, 3_000_000), (BOB_2, 2, 3_600_000)] {
+        sim.presence.user("bob").update(T0_MS as u64, |list| {
+            list.push(Binding {
+                contact: format!("sip:bob@{addr}"),
+                expires_at_ms: T0_MS as u64 + expires,
+                call_id: format!("reg-{addr}"),
+                cseq: 1,
+                source: addr.parse().unwrap(),
+                transport: BindingTransport::Udp,
+                instance: Some(instance.into()),
+                reg_id: Some(reg_id),
+            })
+        });
+    }
+    sim.deliver(TRUNK, &trunk_invite("flows"));
+    assert!(invites_to(&mut sim, BOB_1).is_empty());
+    assert_eq!(invites_to(&mut sim, BOB_2).len(), 1, "RFC 5626: one flow");
+}

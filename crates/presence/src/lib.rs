@@ -97,6 +97,10 @@ pub struct Binding {
     /// `+sip.instance` (RFC 5626), which identifies a device across Contact changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<String>,
+    /// `reg-id` (RFC 5626 §4.2): with an instance, one flow of the device;
+    /// two flows of one instance are two bindings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reg_id: Option<u32>,
 }
 
 /// The live state of one user.
@@ -473,6 +477,7 @@ mod tests {
             source: "127.0.0.1:5080".parse().unwrap(),
             transport: BindingTransport::Udp,
             instance: None,
+            reg_id: None,
         }
     }
 
@@ -551,6 +556,7 @@ mod tests {
         let contact = |uri: &str, expires_secs| ContactUpdate {
             uri: uri.into(),
             instance: None,
+            reg_id: None,
             expires_secs,
         };
         let one = RegisterChange::Contacts(vec![contact("sip:a@127.0.0.1:1", 60)]);

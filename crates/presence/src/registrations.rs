@@ -75,6 +75,8 @@ pub struct ContactUpdate {
     pub uri: String,
     /// `+sip.instance` (RFC 5626): the same device under a new Contact.
     pub instance: Option<String>,
+    /// `reg-id` (RFC 5626): which flow of that instance.
+    pub reg_id: Option<u32>,
     /// Seconds, already clamped by the registrar; 0 removes the binding.
     pub expires_secs: u32,
 }
@@ -126,10 +128,7 @@ pub(crate) fn apply(
             for change in changes {
                 // The same Contact in another spelling (§19.1.4) is the same
                 // binding, not a second one that rings the phone twice.
-                let existing = list.iter().position(|b| {
-                    sip::header::uri_eq(&b.contact, &change.uri)
-                        || (change.instance.is_some() && b.instance == change.instance)
-                });
+                let existing = list.iter().position(|b| same_binding(b, change));
                 if let Some(i) = existing {
                     if older(&list[i]) {
                         return Err(BindError::OutOfOrder);
@@ -143,6 +142,7 @@ pub(crate) fn apply(
                     source: register.source,
                     transport: register.transport,
                     instance: change.instance.clone(),
+                    reg_id: change.reg_id,
                 };
                 match (existing, change.expires_secs) {
                     (Some(i), 0) => {
@@ -169,6 +169,25 @@ pub(crate) fn apply(
                 devices_changed,
             })
         }
+    }
+}
+
+/// Whether `change` names binding `b`. With an instance and a reg-id, the
+/// pair is the key (RFC 5626 §6: one binding per flow, whatever the
+/// Contact); with an instance alone, the instance (the same device under a
+/// new Contact); otherwise the Contact, compared per §19.1.4 (the same
+/// Contact in another spelling is not a second binding that rings the
+/// phone twice).
+fn same_binding(b: &Binding, change: &ContactUpdate) -> bool {
+    match (&change.instance, change.reg_id) {
+        (Some(instance), Some(reg_id)) => {
+            b.instance.as_ref() == Some(instance) && b.reg_id == Some(reg_id)
+        }
+        (Some(instance), None) => {
+            b.instance.as_ref() == Some(instance) && b.reg_id.is_none()
+                || b.reg_id.is_none() && sip::header::uri_eq(&b.contact, &change.uri)
+        }
+        (None, _) => b.reg_id.is_none() && sip::header::uri_eq(&b.contact, &change.uri),
     }
 }
 
@@ -234,11 +253,82 @@ mod tests {
                 change: RegisterChange::Contacts(vec![ContactUpdate {
                     uri: uri.into(),
                     instance: None,
+                    reg_id: None,
                     expires_secs: 60,
                 }]),
             };
             apply(&mut list, &register, 0).unwrap();
         }
         assert_eq!(list.len(), 1, "§19.1.4: the same URI");
+    }
+
+    fn register(cseq: u32, uri: &str, instance: Option<&str>, reg_id: Option<u32>) -> Register {
+        Register {
+            call_id: "r".into(),
+            cseq,
+            source: "127.0.0.1:45081".parse().unwrap(),
+            transport: BindingTransport::Udp,
+            max_bindings: 16,
+            change: RegisterChange::Contacts(vec![ContactUpdate {
+                uri: uri.into(),
+                instance: instance.map(str::to_string),
+                reg_id,
+                expires_secs: 60,
+            }]),
+        }
+    }
+
+    #[test]
+    fn two_flows_of_one_instance_are_two_bindings_each_replaced_by_its_reg_id() {
+        let phone = Some("<urn:uuid:00000000-0000-1000-8000-000a95a0e128>");
+        let mut list = Vec::new();
+        apply(
+            &mut list,
+            &register(1, "sip:a@127.0.0.1:1", phone, Some(1)),
+            0,
+        )
+        .unwrap();
+        apply(
+            &mut list,
+            &register(2, "sip:a@127.0.0.1:2", phone, Some(2)),
+            0,
+        )
+        .unwrap();
+        assert_eq!(list.len(), 2, "RFC 5626 §6: one binding per flow");
+        // Flow 1 comes back from another address: it replaces flow 1 only.
+        apply(
+            &mut list,
+            &register(3, "sip:a@127.0.0.1:3", phone, Some(1)),
+            0,
+        )
+        .unwrap();
+        let mut contacts: Vec<_> = list
+            .iter()
+            .map(|b| (b.reg_id, b.contact.as_str()))
+            .collect();
+        contacts.sort();
+        assert_eq!(
+            contacts,
+            [
+                (Some(1), "sip:a@127.0.0.1:3"),
+                (Some(2), "sip:a@127.0.0.1:2")
+            ]
+        );
+        // Without reg-id, the instance alone names the device.
+        let mut plain = Vec::new();
+        apply(
+            &mut plain,
+            &register(1, "sip:a@127.0.0.1:1", phone, None),
+            0,
+        )
+        .unwrap();
+        apply(
+            &mut plain,
+            &register(2, "sip:a@127.0.0.1:9", phone, None),
+            0,
+        )
+        .unwrap();
+        assert_eq!(plain.len(), 1);
+        assert_eq!(plain[0].contact, "sip:a@127.0.0.1:9");
     }
 }

@@ -182,6 +182,7 @@ mod tests {
             source: "127.0.0.1:5080".parse().unwrap(),
             transport: BindingTransport::Udp,
             instance: None,
+            reg_id: None,
         }
     }
 

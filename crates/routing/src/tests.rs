@@ -75,6 +75,7 @@ fn sign_in(p: &Presence, id: &str, until: u64) {
             source: "127.0.0.1:5080".parse().unwrap(),
             transport: BindingTransport::Udp,
             instance: None,
+            reg_id: None,
         })
     });
 }

@@ -110,7 +110,9 @@ pub fn via_value(ids: &mut IdGenerator, local: SocketAddr, transport: Transport)
 pub fn contact_value(local: SocketAddr, transport: Transport) -> String {
     match transport {
         Transport::Udp => format!("<sip:switchboard@{local}>"),
-        Transport::Tcp(_) => format!("<sip:switchboard@{local};transport=tcp>"),
+        Transport::Tcp(_) | Transport::TcpConnect => {
+            format!("<sip:switchboard@{local};transport=tcp>")
+        }
     }
 }
 

@@ -84,6 +84,40 @@ fn content_length(head: &[u8]) -> Option<usize> {
     found
 }
 
+/// RFC 5626 §4.4.1 on a stream: a double-CRLF "ping" wants a CRLF
+/// "pong". The ping's bytes may arrive in several reads (and so several
+/// [`Frame::KeepAlive`]s); this remembers how much of one has come.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PingDetector {
+    matched: usize,
+}
+
+impl PingDetector {
+    /// Feeds the bytes of a keep-alive frame; returns how many whole pings
+    /// they completed.
+    pub fn feed(&mut self, keep_alive: &[u8]) -> usize {
+        const PING: &[u8; 4] = b"\r\n\r\n";
+        let mut pings = 0;
+        for &b in keep_alive {
+            if b == PING[self.matched] {
+                self.matched += 1;
+                if self.matched == PING.len() {
+                    pings += 1;
+                    self.matched = 0;
+                }
+            } else {
+                self.matched = usize::from(b == b'\r');
+            }
+        }
+        pings
+    }
+
+    /// A message came between: what came before it was no ping.
+    pub fn reset(&mut self) {
+        self.matched = 0;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,5 +153,19 @@ mod tests {
             next_frame(b"OPTIONS sip:a@b SIP/2.0\r\nl: 18446744073709551615\r\n\r\n"),
             Err(FrameError::TooLarge)
         );
+    }
+
+    #[test]
+    fn a_ping_split_across_reads_is_one_ping() {
+        let mut ping = PingDetector::default();
+        assert_eq!(ping.feed(b"\r\n"), 0);
+        assert_eq!(ping.feed(b"\r"), 0);
+        assert_eq!(ping.feed(b"\n"), 1);
+        assert_eq!(ping.feed(b"\r\n\r\n\r\n\r\n"), 2);
+        // A lone CRLF, a message, a lone CRLF: no ping.
+        assert_eq!(ping.feed(b"\r\n"), 0);
+        ping.reset();
+        assert_eq!(ping.feed(b"\r\n"), 0);
+        assert_eq!(ping.feed(b"\n\r\n\r\n"), 1, "a stray LF before the ping");
     }
 }

@@ -72,6 +72,11 @@ pub enum Transport {
     Udp,
     /// A TCP connection, named by the daemon's connection id.
     Tcp(u64),
+    /// TCP to the peer's address over no connection we know: the driver
+    /// uses one it has open to that address, else opens one (RFC 3261
+    /// §18.1.1; a Contact's `;transport=tcp`, a TCP binding restored after
+    /// a restart). Never the transport of a received message.
+    TcpConnect,
 }
 
 impl Transport {
@@ -83,7 +88,7 @@ impl Transport {
     pub fn via_token(self) -> &'static str {
         match self {
             Transport::Udp => "UDP",
-            Transport::Tcp(_) => "TCP",
+            Transport::Tcp(_) | Transport::TcpConnect => "TCP",
         }
     }
 }

@@ -170,7 +170,7 @@ impl<B: Backend> Engine<B> {
                 idx: user_idx,
                 id: &user.id,
             };
-            for binding in workspace.presence.lookup(who, now_ms) {
+            for binding in one_flow_per_instance(workspace.presence.lookup(who, now_ms)) {
                 let Some(leg) = leg_id(first + legs.len()) else {
                     tracing::warn!("a call reached the most legs it can hold; no more are rung");
                     return legs;
@@ -551,17 +551,27 @@ impl<B: Backend> Engine<B> {
         tx: TxId,
         response: &Message,
     ) {
+        let tag = tag_of(response.header(HeaderName::To).unwrap_or(""));
         let other_dialog = self
             .calls
-            .get(key)
-            .and_then(|c| c.leg(leg_id))
-            .is_some_and(|l| {
-                l.dialog.remote_tag() != tag_of(response.header(HeaderName::To).unwrap_or(""))
+            .get_mut(key)
+            .and_then(|c| c.leg_mut(leg_id))
+            .filter(|l| l.dialog.remote_tag() != tag)
+            .map(|l| {
+                // The first 2xx of that dialog ends it; its retransmissions
+                // are only ACKed again.
+                let first = !l.ended_forks.iter().any(|t| **t == *tag);
+                if first {
+                    l.ended_forks.push(tag.into());
+                }
+                first
             });
-        if other_dialog {
+        match other_dialog {
             // §13.2.2.4: a forking proxy behind the leg answered twice; the
             // second dialog is ACKed on its own and ended.
-            return self.ack_and_bye_stray(now, tx, response);
+            Some(true) => return self.ack_and_bye_stray(now, tx, response),
+            Some(false) => return self.ack_stray(tx, response),
+            None => {}
         }
         let ack = self
             .calls
@@ -571,15 +581,18 @@ impl<B: Backend> Engine<B> {
         match ack {
             Some((Some(bytes), to)) => self.transmit(to, bytes),
             Some((None, _)) => {}
-            None => {
-                // The call is gone; ACK so the device stops, the BYE already went.
-                if let (Some(request), Some(peer)) = (self.tl.request(tx), self.tl.peer(tx)) {
-                    let dialog = Dialog::from_response(request, peer, response);
-                    let local = self.local_addr(peer.transport);
-                    let ack = dialog.ack(&mut self.ids, local, dialog.local_cseq, None);
-                    self.transmit(dialog.next_hop(), Bytes::from(ack.encode()));
-                }
-            }
+            // The call is gone; ACK so the device stops, the BYE already went.
+            None => self.ack_stray(tx, response),
+        }
+    }
+
+    /// ACKs a 2xx on the dialog it creates, which we do not keep.
+    fn ack_stray(&mut self, tx: TxId, response: &Message) {
+        if let (Some(request), Some(peer)) = (self.tl.request(tx), self.tl.peer(tx)) {
+            let dialog = Dialog::from_response(request, peer, response);
+            let local = self.local_addr(peer.transport);
+            let ack = dialog.ack(&mut self.ids, local, dialog.local_cseq, None);
+            self.transmit(dialog.next_hop(), Bytes::from(ack.encode()));
         }
     }
 
@@ -640,6 +653,31 @@ impl<B: Backend> Engine<B> {
         }
         false
     }
+}
+
+/// RFC 5626 §5.3/§7: a device registered over several flows (one
+/// instance, several reg-ids) is rung once, over the flow refreshed last;
+/// devices without reg-id are left as they are.
+fn one_flow_per_instance(mut bindings: Vec<presence::Binding>) -> Vec<presence::Binding> {
+    if bindings.iter().all(|b| b.reg_id.is_none()) {
+        return bindings;
+    }
+    let mut keep = vec![true; bindings.len()];
+    for (i, b) in bindings.iter().enumerate() {
+        let (Some(instance), Some(_)) = (&b.instance, b.reg_id) else {
+            continue;
+        };
+        let newer_flow = bindings.iter().enumerate().any(|(j, o)| {
+            j != i
+                && o.reg_id.is_some()
+                && o.instance.as_ref() == Some(instance)
+                && (o.expires_at_ms, j) > (b.expires_at_ms, i)
+        });
+        keep[i] = !newer_flow;
+    }
+    let mut flags = keep.into_iter();
+    bindings.retain(|_| flags.next().unwrap_or(true));
+    bindings
 }
 
 /// The id of a call's leg number `n`: `None` past what a call may hold

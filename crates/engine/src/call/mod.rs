@@ -139,6 +139,10 @@ pub(crate) struct Leg {
     pub(crate) outcome: Option<LegOutcome>,
     /// The ACK for this leg's 2xx, re-sent when the 2xx is.
     pub(crate) ack: Option<Bytes>,
+    /// Tags of other dialogs a forking proxy behind the leg answered with,
+    /// already ACKed and BYEd (§13.2.2.4): their 2xx retransmissions are
+    /// ACKed again, not ended again.
+    pub(crate) ended_forks: Vec<Box<str>>,
 }
 
 impl Leg {
@@ -162,6 +166,7 @@ impl Leg {
             last_rseq: None,
             outcome: None,
             ack: None,
+            ended_forks: Vec::new(),
         }
     }
 
