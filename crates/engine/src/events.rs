@@ -87,6 +87,9 @@ pub enum LegOutcome {
     AnsweredTooLate,
     /// Never answered the INVITE at all (Timer B).
     NoResponse,
+    /// Sent the call elsewhere with this 3xx; `followed` when the target
+    /// was one of the workspace's users or numbers and the call went there.
+    Redirected { status: u16, followed: bool },
 }
 
 /// A member who did not ring, and why.

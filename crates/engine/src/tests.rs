@@ -2233,3 +2233,4 @@ fn a_device_registered_over_two_flows_rings_once_over_the_newer_one() {
     assert!(invites_to(&mut sim, BOB_1).is_empty());
     assert_eq!(invites_to(&mut sim, BOB_2).len(), 1, "RFC 5626: one flow");
 }
+mod redirect;

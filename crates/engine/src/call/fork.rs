@@ -335,6 +335,25 @@ impl<B: Backend> Engine<B> {
                     return;
                 }
             }
+            let redirect = (300..400).contains(&status)
+                && !leg.cancel_requested
+                && call_ringing
+                && leg.target.user().is_some();
+            if redirect {
+                leg.finish(LegOutcome::Redirected {
+                    status,
+                    followed: false,
+                });
+                if self.follow_redirect(now, key, leg_id, &response) {
+                    if let Some(leg) = self.calls.get_mut(key).and_then(|c| c.leg_mut(leg_id)) {
+                        leg.outcome = Some(LegOutcome::Redirected {
+                            status,
+                            followed: true,
+                        });
+                    }
+                }
+                return self.fail_if_every_leg_failed(now, key);
+            }
             let declined = matches!(status, 486 | 603) && !leg.cancel_requested;
             let outcome = if leg.cancel_requested {
                 LegOutcome::Cancelled

@@ -8,6 +8,7 @@
 //! - [`plan`]: the call carries its plan out: tier after tier (cascade),
 //!   each checked again when its turn comes, then the destination (hang up,
 //!   ring a group, another number, forward through the trunk);
+//! - [`redirect`]: a device's 3xx, followed inside the workspace;
 //! - [`reliable`]: reliable provisionals (RFC 3262) on each side;
 //! - [`relay`]: requests inside an established call pass from one side to
 //!   the other (BYE, re-INVITE, UPDATE, INFO, ACK);
@@ -20,6 +21,7 @@
 mod end;
 mod fork;
 mod plan;
+mod redirect;
 mod relay;
 mod reliable;
 mod sdp;
@@ -294,8 +296,15 @@ impl<V> Call<V> {
 
     /// 486 when every device was busy (or its user became busy), else 480.
     pub(crate) fn failure_status(&self) -> u16 {
-        let all_busy = !self.legs.is_empty()
-            && self.legs.iter().all(|l| {
+        // A leg that sent the call on (a followed redirect) is not who failed.
+        let mut tried = self.legs.iter().filter(|l| {
+            !matches!(
+                l.outcome,
+                Some(LegOutcome::Redirected { followed: true, .. })
+            )
+        });
+        let all_busy = tried.clone().next().is_some()
+            && tried.all(|l| {
                 l.cancelled_busy || matches!(l.outcome, Some(LegOutcome::Refused(486 | 600)))
             });
         if all_busy {
