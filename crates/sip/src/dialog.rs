@@ -121,13 +121,34 @@ impl Dialog {
     }
 
     /// The first route names a strict router (no `;lr`, RFC 2543 style,
-    /// §12.2.1.1): requests in the dialog are still sent as for a loose one.
+    /// §12.2.1.1): requests in the dialog are routed the strict way.
     pub fn strict_route(&self) -> bool {
         self.route_set
             .first()
             .and_then(|r| NameAddr::parse(r))
             .and_then(|r| Uri::parse(r.uri).ok())
             .is_some_and(|u| u.params.get("lr").is_none())
+    }
+
+    /// Behind a strict router (§12.2.1.1), its URI: the Request-URI of our
+    /// requests, with the rest of the route set and then the remote target
+    /// as their Route headers. `None` for loose routing.
+    fn strict_router_uri(&self) -> Option<String> {
+        if !self.strict_route() {
+            return None;
+        }
+        let first = NameAddr::parse(self.route_set.first()?)?;
+        Some(first.uri.to_string())
+    }
+
+    /// Writes the Route headers of a request in the dialog.
+    fn push_routes(&self, request: &mut Message, strict: bool) {
+        for route in &self.route_set[usize::from(strict)..] {
+            request.push(HeaderName::Route, route);
+        }
+        if strict {
+            request.push(HeaderName::Route, &format!("<{}>", self.remote_target));
+        }
     }
 
     /// Our tag.
@@ -189,7 +210,9 @@ impl Dialog {
     /// `local` (our address on the dialog's transport).
     pub fn request(&mut self, ids: &mut IdGenerator, local: SocketAddr, method: Method) -> Message {
         self.local_cseq += 1;
-        let mut request = Message::request(method.clone(), &self.remote_target);
+        let strict = self.strict_router_uri();
+        let target = strict.as_deref().unwrap_or(&self.remote_target);
+        let mut request = Message::request(method.clone(), target);
         let transport = self.peer.transport;
         request.push(HeaderName::Via, &via_value(ids, local, transport));
         request.push(HeaderName::MaxForwards, "70");
@@ -199,9 +222,7 @@ impl Dialog {
         let mut cseq = String::with_capacity(16);
         let _ = write!(cseq, "{} {}", self.local_cseq, method.as_str());
         request.push(HeaderName::CSeq, &cseq);
-        for route in &self.route_set {
-            request.push(HeaderName::Route, route);
-        }
+        self.push_routes(&mut request, strict.is_some());
         request.push(HeaderName::Contact, &contact_value(local, transport));
         request
     }
@@ -216,7 +237,9 @@ impl Dialog {
         cseq: u32,
         body: Option<(&str, Bytes)>,
     ) -> Message {
-        let mut ack = Message::request(Method::Ack, &self.remote_target);
+        let strict = self.strict_router_uri();
+        let target = strict.as_deref().unwrap_or(&self.remote_target);
+        let mut ack = Message::request(Method::Ack, target);
         ack.push(HeaderName::Via, &via_value(ids, local, self.peer.transport));
         ack.push(HeaderName::MaxForwards, "70");
         ack.push(HeaderName::From, &self.local);
@@ -225,9 +248,7 @@ impl Dialog {
         let mut value = String::with_capacity(16);
         let _ = write!(value, "{cseq} ACK");
         ack.push(HeaderName::CSeq, &value);
-        for route in &self.route_set {
-            ack.push(HeaderName::Route, route);
-        }
+        self.push_routes(&mut ack, strict.is_some());
         if let Some((content_type, body)) = body {
             if !body.is_empty() {
                 ack.push(HeaderName::ContentType, content_type);
@@ -371,6 +392,25 @@ mod tests {
         let mut strict = d.clone();
         strict.route_set = vec!["<sip:old-proxy@127.0.0.7>".into()];
         assert!(strict.strict_route());
+        // §12.2.1.1: the strict router's URI is the Request-URI, the remote
+        // target the last Route, and the request goes to the router.
+        strict.route_set.push("<sip:next@127.0.0.8;lr>".into());
+        let mut ids = IdGenerator::with_seed(3);
+        for request in [
+            strict.request(&mut ids, LOCAL.parse().unwrap(), Method::Bye),
+            strict.ack(&mut ids, LOCAL.parse().unwrap(), 1, None),
+        ] {
+            assert_eq!(request.request_uri(), Some("sip:old-proxy@127.0.0.7"));
+            let routes: Vec<_> = request.header_lines(HeaderName::Route).collect();
+            assert_eq!(
+                routes,
+                [
+                    "<sip:next@127.0.0.8;lr>".to_string(),
+                    format!("<{}>", strict.remote_target)
+                ]
+            );
+        }
+        assert_eq!(strict.next_hop().addr, "127.0.0.7:5060".parse().unwrap());
         // Requests go to the first route, not the target.
         assert_eq!(d.next_hop().addr, "127.0.0.8:5060".parse().unwrap());
     }

@@ -370,9 +370,9 @@ impl<B: Backend> Engine<B> {
         // A 2xx: the leg's dialog is now confirmed from its side.
         leg.dialog.confirm(&response);
         if leg.dialog.strict_route() {
-            tracing::warn!(
+            tracing::info!(
                 route = leg.dialog.route_set.first().map(String::as_str).unwrap_or(""),
-                "a strict router (Record-Route without ;lr) on a leg: requests are sent as if it were loose"
+                "a strict router (Record-Route without ;lr) on a leg: its requests are routed the strict way (RFC 3261 §12.2.1.1)"
             );
         }
         // A leg cancelled only because its tier's time ran out (no other leg
