@@ -85,3 +85,23 @@ fn a_followed_redirect_is_recorded_as_such() {
     );
     assert_eq!(record.rang[1].user, "dave");
 }
+
+#[test]
+fn a_603_from_every_device_still_leads_to_no_answer_handling() {
+    let dir = line(Strategy::Simultaneous, &["alice", "bob"], |n| {
+        n.no_answer = Some(directory::DestinationSpec::Number {
+            number: "+15550200".into(),
+        })
+    });
+    let mut sim = Sim::with_directory(dir, |_| {});
+    for (user, addr) in [("alice", ALICE), ("bob", BOB_1), ("dave", DAVE)] {
+        sim.sign_in(user, addr);
+    }
+    sim.deliver(TRUNK, &trunk_invite("r603"));
+    for addr in [ALICE, BOB_1] {
+        let i = invites_to(&mut sim, addr).pop().unwrap();
+        sim.deliver(addr, &reply(&i, 603, "x"));
+    }
+    assert_eq!(invites_to(&mut sim, DAVE).len(), 1, "no_answer: +15550200");
+    assert!(finals_to_trunk(&mut sim).is_empty());
+}
