@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The layers' rules, checked (step of tests/run.sh):
-#   - the sans-IO crates (sip, directory, presence, routing, engine) never
+#   - the sans-IO crates (sip, directory, presence, routing, media, engine) never
 #     depend on tokio, directly or through another crate;
 #   - they never read the clock: no Instant::now, SystemTime::now,
 #     Timestamp::now or Zoned::now outside their tests;
@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-SANS_IO=(sip directory presence routing engine)
+SANS_IO=(sip directory presence routing media engine)
 CLOCK='(Instant|SystemTime|Timestamp|Zoned)::now'
 failed=0
 
