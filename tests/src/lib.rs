@@ -554,6 +554,12 @@ impl TcpUa {
 
     /// REGISTER with digest auth over this connection.
     pub async fn register(&mut self, user: &str, password: &str) -> Message {
+        let contact = format!("<sip:{user}@{};transport=tcp>", self.addr);
+        self.register_contact(user, password, &contact).await
+    }
+
+    /// REGISTER of `contact` with digest auth over this connection.
+    pub async fn register_contact(&mut self, user: &str, password: &str, contact: &str) -> Message {
         let build = |ua: &TcpUa, cseq: u32, auth_header: Option<String>| {
             let mut m = Message::request(Method::Register, "sip:switchboard.test");
             m.push(
@@ -567,10 +573,7 @@ impl TcpUa {
             m.push(HeaderName::To, &format!("<sip:{user}@switchboard.test>"));
             m.push(HeaderName::CallId, "tcp-reg");
             m.push(HeaderName::CSeq, &format!("{cseq} REGISTER"));
-            m.push(
-                HeaderName::Contact,
-                &format!("<sip:{user}@{};transport=tcp>", ua.addr),
-            );
+            m.push(HeaderName::Contact, contact);
             m.push(HeaderName::Expires, "300");
             if let Some(a) = auth_header {
                 m.push(HeaderName::Authorization, &a);

@@ -221,6 +221,9 @@ async fn a_crlf_ping_over_tcp_gets_a_crlf_pong() {
     stream.set_nodelay(true).unwrap();
     stream.write_all(b"\r\n").await.unwrap();
     stream.flush().await.unwrap();
+    // Apart, so that the daemon reads the halves separately (not a timing
+    // assertion: the pong is awaited either way).
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     stream.write_all(b"\r\n").await.unwrap();
     let n = tokio::time::timeout(std::time::Duration::from_secs(3), stream.read(&mut buf))
         .await
@@ -312,7 +315,10 @@ async fn a_tcp_binding_restored_after_a_restart_is_called_over_tcp_not_udp() {
     config.server.sip_tcp = Some("127.0.0.1:0".parse().unwrap());
     let daemon = Daemon::start(config).await.unwrap();
     let mut phone = TcpUa::connect(daemon.tcp_addr.unwrap()).await;
-    assert_eq!(phone.register("bob", "bob-pw").await.status(), Some(200));
+    // No transport parameter: only the binding knows it came over TCP.
+    let contact = format!("<sip:bob@{}>", phone.addr);
+    let ok = phone.register_contact("bob", "bob-pw", &contact).await;
+    assert_eq!(ok.status(), Some(200));
     let phone_addr = phone.addr;
     daemon.stop().await;
     drop(phone);
@@ -333,5 +339,30 @@ async fn a_tcp_binding_restored_after_a_restart_is_called_over_tcp_not_udp() {
         .await;
     assert_eq!(phone.recv().await.method(), Some(&Method::Ack));
     assert_eq!(trunk.final_response().await.status(), Some(486));
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_tcp_contact_nobody_listens_at_fails_at_once_not_at_timer_b() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path(), "");
+    config.server.sip_tcp = Some("127.0.0.1:0".parse().unwrap());
+    let daemon = Daemon::start(config).await.unwrap();
+    // A port that was free a moment ago and has no listener now.
+    let port = listen_at("127.0.0.1:0".parse().unwrap())
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut registrar = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
+    let contact = format!("<sip:bob@127.0.0.1:{port};transport=tcp>");
+    let ok = registrar
+        .register_contact("bob", "bob-pw", &contact, 300, Algorithm::Md5)
+        .await;
+    assert_eq!(ok.status(), Some(200));
+    let mut trunk = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
+    let invite = trunk.invite("+15550200", "+15551234567");
+    trunk.send(&invite).await;
+    // Within the test UA's wait (3 s), far below Timer B's 32 s.
+    assert_eq!(trunk.final_response().await.status(), Some(480));
     daemon.stop().await;
 }

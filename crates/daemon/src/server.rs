@@ -69,6 +69,11 @@ enum EngineInput {
     Disconnected {
         id: u64,
     },
+    /// A connection we opened could not be made.
+    ConnectFailed {
+        id: u64,
+        to: SocketAddr,
+    },
 }
 
 impl Daemon {
@@ -379,6 +384,10 @@ async fn engine_loop(
                         streams.closed(id);
                         engine.handle_input(now, Input::ConnectionClosed { connection: id });
                     }
+                    Some(EngineInput::ConnectFailed { id, to }) => {
+                        streams.closed(id);
+                        engine.handle_input(now, Input::ConnectFailed { to });
+                    }
                     Some(EngineInput::Command { command, reply }) => {
                         let _ = reply.send(engine.handle_command(now, command));
                     }
@@ -562,7 +571,10 @@ async fn open_connection(
             serve_stream(id, stream, addr, out, ctx).await;
         }
         None => {
-            let _ = ctx.inputs.send(EngineInput::Disconnected { id }).await;
+            let _ = ctx
+                .inputs
+                .send(EngineInput::ConnectFailed { id, to: addr })
+                .await;
         }
     }
 }

@@ -179,7 +179,7 @@ mod tests {
     #[test]
     fn a_tcp_contact_without_a_connection_is_called_over_a_new_one_never_udp() {
         // Restored after a restart: the connection is gone.
-        let mut b = binding("sip:bob@127.0.0.1:5081;transport=tcp", "127.0.0.1:40000");
+        let mut b = binding("sip:bob@127.0.0.1:5081", "127.0.0.1:40000");
         b.transport = BindingTransport::Tcp { connection: None };
         let peer = binding_peer(&b);
         assert_eq!(peer.transport, Transport::TcpConnect);

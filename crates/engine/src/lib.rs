@@ -145,6 +145,11 @@ pub enum Input {
     /// A stream connection closed: the devices registered over it are gone
     /// until they reconnect and register again (RFC 5626 §5.5).
     ConnectionClosed { connection: u64 },
+    /// A connection the driver tried to open for [`Transport::TcpConnect`]
+    /// to `to` failed: what was sent there fails now, not at its timeout.
+    ///
+    /// [`Transport::TcpConnect`]: sip::transaction::Transport::TcpConnect
+    ConnectFailed { to: SocketAddr },
 }
 
 /// What the engine asks of the driver, from [`Engine::poll_output`].
@@ -272,6 +277,13 @@ impl<B: Backend> Engine<B> {
             Input::Receive { from, bytes } => self.on_datagram(now, from, bytes),
             Input::Timeout => self.on_timeout(now),
             Input::ConnectionClosed { connection } => self.on_connection_closed(now, connection),
+            Input::ConnectFailed { to } => {
+                self.tl.transport_error(Peer {
+                    transport: sip::transaction::Transport::TcpConnect,
+                    addr: to,
+                });
+                self.drain(now);
+            }
         }
     }
 

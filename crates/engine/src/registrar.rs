@@ -172,6 +172,8 @@ impl<B: Backend> Engine<B> {
                     .get("reg-id")
                     .flatten()
                     .and_then(|v| v.parse::<u32>().ok())
+                    // 1 to 2^31-1 (RFC 5626 §4.2): anything else is no flow.
+                    .filter(|id| (1..=0x7FFF_FFFF).contains(id))
             });
             contacts.push(ContactUpdate {
                 uri: contact.uri.to_string(),

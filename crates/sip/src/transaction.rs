@@ -735,6 +735,31 @@ impl<C: Clone> Transactions<C> {
         }
     }
 
+    /// A transport error toward `peer` (RFC 3261 §17.1.1.2, §17.1.2.2): a
+    /// connection that could not be opened. Every client transaction to it
+    /// still waiting for its final response fails at once, as a timeout
+    /// would later. A walk over the table: for rare events only.
+    pub fn transport_error(&mut self, peer: Peer) {
+        let failed: Vec<TxId> = self
+            .txs
+            .iter()
+            .filter(|(_, tx)| {
+                tx.peer == peer
+                    && matches!(tx.kind, Kind::ClientInvite | Kind::ClientNonInvite)
+                    && matches!(tx.state, State::Calling | State::Trying | State::Proceeding)
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for id in failed {
+            let Some(ctx) = self.txs.get(&id).map(|tx| tx.ctx.clone()) else {
+                continue;
+            };
+            self.terminate(id);
+            self.out
+                .push_back(Output::Event(TxEvent::Timeout { tx: id, ctx }));
+        }
+    }
+
     /// Removes a transaction at once (e.g. a TU that abandons a CANCEL).
     pub fn terminate(&mut self, id: TxId) {
         if let Some(tx) = self.txs.remove(&id) {

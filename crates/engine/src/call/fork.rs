@@ -76,8 +76,10 @@ impl<B: Backend> Engine<B> {
             sent_early_media: false,
             acked: false,
             from_trunk,
-            reliable: sip::reliable::wants_100rel(req)
-                .then(|| super::reliable::ReliableProvisionals::new(self.ids.u64() as u32)),
+            reliable: sip::reliable::wants_100rel(req).then(|| {
+                let required = sip::reliable::names_100rel(req, HeaderName::Require);
+                super::reliable::ReliableProvisionals::new(required, self.ids.u64() as u32)
+            }),
         };
         let key = self.calls.next_key();
         let skipped = plan.skipped.clone();
@@ -197,7 +199,11 @@ impl<B: Backend> Engine<B> {
                 let dialog = Dialog::uac(peer, call_id, local, remote, binding.contact);
                 let mut invite = dialog.invite(&mut self.ids, local_addr, max_forwards);
                 invite.push(HeaderName::Allow, ALLOW);
-                invite.push(HeaderName::Supported, SUPPORTED);
+                if !body.is_empty() {
+                    // Late offer: a reliable 18x would carry an offer our
+                    // PRACK cannot answer (RFC 3262 §5), so none is invited.
+                    invite.push(HeaderName::Supported, SUPPORTED);
+                }
                 if let Some(ct) = &content_type {
                     invite.push(HeaderName::ContentType, ct);
                 }
@@ -262,7 +268,19 @@ impl<B: Backend> Engine<B> {
         // not replace it. Without SDP, one 180 tells the caller it rings.
         // (Not in a late-offer call: there an 18x's SDP would be an offer
         // in an unreliable response, which RFC 3261 §13.2.1 does not allow.)
+        // A caller that requires 100rel takes the SDP of a reliable 18x as
+        // the answer (RFC 3262 §5) and ignores the 200's (§13.2.1): with
+        // several legs ringing, the one that answers may not be the one
+        // that sent early media, so the caller just hears it rings.
+        let pinned_answer = call.caller.reliable.as_ref().is_some_and(|r| r.required())
+            && call
+                .legs
+                .iter()
+                .filter(|l| matches!(l.state, LegState::Calling | LegState::Ringing))
+                .count()
+                > 1;
         let early_media = !call.caller.late_offer
+            && !pinned_answer
             && !response.body().is_empty()
             && response
                 .header(HeaderName::ContentType)
@@ -335,7 +353,9 @@ impl<B: Backend> Engine<B> {
                     return;
                 }
             }
-            let redirect = (300..400).contains(&status)
+            // 301 and 302 name where the user is now; 300's choices, 305's
+            // proxy and 380's service are not a user to ring.
+            let redirect = matches!(status, 301 | 302)
                 && !leg.cancel_requested
                 && call_ringing
                 && leg.target.user().is_some();
@@ -558,6 +578,9 @@ impl<B: Backend> Engine<B> {
         let local = self.local_addr(peer.transport);
         let ack = dialog.ack(&mut self.ids, local, dialog.local_cseq, None);
         self.transmit(dialog.next_hop(), Bytes::from(ack.encode()));
+        // Past the CSeq a PRACK in this dialog may have taken (a gap is
+        // allowed, §12.2.2; a repeat would get 500).
+        dialog.local_cseq += 1;
         let bye = dialog.request(&mut self.ids, local, Method::Bye);
         self.tl.new_client(now, dialog.next_hop(), bye, TxCtx::Fire);
     }

@@ -273,7 +273,10 @@ impl<B: Backend> Engine<B> {
             ),
         );
         invite.push(HeaderName::Allow, ALLOW);
-        invite.push(HeaderName::Supported, crate::SUPPORTED);
+        if !body.is_empty() {
+            // Late offer: no reliable 18x, whose offer a PRACK must answer.
+            invite.push(HeaderName::Supported, crate::SUPPORTED);
+        }
         if let Some(ct) = &content_type {
             invite.push(HeaderName::ContentType, ct);
         }

@@ -47,7 +47,12 @@ impl<B: Backend> Engine<B> {
         }
         let workspace = Arc::clone(&call.workspace);
         let directory = &workspace.directory;
-        let target = match redirect_target(response, directory, &self.cfg.domain) {
+        let ours: Vec<std::net::IpAddr> = [self.cfg.udp_addr, self.cfg.tcp_addr]
+            .into_iter()
+            .flatten()
+            .map(|a| a.ip())
+            .collect();
+        let target = match redirect_target(response, directory, &self.cfg.domain, &ours) {
             Some(target) => target,
             None => {
                 tracing::info!(
@@ -134,10 +139,16 @@ fn redirect_target(
     response: &Message,
     directory: &directory::Directory,
     domain: &str,
+    our_ips: &[std::net::IpAddr],
 ) -> Option<RedirectTarget> {
+    // The most preferred Contact (highest `q`, RFC 3261 §8.1.3.4; the
+    // first among equals).
     let contact = response
         .values(HeaderName::Contact)
-        .find_map(NameAddr::parse)?;
+        .filter_map(NameAddr::parse)
+        .enumerate()
+        .max_by(|(i, a), (j, b)| q_of(a).total_cmp(&q_of(b)).then(j.cmp(i)))
+        .map(|(_, c)| c)?;
     let uri = Uri::parse(contact.uri).ok()?;
     let user = uri.user?.split(';').next().unwrap_or("");
     if let Some(number) =
@@ -146,9 +157,20 @@ fn redirect_target(
         return Some(RedirectTarget::Number(number));
     }
     let ours = uri.scheme != Scheme::Tel
-        && (uri.host.eq_ignore_ascii_case(domain) || sip::header::host_ip(uri.host).is_some());
+        && (uri.host.eq_ignore_ascii_case(domain)
+            || sip::header::host_ip(uri.host).is_some_and(|ip| our_ips.contains(&ip)));
     match directory.user_index(user) {
         Some(idx) if ours => Some(RedirectTarget::User(idx)),
         _ => Some(RedirectTarget::Elsewhere(contact.uri.to_string())),
     }
+}
+
+/// A Contact's `q` (1.0 when absent or unreadable).
+fn q_of(contact: &NameAddr<'_>) -> f32 {
+    contact
+        .params
+        .get("q")
+        .flatten()
+        .and_then(|q| q.parse::<f32>().ok())
+        .unwrap_or(1.0)
 }

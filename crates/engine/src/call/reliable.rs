@@ -26,6 +26,8 @@ use crate::{Backend, Engine, TxCtx};
 
 /// The caller's side of RFC 3262, for a caller that asked for it.
 pub(crate) struct ReliableProvisionals {
+    /// The caller requires 100rel (else it only supports it).
+    required: bool,
     next_rseq: u32,
     unacked: Option<Unacked>,
     /// The next provisional, sent once `unacked` is PRACKed.
@@ -47,13 +49,18 @@ struct Unacked {
 
 impl ReliableProvisionals {
     /// `first_rseq` comes from the engine's generator (§3: random, below 2^31).
-    pub(crate) fn new(first_rseq: u32) -> Box<ReliableProvisionals> {
+    pub(crate) fn new(required: bool, first_rseq: u32) -> Box<ReliableProvisionals> {
         Box::new(ReliableProvisionals {
+            required,
             next_rseq: first_rseq % (MAX_RSEQ / 2) + 1,
             unacked: None,
             queued: None,
             held_answer: None,
         })
+    }
+
+    pub(crate) fn required(&self) -> bool {
+        self.required
     }
 
     /// The answer waits for a PRACK.
@@ -73,6 +80,12 @@ impl<B: Backend> Engine<B> {
         let Some(reliable) = call.caller.reliable.as_mut() else {
             return self.tl.respond(now, tx, &response);
         };
+        if !reliable.required && !response.body().is_empty() {
+            // Early media to a caller that only supports 100rel goes
+            // unreliably: its SDP is then no answer (RFC 3262 §5), and the
+            // 200 of whichever leg wins still sets the session.
+            return self.tl.respond(now, tx, &response);
+        }
         if reliable.unacked.is_some() {
             // One at a time (§3); early media is not replaced by a ringing.
             let keep_queued = reliable
@@ -155,7 +168,8 @@ impl<B: Backend> Engine<B> {
         };
         if now >= unacked.give_up {
             tracing::info!("the caller never acknowledged a reliable provisional (PRACK)");
-            if let CallState::Answered(winner) = state {
+            let callee_gone = self.calls.get(key).is_some_and(|c| c.callee_hung_up);
+            if let (CallState::Answered(winner), false) = (state, callee_gone) {
                 self.send_bye(now, key, Side::Leg(winner));
             }
             return self.fail_call(now, key, 500, CallOutcome::Failed { status: 500 });

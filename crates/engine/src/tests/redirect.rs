@@ -105,3 +105,24 @@ fn a_603_from_every_device_still_leads_to_no_answer_handling() {
     assert_eq!(invites_to(&mut sim, DAVE).len(), 1, "no_answer: +15550200");
     assert!(finals_to_trunk(&mut sim).is_empty());
 }
+
+#[test]
+fn the_most_preferred_contact_is_followed_and_only_301_or_302_are() {
+    let mut sim =
+        bob_redirects_to("<sip:+15559990000@127.0.0.1>;q=0.1, <sip:alice@sim.test>;q=0.9");
+    assert_eq!(invites_to(&mut sim, ALICE).len(), 1, "q=0.9 wins");
+
+    let mut sim = Sim::with_directory(line(Strategy::Simultaneous, &["bob"], |_| {}), |_| {});
+    sim.sign_in("alice", ALICE);
+    sim.sign_in("bob", BOB_1);
+    sim.deliver(TRUNK, &trunk_invite("r305"));
+    let ib = invites_to(&mut sim, BOB_1).pop().unwrap();
+    let mut proxy = response_to(&ib, 305, "Use Proxy", Some("b"), false);
+    proxy.push(HeaderName::Contact, "<sip:alice@sim.test>");
+    sim.deliver(BOB_1, &proxy);
+    assert!(
+        invites_to(&mut sim, ALICE).is_empty(),
+        "305 names a proxy, not a user"
+    );
+    assert_eq!(finals_to_trunk(&mut sim), [480]);
+}

@@ -108,13 +108,11 @@ fn a_carrier_requiring_100rel_gets_reliable_provisionals_retransmitted_until_pra
 #[test]
 fn a_second_reliable_provisional_waits_for_the_prack_of_the_first() {
     let mut sim = Sim::new(|_| {});
-    sim.sign_in("alice", ALICE);
     sim.sign_in("bob", BOB_1);
-    let invite = invite_100rel("rel2", "Supported");
+    let invite = invite_100rel("rel2", "Require");
     sim.deliver(TRUNK, &invite);
-    let ia = invites_to(&mut sim, ALICE).pop().unwrap();
     let ib = invites_to(&mut sim, BOB_1).pop().unwrap();
-    sim.deliver(ALICE, &reply(&ia, 180, "a"));
+    sim.deliver(BOB_1, &reply(&ib, 180, "b"));
     let ringing = provisionals(&sim.take(TRUNK), 180)[0].clone();
     // bob's early media comes while the 180 is unacknowledged: queued.
     sim.deliver(BOB_1, &with_sdp(reply(&ib, 183, "b"), "v=0\r\no=bob\r\n"));
@@ -125,6 +123,55 @@ fn a_second_reliable_provisional_waits_for_the_prack_of_the_first() {
     let progress = provisionals(&to_trunk, 183);
     assert_eq!(progress.len(), 1, "sent once the 180 is PRACKed");
     assert_eq!(rseq(progress[0]), rseq(&ringing) + 1);
+}
+
+#[test]
+fn early_media_never_pins_the_answer_of_a_call_that_rings_several_legs() {
+    // Required 100rel, two legs: a reliable 18x's SDP would be the answer
+    // (RFC 3262 §5) and the winner's 200 ignored, so only "ringing" goes.
+    let mut sim = Sim::new(|_| {});
+    sim.sign_in("alice", ALICE);
+    sim.sign_in("bob", BOB_1);
+    sim.deliver(TRUNK, &invite_100rel("rel7", "Require"));
+    let ia = invites_to(&mut sim, ALICE).pop().unwrap();
+    let ib = invites_to(&mut sim, BOB_1).pop().unwrap();
+    sim.deliver(BOB_1, &with_sdp(reply(&ib, 183, "b"), "v=0\r\no=bob\r\n"));
+    let to_trunk = sim.take(TRUNK);
+    let ringing = provisionals(&to_trunk, 180);
+    assert_eq!(ringing.len(), 1, "a reliable 180 instead");
+    assert!(ringing[0].body().is_empty());
+    assert!(provisionals(&to_trunk, 183).is_empty());
+    let _ = ia;
+    // Only supported: early media goes, unreliably (no RSeq), so the 200
+    // of whichever leg wins still sets the session.
+    let mut sim = Sim::new(|_| {});
+    sim.sign_in("alice", ALICE);
+    sim.sign_in("bob", BOB_1);
+    sim.deliver(TRUNK, &invite_100rel("rel8", "Supported"));
+    let ia = invites_to(&mut sim, ALICE).pop().unwrap();
+    let ib = invites_to(&mut sim, BOB_1).pop().unwrap();
+    sim.deliver(BOB_1, &with_sdp(reply(&ib, 183, "b"), "v=0\r\no=bob\r\n"));
+    let to_trunk = sim.take(TRUNK);
+    let progress = provisionals(&to_trunk, 183);
+    assert_eq!(progress.len(), 1);
+    assert_eq!(progress[0].header(HeaderName::RSeq), None);
+    assert_eq!(&progress[0].body()[..], b"v=0\r\no=bob\r\n");
+    sim.deliver(ALICE, &with_sdp(reply(&ia, 200, "a"), "v=0\r\no=alice\r\n"));
+    let ok = sim
+        .take(TRUNK)
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .unwrap();
+    assert_eq!(&ok.body()[..], b"v=0\r\no=alice\r\n");
+}
+
+#[test]
+fn legs_of_a_late_offer_call_do_not_offer_100rel() {
+    let mut sim = Sim::new(|_| {});
+    sim.sign_in("bob", BOB_1);
+    sim.deliver(TRUNK, &trunk_invite_without_sdp("rel9"));
+    let ib = invites_to(&mut sim, BOB_1).pop().unwrap();
+    assert_eq!(ib.header(HeaderName::Supported), None);
 }
 
 #[test]
