@@ -89,6 +89,7 @@ fn directory_with(hours: Option<HoursSpec>) -> Directory {
         }],
         users,
         numbers,
+        ..Default::default()
     };
     Directory::from_workspace(spec, Path::new("bench")).expect("bench directory is valid")
 }

@@ -131,6 +131,12 @@ fn destination(directory: &Directory, then: &Destination) -> Value {
                 directory::CallerId::Number => "number",
             },
         }),
+        Destination::Voicemail => json!({"action": "voicemail"}),
+        Destination::Ivr(menu) => json!({"action": "ivr", "menu": directory.menu(*menu).name}),
+        Destination::Message(prompt) => json!({
+            "action": "message",
+            "prompt": directory.prompt(*prompt).path.display().to_string(),
+        }),
     }
 }
 

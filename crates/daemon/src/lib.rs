@@ -7,9 +7,12 @@
 //! - [`clock`]: the only place the time is read.
 //! - [`settings`]: the `[server]` table of the configuration file.
 //! - [`explain`]: `switchboard explain`, a call's plan without a daemon.
+//! - [`media_runtime`]: RTP sessions for the calls the daemon answers
+//!   (prompts, voicemail files).
 
 pub mod clock;
 pub mod explain;
+pub mod media_runtime;
 pub mod server;
 pub mod settings;
 

@@ -79,14 +79,19 @@ fn parse_args() -> Result<Args, String> {
 }
 
 fn load(args: &Args) -> Result<Config, String> {
-    match &args.config {
-        Some(path) => Config::load(path).map_err(|e| e.to_string()),
+    let config = match &args.config {
+        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
         None => {
             let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
             Config::parse(DEMO_CONFIG, Path::new("<embedded demo config>"), &cwd)
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string())?
         }
-    }
+    };
+    // Every prompt is read and checked with the file (missing, unreadable,
+    // not 8 kHz mono...), so `check` refuses what the daemon would.
+    switchboard::media_runtime::PromptStore::load(&config.directory, &config.origin)
+        .map_err(|e| e.to_string())?;
+    Ok(config)
 }
 
 fn init_logging(format: LogFormat) {

@@ -28,6 +28,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
+
+use crate::media_runtime::{MediaCtx, MediaRuntime, PromptStore};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock;
@@ -53,7 +55,7 @@ pub struct Daemon {
     tasks: Vec<JoinHandle<()>>,
 }
 
-enum EngineInput {
+pub(crate) enum EngineInput {
     Command {
         command: Command,
         reply: oneshot::Sender<Result<CommandReply, CommandError>>,
@@ -74,6 +76,8 @@ enum EngineInput {
         id: u64,
         to: SocketAddr,
     },
+    /// A media session's report.
+    Media(engine::media::MediaEvent),
 }
 
 impl Daemon {
@@ -89,6 +93,12 @@ impl Daemon {
         let (store, restored) =
             RegistrationStore::open(&server.data_dir, &presence, clock::unix_ms())
                 .context("restoring registrations")?;
+        let prompts = PromptStore::load(&config.directory, &config.origin)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let recovered = crate::media_runtime::voicemail::recover(&server.data_dir);
+        if recovered > 0 {
+            tracing::info!(recovered, "voicemails left by a crash finished");
+        }
 
         let udp = match server.sip_udp {
             Some(addr) => Some(Arc::new(
@@ -157,9 +167,22 @@ impl Daemon {
             shutdown: shutdown.clone(),
             idle_timeout: Duration::from_secs(u64::from(server.max_expires) + 120),
         });
+        let bind_ip = server
+            .sip_udp
+            .or(server.sip_tcp)
+            .map(|a| a.ip())
+            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+        let media = MediaRuntime::new(MediaCtx {
+            inputs: input_tx.clone(),
+            prompts: Arc::new(prompts),
+            data_dir: server.data_dir.clone(),
+            bind_ip,
+            shutdown: shutdown.clone(),
+        });
         tasks.push(tokio::spawn(engine_loop(
             engine,
             udp,
+            media,
             streams,
             input_rx,
             events.clone(),
@@ -316,6 +339,7 @@ impl Streams {
 async fn engine_loop(
     mut engine: Engine,
     udp: Option<Arc<UdpSocket>>,
+    mut media: MediaRuntime,
     mut streams: Streams,
     mut inputs: mpsc::Receiver<EngineInput>,
     events: broadcast::Sender<Event>,
@@ -384,6 +408,9 @@ async fn engine_loop(
                         streams.closed(id);
                         engine.handle_input(now, Input::ConnectionClosed { connection: id });
                     }
+                    Some(EngineInput::Media(event)) => {
+                        engine.handle_input(now, Input::Media(event));
+                    }
                     Some(EngineInput::ConnectFailed { id, to }) => {
                         streams.closed(id);
                         engine.handle_input(now, Input::ConnectFailed { to });
@@ -400,7 +427,14 @@ async fn engine_loop(
                 engine.handle_input(now, Input::Timeout);
             }
         }
-        let (sent, next) = flush(&mut engine, udp.as_deref(), &mut streams, &events).await;
+        let (sent, next) = flush(
+            &mut engine,
+            udp.as_deref(),
+            &mut streams,
+            &mut media,
+            &events,
+        )
+        .await;
         deadline = next;
         let took = loop_started.elapsed();
         if took > SLOW_TURN {
@@ -420,6 +454,7 @@ async fn flush(
     engine: &mut Engine,
     udp: Option<&UdpSocket>,
     streams: &mut Streams,
+    media: &mut MediaRuntime,
     events: &broadcast::Sender<Event>,
 ) -> (usize, Option<Instant>) {
     let mut sent = 0;
@@ -440,6 +475,10 @@ async fn flush(
                 continue;
             }
             Output::Timeout(next) => return (sent, next),
+            Output::Media(command) => {
+                media.command(command);
+                continue;
+            }
         };
         sent += 1;
         match to.transport {

@@ -187,7 +187,7 @@ fn explain_says_whether_a_number_is_open_why_and_who_would_ring() {
         "not_signed_in",
         "bob is not routed, but not signed in comes first"
     );
-    assert_eq!(v["destination"]["action"], "hangup");
+    assert_eq!(v["destination"]["action"], "voicemail");
 
     // At lunch: closed until 13:00, and the call would go to bob (on call).
     let (_, out, _) = explain(

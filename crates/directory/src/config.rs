@@ -24,7 +24,7 @@ use crate::directory::{
 };
 use crate::error::{ConfigError, ConfigErrors};
 use crate::Directory;
-use crate::{CallerId, DestinationSpec, HoursSpec};
+use crate::{CallerId, DestinationSpec, HoursSpec, MediaSpec, MenuSpec, VoicemailSpec};
 
 /// A validated configuration file: the settings of the program that runs
 /// the workspace (its `[server]` table, parsed by `S`) and the workspace
@@ -33,6 +33,9 @@ use crate::{CallerId, DestinationSpec, HoursSpec};
 pub struct Config<S> {
     pub server: S,
     pub directory: Directory,
+    /// The file it came from (named in errors found later, such as a
+    /// prompt that cannot be read).
+    pub origin: std::path::PathBuf,
 }
 
 /// The `[server]` table. It belongs to the program that serves the
@@ -117,7 +120,11 @@ impl<S: ServerSection> Config<S> {
         list.extend(located.into_iter().map(|(_, error)| error));
         match errors.finish() {
             Some(e) => Err(e),
-            None => Ok(Config { server, directory }),
+            None => Ok(Config {
+                server,
+                directory,
+                origin: origin.to_path_buf(),
+            }),
         }
     }
 }
@@ -125,7 +132,9 @@ impl<S: ServerSection> Config<S> {
 // ---------------------------------------------------------------------------
 // Raw shapes of the file. Only serde's checks here; meaning comes later.
 
-const TOP_LEVEL_KEYS: &[&str] = &["server", "plan", "trunks", "users", "numbers"];
+const TOP_LEVEL_KEYS: &[&str] = &[
+    "server", "plan", "trunks", "users", "numbers", "menus", "media",
+];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -211,10 +220,59 @@ enum RawDestination {
         caller_id: Option<RawCallerId>,
     },
     Voicemail {},
-    Ivr {},
+    Ivr {
+        menu: Option<String>,
+    },
     Message {
         prompt: String,
     },
+}
+
+/// `[numbers.ivr]`, `[menus.NAME]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMenu {
+    greeting: String,
+    timeout: Option<u32>,
+    retries: Option<u32>,
+    invalid: Option<String>,
+    fallback: Option<RawDestination>,
+    options: Option<std::collections::BTreeMap<String, RawDestination>>,
+}
+
+impl From<RawMenu> for MenuSpec {
+    fn from(raw: RawMenu) -> Self {
+        MenuSpec {
+            greeting: raw.greeting,
+            timeout_secs: raw.timeout,
+            retries: raw.retries,
+            invalid: raw.invalid,
+            fallback: raw.fallback.map(DestinationSpec::from),
+            options: raw
+                .options
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, d)| (k, DestinationSpec::from(d)))
+                .collect(),
+        }
+    }
+}
+
+/// `[numbers.voicemail]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVoicemail {
+    greeting: Option<String>,
+    max_length: Option<u32>,
+    max_messages: Option<u32>,
+}
+
+/// `[media]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMedia {
+    rtp_ports: Option<String>,
+    advertise: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -257,7 +315,7 @@ impl From<RawDestination> for DestinationSpec {
                 },
             },
             RawDestination::Voicemail {} => DestinationSpec::Voicemail,
-            RawDestination::Ivr {} => DestinationSpec::Ivr,
+            RawDestination::Ivr { menu } => DestinationSpec::Ivr { menu },
             RawDestination::Message { prompt } => DestinationSpec::Message { prompt },
         }
     }
@@ -286,6 +344,8 @@ struct RawNumber {
     hours: Option<RawHours>,
     outside: Option<RawDestination>,
     no_answer: Option<RawDestination>,
+    ivr: Option<RawMenu>,
+    voicemail: Option<RawVoicemail>,
 }
 
 #[derive(Deserialize)]
@@ -321,6 +381,8 @@ fn read_document<S: ServerSection>(
     let mut trunks = Vec::new();
     let mut users = Vec::new();
     let mut numbers = Vec::new();
+    let mut menus: Vec<(String, MenuSpec)> = Vec::new();
+    let mut media = MediaSpec::default();
     for (key, value) in doc.iter() {
         match key.get_ref().as_ref() {
             "server" => server = read_one::<S::Raw>(value, "server", text, errors),
@@ -328,6 +390,21 @@ fn read_document<S: ServerSection>(
             "trunks" => trunks = read_many::<RawTrunk>(value, "trunks", text, errors),
             "users" => users = read_many::<RawUser>(value, "users", text, errors),
             "numbers" => numbers = read_many::<RawNumber>(value, "numbers", text, errors),
+            "menus" => {
+                if let Some(table) = read_one::<std::collections::BTreeMap<String, RawMenu>>(
+                    value, "menus", text, errors,
+                ) {
+                    menus = table.into_iter().map(|(k, m)| (k, m.into())).collect();
+                }
+            }
+            "media" => {
+                if let Some(m) = read_one::<RawMedia>(value, "media", text, errors) {
+                    media = MediaSpec {
+                        rtp_ports: m.rtp_ports,
+                        advertise: m.advertise,
+                    };
+                }
+            }
             other => {
                 // The message serde's deny_unknown_fields gives for the others.
                 let e = <toml::de::Error as serde::de::Error>::unknown_field(other, TOP_LEVEL_KEYS);
@@ -387,8 +464,16 @@ fn read_document<S: ServerSection>(
                 hours: n.hours.map(HoursSpec::from),
                 outside: n.outside.map(DestinationSpec::from),
                 no_answer: n.no_answer.map(DestinationSpec::from),
+                ivr: n.ivr.map(MenuSpec::from),
+                voicemail: n.voicemail.map(|v| VoicemailSpec {
+                    greeting: v.greeting,
+                    max_length_secs: v.max_length,
+                    max_messages: v.max_messages,
+                }),
             })
             .collect(),
+        menus,
+        media,
     };
     Some(RawDocument { server, workspace })
 }

@@ -1,23 +1,21 @@
 //! Where a call goes when a number is closed or nobody takes it: the
 //! `[numbers.outside]` and `[numbers.no_answer]` tables, parsed from plain
 //! data into a [`Destination`] whose users and numbers are indices of the
-//! same snapshot. A destination that needs something not built yet (the
-//! media endpoint) is refused here, with that reason.
+//! same snapshot (menus and prompts included).
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use crate::directory::{Errors, NumberIdx, Strategy, UserIdx};
 use crate::e164::normalize_e164;
+use crate::media::{MenuIdx, MenuNames, PromptIdx, Prompts};
 
 /// A destination as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DestinationSpec {
     /// `{ action = "hangup", status = 480 }`; no status: 480, or 486 when
     /// every user who could have rung was busy.
-    Hangup {
-        status: Option<u16>,
-    },
+    Hangup { status: Option<u16> },
     /// `{ action = "ring", users = [...], strategy, step_timeout, ring_timeout }`.
     Ring {
         users: Vec<String>,
@@ -26,20 +24,17 @@ pub enum DestinationSpec {
         ring_timeout_secs: Option<u32>,
     },
     /// `{ action = "number", number = "+15550200" }`.
-    Number {
-        number: String,
-    },
+    Number { number: String },
     /// `{ action = "forward", to = "+33612345678", caller_id = "caller" }`.
-    Forward {
-        to: String,
-        caller_id: CallerId,
-    },
-    /// The media destinations; refused until the media endpoint exists.
+    Forward { to: String, caller_id: CallerId },
+    /// `{ action = "voicemail" }`: the mailbox of the number being called.
     Voicemail,
-    Ivr,
-    Message {
-        prompt: String,
-    },
+    /// `{ action = "ivr" }` (the number's own menu) or
+    /// `{ action = "ivr", menu = "NAME" }` (one of `[menus]`).
+    Ivr { menu: Option<String> },
+    /// `{ action = "message", prompt = "prompts/closed.wav" }`: played as
+    /// early media, then 480.
+    Message { prompt: String },
 }
 
 /// Whose number a forwarded call shows.
@@ -64,6 +59,13 @@ pub enum Destination {
     Number(NumberIdx),
     /// An external number (E.164) through the trunk's outbound side.
     Forward { to: String, caller_id: CallerId },
+    /// The daemon answers and records a message in the mailbox of the
+    /// number being called.
+    Voicemail,
+    /// The daemon answers and plays this menu.
+    Ivr(MenuIdx),
+    /// A prompt played as early media, then 480.
+    Message(PromptIdx),
 }
 
 impl Destination {
@@ -79,6 +81,9 @@ impl Destination {
             Destination::Ring(_) => "ring",
             Destination::Number(_) => "number",
             Destination::Forward { .. } => "forward",
+            Destination::Voicemail => "voicemail",
+            Destination::Ivr(_) => "ivr",
+            Destination::Message(_) => "message",
         }
     }
 }
@@ -133,6 +138,9 @@ pub(crate) struct Context<'a> {
     pub(crate) users: &'a HashMap<String, UserIdx>,
     pub(crate) numbers: &'a HashMap<String, NumberIdx>,
     pub(crate) has_outbound_trunk: bool,
+    pub(crate) menus: &'a MenuNames,
+    /// The menu `{ action = "ivr" }` means here: the number's own.
+    pub(crate) own_menu: Option<MenuIdx>,
 }
 
 /// Checks `spec` under `key` (such as `numbers[0].outside`).
@@ -140,18 +148,9 @@ pub(crate) fn compile_destination(
     spec: &DestinationSpec,
     key: &str,
     context: &Context<'_>,
+    prompts: &mut Prompts,
     errors: &mut Errors<'_>,
 ) -> Destination {
-    let media = |errors: &mut Errors<'_>, what: &str| {
-        errors.push(
-            format!("{key}.action"),
-            format!(
-                "`{what}` needs the media endpoint (voicemail, IVR and messages), \
-                 which is not built yet; use hangup, ring, number or forward"
-            ),
-        );
-        Destination::DEFAULT_NO_ANSWER
-    };
     match spec {
         DestinationSpec::Hangup { status } => {
             if let Some(s) = status {
@@ -238,8 +237,29 @@ pub(crate) fn compile_destination(
                 }
             }
         }
-        DestinationSpec::Voicemail => media(errors, "voicemail"),
-        DestinationSpec::Ivr => media(errors, "ivr"),
-        DestinationSpec::Message { .. } => media(errors, "message"),
+        DestinationSpec::Voicemail => Destination::Voicemail,
+        DestinationSpec::Ivr { menu: None } => match context.own_menu {
+            Some(menu) => Destination::Ivr(menu),
+            None => {
+                errors.push(
+                    format!("{key}.menu"),
+                    "`ivr` without a menu means the number's own [numbers.ivr], which is not configured here: add one, or name a [menus.NAME]",
+                );
+                Destination::DEFAULT_NO_ANSWER
+            }
+        },
+        DestinationSpec::Ivr { menu: Some(name) } => match context.menus.get(name) {
+            Some(&menu) => Destination::Ivr(menu),
+            None => {
+                errors.push(
+                    format!("{key}.menu"),
+                    format!("`{name}` is not a menu (no [menus.{name}] table)"),
+                );
+                Destination::DEFAULT_NO_ANSWER
+            }
+        },
+        DestinationSpec::Message { prompt } => {
+            Destination::Message(prompts.add(prompt, &format!("{key}.prompt"), errors))
+        }
     }
 }

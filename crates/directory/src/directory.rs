@@ -17,6 +17,11 @@ use crate::destination::{
 use crate::e164::normalize_e164;
 use crate::error::{ConfigError, ConfigErrors};
 use crate::hours::{compile_hours, HoursSpec, Schedule};
+use crate::media::{
+    compile_media, compile_menu_destinations, compile_menu_shell, compile_voicemail, MediaSettings,
+    MediaSpec, Menu, MenuIdx, MenuNames, MenuSpec, Prompt, PromptIdx, Prompts, Voicemail,
+    VoicemailSpec,
+};
 
 /// Position of a user in [`Directory::users`]; valid only for the snapshot
 /// that produced it.
@@ -39,6 +44,10 @@ pub struct WorkspaceSpec {
     pub trunks: Vec<TrunkSpec>,
     pub users: Vec<UserSpec>,
     pub numbers: Vec<NumberSpec>,
+    /// `[menus.NAME]`, in name order.
+    pub menus: Vec<(String, MenuSpec)>,
+    /// `[media]`.
+    pub media: MediaSpec,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -135,6 +144,10 @@ pub struct NumberSpec {
     /// Where calls go when nobody answers, everyone declined, or nobody
     /// could ring; default hang up with 480 (486 when everyone was busy).
     pub no_answer: Option<DestinationSpec>,
+    /// `[numbers.ivr]`: the number's own menu.
+    pub ivr: Option<MenuSpec>,
+    /// `[numbers.voicemail]`; default settings when absent.
+    pub voicemail: Option<VoicemailSpec>,
 }
 
 pub(crate) const DEFAULT_RING_TIMEOUT_SECS: u32 = 30;
@@ -221,6 +234,9 @@ pub struct Number {
     pub outside: Destination,
     /// Where calls go when nobody takes them.
     pub no_answer: Destination,
+    /// The number's own menu, if it has one.
+    pub ivr: Option<MenuIdx>,
+    pub voicemail: Voicemail,
 }
 
 impl Number {
@@ -310,9 +326,37 @@ pub struct Directory {
     trunks: Vec<Trunk>,
     user_by_id: HashMap<String, UserIdx>,
     number_by_e164: HashMap<String, NumberIdx>,
+    menus: Vec<Menu>,
+    prompts: Vec<Prompt>,
+    media: MediaSettings,
 }
 
 impl Directory {
+    /// Every IVR menu (the numbers' own and the named ones).
+    pub fn menus(&self) -> &[Menu] {
+        &self.menus
+    }
+
+    /// Panics if `idx` did not come from this snapshot.
+    pub fn menu(&self, idx: MenuIdx) -> &Menu {
+        &self.menus[idx.0 as usize]
+    }
+
+    /// Every prompt the workspace plays, with the key that named it: the
+    /// daemon reads and checks each at load.
+    pub fn prompts(&self) -> &[Prompt] {
+        &self.prompts
+    }
+
+    pub fn prompt(&self, idx: PromptIdx) -> &Prompt {
+        &self.prompts[idx.0 as usize]
+    }
+
+    /// `[media]`.
+    pub fn media(&self) -> &MediaSettings {
+        &self.media
+    }
+
     /// Digest realm and host part of user addresses.
     pub fn domain(&self) -> &str {
         &self.domain
@@ -396,6 +440,10 @@ impl<'a> Errors<'a> {
         self.list.push(ConfigError::new(self.origin, key, reason));
     }
 
+    pub(crate) fn origin(&self) -> &'a Path {
+        self.origin
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.list.is_empty()
     }
@@ -432,8 +480,16 @@ pub(crate) fn compile(ws: WorkspaceSpec, errors: &mut Errors<'_>) -> Directory {
     let trunks = compile_trunks(ws.trunks, errors);
     let has_outbound_trunk = trunks.iter().any(|t| t.outbound.is_some());
     let (users, user_by_id) = compile_users(ws.users, errors);
-    let (numbers, number_by_e164) =
-        compile_numbers(ws.numbers, &user_by_id, has_outbound_trunk, errors);
+    let mut prompts = Prompts::new(errors.origin());
+    let media = compile_media(&ws.media, errors);
+    let (numbers, number_by_e164, menus) = compile_numbers(
+        ws.numbers,
+        &ws.menus,
+        &user_by_id,
+        has_outbound_trunk,
+        &mut prompts,
+        errors,
+    );
 
     Directory {
         domain: ws.domain,
@@ -443,6 +499,9 @@ pub(crate) fn compile(ws: WorkspaceSpec, errors: &mut Errors<'_>) -> Directory {
         trunks,
         user_by_id,
         number_by_e164,
+        menus,
+        prompts: prompts.list,
+        media,
     }
 }
 
@@ -612,16 +671,25 @@ fn time_zone(name: &str, key: &str, errors: &mut Errors<'_>) -> Option<TimeZone>
     }
 }
 
+/// What a number names that is compiled once every number is known.
+struct Later {
+    outside: Option<DestinationSpec>,
+    no_answer: Option<DestinationSpec>,
+    ivr: Option<MenuSpec>,
+    voicemail: Option<VoicemailSpec>,
+}
+
 fn compile_numbers(
     specs: Vec<NumberSpec>,
+    menu_specs: &[(String, MenuSpec)],
     user_by_id: &HashMap<String, UserIdx>,
     has_outbound_trunk: bool,
+    prompts: &mut Prompts,
     errors: &mut Errors<'_>,
-) -> (Vec<Number>, HashMap<String, NumberIdx>) {
+) -> (Vec<Number>, HashMap<String, NumberIdx>, Vec<Menu>) {
     // Destinations may name numbers further down: they are checked once
     // every number is known.
-    let mut destinations: Vec<(usize, Option<DestinationSpec>, Option<DestinationSpec>)> =
-        Vec::with_capacity(specs.len());
+    let mut destinations: Vec<(usize, Later)> = Vec::with_capacity(specs.len());
     let mut numbers = Vec::with_capacity(specs.len());
     let mut by_e164: HashMap<String, NumberIdx> = HashMap::with_capacity(specs.len());
     // Time zones repeat across numbers; look each name up once.
@@ -741,7 +809,15 @@ fn compile_numbers(
                 "has no effect without numbers.hours (a number without hours is always open)",
             );
         }
-        destinations.push((i, spec.outside, spec.no_answer));
+        destinations.push((
+            i,
+            Later {
+                outside: spec.outside,
+                no_answer: spec.no_answer,
+                ivr: spec.ivr,
+                voicemail: spec.voicemail,
+            },
+        ));
 
         let not_in_ring = members
             .iter()
@@ -764,25 +840,76 @@ fn compile_numbers(
             hours,
             outside: Destination::DEFAULT_OUTSIDE,
             no_answer: Destination::DEFAULT_NO_ANSWER,
+            ivr: None,
+            voicemail: Voicemail::default(),
         });
     }
-    let context = Context {
+    // Menus: the named ones first (so any destination can name them), then
+    // each number's own; their keys are compiled once all exist.
+    let mut menus: Vec<Menu> = Vec::new();
+    let mut names: MenuNames = HashMap::new();
+    for (name, spec) in menu_specs {
+        names.insert(name.clone(), MenuIdx(menus.len() as u32));
+        menus.push(compile_menu_shell(
+            spec,
+            &format!("menus.{name}"),
+            prompts,
+            errors,
+        ));
+    }
+    for (i, later) in &destinations {
+        if let Some(spec) = &later.ivr {
+            numbers[*i].ivr = Some(MenuIdx(menus.len() as u32));
+            menus.push(compile_menu_shell(
+                spec,
+                &format!("numbers[{i}].ivr"),
+                prompts,
+                errors,
+            ));
+        }
+        if let Some(spec) = &later.voicemail {
+            numbers[*i].voicemail =
+                compile_voicemail(spec, &format!("numbers[{i}].voicemail"), prompts, errors);
+        }
+    }
+    let context_for = |own_menu: Option<MenuIdx>| Context {
         users: user_by_id,
         numbers: &by_e164,
         has_outbound_trunk,
+        menus: &names,
+        own_menu,
     };
-    for (i, outside, no_answer) in destinations {
-        if let Some(spec) = outside {
-            numbers[i].outside =
-                compile_destination(&spec, &format!("numbers[{i}].outside"), &context, errors);
+    for (m, (_, spec)) in menu_specs.iter().enumerate() {
+        let context = context_for(None);
+        compile_menu_destinations(&mut menus[m], spec, &context, prompts, errors);
+    }
+    for (i, later) in &destinations {
+        let own = numbers[*i].ivr;
+        let context = context_for(own);
+        if let (Some(spec), Some(menu)) = (&later.ivr, own) {
+            compile_menu_destinations(&mut menus[menu.0 as usize], spec, &context, prompts, errors);
         }
-        if let Some(spec) = no_answer {
-            numbers[i].no_answer =
-                compile_destination(&spec, &format!("numbers[{i}].no_answer"), &context, errors);
+        if let Some(spec) = &later.outside {
+            numbers[*i].outside = compile_destination(
+                spec,
+                &format!("numbers[{i}].outside"),
+                &context,
+                prompts,
+                errors,
+            );
+        }
+        if let Some(spec) = &later.no_answer {
+            numbers[*i].no_answer = compile_destination(
+                spec,
+                &format!("numbers[{i}].no_answer"),
+                &context,
+                prompts,
+                errors,
+            );
         }
     }
     refuse_loops(&numbers, errors);
-    (numbers, by_e164)
+    (numbers, by_e164, menus)
 }
 
 /// A plan that loops through `number` destinations (A outside -> B, B

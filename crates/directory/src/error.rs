@@ -16,7 +16,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    pub(crate) fn new(file: &Path, key: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub fn new(file: &Path, key: impl Into<String>, reason: impl Into<String>) -> Self {
         Self {
             file: file.to_path_buf(),
             key: key.into(),

@@ -27,6 +27,7 @@ mod directory;
 mod e164;
 mod error;
 pub mod hours;
+mod media;
 
 pub use config::{Config, SectionErrors, ServerSection};
 pub use destination::{CallerId, Destination, DestinationSpec, RingGroup};
@@ -37,6 +38,9 @@ pub use directory::{
 pub use e164::{normalize_e164, E164};
 pub use error::{ConfigError, ConfigErrors};
 pub use hours::{HoursSpec, Schedule, Window};
+pub use media::{
+    MediaSettings, MediaSpec, Menu, MenuIdx, MenuSpec, Prompt, PromptIdx, Voicemail, VoicemailSpec,
+};
 
 #[cfg(test)]
 mod tests;

@@ -104,6 +104,7 @@ fn from_workspace_builds_100k_users_and_10k_numbers() {
         }],
         users,
         numbers,
+        ..Default::default()
     };
     let dir = Directory::from_workspace(ws, Path::new("bench")).unwrap();
     assert_eq!(dir.users().len(), USERS);

@@ -20,6 +20,7 @@ mod addressing;
 mod auth;
 mod call;
 pub mod events;
+pub mod media;
 mod registrar;
 
 use std::collections::VecDeque;
@@ -150,6 +151,8 @@ pub enum Input {
     ///
     /// [`Transport::TcpConnect`]: sip::transaction::Transport::TcpConnect
     ConnectFailed { to: SocketAddr },
+    /// What the media runtime reports for a session.
+    Media(media::MediaEvent),
 }
 
 /// What the engine asks of the driver, from [`Engine::poll_output`].
@@ -157,6 +160,8 @@ pub enum Input {
 pub enum Output {
     Transmit(Transmit),
     Event(Event),
+    /// For the media runtime (sessions the daemon answers with).
+    Media(media::MediaCommand),
     /// Nothing more to do now: call `handle_input(.., Input::Timeout)` at
     /// this instant (`None`: no timer armed).
     Timeout(Option<Instant>),
@@ -225,6 +230,8 @@ pub struct Engine<B: Backend = Arc<Presence>> {
     /// Added to a call's key to name its busy lease: random per engine, so
     /// that leases of two nodes (or two runs) on a shared store never meet.
     lease_base: u64,
+    /// RTP ports for the sessions the daemon answers with.
+    media_ports: media::Ports,
 }
 
 impl<B: Backend> Engine<B> {
@@ -250,6 +257,7 @@ impl<B: Backend> Engine<B> {
             out: VecDeque::new(),
             counters: events::Counters::default(),
             lease_base,
+            media_ports: media::Ports::default(),
         }
     }
 
@@ -277,6 +285,10 @@ impl<B: Backend> Engine<B> {
             Input::Receive { from, bytes } => self.on_datagram(now, from, bytes),
             Input::Timeout => self.on_timeout(now),
             Input::ConnectionClosed { connection } => self.on_connection_closed(now, connection),
+            Input::Media(event) => {
+                self.on_media_event(now, event);
+                self.drain(now);
+            }
             Input::ConnectFailed { to } => {
                 self.tl.transport_error(Peer {
                     transport: sip::transaction::Transport::TcpConnect,

@@ -28,6 +28,7 @@ struct Sim {
     now: Instant,
     sent: Vec<(SocketAddr, Message)>,
     events: Vec<Event>,
+    media: Vec<media::MediaCommand>,
 }
 
 const T0_MS: i64 = 1_700_000_000_000;
@@ -63,6 +64,7 @@ fn sales(users: &[&str], ring: &[&str], bob_max_calls: u32) -> Directory {
             ring_timeout_secs: Some(30),
             ..NumberSpec::default()
         }],
+        ..Default::default()
     };
     Directory::from_workspace(spec, Path::new("sim")).unwrap()
 }
@@ -107,6 +109,7 @@ impl Sim {
             now: t0,
             sent: Vec::new(),
             events: Vec::new(),
+            media: Vec::new(),
         }
     }
 
@@ -160,6 +163,7 @@ impl Sim {
                     .sent
                     .push((t.to.addr, Message::parse(&t.bytes).unwrap())),
                 Output::Event(e) => self.events.push(e),
+                Output::Media(c) => self.media.push(c),
                 Output::Timeout(at) => return at,
             }
         }
@@ -1237,6 +1241,7 @@ fn line(strategy: Strategy, ring: &[&str], tweak: impl FnOnce(&mut NumberSpec)) 
             })
             .collect(),
         numbers: vec![sales, dave],
+        ..Default::default()
     };
     Directory::from_workspace(spec, Path::new("sim")).unwrap()
 }
@@ -1488,6 +1493,7 @@ fn chain(hops: usize) -> Directory {
             ..UserSpec::default()
         }],
         numbers,
+        ..Default::default()
     };
     Directory::from_workspace(spec, Path::new("sim")).unwrap()
 }
@@ -2233,4 +2239,5 @@ fn a_device_registered_over_two_flows_rings_once_over_the_newer_one() {
     assert!(invites_to(&mut sim, BOB_1).is_empty());
     assert_eq!(invites_to(&mut sim, BOB_2).len(), 1, "RFC 5626: one flow");
 }
+mod answer;
 mod redirect;

@@ -84,6 +84,13 @@ impl Session {
         }
     }
 
+    /// The peer's answer came later (a late offer): where and how to send.
+    pub fn set_remote(&mut self, remote: SocketAddr, law: Law, telephone_event: Option<u8>) {
+        self.remote = remote;
+        self.law = law;
+        self.telephone_event = telephone_event;
+    }
+
     /// Where our packets go now.
     pub fn remote(&self) -> SocketAddr {
         self.remote

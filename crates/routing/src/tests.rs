@@ -61,6 +61,7 @@ fn workspace() -> Directory {
             ring_timeout_secs: Some(30),
             ..NumberSpec::default()
         }],
+        ..Default::default()
     };
     Directory::from_workspace(spec, Path::new("test")).unwrap()
 }

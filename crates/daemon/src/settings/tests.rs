@@ -742,14 +742,19 @@ fn destinations_that_cannot_be_carried_out_are_refused_with_the_reason() {
     let hours = "[numbers.hours]\nmon = [\"09:00-17:00\"]\n";
     for (table, key, reason) in [
         (
-            "action = \"voicemail\"",
-            "numbers[0].outside.action",
-            "needs the media endpoint",
+            "action = \"ivr\"",
+            "numbers[0].outside.menu",
+            "which is not configured here",
         ),
         (
-            "action = \"message\"\nprompt = \"prompts/closed.wav\"",
-            "numbers[0].outside.action",
-            "not built yet",
+            "action = \"ivr\"\nmenu = \"nowhere\"",
+            "numbers[0].outside.menu",
+            "`nowhere` is not a menu",
+        ),
+        (
+            "action = \"message\"\nprompt = \"\"",
+            "numbers[0].outside.prompt",
+            "must name a WAV file",
         ),
         (
             "action = \"number\"\nnumber = \"+15559999\"",
@@ -851,5 +856,37 @@ fn user_hours_need_a_time_zone_and_the_trunk_outbound_an_address() {
     assert!(
         shown.contains("127.0.0.1:5070") && !shown.contains("s3cret"),
         "{shown}"
+    );
+}
+
+#[test]
+fn menus_voicemail_and_media_settings_are_checked_with_their_keys() {
+    let text = "[numbers.ivr]\ngreeting = \"menu.wav\"\ntimeout = 0\nretries = 11\n\
+        [numbers.ivr.options]\n\"x\" = { action = \"voicemail\" }\n\
+        \"1\" = { action = \"ivr\", menu = \"missing\" }\n\
+        [numbers.voicemail]\nmax_length = 0\nmax_messages = 0\n";
+    let errors = errors_of(&sales_with(text));
+    assert_has(&errors, "numbers[0].ivr.timeout", "between 1 and 60");
+    assert_has(&errors, "numbers[0].ivr.retries", "at most 10");
+    assert_has(&errors, "numbers[0].ivr.options.\"x\"", "is not a key");
+    assert_has(
+        &errors,
+        "numbers[0].ivr.options.\"1\".menu",
+        "`missing` is not a menu",
+    );
+    assert_has(
+        &errors,
+        "numbers[0].voicemail.max_length",
+        "between 1 and 3600",
+    );
+    assert_has(&errors, "numbers[0].voicemail.max_messages", "at least 1");
+    let media = errors_of(&sales_with(
+        "[media]\nrtp_ports = \"30000-20000\"\nadvertise = \"0.0.0.0\"\n",
+    ));
+    assert_has(&media, "media.rtp_ports", "not a port range");
+    assert_has(
+        &media,
+        "media.advertise",
+        "not an IP address peers can send RTP to",
     );
 }

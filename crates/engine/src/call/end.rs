@@ -50,6 +50,11 @@ impl<B: Backend> Engine<B> {
                 );
             }
             (CallTimer::ReliableProvisional, _) => self.on_reliable_timer(now, key),
+            (CallTimer::Media, _) => self.on_media_timer(now, key),
+            (CallTimer::MaxDuration, CallState::Media) => {
+                self.send_bye(now, key, Side::Caller);
+                self.end_call(now, key, CallOutcome::MaxDuration);
+            }
             (CallTimer::MaxDuration, CallState::Answered(winner)) => {
                 if !call.callee_hung_up {
                     self.send_bye(now, key, Side::Leg(winner));
@@ -111,7 +116,7 @@ impl<B: Backend> Engine<B> {
                 self.send_bye(now, key, Side::Leg(winner));
                 self.fail_call(now, key, 487, CallOutcome::CallerCancelled);
             }
-            CallState::Answered(_) => {}
+            CallState::Answered(_) | CallState::Media => {}
         }
     }
 
@@ -145,6 +150,14 @@ impl<B: Backend> Engine<B> {
                 active_calls,
                 busy,
             });
+        }
+        if let Some(media) = call.media.take() {
+            let session = media.session;
+            self.out
+                .push_back(crate::Output::Media(crate::media::MediaCommand::Close {
+                    session,
+                }));
+            self.media_ports.give_back(media.port);
         }
         for leg in &mut call.legs {
             if leg.state == LegState::Ringing && !leg.cancel_sent {
@@ -243,6 +256,12 @@ impl<B: Backend> Engine<B> {
             (CallState::Ringing, Side::Caller) => {
                 self.fail_call(now, key, 487, CallOutcome::CallerCancelled)
             }
+            (CallState::Media, Side::Caller) => {
+                let outcome = CallOutcome::Completed {
+                    hung_up_by: Party::Caller,
+                };
+                self.end_call(now, key, outcome);
+            }
             _ => {}
         }
     }
@@ -264,6 +283,7 @@ fn skipped<V>(workspace: &Workspace<V>, verdicts: &[routing::MemberVerdict]) -> 
 fn record_of<V>(call: Call<V>, ended: Timestamp, outcome: CallOutcome) -> CallRecord {
     let answered_by = match call.state {
         CallState::Answered(leg) => Some(usize::from(leg.0)),
+        CallState::Media => None,
         CallState::Ringing => None,
     };
     let skipped = skipped(&call.workspace, &call.skipped);

@@ -100,6 +100,7 @@ impl<B: Backend> Engine<B> {
             state: CallState::Ringing,
             lease: None,
             relayed_invite: None,
+            media: None,
             timers: Vec::with_capacity(2),
             started: at,
             arrived: now,

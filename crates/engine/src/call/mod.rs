@@ -12,12 +12,15 @@
 //! - [`reliable`]: reliable provisionals (RFC 3262) on each side;
 //! - [`relay`]: requests inside an established call pass from one side to
 //!   the other (BYE, re-INVITE, UPDATE, INFO, ACK);
+//! - [`answer`]: the destinations where the daemon answers (message,
+//!   voicemail, IVR), through the media runtime;
 //! - [`end`]: the single exit of a call, which releases busy state and
 //!   emits the call record.
 //!
 //! It must not do IO or read a clock; it speaks through the engine's
 //! transaction layer and output queue.
 
+mod answer;
 mod end;
 mod fork;
 mod plan;
@@ -59,6 +62,9 @@ pub(crate) enum CallTimer {
     /// A minute of ringing: the caller gets another provisional (§13.3.1.1)
     /// so that an upstream Timer C does not give up.
     StillRinging,
+    /// A menu waited for a key long enough, or a recording reached its
+    /// maximum length.
+    Media,
     /// The caller's reliable provisional is due again (RFC 3262 §3).
     ReliableProvisional,
 }
@@ -68,6 +74,8 @@ pub(crate) enum CallState {
     Ringing,
     /// Answered by this leg.
     Answered(LegId),
+    /// Answered by the daemon itself (voicemail, IVR).
+    Media,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -240,6 +248,8 @@ pub(crate) struct Call<V> {
     /// The answering user's occupancy, held from answer to end.
     pub(crate) lease: Option<Lease>,
     pub(crate) relayed_invite: Option<RelayedInvite>,
+    /// The daemon's own media for this call (message, voicemail, IVR).
+    pub(crate) media: Option<Box<answer::MediaCall>>,
     /// This call's entries in the timer table, removed when it ends.
     pub(crate) timers: Vec<(Instant, CallTimer)>,
     pub(crate) started: Timestamp,

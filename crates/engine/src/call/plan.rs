@@ -184,6 +184,9 @@ impl<B: Backend> Engine<B> {
                     routing::plan_number(&workspace.directory, &workspace.presence, number, at);
                 self.start_plan(now, key);
             }
+            media @ (Destination::Voicemail | Destination::Ivr(_) | Destination::Message(_)) => {
+                self.start_media(now, key, media)
+            }
             Destination::Forward { to, caller_id } => {
                 // Outside hours the number forwards by the clock; else
                 // because nobody answered (RFC 5806 reasons).

@@ -38,6 +38,13 @@ impl<B: Backend> Engine<B> {
                 };
                 return self.end_call(now, key, outcome);
             }
+            if call.state == CallState::Media {
+                // Late offer to a session of ours: the answer says where.
+                if call.caller.late_offer && !ack.body().is_empty() {
+                    self.on_media_answer(key, ack.body());
+                }
+                return;
+            }
             // Late offer: the caller's answer goes to the device in our ACK.
             if let CallState::Answered(winner) = call.state {
                 let Some(leg) = call.leg_mut(winner) else {
@@ -135,6 +142,9 @@ impl<B: Backend> Engine<B> {
             self.respond_plain(now, server_tx, 200);
             self.hang_up(now, key, side);
             return;
+        }
+        if state == CallState::Media {
+            return self.in_media_dialog(now, key, server_tx, method);
         }
         // RFC 3311 / 6086: UPDATE and INFO also travel in an early dialog:
         // from a ringing leg to the caller, and from the caller to the one
@@ -242,6 +252,35 @@ impl<B: Backend> Engine<B> {
                     cancel_pending: false,
                 });
             }
+        }
+    }
+
+    /// A request from a caller the daemon answered itself: DTMF by INFO
+    /// is a key (answered 200, never 405/415), a re-INVITE is refused
+    /// without changing the session, the rest is acknowledged.
+    fn in_media_dialog(&mut self, now: Instant, key: CallKey, server_tx: TxId, method: Method) {
+        match method {
+            Method::Invite => self.on_media_reinvite(now, server_tx),
+            Method::Info => {
+                let digit = self.tl.request(server_tx).and_then(|req| {
+                    let ct = req.header(HeaderName::ContentType)?;
+                    media::dtmf::digit_of_info(ct, req.body())
+                });
+                self.respond_plain(now, server_tx, 200);
+                if let Some(digit) = digit {
+                    self.on_caller_digit(now, key, digit);
+                }
+            }
+            Method::Update => {
+                // An offer in it would change the session: refused (488).
+                let offer = self
+                    .tl
+                    .request(server_tx)
+                    .is_some_and(|r| !r.body().is_empty());
+                self.respond_plain(now, server_tx, if offer { 488 } else { 200 });
+            }
+            Method::Options => self.respond_plain(now, server_tx, 200),
+            _ => self.respond_plain(now, server_tx, 501),
         }
     }
 

@@ -198,7 +198,7 @@ impl<V> Calls<V> {
         for call in self.calls.values() {
             match call.state {
                 CallState::Ringing => counts.ringing += 1,
-                CallState::Answered(_) => counts.answered += 1,
+                CallState::Answered(_) | CallState::Media => counts.answered += 1,
             }
             counts.legs += call.legs.len();
         }

@@ -1,0 +1,252 @@
+//! The media runtime: one task per session the engine opens, each with its
+//! own RTP socket and a [`media::session::Session`] ticked every 20 ms.
+//! It carries out the engine's [`MediaCommand`]s and reports
+//! [`MediaEvent`]s back on the engine's input channel. It decides nothing
+//! about calls.
+
+pub mod prompts;
+pub mod voicemail;
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::media::{MediaCommand, MediaEvent, MediaId};
+use media::session::{Session, SessionConfig, SessionEvent};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::server::EngineInput;
+pub use prompts::PromptStore;
+
+/// What every session task shares.
+#[derive(Clone)]
+pub(crate) struct MediaCtx {
+    pub(crate) inputs: mpsc::Sender<EngineInput>,
+    pub(crate) prompts: Arc<PromptStore>,
+    pub(crate) data_dir: PathBuf,
+    /// The address RTP sockets bind (the SIP listener's).
+    pub(crate) bind_ip: IpAddr,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// The sessions in progress, by id.
+pub(crate) struct MediaRuntime {
+    sessions: HashMap<MediaId, mpsc::UnboundedSender<MediaCommand>>,
+    ctx: MediaCtx,
+}
+
+impl MediaRuntime {
+    pub(crate) fn new(ctx: MediaCtx) -> MediaRuntime {
+        MediaRuntime {
+            sessions: HashMap::new(),
+            ctx,
+        }
+    }
+
+    /// Carries out one command (never waits: the engine's turn goes on).
+    pub(crate) fn command(&mut self, command: MediaCommand) {
+        match command {
+            MediaCommand::Open {
+                session,
+                port,
+                remote,
+                law,
+                telephone_event,
+            } => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                self.sessions.insert(session, tx);
+                let config = SessionConfig {
+                    law,
+                    remote: remote.unwrap_or(SocketAddr::new(self.ctx.bind_ip, 0)),
+                    telephone_event,
+                    ssrc: fastrand::u32(..),
+                    first_seq: fastrand::u16(..),
+                    first_timestamp: fastrand::u32(..),
+                };
+                let addr = SocketAddr::new(self.ctx.bind_ip, port);
+                tokio::spawn(run_session(
+                    session,
+                    addr,
+                    config,
+                    remote.is_some(),
+                    rx,
+                    self.ctx.clone(),
+                ));
+            }
+            other => {
+                let id = session_of(&other);
+                let close = matches!(other, MediaCommand::Close { .. });
+                if let Some(tx) = self.sessions.get(&id) {
+                    let _ = tx.send(other);
+                }
+                if close {
+                    self.sessions.remove(&id);
+                }
+            }
+        }
+    }
+}
+
+fn session_of(command: &MediaCommand) -> MediaId {
+    match command {
+        MediaCommand::Open { session, .. }
+        | MediaCommand::CheckMailbox { session, .. }
+        | MediaCommand::Remote { session, .. }
+        | MediaCommand::Play { session, .. }
+        | MediaCommand::StopPlaying { session }
+        | MediaCommand::Record { session, .. }
+        | MediaCommand::StopRecording { session }
+        | MediaCommand::Close { session } => *session,
+    }
+}
+
+/// Packets of 20 ms.
+const PACKET: Duration = Duration::from_millis(20);
+
+async fn run_session(
+    id: MediaId,
+    addr: SocketAddr,
+    config: SessionConfig,
+    mut remote_known: bool,
+    mut commands: mpsc::UnboundedReceiver<MediaCommand>,
+    ctx: MediaCtx,
+) {
+    let report = |event: MediaEvent| {
+        let inputs = ctx.inputs.clone();
+        async move {
+            let _ = inputs.send(EngineInput::Media(event)).await;
+        }
+    };
+    let socket = match UdpSocket::bind(addr).await {
+        Ok(s) => s,
+        Err(e) => {
+            report(MediaEvent::Failed {
+                session: id,
+                reason: format!("binding RTP {addr}: {e}"),
+            })
+            .await;
+            return;
+        }
+    };
+    let span = tracing::debug_span!("media", session = id, port = addr.port());
+    let _enter = span.enter();
+    let mut session = Session::new(config);
+    let mut recording: Option<voicemail::InProgress> = None;
+    let mut ticker = tokio::time::interval(PACKET);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut buf = vec![0u8; 2048];
+    loop {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => break,
+            _ = ticker.tick() => {
+                let (to, packet) = session.tick();
+                if remote_known {
+                    let _ = socket.try_send_to(&packet, to);
+                }
+            }
+            received = socket.recv_from(&mut buf) => {
+                if let Ok((n, from)) = received {
+                    session.receive(from, &buf[..n]);
+                    remote_known = true;
+                }
+            }
+            command = commands.recv() => {
+                let Some(command) = command else { break };
+                match command {
+                    MediaCommand::Close { .. } => break,
+                    MediaCommand::Remote { remote, law, telephone_event, .. } => {
+                        session.set_remote(remote, law, telephone_event);
+                        remote_known = true;
+                    }
+                    MediaCommand::Play { sounds, .. } => {
+                        for sound in &sounds {
+                            for audio in ctx.prompts.resolve(sound) {
+                                session.play(audio);
+                            }
+                        }
+                        if !session.is_playing() {
+                            // Nothing to play (an empty sound list): done at once.
+                            report(MediaEvent::PromptsDone { session: id }).await;
+                        }
+                    }
+                    MediaCommand::StopPlaying { .. } => session.stop_playing(),
+                    MediaCommand::CheckMailbox { number, max_messages, .. } => {
+                        let held = voicemail::count(&ctx.data_dir, &number);
+                        let full = held >= max_messages as usize;
+                        report(MediaEvent::Mailbox { session: id, full }).await;
+                    }
+                    MediaCommand::Record { id: message, meta, silence, .. } => {
+                        match voicemail::InProgress::start(&ctx.data_dir, &message, &meta) {
+                            Ok(r) => {
+                                recording = Some(r);
+                                let limit = silence.as_millis() as usize * 8;
+                                session.record(limit);
+                            }
+                            Err(e) => tracing::warn!(error = %e, "cannot record a voicemail"),
+                        }
+                    }
+                    MediaCommand::StopRecording { .. } => {
+                        let event = finish(&mut session, recording.take(), id);
+                        report(event).await;
+                    }
+                    MediaCommand::Open { .. } => {}
+                }
+            }
+        }
+        if let Some(r) = recording.as_mut() {
+            if let Err(e) = r.append(&session.take_recorded()) {
+                tracing::warn!(error = %e, "voicemail write failed; the message ends here");
+                let event = finish(&mut session, recording.take(), id);
+                report(event).await;
+            }
+        }
+        while let Some(event) = session.poll_event() {
+            let event = match event {
+                SessionEvent::Digit(digit) => MediaEvent::Digit { session: id, digit },
+                SessionEvent::PromptsDone => MediaEvent::PromptsDone { session: id },
+                SessionEvent::Silence => MediaEvent::Silence { session: id },
+            };
+            report(event).await;
+        }
+    }
+    // A caller who hung up mid-message keeps what was said.
+    if recording.is_some() {
+        let _ = finish(&mut session, recording.take(), id);
+    }
+}
+
+fn finish(
+    session: &mut Session,
+    recording: Option<voicemail::InProgress>,
+    id: MediaId,
+) -> MediaEvent {
+    let Some(mut recording) = recording else {
+        return MediaEvent::Recorded {
+            session: id,
+            kept: false,
+            tenths: 0,
+        };
+    };
+    let _ = recording.append(&session.take_recorded());
+    let (sound, quiet) = session.recorded_sound();
+    session.stop_recording();
+    match recording.finish(sound, quiet) {
+        Ok((kept, seconds)) => MediaEvent::Recorded {
+            session: id,
+            kept,
+            tenths: (seconds * 10.0) as u32,
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "finishing a voicemail failed");
+            MediaEvent::Recorded {
+                session: id,
+                kept: false,
+                tenths: 0,
+            }
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! The audio the daemon plays: its own prompts (under `prompts/builtin`,
+//! built into the binary), the embedded demo's (`prompts/demo`), and the
+//! workspace's, read and checked when the configuration is loaded.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use directory::{ConfigError, ConfigErrors, Directory};
+use engine::media::{Builtin, Sound};
+
+type Audio = Arc<[i16]>;
+
+/// Prompts shipped with the daemon, by the path the demo config uses.
+const EMBEDDED: &[(&str, &[u8])] = &[
+    (
+        "prompts/demo/support-menu.wav",
+        include_bytes!("../../../../prompts/demo/support-menu.wav"),
+    ),
+    (
+        "prompts/demo/closed.wav",
+        include_bytes!("../../../../prompts/demo/closed.wav"),
+    ),
+    (
+        "prompts/demo/hours.wav",
+        include_bytes!("../../../../prompts/demo/hours.wav"),
+    ),
+    (
+        "prompts/demo/voicemail-greeting.wav",
+        include_bytes!("../../../../prompts/demo/voicemail-greeting.wav"),
+    ),
+];
+
+const BUILTIN: &[(Builtin, &[u8])] = &[
+    (
+        Builtin::YouHaveReached,
+        include_bytes!("../../../../prompts/builtin/you-have-reached.wav"),
+    ),
+    (
+        Builtin::LeaveMessage,
+        include_bytes!("../../../../prompts/builtin/leave-message.wav"),
+    ),
+    (
+        Builtin::Beep,
+        include_bytes!("../../../../prompts/builtin/beep.wav"),
+    ),
+    (
+        Builtin::Goodbye,
+        include_bytes!("../../../../prompts/builtin/goodbye.wav"),
+    ),
+    (
+        Builtin::MailboxFull,
+        include_bytes!("../../../../prompts/builtin/mailbox-full.wav"),
+    ),
+    (
+        Builtin::InvalidOption,
+        include_bytes!("../../../../prompts/builtin/invalid-option.wav"),
+    ),
+];
+
+const DIGITS: [&[u8]; 10] = [
+    include_bytes!("../../../../prompts/builtin/digits/0.wav"),
+    include_bytes!("../../../../prompts/builtin/digits/1.wav"),
+    include_bytes!("../../../../prompts/builtin/digits/2.wav"),
+    include_bytes!("../../../../prompts/builtin/digits/3.wav"),
+    include_bytes!("../../../../prompts/builtin/digits/4.wav"),
+    include_bytes!("../../../../prompts/builtin/digits/5.wav"),
+    include_bytes!("../../../../prompts/builtin/digits/6.wav"),
+    include_bytes!("../../../../prompts/builtin/digits/7.wav"),
+    include_bytes!("../../../../prompts/builtin/digits/8.wav"),
+    include_bytes!("../../../../prompts/builtin/digits/9.wav"),
+];
+
+/// Every prompt, decoded once.
+pub struct PromptStore {
+    workspace: Vec<Audio>,
+    builtin: Vec<(Builtin, Audio)>,
+    digits: Vec<Audio>,
+}
+
+fn decode_embedded(bytes: &[u8]) -> Audio {
+    // Checked by this module's test: a built-in prompt always decodes.
+    media::wav::parse(bytes).unwrap_or_default().into()
+}
+
+impl PromptStore {
+    /// Reads every prompt the directory names; a missing or unreadable one
+    /// is refused with its file, its key and the reason.
+    pub fn load(directory: &Directory, config_file: &Path) -> Result<PromptStore, ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut workspace = Vec::with_capacity(directory.prompts().len());
+        for prompt in directory.prompts() {
+            let embedded = EMBEDDED
+                .iter()
+                .find(|(name, _)| prompt.path.ends_with(name))
+                .map(|(_, bytes)| *bytes);
+            let audio = match std::fs::read(&prompt.path) {
+                Ok(bytes) => media::wav::parse(&bytes),
+                Err(_) if embedded.is_some() => media::wav::parse(embedded.unwrap_or_default()),
+                Err(e) => Err(media::wav::WavError::Io(e)),
+            };
+            match audio {
+                Ok(samples) if samples.is_empty() => errors.push(ConfigError::new(
+                    config_file,
+                    &prompt.key,
+                    format!("{}: the prompt holds no audio", prompt.path.display()),
+                )),
+                Ok(samples) => {
+                    workspace.push(Audio::from(samples));
+                    continue;
+                }
+                Err(e) => errors.push(ConfigError::new(
+                    config_file,
+                    &prompt.key,
+                    format!("{}: {e}", prompt.path.display()),
+                )),
+            }
+            workspace.push(Audio::from(Vec::new()));
+        }
+        if !errors.is_empty() {
+            return Err(ConfigErrors(errors));
+        }
+        Ok(PromptStore {
+            workspace,
+            builtin: BUILTIN
+                .iter()
+                .map(|(b, bytes)| (*b, decode_embedded(bytes)))
+                .collect(),
+            digits: DIGITS.iter().map(|bytes| decode_embedded(bytes)).collect(),
+        })
+    }
+
+    /// The audio of a sound, as a list of pieces to play in order.
+    pub fn resolve(&self, sound: &Sound) -> Vec<Audio> {
+        match sound {
+            Sound::Prompt(p) => self
+                .workspace
+                .get(p.0 as usize)
+                .cloned()
+                .into_iter()
+                .collect(),
+            Sound::Builtin(b) => self
+                .builtin
+                .iter()
+                .find(|(k, _)| k == b)
+                .map(|(_, a)| a.clone())
+                .into_iter()
+                .collect(),
+            Sound::Digits(digits) => digits
+                .chars()
+                .filter_map(|c| c.to_digit(10))
+                .filter_map(|d| self.digits.get(d as usize).cloned())
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn every_shipped_prompt_is_8khz_audio_of_some_length() {
+        for (name, bytes) in EMBEDDED {
+            let samples = media::wav::parse(bytes).unwrap();
+            assert!(samples.len() > 4000, "{name}");
+        }
+        for (b, bytes) in BUILTIN {
+            assert!(media::wav::parse(bytes).unwrap().len() > 1000, "{b:?}");
+        }
+        for bytes in DIGITS {
+            assert!(media::wav::parse(bytes).unwrap().len() > 1000);
+        }
+    }
+}

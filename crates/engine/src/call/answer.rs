@@ -1,0 +1,523 @@
+//! The destinations where the daemon answers the caller itself: a
+//! `message` (played as early media, then 480), `voicemail` (greeting,
+//! beep, a recording until `#`, silence, the maximum length or a hang-up)
+//! and `ivr` (a greeting, a key, its destination; replays on timeout or a
+//! wrong key, then the fallback). The audio is the media runtime's: this
+//! module sends it [`MediaCommand`]s and follows its [`MediaEvent`]s.
+//!
+//! A menu key that rings users or another number needs the RTP relay that
+//! bridges the caller (already answered) to whoever picks up; until it
+//! exists such a key is logged and treated as a wrong key.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use directory::{Destination, MenuIdx};
+use media::sdp::{self, Local};
+use sip::build::{contact_value, response_to};
+use sip::HeaderName;
+
+use super::{CallKey, CallState, CallTimer, Side};
+use crate::events::{CallOutcome, Party};
+use crate::media::{Builtin, MediaCommand, MediaEvent, MediaId, Sound, VoicemailMeta};
+use crate::{Backend, Engine, Output, ALLOW};
+
+/// A voicemail ends after this much quiet following speech.
+const VOICEMAIL_SILENCE: Duration = Duration::from_secs(10);
+
+/// What the daemon is doing with a caller it answered.
+pub(crate) struct MediaCall {
+    pub(crate) session: MediaId,
+    pub(crate) port: u16,
+    pub(crate) step: MediaStep,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum MediaStep {
+    /// A message as early media; 480 once played.
+    Message,
+    /// Voicemail: is the mailbox full?
+    MailboxCheck,
+    /// Voicemail: the greeting and the beep.
+    Greeting,
+    /// Voicemail: recording.
+    Recording,
+    /// A last prompt, then BYE.
+    Closing,
+    /// A menu: `tries` replays so far; `waiting` once its greeting ended.
+    Ivr {
+        menu: MenuIdx,
+        tries: u32,
+        waiting: bool,
+    },
+}
+
+impl<B: Backend> Engine<B> {
+    /// Follows a media destination of the call's plan.
+    pub(crate) fn start_media(&mut self, now: Instant, key: CallKey, destination: Destination) {
+        let already = self.calls.get(key).is_some_and(|c| c.media.is_some());
+        if already {
+            // From a menu key: the session goes on with the new step.
+            return self.media_step(now, key, destination);
+        }
+        let Some(call) = self.calls.get(key) else {
+            return;
+        };
+        let workspace = std::sync::Arc::clone(&call.workspace);
+        let early = matches!(destination, Destination::Message(_));
+        let late_offer = call.caller.late_offer;
+        if early && late_offer {
+            // An offer in an unreliable 183 is not allowed (§13.2.1).
+            tracing::info!("a message destination for a call without SDP: 480 without the message");
+            return self.fail_call(now, key, 480, CallOutcome::Failed { status: 480 });
+        }
+        let offer = match self.tl.request(call.caller.tx) {
+            Some(req) if !late_offer => Some(sdp::parse_offer(req.body())),
+            _ => None,
+        };
+        let Some(port) = self
+            .media_ports
+            .take(&workspace.directory.media().rtp_ports)
+        else {
+            tracing::warn!("no RTP port left in [media] rtp_ports: 503");
+            return self.fail_call(now, key, 503, CallOutcome::Failed { status: 503 });
+        };
+        let ip: IpAddr = workspace
+            .directory
+            .media()
+            .advertise
+            .or(self.cfg.udp_addr.map(|a| a.ip()))
+            .or(self.cfg.tcp_addr.map(|a| a.ip()))
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let local = Local {
+            rtp: SocketAddr::new(ip, port),
+            session_id: self.ids.u64() >> 1,
+            version: 1,
+        };
+        let (body, remote, law, telephone_event) = match offer {
+            Some(Ok(offer)) => match sdp::answer(&offer, local) {
+                Ok((body, law)) => {
+                    let remote = (offer.rtp.port() != 0 && !offer.rtp.ip().is_unspecified())
+                        .then_some(offer.rtp);
+                    (body, remote, law, offer.telephone_event)
+                }
+                Err(e) => {
+                    self.media_ports.give_back(port);
+                    tracing::info!(error = %e, "the caller's offer cannot be answered: 488");
+                    return self.fail_call(now, key, 488, CallOutcome::Failed { status: 488 });
+                }
+            },
+            Some(Err(e)) => {
+                self.media_ports.give_back(port);
+                tracing::info!(error = %e, "the caller's SDP cannot be read: 488");
+                return self.fail_call(now, key, 488, CallOutcome::Failed { status: 488 });
+            }
+            None => (
+                sdp::offer(local),
+                None,
+                media::g711::Law::Mu,
+                Some(sdp::OUR_TELEPHONE_EVENT),
+            ),
+        };
+        let session = key;
+        self.out.push_back(Output::Media(MediaCommand::Open {
+            session,
+            port,
+            remote,
+            law,
+            telephone_event,
+        }));
+        let status = if early { 183 } else { 200 };
+        let at = self.clock.timestamp(now);
+        let max_deadline = now + self.cfg.max_call_duration;
+        let Some(call) = self.calls.get_mut(key) else {
+            return;
+        };
+        call.media = Some(Box::new(MediaCall {
+            session,
+            port,
+            step: MediaStep::Closing,
+        }));
+        let inbound_tx = call.caller.tx;
+        let tag = call.caller.dialog.local_tag().to_string();
+        let transport = call.caller.dialog.peer.transport;
+        if !early {
+            call.state = CallState::Media;
+            call.answered = Some(at);
+        }
+        if let Some(req) = self.tl.request(inbound_tx) {
+            let reason = if early { "Session Progress" } else { "OK" };
+            let mut reply = response_to(req, status, reason, Some(&tag), true);
+            reply.push(
+                HeaderName::Contact,
+                &contact_value(self.local_addr(transport), transport),
+            );
+            reply.push(HeaderName::Allow, ALLOW);
+            reply.push(HeaderName::ContentType, "application/sdp");
+            reply.set_body(body.into());
+            if early {
+                self.tl.respond(now, inbound_tx, &reply);
+            } else {
+                self.send_answer(now, key, reply);
+                self.calls.disarm(key, CallTimer::RingTimeout);
+                self.calls.disarm(key, CallTimer::StillRinging);
+                self.calls.arm(key, max_deadline, CallTimer::MaxDuration);
+            }
+        }
+        self.media_step(now, key, destination);
+    }
+
+    /// Starts `destination` on the call's session.
+    fn media_step(&mut self, now: Instant, key: CallKey, destination: Destination) {
+        let Some(call) = self.calls.get_mut(key) else {
+            return;
+        };
+        let Some(media) = call.media.as_mut() else {
+            return;
+        };
+        let session = media.session;
+        let number_idx = call.plan.number.unwrap_or(call.number);
+        let workspace = std::sync::Arc::clone(&call.workspace);
+        let number = workspace.directory.number(number_idx);
+        match destination {
+            Destination::Message(prompt) => {
+                media.step = if call.state == CallState::Media {
+                    MediaStep::Closing
+                } else {
+                    MediaStep::Message
+                };
+                self.play(session, vec![Sound::Prompt(prompt)]);
+            }
+            Destination::Voicemail => {
+                media.step = MediaStep::MailboxCheck;
+                self.out
+                    .push_back(Output::Media(MediaCommand::CheckMailbox {
+                        session,
+                        number: number.e164.clone(),
+                        max_messages: number.voicemail.max_messages,
+                    }));
+            }
+            Destination::Ivr(menu) => {
+                media.step = MediaStep::Ivr {
+                    menu,
+                    tries: 0,
+                    waiting: false,
+                };
+                let greeting = workspace.directory.menu(menu).greeting;
+                self.play(session, vec![Sound::Prompt(greeting)]);
+            }
+            Destination::Hangup { .. } => self.media_hang_up(now, key),
+            other => {
+                // Ringing someone from here needs the RTP relay (not built).
+                tracing::info!(
+                    action = other.action(),
+                    "a menu destination that rings needs the RTP relay, not built yet: treated as a wrong key"
+                );
+                self.menu_retry(now, key, true);
+            }
+        }
+    }
+
+    fn play(&mut self, session: MediaId, sounds: Vec<Sound>) {
+        self.out
+            .push_back(Output::Media(MediaCommand::Play { session, sounds }));
+    }
+
+    /// The daemon hangs up on a caller it answered.
+    fn media_hang_up(&mut self, now: Instant, key: CallKey) {
+        let answered = self
+            .calls
+            .get(key)
+            .is_some_and(|c| c.state == CallState::Media);
+        if answered {
+            self.send_bye(now, key, Side::Caller);
+            let outcome = CallOutcome::Completed {
+                hung_up_by: Party::Callee,
+            };
+            self.end_call(now, key, outcome);
+        } else {
+            self.fail_call(now, key, 480, CallOutcome::Failed { status: 480 });
+        }
+    }
+
+    /// An event from the media runtime.
+    pub(crate) fn on_media_event(&mut self, now: Instant, event: MediaEvent) {
+        let key = event.session();
+        let Some(step) = self
+            .calls
+            .get(key)
+            .and_then(|c| c.media.as_ref())
+            .map(|m| m.step.clone())
+        else {
+            return;
+        };
+        match (step, event) {
+            (_, MediaEvent::Failed { reason, .. }) => {
+                tracing::warn!(%reason, "media session failed");
+                let answered = self
+                    .calls
+                    .get(key)
+                    .is_some_and(|c| c.state == CallState::Media);
+                if answered {
+                    self.send_bye(now, key, Side::Caller);
+                    self.end_call(now, key, CallOutcome::Failed { status: 500 });
+                } else {
+                    self.fail_call(now, key, 500, CallOutcome::Failed { status: 500 });
+                }
+            }
+            (MediaStep::Message, MediaEvent::PromptsDone { .. }) => {
+                self.fail_call(now, key, 480, CallOutcome::Failed { status: 480 })
+            }
+            (MediaStep::Closing, MediaEvent::PromptsDone { .. }) => self.media_hang_up(now, key),
+            (MediaStep::MailboxCheck, MediaEvent::Mailbox { session, full }) => {
+                self.set_step(
+                    key,
+                    if full {
+                        MediaStep::Closing
+                    } else {
+                        MediaStep::Greeting
+                    },
+                );
+                let sounds = if full {
+                    vec![Sound::Builtin(Builtin::MailboxFull)]
+                } else {
+                    self.voicemail_greeting(key)
+                };
+                self.play(session, sounds);
+            }
+            (MediaStep::Greeting, MediaEvent::PromptsDone { session }) => {
+                self.start_recording(now, key, session)
+            }
+            (
+                MediaStep::Recording,
+                MediaEvent::Digit { digit: '#', .. } | MediaEvent::Silence { .. },
+            ) => self.stop_recording(key),
+            (MediaStep::Ivr { menu, tries, .. }, MediaEvent::PromptsDone { .. }) => {
+                self.set_step(
+                    key,
+                    MediaStep::Ivr {
+                        menu,
+                        tries,
+                        waiting: true,
+                    },
+                );
+                let timeout = self
+                    .calls
+                    .get(key)
+                    .map(|c| c.workspace.directory.menu(menu).timeout)
+                    .unwrap_or(Duration::from_secs(5));
+                self.calls.disarm(key, CallTimer::Media);
+                self.calls.arm(key, now + timeout, CallTimer::Media);
+            }
+            (MediaStep::Ivr { .. }, MediaEvent::Digit { digit, .. }) => {
+                self.on_menu_key(now, key, digit)
+            }
+            (_, MediaEvent::Recorded { kept, tenths, .. }) => {
+                tracing::info!(
+                    kept,
+                    seconds = f64::from(tenths) / 10.0,
+                    "voicemail recording finished"
+                );
+            }
+            _ => {}
+        }
+    }
+
+    /// A DTMF digit from a SIP INFO of the caller.
+    pub(crate) fn on_caller_digit(&mut self, now: Instant, key: CallKey, digit: char) {
+        let session = key;
+        self.on_media_event(now, MediaEvent::Digit { session, digit });
+    }
+
+    fn set_step(&mut self, key: CallKey, step: MediaStep) {
+        if let Some(media) = self.calls.get_mut(key).and_then(|c| c.media.as_mut()) {
+            media.step = step;
+        }
+    }
+
+    /// The number's own greeting, else "you have reached" and its digits,
+    /// "leave a message"; then the beep.
+    fn voicemail_greeting(&self, key: CallKey) -> Vec<Sound> {
+        let Some(call) = self.calls.get(key) else {
+            return Vec::new();
+        };
+        let number = call
+            .workspace
+            .directory
+            .number(call.plan.number.unwrap_or(call.number));
+        let mut sounds = match number.voicemail.greeting {
+            Some(prompt) => vec![Sound::Prompt(prompt)],
+            None => vec![
+                Sound::Builtin(Builtin::YouHaveReached),
+                Sound::Digits(number.e164.trim_start_matches('+').to_string()),
+                Sound::Builtin(Builtin::LeaveMessage),
+            ],
+        };
+        sounds.push(Sound::Builtin(Builtin::Beep));
+        sounds
+    }
+
+    fn start_recording(&mut self, now: Instant, key: CallKey, session: MediaId) {
+        let id = format!("{}-{:08x}", self.clock.unix_ms(now), self.ids.u64() as u32);
+        let Some(call) = self.calls.get(key) else {
+            return;
+        };
+        let number = call
+            .workspace
+            .directory
+            .number(call.plan.number.unwrap_or(call.number));
+        let max_length = number.voicemail.max_length;
+        let meta = VoicemailMeta {
+            caller: call.caller.uri.clone(),
+            number: number.e164.clone(),
+            started: self.clock.timestamp(now),
+            call_id: call.caller.dialog.call_id.clone(),
+        };
+        self.out.push_back(Output::Media(MediaCommand::Record {
+            session,
+            id,
+            meta,
+            silence: VOICEMAIL_SILENCE,
+        }));
+        self.set_step(key, MediaStep::Recording);
+        self.calls.arm(key, now + max_length, CallTimer::Media);
+    }
+
+    fn stop_recording(&mut self, key: CallKey) {
+        self.calls.disarm(key, CallTimer::Media);
+        let session = key;
+        self.out
+            .push_back(Output::Media(MediaCommand::StopRecording { session }));
+        self.set_step(key, MediaStep::Closing);
+        self.play(session, vec![Sound::Builtin(Builtin::Goodbye)]);
+    }
+
+    /// The media timer: a menu waited long enough, or a recording reached
+    /// its maximum length.
+    pub(crate) fn on_media_timer(&mut self, now: Instant, key: CallKey) {
+        let step = self
+            .calls
+            .get(key)
+            .and_then(|c| c.media.as_ref())
+            .map(|m| m.step.clone());
+        match step {
+            Some(MediaStep::Recording) => self.stop_recording(key),
+            Some(MediaStep::Ivr { waiting: true, .. }) => self.menu_retry(now, key, false),
+            _ => {}
+        }
+    }
+
+    fn on_menu_key(&mut self, now: Instant, key: CallKey, digit: char) {
+        let Some(call) = self.calls.get(key) else {
+            return;
+        };
+        let Some(MediaStep::Ivr { menu, .. }) = call.media.as_ref().map(|m| m.step.clone()) else {
+            return;
+        };
+        // Barge-in: the key stops the greeting and counts.
+        self.out
+            .push_back(Output::Media(MediaCommand::StopPlaying { session: key }));
+        let chosen = call.workspace.directory.menu(menu).option(digit).cloned();
+        self.calls.disarm(key, CallTimer::Media);
+        match chosen {
+            Some(destination) => {
+                tracing::debug!(%digit, action = destination.action(), "menu key");
+                if let Some(call) = self.calls.get_mut(key) {
+                    call.destinations += 1;
+                    if call.destinations > super::plan::MAX_DESTINATIONS {
+                        tracing::warn!("a menu led through too many destinations: hung up");
+                        return self.media_hang_up(now, key);
+                    }
+                }
+                self.media_step(now, key, destination);
+            }
+            None => self.menu_retry(now, key, true),
+        }
+    }
+
+    /// No key in time, or a wrong one: the greeting again (after "invalid
+    /// option" for a wrong key), until the retries are spent; then the
+    /// fallback.
+    fn menu_retry(&mut self, now: Instant, key: CallKey, wrong_key: bool) {
+        let Some(call) = self.calls.get(key) else {
+            return;
+        };
+        let Some(MediaStep::Ivr { menu, tries, .. }) = call.media.as_ref().map(|m| m.step.clone())
+        else {
+            return;
+        };
+        let m = call.workspace.directory.menu(menu);
+        let tries = tries + 1;
+        if tries > m.retries {
+            let fallback = m.fallback.clone();
+            tracing::debug!(action = fallback.action(), "menu retries spent: fallback");
+            self.set_step(
+                key,
+                MediaStep::Ivr {
+                    menu,
+                    tries,
+                    waiting: false,
+                },
+            );
+            if let Some(call) = self.calls.get_mut(key) {
+                call.destinations += 1;
+                if call.destinations > super::plan::MAX_DESTINATIONS {
+                    return self.media_hang_up(now, key);
+                }
+            }
+            if matches!(fallback, Destination::Ivr(m2) if m2 == menu) {
+                // Its own fallback: nothing new would happen.
+                return self.media_hang_up(now, key);
+            }
+            return self.media_step(now, key, fallback);
+        }
+        let mut sounds = Vec::new();
+        if wrong_key {
+            sounds.push(match m.invalid {
+                Some(p) => Sound::Prompt(p),
+                None => Sound::Builtin(Builtin::InvalidOption),
+            });
+        }
+        sounds.push(Sound::Prompt(m.greeting));
+        self.set_step(
+            key,
+            MediaStep::Ivr {
+                menu,
+                tries,
+                waiting: false,
+            },
+        );
+        self.play(key, sounds);
+    }
+
+    /// The caller's ACK to our 200 carried the answer to our offer.
+    pub(crate) fn on_media_answer(&mut self, key: CallKey, body: &[u8]) {
+        let Some(media) = self.calls.get(key).and_then(|c| c.media.as_ref()) else {
+            return;
+        };
+        let session = media.session;
+        match sdp::parse_offer(body) {
+            Ok(answer) => {
+                if let Some(law) = answer.law {
+                    self.out.push_back(Output::Media(MediaCommand::Remote {
+                        session,
+                        remote: answer.rtp,
+                        law,
+                        telephone_event: answer.telephone_event,
+                    }));
+                }
+            }
+            Err(e) => tracing::info!(error = %e, "the caller's answer cannot be read"),
+        }
+    }
+
+    /// A re-INVITE from a caller the daemon answered: refused with 488,
+    /// which leaves the session as it was (hold and codec changes are not
+    /// followed by the media endpoint).
+    pub(crate) fn on_media_reinvite(&mut self, now: Instant, server_tx: sip::transaction::TxId) {
+        if let Some(req) = self.tl.request(server_tx) {
+            let reply = response_to(req, 488, "Not Acceptable Here", None, false);
+            self.tl.respond(now, server_tx, &reply);
+        }
+    }
+}

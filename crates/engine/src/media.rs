@@ -1,0 +1,172 @@
+//! What the engine asks of the media runtime, and what it hears back.
+//!
+//! The engine decides (answer, play this, record there, stop); the daemon
+//! owns the RTP sockets, the audio and the files. A session is named by a
+//! [`MediaId`] the engine chose, and its port is one of `[media]
+//! rtp_ports` the engine handed out, so the SDP can be written before the
+//! socket exists.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use directory::PromptIdx;
+use jiff::Timestamp;
+use media::g711::Law;
+
+pub type MediaId = u64;
+
+/// Something to play.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sound {
+    /// A prompt of the workspace (`Directory::prompt`).
+    Prompt(PromptIdx),
+    /// One of the daemon's own recordings.
+    Builtin(Builtin),
+    /// Digits read out one by one (a number in the default greeting).
+    Digits(String),
+}
+
+/// The daemon's own prompts (shipped with it, under `prompts/`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Builtin {
+    /// "You have reached" (before the line's number).
+    YouHaveReached,
+    /// "Please leave a message after the tone."
+    LeaveMessage,
+    /// The tone before recording.
+    Beep,
+    /// "Your message has been recorded. Goodbye."
+    Goodbye,
+    /// "The mailbox is full. Goodbye."
+    MailboxFull,
+    /// "Sorry, that is not a valid option."
+    InvalidOption,
+}
+
+/// The metadata stored beside a voicemail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VoicemailMeta {
+    pub caller: String,
+    /// The mailbox: the number called, E.164.
+    pub number: String,
+    pub started: Timestamp,
+    pub call_id: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MediaCommand {
+    /// Bind `port` and send RTP to `remote` (`None` until the peer's
+    /// answer says where, or its first packet shows it).
+    Open {
+        session: MediaId,
+        port: u16,
+        remote: Option<SocketAddr>,
+        law: Law,
+        telephone_event: Option<u8>,
+    },
+    /// Whether the mailbox of `number` holds `max_messages` already:
+    /// [`MediaEvent::Mailbox`].
+    CheckMailbox {
+        session: MediaId,
+        number: String,
+        max_messages: u32,
+    },
+    /// The peer's address and codec, from an answer that came later.
+    Remote {
+        session: MediaId,
+        remote: SocketAddr,
+        law: Law,
+        telephone_event: Option<u8>,
+    },
+    /// Queue sounds; [`MediaEvent::PromptsDone`] when all have played.
+    Play {
+        session: MediaId,
+        sounds: Vec<Sound>,
+    },
+    /// Stop at once (barge-in).
+    StopPlaying { session: MediaId },
+    /// Record into the mailbox of `meta.number`, as message `id`.
+    /// [`MediaEvent::Silence`] after `silence` of quiet following sound.
+    Record {
+        session: MediaId,
+        id: String,
+        meta: VoicemailMeta,
+        silence: Duration,
+    },
+    /// Finish the recording: kept if it holds a second of sound or more
+    /// (trailing silence trimmed), else removed; [`MediaEvent::Recorded`].
+    StopRecording { session: MediaId },
+    /// Stop everything and free the port (a recording is finished first).
+    Close { session: MediaId },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// The answer to [`MediaCommand::CheckMailbox`].
+    Mailbox {
+        session: MediaId,
+        full: bool,
+    },
+    /// The session could not start (its port was taken...).
+    Failed {
+        session: MediaId,
+        reason: String,
+    },
+    Digit {
+        session: MediaId,
+        digit: char,
+    },
+    PromptsDone {
+        session: MediaId,
+    },
+    Silence {
+        session: MediaId,
+    },
+    /// A recording ended: kept (with its length) or dropped.
+    Recorded {
+        session: MediaId,
+        kept: bool,
+        /// Tenths of a second kept.
+        tenths: u32,
+    },
+}
+
+impl MediaEvent {
+    pub fn session(&self) -> MediaId {
+        match self {
+            MediaEvent::Mailbox { session, .. }
+            | MediaEvent::Failed { session, .. }
+            | MediaEvent::Digit { session, .. }
+            | MediaEvent::PromptsDone { session }
+            | MediaEvent::Silence { session }
+            | MediaEvent::Recorded { session, .. } => *session,
+        }
+    }
+}
+
+/// Hands out RTP ports from `[media] rtp_ports`, each to one session at a
+/// time, the least recently freed first (so a late packet of an ended
+/// session does not reach the next one).
+#[derive(Debug, Default)]
+pub(crate) struct Ports {
+    free: std::collections::VecDeque<u16>,
+    range: Option<std::ops::RangeInclusive<u16>>,
+}
+
+impl Ports {
+    /// Takes a port of `range` (re-read from each snapshot: a reload may move it).
+    pub(crate) fn take(&mut self, range: &std::ops::RangeInclusive<u16>) -> Option<u16> {
+        if self.range.as_ref() != Some(range) {
+            // Even ports only: RTCP, when a peer sends it, goes one up.
+            self.free = range.clone().filter(|p| p % 2 == 0).collect();
+            self.range = Some(range.clone());
+        }
+        self.free.pop_front()
+    }
+
+    pub(crate) fn give_back(&mut self, port: u16) {
+        if self.range.as_ref().is_some_and(|r| r.contains(&port)) {
+            self.free.push_back(port);
+        }
+    }
+}

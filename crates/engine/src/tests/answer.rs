@@ -1,0 +1,355 @@
+//! The destinations the daemon answers itself (message, voicemail, IVR),
+//! in simulated time: the SIP side over the simulated network, the media
+//! side as the commands the engine gives and the events fed back.
+
+use super::*;
+use crate::media::{Builtin, MediaCommand, MediaEvent, Sound};
+use directory::{DestinationSpec, MenuSpec, VoicemailSpec};
+
+/// Sales (+15550100) rings alice; closed now, `outside` is `dest`; it
+/// has a menu ("1" voicemail, "2" the after-hours menu, "3" a message).
+fn media_line(dest: DestinationSpec) -> Directory {
+    let mut spec = WorkspaceSpec {
+        domain: "sim.test".into(),
+        seats: 5,
+        trunks: vec![TrunkSpec {
+            name: "carrier".into(),
+            sources: vec!["127.0.0.1/32".into()],
+            ..TrunkSpec::default()
+        }],
+        users: vec![UserSpec {
+            id: "alice".into(),
+            name: "alice".into(),
+            password: "pw".into(),
+            ..UserSpec::default()
+        }],
+        numbers: vec![NumberSpec {
+            number: "+15550100".into(),
+            name: "Sales".into(),
+            timezone: "UTC".into(),
+            members: vec!["alice".into()],
+            ring: vec!["alice".into()],
+            hours: Some(closed_now()),
+            outside: Some(dest),
+            ivr: Some(MenuSpec {
+                greeting: "menu.wav".into(),
+                timeout_secs: Some(5),
+                retries: Some(1),
+                fallback: Some(DestinationSpec::Voicemail),
+                options: vec![
+                    ("1".into(), DestinationSpec::Voicemail),
+                    (
+                        "2".into(),
+                        DestinationSpec::Ivr {
+                            menu: Some("after".into()),
+                        },
+                    ),
+                    (
+                        "3".into(),
+                        DestinationSpec::Message {
+                            prompt: "bye.wav".into(),
+                        },
+                    ),
+                ],
+                ..MenuSpec::default()
+            }),
+            voicemail: Some(VoicemailSpec {
+                max_length_secs: Some(60),
+                ..VoicemailSpec::default()
+            }),
+            ..NumberSpec::default()
+        }],
+        ..Default::default()
+    };
+    spec.menus = vec![(
+        "after".into(),
+        MenuSpec {
+            greeting: "after.wav".into(),
+            fallback: Some(DestinationSpec::Hangup { status: None }),
+            ..MenuSpec::default()
+        },
+    )];
+    Directory::from_workspace(spec, Path::new("/etc/sb/switchboard.toml")).unwrap()
+}
+
+fn sim_with(dest: DestinationSpec) -> Sim {
+    Sim::with_directory(media_line(dest), |_| {})
+}
+
+const OFFER: &str = "v=0\r\no=t 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+    m=audio 40000 RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:101 telephone-event/8000\r\n";
+
+fn invite_with_offer(call_id: &str) -> Message {
+    let mut invite = trunk_invite(call_id);
+    invite.set_body(Bytes::from_static(OFFER.as_bytes()));
+    invite
+}
+
+impl Sim {
+    fn media_taken(&mut self) -> Vec<MediaCommand> {
+        std::mem::take(&mut self.media)
+    }
+
+    fn feed(&mut self, event: MediaEvent) {
+        self.engine.handle_input(self.now, Input::Media(event));
+        self.collect();
+    }
+}
+
+fn prompt_path(sim: &Sim, sound: &Sound) -> String {
+    match sound {
+        Sound::Prompt(p) => sim
+            .workspace
+            .load()
+            .directory
+            .prompt(*p)
+            .path
+            .display()
+            .to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// The 200 (or 183) the caller got, and the session the engine opened.
+fn answered(sim: &mut Sim, status: u16) -> (Message, u64) {
+    let reply = sim
+        .take(TRUNK)
+        .into_iter()
+        .find(|m| m.status() == Some(status))
+        .unwrap();
+    let commands = sim.media_taken();
+    let (opens, rest): (Vec<_>, Vec<_>) = commands
+        .into_iter()
+        .partition(|c| matches!(c, MediaCommand::Open { .. }));
+    sim.media = rest;
+    let open = opens
+        .into_iter()
+        .find_map(|c| match c {
+            MediaCommand::Open {
+                session,
+                port,
+                remote,
+                law,
+                telephone_event,
+            } => {
+                assert!((20000..=20999).contains(&port));
+                assert_eq!(remote, Some("127.0.0.1:40000".parse().unwrap()));
+                assert_eq!(law, ::media::g711::Law::A, "the caller's first codec");
+                assert_eq!(telephone_event, Some(101));
+                // The SDP names the same port.
+                let sdp = std::str::from_utf8(reply.body()).unwrap();
+                assert!(
+                    sdp.contains(&format!("m=audio {port} RTP/AVP 8 101")),
+                    "{sdp}"
+                );
+                Some(session)
+            }
+            _ => None,
+        })
+        .expect("a session opened");
+    (reply, open)
+}
+
+#[test]
+fn a_message_plays_as_early_media_then_480() {
+    let mut sim = sim_with(DestinationSpec::Message {
+        prompt: "closed.wav".into(),
+    });
+    sim.deliver(TRUNK, &invite_with_offer("m1"));
+    let (progress, session) = answered(&mut sim, 183);
+    assert_eq!(
+        progress.header(HeaderName::ContentType),
+        Some("application/sdp")
+    );
+    let plays: Vec<_> = sim.media.clone();
+    assert!(
+        matches!(&plays[..], [MediaCommand::Play { sounds, .. }] if prompt_path(&sim, &sounds[0]) == "/etc/sb/closed.wav")
+    );
+    sim.media.clear();
+    sim.feed(MediaEvent::PromptsDone { session });
+    assert_eq!(
+        finals_to_trunk(&mut sim),
+        [480],
+        "not billed: never answered"
+    );
+    assert!(sim.media_taken().contains(&MediaCommand::Close { session }));
+    assert_eq!(sim.calls_left(), CallCounts::default());
+}
+
+#[test]
+fn voicemail_greets_beeps_records_until_hash_then_says_goodbye_and_hangs_up() {
+    let mut sim = sim_with(DestinationSpec::Voicemail);
+    let invite = invite_with_offer("v1");
+    sim.deliver(TRUNK, &invite);
+    let (ok, session) = answered(&mut sim, 200);
+    let caller = Side::caller(&invite, &ok);
+    sim.deliver(TRUNK, &caller.request_at(Method::Ack, 1, ""));
+    let check = sim.media_taken();
+    assert!(
+        matches!(&check[..], [MediaCommand::CheckMailbox { number, max_messages: 100, .. }] if number == "+15550100")
+    );
+    sim.feed(MediaEvent::Mailbox {
+        session,
+        full: false,
+    });
+    let greeting = sim.media_taken();
+    let MediaCommand::Play { sounds, .. } = &greeting[0] else {
+        panic!("{greeting:?}");
+    };
+    // The default greeting names the line by its number, then the beep.
+    assert_eq!(
+        sounds,
+        &[
+            Sound::Builtin(Builtin::YouHaveReached),
+            Sound::Digits("15550100".into()),
+            Sound::Builtin(Builtin::LeaveMessage),
+            Sound::Builtin(Builtin::Beep),
+        ]
+    );
+    sim.feed(MediaEvent::PromptsDone { session });
+    let record = sim.media_taken();
+    let MediaCommand::Record { meta, silence, .. } = &record[0] else {
+        panic!("{record:?}");
+    };
+    assert_eq!(meta.number, "+15550100");
+    assert_eq!(meta.call_id, "v1");
+    assert_eq!(*silence, Duration::from_secs(10));
+    // '#' by SIP INFO ends the message.
+    let mut caller = caller;
+    let mut info = caller.request(Method::Info, "");
+    info.push(HeaderName::ContentType, "application/dtmf-relay");
+    info.set_body(Bytes::from_static(b"Signal=#\r\nDuration=160\r\n"));
+    sim.deliver(TRUNK, &info);
+    assert_eq!(finals_to_trunk(&mut sim), [200], "INFO answered 200");
+    let after = sim.media_taken();
+    assert_eq!(after[0], MediaCommand::StopRecording { session });
+    assert!(
+        matches!(&after[1], MediaCommand::Play { sounds, .. } if sounds == &[Sound::Builtin(Builtin::Goodbye)])
+    );
+    sim.feed(MediaEvent::PromptsDone { session });
+    assert_eq!(sim.take_requests(TRUNK, Method::Bye).len(), 1);
+    assert!(sim.media_taken().contains(&MediaCommand::Close { session }));
+    assert!(matches!(
+        sim.record().outcome,
+        CallOutcome::Completed {
+            hung_up_by: Party::Callee
+        }
+    ));
+}
+
+#[test]
+fn a_voicemail_stops_at_its_maximum_length_and_a_full_mailbox_says_so() {
+    let mut sim = sim_with(DestinationSpec::Voicemail);
+    let invite = invite_with_offer("v2");
+    sim.deliver(TRUNK, &invite);
+    let (ok, session) = answered(&mut sim, 200);
+    sim.deliver(
+        TRUNK,
+        &Side::caller(&invite, &ok).request_at(Method::Ack, 1, ""),
+    );
+    sim.media.clear();
+    sim.feed(MediaEvent::Mailbox {
+        session,
+        full: false,
+    });
+    sim.feed(MediaEvent::PromptsDone { session });
+    sim.media.clear();
+    sim.advance_to(61.0);
+    assert_eq!(
+        sim.media_taken()[0],
+        MediaCommand::StopRecording { session }
+    );
+
+    let mut sim = sim_with(DestinationSpec::Voicemail);
+    sim.deliver(TRUNK, &invite_with_offer("v3"));
+    let (_, session) = answered(&mut sim, 200);
+    sim.media.clear();
+    sim.feed(MediaEvent::Mailbox {
+        session,
+        full: true,
+    });
+    assert!(
+        matches!(&sim.media_taken()[..], [MediaCommand::Play { sounds, .. }] if sounds == &[Sound::Builtin(Builtin::MailboxFull)])
+    );
+    sim.feed(MediaEvent::PromptsDone { session });
+    assert_eq!(sim.take_requests(TRUNK, Method::Bye).len(), 1);
+}
+
+#[test]
+fn a_caller_hanging_up_during_voicemail_closes_the_session() {
+    let mut sim = sim_with(DestinationSpec::Voicemail);
+    let invite = invite_with_offer("v4");
+    sim.deliver(TRUNK, &invite);
+    let (ok, session) = answered(&mut sim, 200);
+    let mut caller = Side::caller(&invite, &ok);
+    sim.deliver(TRUNK, &caller.request_at(Method::Ack, 1, ""));
+    sim.feed(MediaEvent::Mailbox {
+        session,
+        full: false,
+    });
+    sim.media.clear();
+    sim.deliver(TRUNK, &caller.request(Method::Bye, ""));
+    assert!(sim.media_taken().contains(&MediaCommand::Close { session }));
+    assert_eq!(sim.calls_left(), CallCounts::default());
+}
+
+#[test]
+fn an_ivr_key_barges_in_and_leads_to_its_destination() {
+    let mut sim = sim_with(DestinationSpec::Ivr { menu: None });
+    sim.deliver(TRUNK, &invite_with_offer("i1"));
+    let (_, session) = answered(&mut sim, 200);
+    let plays = sim.media_taken();
+    assert!(
+        matches!(&plays[..], [MediaCommand::Play { sounds, .. }] if prompt_path(&sim, &sounds[0]) == "/etc/sb/menu.wav")
+    );
+    // '2' during the greeting: it stops and the other menu plays.
+    sim.feed(MediaEvent::Digit {
+        session,
+        digit: '2',
+    });
+    let next = sim.media_taken();
+    assert_eq!(next[0], MediaCommand::StopPlaying { session });
+    assert!(
+        matches!(&next[1], MediaCommand::Play { sounds, .. } if prompt_path(&sim, &sounds[0]) == "/etc/sb/after.wav")
+    );
+}
+
+#[test]
+fn an_ivr_replays_on_timeout_and_wrong_keys_then_falls_back() {
+    let mut sim = sim_with(DestinationSpec::Ivr { menu: None });
+    sim.deliver(TRUNK, &invite_with_offer("i2"));
+    let (_, session) = answered(&mut sim, 200);
+    sim.media.clear();
+    sim.feed(MediaEvent::PromptsDone { session });
+    // No key for 5 s: the greeting again (retries = 1).
+    sim.advance_to(5.5);
+    let replay = sim.media_taken();
+    assert!(
+        matches!(&replay[..], [MediaCommand::Play { sounds, .. }] if sounds.len() == 1 && prompt_path(&sim, &sounds[0]) == "/etc/sb/menu.wav")
+    );
+    sim.feed(MediaEvent::PromptsDone { session });
+    // A wrong key now spends the last retry: the fallback (voicemail).
+    sim.feed(MediaEvent::Digit {
+        session,
+        digit: '9',
+    });
+    let after = sim.media_taken();
+    assert!(
+        after
+            .iter()
+            .any(|c| matches!(c, MediaCommand::CheckMailbox { .. })),
+        "{after:?}"
+    );
+}
+
+#[test]
+fn an_offer_without_g711_gets_488() {
+    let mut sim = sim_with(DestinationSpec::Voicemail);
+    let mut invite = trunk_invite("o1");
+    invite.set_body(Bytes::from_static(
+        b"v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 4000 RTP/AVP 96\r\na=rtpmap:96 opus/48000/2\r\n",
+    ));
+    sim.deliver(TRUNK, &invite);
+    assert_eq!(finals_to_trunk(&mut sim), [488]);
+    assert!(sim.media_taken().is_empty());
+}

@@ -1,0 +1,349 @@
+//! The daemon answering calls itself, over real UDP on loopback: RTP in
+//! and out, voicemail files, menus, messages as early media.
+#![allow(clippy::unwrap_used)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use media::dtmf::Event;
+use media::g711::Law;
+use media::rtp::{classify, Datagram, RtpSender};
+use switchboard::server::Daemon;
+use switchboard_tests::sip::{HeaderName, Message, Method, NameAddr};
+use switchboard_tests::{test_config, Ua};
+use tokio::net::UdpSocket;
+
+/// A short prompt: 0.2 s of a 600 Hz tone.
+fn short_prompt(dir: &std::path::Path, name: &str) -> String {
+    let samples: Vec<i16> = (0..1600)
+        .map(|i| (6000.0 * (2.0 * std::f32::consts::PI * 600.0 * i as f32 / 8000.0).sin()) as i16)
+        .collect();
+    let path = dir.join(name);
+    std::fs::write(&path, media::wav::encode(&samples)).unwrap();
+    path.display().to_string()
+}
+
+/// +15550900 is closed all the time and sends calls to `outside`. Each
+/// test's daemon gets its own RTP ports (tests run side by side).
+fn media_number(outside: &str, extra: &str) -> String {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let base = 21000 + 100 * NEXT.fetch_add(1, Ordering::Relaxed);
+    let last = base + 99;
+    format!(
+        r#"
+[media]
+rtp_ports = "{base}-{last}"
+
+[[numbers]]
+number = "+15550900"
+name = "Mailbox"
+timezone = "UTC"
+members = []
+
+[numbers.routing]
+strategy = "simultaneous"
+ring = []
+
+[numbers.hours]
+
+[numbers.outside]
+{outside}
+
+{extra}
+"#
+    )
+}
+
+/// The caller's RTP side.
+struct Rtp {
+    socket: UdpSocket,
+    sender: RtpSender,
+}
+
+impl Rtp {
+    async fn bind() -> Rtp {
+        Rtp {
+            socket: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
+            sender: RtpSender::new(77, 1, 0),
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.socket.local_addr().unwrap().port()
+    }
+
+    fn offer(&self) -> String {
+        format!(
+            "v=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+            self.port()
+        )
+    }
+
+    /// The next RTP packet from the daemon (payload decoded), within 2 s.
+    async fn recv(&self) -> Option<(SocketAddr, Vec<i16>, u32)> {
+        let mut buf = [0u8; 2048];
+        loop {
+            let (n, from) =
+                tokio::time::timeout(Duration::from_secs(2), self.socket.recv_from(&mut buf))
+                    .await
+                    .ok()?
+                    .ok()?;
+            if let Datagram::Rtp(p) = classify(&buf[..n]) {
+                let mut samples = Vec::new();
+                Law::Mu.decode_into(&p.payload, &mut samples);
+                return Some((from, samples, p.timestamp));
+            }
+        }
+    }
+
+    /// Waits until the daemon has played sound and then gone quiet for
+    /// 100 ms, or stopped sending (its prompts are done); returns where its
+    /// RTP comes from.
+    async fn until_prompts_done(&self) -> SocketAddr {
+        let mut heard = false;
+        let mut quiet = 0;
+        let mut last = None;
+        loop {
+            let Some((from, samples, _)) = self.recv().await else {
+                match (heard, last) {
+                    (true, Some(from)) => return from,
+                    _ => panic!("no RTP from the daemon"),
+                }
+            };
+            last = Some(from);
+            let loud = samples.iter().any(|s| s.unsigned_abs() > 1000);
+            if loud {
+                heard = true;
+                quiet = 0;
+            } else if heard {
+                quiet += 1;
+                if quiet >= 5 {
+                    return from;
+                }
+            }
+        }
+    }
+
+    async fn send_tone(&mut self, to: SocketAddr, hz: f32, ms: u32) {
+        let n = 8 * ms as usize;
+        let samples: Vec<i16> = (0..n)
+            .map(|i| (8000.0 * (2.0 * std::f32::consts::PI * hz * i as f32 / 8000.0).sin()) as i16)
+            .collect();
+        for chunk in samples.chunks(160) {
+            let mut codes = Vec::new();
+            Law::Mu.encode_into(chunk, &mut codes);
+            let packet = self.sender.packet(0, &codes, 160);
+            self.socket.send_to(&packet, to).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    async fn send_digit(&mut self, to: SocketAddr, digit: char) {
+        let event = media::dtmf::event_of_digit(digit).unwrap();
+        let ts = self.sender.timestamp();
+        for (end, duration) in [
+            (false, 160),
+            (false, 320),
+            (true, 480),
+            (true, 480),
+            (true, 480),
+        ] {
+            let payload = Event {
+                event,
+                end,
+                volume: 10,
+                duration,
+            }
+            .to_bytes();
+            let packet = self
+                .sender
+                .packet_at(101, &payload, ts, !end && duration == 160);
+            self.socket.send_to(&packet, to).await.unwrap();
+        }
+        self.sender.skip(480);
+    }
+}
+
+fn sdp_port(message: &Message) -> u16 {
+    let sdp = std::str::from_utf8(message.body()).unwrap();
+    let line = sdp.lines().find(|l| l.starts_with("m=audio ")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+fn contact_of(message: &Message) -> String {
+    message
+        .values(HeaderName::Contact)
+        .next()
+        .and_then(NameAddr::parse)
+        .unwrap()
+        .uri
+        .to_string()
+}
+
+/// Calls +15550900 from the trunk with `rtp`'s offer; returns the invite
+/// and the 200.
+async fn call(trunk: &mut Ua, rtp: &Rtp) -> (Message, Message) {
+    let mut invite = trunk.invite("+15550900", "+15551234567");
+    invite.set_body(rtp.offer().into_bytes().into());
+    trunk.send(&invite).await;
+    let ok = trunk.expect_response(200).await;
+    trunk.ack_2xx(&invite, &ok).await;
+    (invite, ok)
+}
+
+#[tokio::test]
+async fn a_voicemail_records_what_the_caller_says_until_hash_and_stores_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let greeting = short_prompt(dir.path(), "greeting.wav");
+    let extra = media_number(
+        "action = \"voicemail\"",
+        &format!("[numbers.voicemail]\ngreeting = \"{greeting}\"\n"),
+    );
+    let daemon = Daemon::start(test_config(dir.path(), &extra))
+        .await
+        .unwrap();
+    let mut trunk = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
+    let mut rtp = Rtp::bind().await;
+    let (invite, ok) = call(&mut trunk, &rtp).await;
+    assert_eq!(ok.header(HeaderName::ContentType), Some("application/sdp"));
+    let port = sdp_port(&ok);
+    // The greeting and the beep, in 20 ms packets, then quiet: recording.
+    let from = rtp.until_prompts_done().await;
+    assert_eq!(from.port(), port, "RTP comes from the port in the SDP");
+    rtp.send_tone(from, 440.0, 1500).await;
+    rtp.send_digit(from, '#').await;
+    // "Thank you, goodbye", then the daemon hangs up.
+    let bye = trunk.expect_request(Method::Bye).await;
+    trunk.respond(&bye, 200, None, None).await;
+    let _ = (invite, contact_of(&ok));
+
+    let mailbox = dir.path().join("voicemail").join("+15550900");
+    let mut wavs: Vec<_> = std::fs::read_dir(&mailbox)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wav"))
+        .collect();
+    assert_eq!(wavs.len(), 1, "one message in {}", mailbox.display());
+    let wav = wavs.pop().unwrap();
+    let samples = media::wav::read_file(&wav).unwrap();
+    // 1.5 s of tone, within a few packets (the digit and trimming aside).
+    let seconds = samples.len() as f32 / 8000.0;
+    assert!((1.3..=1.7).contains(&seconds), "{seconds} s recorded");
+    // The tone's frequency, by zero crossings.
+    let crossings = samples
+        .windows(2)
+        .filter(|w| (w[0] < 0) != (w[1] < 0))
+        .count() as f32;
+    let hz = crossings / 2.0 / seconds;
+    assert!((400.0..=480.0).contains(&hz), "{hz} Hz");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(wav.with_extension("json")).unwrap()).unwrap();
+    assert_eq!(meta["number"], "+15550900");
+    assert_eq!(meta["call_id"], ok.call_id().unwrap());
+    assert!(meta["caller"].as_str().unwrap().contains("+15551234567"));
+    assert!(meta["started"].as_str().unwrap().ends_with('Z'));
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn hanging_up_during_the_greeting_leaves_no_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = media_number("action = \"voicemail\"", "");
+    let daemon = Daemon::start(test_config(dir.path(), &extra))
+        .await
+        .unwrap();
+    let mut trunk = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
+    let rtp = Rtp::bind().await;
+    let (invite, ok) = call(&mut trunk, &rtp).await;
+    // The default greeting names the line: sound comes.
+    let (_, samples, _) = rtp.recv().await.unwrap();
+    assert_eq!(samples.len(), 160);
+    trunk
+        .in_dialog(
+            Method::Bye,
+            &contact_of(&ok),
+            invite.header(HeaderName::From).unwrap(),
+            ok.header(HeaderName::To).unwrap(),
+            invite.call_id().unwrap(),
+            2,
+        )
+        .await;
+    assert_eq!(trunk.expect_response(200).await.status(), Some(200));
+    daemon.stop().await;
+    let mailbox = dir.path().join("voicemail").join("+15550900");
+    let left: Vec<_> = std::fs::read_dir(&mailbox)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "nothing left: {left:?}");
+}
+
+#[tokio::test]
+async fn a_menu_key_by_rfc4733_leads_to_a_message_then_the_daemon_hangs_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let menu = short_prompt(dir.path(), "menu.wav");
+    let bye = short_prompt(dir.path(), "bye.wav");
+    let extra = media_number(
+        "action = \"ivr\"",
+        &format!(
+            "[numbers.ivr]\ngreeting = \"{menu}\"\nfallback = {{ action = \"hangup\" }}\n\
+             [numbers.ivr.options]\n\"9\" = {{ action = \"message\", prompt = \"{bye}\" }}\n"
+        ),
+    );
+    let daemon = Daemon::start(test_config(dir.path(), &extra))
+        .await
+        .unwrap();
+    let mut trunk = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
+    let mut rtp = Rtp::bind().await;
+    let _ = call(&mut trunk, &rtp).await;
+    let from = rtp.until_prompts_done().await;
+    rtp.send_digit(from, '9').await;
+    // The message plays, then BYE.
+    let from_again = rtp.until_prompts_done().await;
+    assert_eq!(from_again, from);
+    let bye_req = trunk.expect_request(Method::Bye).await;
+    trunk.respond(&bye_req, 200, None, None).await;
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_is_early_media_then_480() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = short_prompt(dir.path(), "closed.wav");
+    let extra = media_number(&format!("action = \"message\"\nprompt = \"{closed}\""), "");
+    let daemon = Daemon::start(test_config(dir.path(), &extra))
+        .await
+        .unwrap();
+    let mut trunk = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
+    let rtp = Rtp::bind().await;
+    let mut invite = trunk.invite("+15550900", "+15551234567");
+    invite.set_body(rtp.offer().into_bytes().into());
+    trunk.send(&invite).await;
+    let progress = trunk.expect_response(183).await;
+    assert_eq!(
+        progress.header(HeaderName::ContentType),
+        Some("application/sdp")
+    );
+    rtp.until_prompts_done().await;
+    assert_eq!(trunk.final_response().await.status(), Some(480));
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_missing_prompt_is_refused_at_load_with_its_path_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = media_number(
+        "action = \"message\"\nprompt = \"/nonexistent/closed.wav\"",
+        "",
+    );
+    let config = test_config(dir.path(), &extra);
+    let err = switchboard::media_runtime::PromptStore::load(&config.directory, &config.origin)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("numbers[2].outside.prompt"), "{err}");
+    assert!(err.contains("/nonexistent/closed.wav"), "{err}");
+    assert!(Daemon::start(config).await.is_err());
+}
