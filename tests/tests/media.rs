@@ -347,3 +347,123 @@ async fn a_missing_prompt_is_refused_at_load_with_its_path_and_key() {
     assert!(err.contains("/nonexistent/closed.wav"), "{err}");
     assert!(Daemon::start(config).await.is_err());
 }
+
+#[tokio::test]
+async fn a_menu_key_rings_a_user_and_the_relay_bridges_them_pcmu_to_pcma() {
+    let dir = tempfile::tempdir().unwrap();
+    let menu = short_prompt(dir.path(), "menu.wav");
+    let extra = media_number(
+        "action = \"ivr\"",
+        &format!(
+            "[numbers.ivr]\ngreeting = \"{menu}\"\n\
+             [numbers.ivr.options]\n\"1\" = {{ action = \"ring\", users = [\"alice\"] }}\n"
+        ),
+    );
+    let daemon = Daemon::start(test_config(dir.path(), &extra))
+        .await
+        .unwrap();
+    let server = daemon.udp_addr.unwrap();
+    let mut phone = Ua::bind("127.0.0.1", server).await;
+    assert_eq!(
+        phone
+            .register("alice", "alice-pw", None, 300)
+            .await
+            .status(),
+        Some(200)
+    );
+    let mut trunk = Ua::bind("127.0.0.1", server).await;
+    let mut caller_rtp = Rtp::bind().await;
+    let (invite, ok) = call(&mut trunk, &caller_rtp).await;
+    let from = caller_rtp.until_prompts_done().await;
+    // "1" by SIP INFO this time.
+    let mut info = Message::request(Method::Info, &contact_of(&ok));
+    info.push(
+        HeaderName::Via,
+        &format!("SIP/2.0/UDP {};branch=z9hG4bKinfo1;rport", trunk.addr),
+    );
+    info.push(HeaderName::From, invite.header(HeaderName::From).unwrap());
+    info.push(HeaderName::To, ok.header(HeaderName::To).unwrap());
+    info.push(HeaderName::CallId, invite.call_id().unwrap());
+    info.push(HeaderName::CSeq, "2 INFO");
+    info.push(HeaderName::MaxForwards, "70");
+    info.push(HeaderName::ContentType, "application/dtmf-relay");
+    info.set_body(b"Signal=1\r\nDuration=160\r\n".to_vec().into());
+    trunk.send(&info).await;
+    assert_eq!(trunk.expect_response(200).await.status(), Some(200));
+
+    // alice rings, offered the relay's port; she answers with PCMA.
+    let at_phone = phone.expect_request(Method::Invite).await;
+    let relay_port = sdp_port(&at_phone);
+    assert_ne!(relay_port, from.port(), "a second port, toward the leg");
+    let phone_rtp = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let phone_port = phone_rtp.local_addr().unwrap().port();
+    let answer = format!(
+        "v=0\r\no=alice 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {phone_port} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n"
+    );
+    phone
+        .respond(&at_phone, 200, Some("alice-tag"), Some(&answer))
+        .await;
+    assert_eq!(
+        phone.expect_request(Method::Ack).await.method(),
+        Some(&Method::Ack)
+    );
+
+    // The caller's PCMU reaches alice as PCMA from the relay's port...
+    caller_rtp.send_tone(from, 500.0, 200).await;
+    let mut buf = [0u8; 2048];
+    let (n, relay_from) =
+        tokio::time::timeout(Duration::from_secs(2), phone_rtp.recv_from(&mut buf))
+            .await
+            .expect("relayed RTP at the phone")
+            .unwrap();
+    assert_eq!(relay_from.port(), relay_port);
+    let Datagram::Rtp(p) = classify(&buf[..n]) else {
+        panic!("RTP")
+    };
+    assert_eq!(p.payload_type, 8, "transcoded to PCMA");
+    let mut pcm = Vec::new();
+    Law::A.decode_into(&p.payload, &mut pcm);
+    assert!(
+        pcm.iter().any(|s| s.unsigned_abs() > 2000),
+        "the tone, not silence"
+    );
+    // ...and alice's PCMA reaches the caller as PCMU.
+    let mut sender = RtpSender::new(3, 1, 0);
+    let tone: Vec<i16> = (0..160)
+        .map(|i| if i % 16 < 8 { 6000 } else { -6000 })
+        .collect();
+    let mut alaw = Vec::new();
+    Law::A.encode_into(&tone, &mut alaw);
+    for _ in 0..5 {
+        phone_rtp
+            .send_to(&sender.packet(8, &alaw, 160), relay_from)
+            .await
+            .unwrap();
+    }
+    let mut got_tone = false;
+    for _ in 0..30 {
+        let Some((_, samples, _)) = caller_rtp.recv().await else {
+            break;
+        };
+        if samples.iter().any(|s| s.unsigned_abs() > 4000) {
+            got_tone = true;
+            break;
+        }
+    }
+    assert!(got_tone, "alice's audio reached the caller");
+    // The caller hangs up: alice gets the BYE.
+    trunk
+        .in_dialog(
+            Method::Bye,
+            &contact_of(&ok),
+            invite.header(HeaderName::From).unwrap(),
+            ok.header(HeaderName::To).unwrap(),
+            invite.call_id().unwrap(),
+            3,
+        )
+        .await;
+    let bye = phone.expect_request(Method::Bye).await;
+    phone.respond(&bye, 200, None, None).await;
+    daemon.stop().await;
+}

@@ -41,6 +41,8 @@ pub enum Builtin {
     MailboxFull,
     /// "Sorry, that is not a valid option."
     InvalidOption,
+    /// A minute of ringback tone, while a menu's choice rings someone.
+    Ringback,
 }
 
 /// The metadata stored beside a voicemail.
@@ -96,6 +98,17 @@ pub enum MediaCommand {
     /// Finish the recording: kept if it holds a second of sound or more
     /// (trailing silence trimmed), else removed; [`MediaEvent::Recorded`].
     StopRecording { session: MediaId },
+    /// Bind a second port, `port`, for the leg the caller will be bridged
+    /// to (its SDP offer names it).
+    PrepareBridge { session: MediaId, port: u16 },
+    /// Relay the caller's RTP to the leg's and back (transcoding between
+    /// laws, DTMF carried across) from now on; prompts stop.
+    Bridge {
+        session: MediaId,
+        remote: Option<SocketAddr>,
+        law: Law,
+        telephone_event: Option<u8>,
+    },
     /// Stop everything and free the port (a recording is finished first).
     Close { session: MediaId },
 }

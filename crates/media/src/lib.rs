@@ -14,6 +14,7 @@
 
 pub mod dtmf;
 pub mod g711;
+pub mod relay;
 pub mod rtp;
 pub mod sdp;
 pub mod session;

@@ -91,6 +91,14 @@ impl Session {
         self.telephone_event = telephone_event;
     }
 
+    pub fn law(&self) -> Law {
+        self.law
+    }
+
+    pub fn telephone_event(&self) -> Option<u8> {
+        self.telephone_event
+    }
+
     /// Where our packets go now.
     pub fn remote(&self) -> SocketAddr {
         self.remote

@@ -100,6 +100,8 @@ fn session_of(command: &MediaCommand) -> MediaId {
         | MediaCommand::StopPlaying { session }
         | MediaCommand::Record { session, .. }
         | MediaCommand::StopRecording { session }
+        | MediaCommand::PrepareBridge { session, .. }
+        | MediaCommand::Bridge { session, .. }
         | MediaCommand::Close { session } => *session,
     }
 }
@@ -139,10 +141,20 @@ async fn run_session(
     let mut ticker = tokio::time::interval(PACKET);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buf = vec![0u8; 2048];
+    let mut leg_buf = vec![0u8; 2048];
+    // The second socket, toward a leg the caller is bridged to.
+    let mut leg: Option<(UdpSocket, Option<SocketAddr>)> = None;
+    let mut relay: Option<media::relay::Relay> = None;
     loop {
+        let leg_recv = async {
+            match &leg {
+                Some((s, _)) => s.recv_from(&mut leg_buf).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = ctx.shutdown.cancelled() => break,
-            _ = ticker.tick() => {
+            _ = ticker.tick(), if relay.is_none() => {
                 let (to, packet) = session.tick();
                 if remote_known {
                     let _ = socket.try_send_to(&packet, to);
@@ -150,8 +162,30 @@ async fn run_session(
             }
             received = socket.recv_from(&mut buf) => {
                 if let Ok((n, from)) = received {
-                    session.receive(from, &buf[..n]);
+                    match (&mut relay, &leg) {
+                        (Some(r), Some((leg_socket, Some(to)))) => {
+                            if let Some(out) = r.forward(media::relay::Direction::AToB, &buf[..n]) {
+                                let _ = leg_socket.try_send_to(&out, *to);
+                            }
+                            session.set_remote(from, session.law(), session.telephone_event());
+                        }
+                        (Some(_), _) => {}
+                        (None, _) => session.receive(from, &buf[..n]),
+                    }
                     remote_known = true;
+                }
+            }
+            received = leg_recv => {
+                if let Ok((n, from)) = received {
+                    if let Some((_, to)) = leg.as_mut() {
+                        // Symmetric RTP toward the leg too.
+                        *to = Some(from);
+                    }
+                    if let Some(r) = relay.as_mut() {
+                        if let Some(out) = r.forward(media::relay::Direction::BToA, &leg_buf[..n]) {
+                            let _ = socket.try_send_to(&out, session.remote());
+                        }
+                    }
                 }
             }
             command = commands.recv() => {
@@ -192,6 +226,37 @@ async fn run_session(
                     MediaCommand::StopRecording { .. } => {
                         let event = finish(&mut session, recording.take(), id);
                         report(event).await;
+                    }
+                    MediaCommand::PrepareBridge { port, .. } => {
+                        let addr = SocketAddr::new(ctx.bind_ip, port);
+                        match UdpSocket::bind(addr).await {
+                            Ok(s) => leg = Some((s, None)),
+                            Err(e) => {
+                                report(MediaEvent::Failed {
+                                    session: id,
+                                    reason: format!("binding the relay's RTP {addr}: {e}"),
+                                })
+                                .await;
+                            }
+                        }
+                    }
+                    MediaCommand::Bridge { remote, law, telephone_event, .. } => {
+                        session.stop_playing();
+                        if let Some((_, to)) = leg.as_mut() {
+                            *to = remote.or(*to);
+                        }
+                        let a = media::relay::Side {
+                            law: session.law(),
+                            telephone_event: session.telephone_event(),
+                        };
+                        let b = media::relay::Side { law, telephone_event };
+                        relay = Some(media::relay::Relay::new(
+                            a,
+                            b,
+                            media::rtp::RtpSender::new(fastrand::u32(..), fastrand::u16(..), fastrand::u32(..)),
+                            media::rtp::RtpSender::new(fastrand::u32(..), fastrand::u16(..), fastrand::u32(..)),
+                        ));
+                        tracing::debug!(?remote, ?law, "bridged");
                     }
                     MediaCommand::Open { .. } => {}
                 }

@@ -75,6 +75,25 @@ pub struct PromptStore {
     workspace: Vec<Audio>,
     builtin: Vec<(Builtin, Audio)>,
     digits: Vec<Audio>,
+    ringback: Audio,
+}
+
+/// A minute of North American ringback: 440 + 480 Hz, 2 s on, 4 s off.
+fn ringback() -> Audio {
+    let cycle = 6 * media::SAMPLE_RATE as usize;
+    let on = 2 * media::SAMPLE_RATE as usize;
+    let rate = media::SAMPLE_RATE as f32;
+    (0..10 * cycle)
+        .map(|i| {
+            if i % cycle >= on {
+                return 0;
+            }
+            let t = i as f32 / rate;
+            let w = |f: f32| (2.0 * std::f32::consts::PI * f * t).sin();
+            (3000.0 * (w(440.0) + w(480.0))) as i16
+        })
+        .collect::<Vec<_>>()
+        .into()
 }
 
 fn decode_embedded(bytes: &[u8]) -> Audio {
@@ -126,6 +145,7 @@ impl PromptStore {
                 .map(|(b, bytes)| (*b, decode_embedded(bytes)))
                 .collect(),
             digits: DIGITS.iter().map(|bytes| decode_embedded(bytes)).collect(),
+            ringback: ringback(),
         })
     }
 
@@ -138,6 +158,7 @@ impl PromptStore {
                 .cloned()
                 .into_iter()
                 .collect(),
+            Sound::Builtin(Builtin::Ringback) => vec![self.ringback.clone()],
             Sound::Builtin(b) => self
                 .builtin
                 .iter()

@@ -5,9 +5,10 @@
 //! wrong key, then the fallback). The audio is the media runtime's: this
 //! module sends it [`MediaCommand`]s and follows its [`MediaEvent`]s.
 //!
-//! A menu key that rings users or another number needs the RTP relay that
-//! bridges the caller (already answered) to whoever picks up; until it
-//! exists such a key is logged and treated as a wrong key.
+//! A menu key that rings users, another number or an external one keeps
+//! the caller (already answered) on a ringback tone while the legs ring
+//! with the relay's offer; whoever picks up is bridged to the caller by the
+//! media runtime's RTP relay.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -29,6 +30,8 @@ const VOICEMAIL_SILENCE: Duration = Duration::from_secs(10);
 pub(crate) struct MediaCall {
     pub(crate) session: MediaId,
     pub(crate) port: u16,
+    /// The relay's port toward the legs, once a menu's choice rings.
+    pub(crate) relay_port: Option<u16>,
     pub(crate) step: MediaStep,
 }
 
@@ -50,6 +53,8 @@ pub(crate) enum MediaStep {
         tries: u32,
         waiting: bool,
     },
+    /// A menu's choice rings; the caller hears ringback, then the relay.
+    Transfer,
 }
 
 impl<B: Backend> Engine<B> {
@@ -136,6 +141,7 @@ impl<B: Backend> Engine<B> {
         call.media = Some(Box::new(MediaCall {
             session,
             port,
+            relay_port: None,
             step: MediaStep::Closing,
         }));
         let inbound_tx = call.caller.tx;
@@ -144,6 +150,8 @@ impl<B: Backend> Engine<B> {
         if !early {
             call.state = CallState::Media;
             call.answered = Some(at);
+            call.caller.answered_by_us = true;
+            call.caller.invite = self.tl.request(inbound_tx).cloned().map(Box::new);
         }
         if let Some(req) = self.tl.request(inbound_tx) {
             let reason = if early { "Session Progress" } else { "OK" };
@@ -179,9 +187,31 @@ impl<B: Backend> Engine<B> {
         let number_idx = call.plan.number.unwrap_or(call.number);
         let workspace = std::sync::Arc::clone(&call.workspace);
         let number = workspace.directory.number(number_idx);
+        let rings = !matches!(
+            destination,
+            Destination::Message(_)
+                | Destination::Voicemail
+                | Destination::Ivr(_)
+                | Destination::Hangup { .. }
+        );
+        if call.caller.answered_by_us && !rings {
+            // Back from ringing (nobody took a menu's choice): ours again.
+            if media.step == MediaStep::Transfer {
+                self.out
+                    .push_back(Output::Media(MediaCommand::StopPlaying { session }));
+            }
+            call.state = CallState::Media;
+        }
+        let Some(call) = self.calls.get_mut(key) else {
+            return;
+        };
+        let answered = call.state == CallState::Media;
+        let Some(media) = call.media.as_mut() else {
+            return;
+        };
         match destination {
             Destination::Message(prompt) => {
-                media.step = if call.state == CallState::Media {
+                media.step = if answered {
                     MediaStep::Closing
                 } else {
                     MediaStep::Message
@@ -207,15 +237,97 @@ impl<B: Backend> Engine<B> {
                 self.play(session, vec![Sound::Prompt(greeting)]);
             }
             Destination::Hangup { .. } => self.media_hang_up(now, key),
-            other => {
-                // Ringing someone from here needs the RTP relay (not built).
-                tracing::info!(
-                    action = other.action(),
-                    "a menu destination that rings needs the RTP relay, not built yet: treated as a wrong key"
-                );
-                self.menu_retry(now, key, true);
-            }
+            ringing => self.start_transfer(now, key, ringing),
         }
+    }
+
+    /// A menu's choice rings users, a number or an external number: the
+    /// legs are offered the relay's port while the caller hears ringback.
+    fn start_transfer(&mut self, now: Instant, key: CallKey, destination: Destination) {
+        let Some(call) = self.calls.get(key) else {
+            return;
+        };
+        let workspace = std::sync::Arc::clone(&call.workspace);
+        if call.caller.answered_by_us && call.state == CallState::Ringing {
+            // Already ringing (a number whose plan rings): nothing to set up.
+            return self.follow_transfer(now, key, destination);
+        }
+        let Some(port) = self
+            .media_ports
+            .take(&workspace.directory.media().rtp_ports)
+        else {
+            tracing::warn!("no RTP port left for the relay");
+            return self.media_hang_up(now, key);
+        };
+        let ip: IpAddr = workspace
+            .directory
+            .media()
+            .advertise
+            .or(self.cfg.udp_addr.map(|a| a.ip()))
+            .or(self.cfg.tcp_addr.map(|a| a.ip()))
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let offer = sdp::offer(Local {
+            rtp: SocketAddr::new(ip, port),
+            session_id: self.ids.u64() >> 1,
+            version: 1,
+        });
+        let Some(call) = self.calls.get_mut(key) else {
+            return;
+        };
+        let Some(media) = call.media.as_mut() else {
+            self.media_ports.give_back(port);
+            return;
+        };
+        if let Some(old) = media.relay_port.replace(port) {
+            self.media_ports.give_back(old);
+        }
+        media.step = MediaStep::Transfer;
+        let session = media.session;
+        call.leg_offer = Some(offer.into());
+        call.state = CallState::Ringing;
+        self.out
+            .push_back(Output::Media(MediaCommand::PrepareBridge { session, port }));
+        self.out
+            .push_back(Output::Media(MediaCommand::StopPlaying { session }));
+        self.play(session, vec![Sound::Builtin(Builtin::Ringback)]);
+        self.follow_transfer(now, key, destination);
+    }
+
+    fn follow_transfer(&mut self, now: Instant, key: CallKey, destination: Destination) {
+        if let Some(call) = self.calls.get_mut(key) {
+            call.plan.then = destination;
+            call.plan.tiers.clear();
+            call.step = 0;
+            // The destination below counts itself.
+            call.destinations = call.destinations.saturating_sub(1);
+        }
+        self.follow_destination(now, key, super::plan::TierEnd::EveryLegFailed);
+    }
+
+    /// A leg answered a call the daemon had answered: the relay joins them.
+    pub(crate) fn bridge(&mut self, key: CallKey, response: &sip::Message) {
+        let Some(media) = self.calls.get(key).and_then(|c| c.media.as_ref()) else {
+            return;
+        };
+        let session = media.session;
+        let (remote, law, telephone_event) = match sdp::parse_offer(response.body()) {
+            Ok(answer) => (
+                (answer.rtp.port() != 0).then_some(answer.rtp),
+                answer.law.unwrap_or(media::g711::Law::Mu),
+                answer.telephone_event,
+            ),
+            Err(e) => {
+                tracing::info!(error = %e, "the leg's answer cannot be read: its RTP is learned from its packets");
+                (None, media::g711::Law::Mu, None)
+            }
+        };
+        self.out.push_back(Output::Media(MediaCommand::Bridge {
+            session,
+            remote,
+            law,
+            telephone_event,
+        }));
+        self.set_step(key, MediaStep::Closing);
     }
 
     fn play(&mut self, session: MediaId, sounds: Vec<Sound>) {

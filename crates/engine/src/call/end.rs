@@ -89,6 +89,11 @@ impl<B: Backend> Engine<B> {
             return;
         };
         tracing::debug!(call_id = %call.caller.dialog.call_id, status, "call failed");
+        if call.caller.answered_by_us {
+            // Answered already (a menu's choice rang nobody): hang up.
+            self.send_bye(now, key, Side::Caller);
+            return self.end_call(now, key, outcome);
+        }
         let inbound_tx = call.caller.tx;
         let tag = call.caller.dialog.local_tag().to_string();
         if let Some(req) = self.tl.request(inbound_tx) {
@@ -158,6 +163,9 @@ impl<B: Backend> Engine<B> {
                     session,
                 }));
             self.media_ports.give_back(media.port);
+            if let Some(port) = media.relay_port {
+                self.media_ports.give_back(port);
+            }
         }
         for leg in &mut call.legs {
             if leg.state == LegState::Ringing && !leg.cancel_sent {
@@ -250,6 +258,13 @@ impl<B: Backend> Engine<B> {
                 self.send_bye(now, key, Side::Caller);
                 let outcome = CallOutcome::Completed {
                     hung_up_by: Party::Callee,
+                };
+                self.end_call(now, key, outcome);
+            }
+            (CallState::Ringing, Side::Caller) if call.caller.answered_by_us => {
+                // Hung up while a menu's choice rang.
+                let outcome = CallOutcome::Completed {
+                    hung_up_by: Party::Caller,
                 };
                 self.end_call(now, key, outcome);
             }

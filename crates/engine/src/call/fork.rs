@@ -76,6 +76,8 @@ impl<B: Backend> Engine<B> {
             sent_early_media: false,
             acked: false,
             from_trunk,
+            answered_by_us: false,
+            invite: None,
             reliable: sip::reliable::wants_100rel(req).then(|| {
                 let required = sip::reliable::names_100rel(req, HeaderName::Require);
                 super::reliable::ReliableProvisionals::new(required, self.ids.u64() as u32)
@@ -101,6 +103,7 @@ impl<B: Backend> Engine<B> {
             lease: None,
             relayed_invite: None,
             media: None,
+            leg_offer: None,
             timers: Vec::with_capacity(2),
             started: at,
             arrived: now,
@@ -156,12 +159,21 @@ impl<B: Backend> Engine<B> {
         else {
             return Vec::new();
         };
-        let Some(req) = self.tl.request(inbound_tx) else {
+        // Once the daemon answered the caller, its transaction let the
+        // INVITE go: the call kept a copy.
+        let saved = self.calls.get(key).and_then(|c| c.caller.invite.clone());
+        let Some(req) = self.tl.request(inbound_tx).or(saved.as_deref()) else {
             return Vec::new();
         };
         let max_forwards = req.max_forwards().unwrap_or(70).saturating_sub(1).min(70);
-        let content_type = req.header(HeaderName::ContentType).map(str::to_string);
-        let body = req.body().clone();
+        let (content_type, body) = match self.calls.get(key).and_then(|c| c.leg_offer.clone()) {
+            // Bridged by the relay: the legs get its offer.
+            Some(offer) => (Some("application/sdp".to_string()), offer),
+            None => (
+                req.header(HeaderName::ContentType).map(str::to_string),
+                req.body().clone(),
+            ),
+        };
         let trusted = self.calls.get(key).is_some_and(|c| c.caller.from_trunk);
         let (caller_name, caller_user) = caller_identity(req, trusted);
         let display = quoted(&format!("{caller_name} ({line})"));
@@ -261,7 +273,7 @@ impl<B: Backend> Engine<B> {
             self.send_cancel(now, tx, reason);
             return;
         }
-        if !(180..=183).contains(&status) || !call_ringing {
+        if !(180..=183).contains(&status) || !call_ringing || call.caller.answered_by_us {
             return;
         }
         // Early media: the first 18x with SDP reaches the caller with that
@@ -440,13 +452,14 @@ impl<B: Backend> Engine<B> {
         call.state = CallState::Answered(leg_id);
         call.answered = Some(at);
         let late_offer = call.caller.late_offer;
+        let bridged = call.caller.answered_by_us;
         let workspace = Arc::clone(&call.workspace);
         let Some(leg) = call.leg_mut(leg_id) else {
             return;
         };
         leg.state = LegState::Answered;
         leg.outcome = Some(LegOutcome::Answered);
-        if !late_offer {
+        if !late_offer || bridged {
             let local = local_addr(&self.cfg, leg.dialog.peer.transport);
             let ack = leg.dialog.ack(&mut self.ids, local, leg.invite_cseq, None);
             let bytes = Bytes::from(ack.encode());
@@ -480,6 +493,10 @@ impl<B: Backend> Engine<B> {
             }
         }
 
+        if bridged {
+            // The caller talks to the relay already: it now joins the leg.
+            self.bridge(key, response);
+        }
         // The caller gets the answer with the device's SDP.
         let Some(call) = self.calls.get(key) else {
             return;
@@ -488,7 +505,12 @@ impl<B: Backend> Engine<B> {
         let tag = call.caller.dialog.local_tag().to_string();
         let transport = call.caller.dialog.peer.transport;
         let legs = call.legs.len();
-        if let Some(req) = self.tl.request(inbound_tx) {
+        let request = if bridged {
+            None
+        } else {
+            self.tl.request(inbound_tx)
+        };
+        if let Some(req) = request {
             let mut ok = response_to(req, 200, "OK", Some(&tag), true);
             ok.push(
                 HeaderName::Contact,

@@ -204,6 +204,12 @@ pub(crate) struct Caller {
     pub(crate) acked: bool,
     /// The call came from a trunk (its identity headers are trusted).
     pub(crate) from_trunk: bool,
+    /// The daemon answered the caller itself (voicemail, IVR): no more
+    /// provisionals, and whoever answers later is bridged by RTP relay.
+    pub(crate) answered_by_us: bool,
+    /// The INVITE, kept once the daemon answered (its transaction lets it
+    /// go) for the legs a menu's choice rings.
+    pub(crate) invite: Option<Box<Message>>,
     /// The caller supports or requires 100rel: provisionals go reliably.
     pub(crate) reliable: Option<Box<reliable::ReliableProvisionals>>,
 }
@@ -250,6 +256,9 @@ pub(crate) struct Call<V> {
     pub(crate) relayed_invite: Option<RelayedInvite>,
     /// The daemon's own media for this call (message, voicemail, IVR).
     pub(crate) media: Option<Box<answer::MediaCall>>,
+    /// The SDP legs are offered instead of the caller's: the relay's port,
+    /// once the daemon answered the caller.
+    pub(crate) leg_offer: Option<Bytes>,
     /// This call's entries in the timer table, removed when it ends.
     pub(crate) timers: Vec<(Instant, CallTimer)>,
     pub(crate) started: Timestamp,

@@ -141,7 +141,7 @@ impl<B: Backend> Engine<B> {
     }
 
     /// Nobody took the call from the plan's tiers: where it goes now.
-    fn follow_destination(&mut self, now: Instant, key: CallKey, end: TierEnd) {
+    pub(crate) fn follow_destination(&mut self, now: Instant, key: CallKey, end: TierEnd) {
         let at = self.clock.timestamp(now);
         let Some(call) = self.calls.get_mut(key) else {
             return;
@@ -245,7 +245,8 @@ impl<B: Backend> Engine<B> {
         let outbound = trunk.outbound.as_ref()?;
         let inbound_tx = self.calls.get(key)?.caller.tx;
         let first = self.calls.get(key)?.legs.len();
-        let req = self.tl.request(inbound_tx)?;
+        let saved = self.calls.get(key).and_then(|c| c.caller.invite.clone());
+        let req = self.tl.request(inbound_tx).or(saved.as_deref())?;
         let peer = Peer {
             transport: Transport::Udp,
             addr: outbound.address,
@@ -264,8 +265,13 @@ impl<B: Backend> Engine<B> {
         let remote = format!("<{uri}>");
         let call_id = self.ids.call_id();
         let max_forwards = req.max_forwards().unwrap_or(70).saturating_sub(1).min(70);
-        let content_type = req.header(HeaderName::ContentType).map(str::to_string);
-        let body = req.body().clone();
+        let (content_type, body) = match self.calls.get(key).and_then(|c| c.leg_offer.clone()) {
+            Some(offer) => (Some("application/sdp".to_string()), offer),
+            None => (
+                req.header(HeaderName::ContentType).map(str::to_string),
+                req.body().clone(),
+            ),
+        };
         let dialog = Dialog::uac(peer, call_id, local, remote, uri);
         let mut invite = dialog.invite(&mut self.ids, local_addr, max_forwards);
         invite.push_other(

@@ -143,7 +143,9 @@ impl<B: Backend> Engine<B> {
             self.hang_up(now, key, side);
             return;
         }
-        if state == CallState::Media {
+        let ours = state == CallState::Media
+            || (state == CallState::Ringing && call.caller.answered_by_us && side == Side::Caller);
+        if ours {
             return self.in_media_dialog(now, key, server_tx, method);
         }
         // RFC 3311 / 6086: UPDATE and INFO also travel in an early dialog:

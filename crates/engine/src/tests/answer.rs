@@ -50,6 +50,15 @@ fn media_line(dest: DestinationSpec) -> Directory {
                             prompt: "bye.wav".into(),
                         },
                     ),
+                    (
+                        "4".into(),
+                        DestinationSpec::Ring {
+                            users: vec!["alice".into()],
+                            strategy: Strategy::Simultaneous,
+                            step_timeout_secs: None,
+                            ring_timeout_secs: Some(20),
+                        },
+                    ),
                 ],
                 ..MenuSpec::default()
             }),
@@ -352,4 +361,77 @@ fn an_offer_without_g711_gets_488() {
     sim.deliver(TRUNK, &invite);
     assert_eq!(finals_to_trunk(&mut sim), [488]);
     assert!(sim.media_taken().is_empty());
+}
+
+#[test]
+fn a_menu_key_that_rings_offers_the_relay_and_bridges_whoever_answers() {
+    let mut sim = sim_with(DestinationSpec::Ivr { menu: None });
+    sim.sign_in("alice", ALICE);
+    let invite = invite_with_offer("t1");
+    sim.deliver(TRUNK, &invite);
+    let (ok, session) = answered(&mut sim, 200);
+    sim.deliver(
+        TRUNK,
+        &Side::caller(&invite, &ok).request_at(Method::Ack, 1, ""),
+    );
+    sim.media.clear();
+    sim.feed(MediaEvent::Digit {
+        session,
+        digit: '4',
+    });
+    let commands = sim.media_taken();
+    let port = commands
+        .iter()
+        .find_map(|c| match c {
+            MediaCommand::PrepareBridge { port, .. } => Some(*port),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("a relay port: {commands:?}"));
+    assert!(commands.iter().any(|c| matches!(c, MediaCommand::Play { sounds, .. } if sounds == &[Sound::Builtin(Builtin::Ringback)])));
+    let ia = invites_to(&mut sim, ALICE).pop().expect("alice rings");
+    let sdp = std::str::from_utf8(ia.body()).unwrap();
+    assert!(
+        sdp.contains(&format!("m=audio {port} RTP/AVP 0 8 101")),
+        "{sdp}"
+    );
+    assert!(
+        sim.take(TRUNK).iter().all(|m| m.status().is_none()),
+        "no provisional to an answered caller"
+    );
+    let answer = "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 41000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
+    sim.deliver(ALICE, &with_sdp(reply(&ia, 200, "a"), answer));
+    assert_eq!(sim.take_requests(ALICE, Method::Ack).len(), 1);
+    let bridge = sim.media_taken();
+    assert!(bridge.iter().any(|c| matches!(c, MediaCommand::Bridge { remote: Some(r), law: ::media::g711::Law::A, .. } if r.port() == 41000)), "{bridge:?}");
+    assert!(
+        sim.take(TRUNK).iter().all(|m| m.status() != Some(200)),
+        "the caller has its 200 already"
+    );
+    assert_eq!(sim.busy("alice"), 1);
+    // The caller hangs up: alice gets the BYE, the sessions close.
+    let mut caller = Side::caller(&invite, &ok);
+    caller.cseq = 5;
+    sim.deliver(TRUNK, &caller.request(Method::Bye, ""));
+    assert_eq!(sim.take_requests(ALICE, Method::Bye).len(), 1);
+    assert!(sim.media_taken().contains(&MediaCommand::Close { session }));
+    assert_eq!(sim.busy("alice"), 0);
+}
+
+#[test]
+fn nobody_taking_a_menus_choice_hangs_up_the_answered_caller() {
+    let mut sim = sim_with(DestinationSpec::Ivr { menu: None });
+    let invite = invite_with_offer("t2");
+    sim.deliver(TRUNK, &invite);
+    let (ok, session) = answered(&mut sim, 200);
+    sim.deliver(
+        TRUNK,
+        &Side::caller(&invite, &ok).request_at(Method::Ack, 1, ""),
+    );
+    // alice is not signed in: nobody can ring.
+    sim.feed(MediaEvent::Digit {
+        session,
+        digit: '4',
+    });
+    assert_eq!(sim.take_requests(TRUNK, Method::Bye).len(), 1);
+    assert!(sim.media_taken().contains(&MediaCommand::Close { session }));
 }

@@ -1,0 +1,186 @@
+//! Two RTP streams bridged by the daemon: what one side sends is passed to
+//! the other, transcoded when their G.711 laws differ, with RFC 4733
+//! events carried across on the other side's payload type. Each direction
+//! is re-sent as our own stream (our SSRC, sequence and timestamps), so
+//! either side sees one continuous source.
+
+use crate::g711::Law;
+use crate::rtp::{classify, Datagram, RtpSender};
+
+/// One side of a bridge: how it speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Side {
+    pub law: Law,
+    pub telephone_event: Option<u8>,
+}
+
+/// A direction of the bridge: what comes in on one side goes out on the other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    AToB,
+    BToA,
+}
+
+pub struct Relay {
+    a: Side,
+    b: Side,
+    to_a: RtpSender,
+    to_b: RtpSender,
+    scratch: Vec<i16>,
+    out: Vec<u8>,
+    /// The last event timestamp seen per direction, and the one we gave it.
+    events: [Option<(u32, u32)>; 2],
+}
+
+impl Relay {
+    pub fn new(a: Side, b: Side, to_a: RtpSender, to_b: RtpSender) -> Relay {
+        Relay {
+            a,
+            b,
+            to_a,
+            to_b,
+            scratch: Vec::with_capacity(160),
+            out: Vec::with_capacity(160),
+            events: [None, None],
+        }
+    }
+
+    /// A datagram that came in; the packet to send on the other side.
+    pub fn forward(&mut self, direction: Direction, bytes: &[u8]) -> Option<Vec<u8>> {
+        let Datagram::Rtp(packet) = classify(bytes) else {
+            return None;
+        };
+        let (from, to, sender, slot) = match direction {
+            Direction::AToB => (self.a, self.b, &mut self.to_b, 0),
+            Direction::BToA => (self.b, self.a, &mut self.to_a, 1),
+        };
+        if Some(packet.payload_type) == from.telephone_event {
+            let pt = to.telephone_event?;
+            // Every packet of one event shares its timestamp on the way out too.
+            let ts = match self.events[slot] {
+                Some((theirs, ours)) if theirs == packet.timestamp => ours,
+                _ => {
+                    let ours = sender.timestamp();
+                    self.events[slot] = Some((packet.timestamp, ours));
+                    ours
+                }
+            };
+            let event = crate::dtmf::Event::parse(&packet.payload)?;
+            if event.end {
+                // The clock moves on by the event's length once it ends.
+                if sender.timestamp() == ts {
+                    sender.skip(u32::from(event.duration));
+                }
+            }
+            return Some(sender.packet_at(pt, &packet.payload, ts, packet.marker));
+        }
+        let law_in = match packet.payload_type {
+            0 => Law::Mu,
+            8 => Law::A,
+            _ => return None,
+        };
+        let samples = packet.payload.len() as u32;
+        if packet.marker {
+            sender.talk_spurt();
+        }
+        if law_in == to.law {
+            return Some(sender.packet(to.law.payload_type(), &packet.payload, samples));
+        }
+        self.scratch.clear();
+        law_in.decode_into(&packet.payload, &mut self.scratch);
+        self.out.clear();
+        to.law.encode_into(&self.scratch, &mut self.out);
+        Some(sender.packet(to.law.payload_type(), &self.out, samples))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn relay() -> Relay {
+        Relay::new(
+            Side {
+                law: Law::Mu,
+                telephone_event: Some(101),
+            },
+            Side {
+                law: Law::A,
+                telephone_event: Some(96),
+            },
+            RtpSender::new(1, 100, 1000),
+            RtpSender::new(2, 200, 2000),
+        )
+    }
+
+    #[test]
+    fn audio_is_transcoded_between_pcmu_and_pcma_both_ways() {
+        let mut r = relay();
+        let mut caller = RtpSender::new(9, 5, 50);
+        let tone: Vec<i16> = (0..160).map(|i| ((i % 40) as i16 - 20) * 500).collect();
+        let mut mu = Vec::new();
+        Law::Mu.encode_into(&tone, &mut mu);
+        let out = r
+            .forward(Direction::AToB, &caller.packet(0, &mu, 160))
+            .unwrap();
+        let Datagram::Rtp(p) = classify(&out) else {
+            panic!()
+        };
+        assert_eq!(p.payload_type, 8);
+        assert_eq!(p.ssrc, 2, "our stream toward B");
+        let mut back = Vec::new();
+        Law::A.decode_into(&p.payload, &mut back);
+        for (a, b) in tone.iter().zip(&back) {
+            assert!((a - b).abs() <= 400, "{a} vs {b}");
+        }
+        // B to A: PCMA in, PCMU out.
+        let mut phone = RtpSender::new(7, 1, 0);
+        let mut alaw = Vec::new();
+        Law::A.encode_into(&tone, &mut alaw);
+        let out = r
+            .forward(Direction::BToA, &phone.packet(8, &alaw, 160))
+            .unwrap();
+        let Datagram::Rtp(p) = classify(&out) else {
+            panic!()
+        };
+        assert_eq!((p.payload_type, p.ssrc), (0, 1));
+    }
+
+    #[test]
+    fn dtmf_events_cross_on_the_other_sides_payload_type_with_one_timestamp() {
+        let mut r = relay();
+        let mut caller = RtpSender::new(9, 5, 50);
+        let ev = |end| {
+            crate::dtmf::Event {
+                event: 5,
+                end,
+                volume: 10,
+                duration: 400,
+            }
+            .to_bytes()
+        };
+        let a = r
+            .forward(
+                Direction::AToB,
+                &caller.packet_at(101, &ev(false), 777, true),
+            )
+            .unwrap();
+        let b = r
+            .forward(
+                Direction::AToB,
+                &caller.packet_at(101, &ev(true), 777, false),
+            )
+            .unwrap();
+        let (Datagram::Rtp(a), Datagram::Rtp(b)) = (classify(&a), classify(&b)) else {
+            panic!()
+        };
+        assert_eq!((a.payload_type, b.payload_type), (96, 96));
+        assert_eq!(a.timestamp, b.timestamp);
+        assert_ne!(a.seq, b.seq);
+        // Comfort noise and unknown payloads are not passed.
+        assert!(r
+            .forward(Direction::AToB, &caller.packet(13, &[0], 160))
+            .is_none());
+    }
+}
