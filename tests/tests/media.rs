@@ -467,3 +467,104 @@ async fn a_menu_key_rings_a_user_and_the_relay_bridges_them_pcmu_to_pcma() {
     phone.respond(&bye, 200, None, None).await;
     daemon.stop().await;
 }
+
+/// A menu whose "5" plays a message and hangs up; returns the daemon,
+/// the trunk, the caller's RTP, the call, and where the menu's RTP comes from.
+async fn menu_with_5(dir: &std::path::Path) -> (Daemon, Ua, Rtp, Message, Message, SocketAddr) {
+    let menu = short_prompt(dir, "menu.wav");
+    let bye = short_prompt(dir, "bye.wav");
+    let extra = media_number(
+        "action = \"ivr\"",
+        &format!(
+            "[numbers.ivr]\ngreeting = \"{menu}\"\nfallback = {{ action = \"hangup\" }}\n\
+             [numbers.ivr.options]\n\"5\" = {{ action = \"message\", prompt = \"{bye}\" }}\n"
+        ),
+    );
+    let daemon = Daemon::start(test_config(dir, &extra)).await.unwrap();
+    let mut trunk = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
+    let rtp = Rtp::bind().await;
+    let (invite, ok) = call(&mut trunk, &rtp).await;
+    let from = rtp.until_prompts_done().await;
+    (daemon, trunk, rtp, invite, ok, from)
+}
+
+#[tokio::test]
+async fn an_in_band_tone_is_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, mut trunk, mut rtp, _, _, from) = menu_with_5(dir.path()).await;
+    // The key's two tones, 100 ms, in the audio itself.
+    let tone = media::dtmf::tone('5', 100, 6000.0);
+    for chunk in tone.chunks(160) {
+        let mut codes = Vec::new();
+        Law::Mu.encode_into(chunk, &mut codes);
+        let packet = rtp.sender.packet(0, &codes, 160);
+        rtp.socket.send_to(&packet, from).await.unwrap();
+    }
+    rtp.until_prompts_done().await;
+    let bye = trunk.expect_request(Method::Bye).await;
+    trunk.respond(&bye, 200, None, None).await;
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn an_info_with_application_dtmf_is_a_key_and_gets_200() {
+    let dir = tempfile::tempdir().unwrap();
+    let (daemon, mut trunk, rtp, invite, ok, _) = menu_with_5(dir.path()).await;
+    let mut info = Message::request(Method::Info, &contact_of(&ok));
+    info.push(
+        HeaderName::Via,
+        &format!("SIP/2.0/UDP {};branch=z9hG4bKdtmf5;rport", trunk.addr),
+    );
+    info.push(HeaderName::From, invite.header(HeaderName::From).unwrap());
+    info.push(HeaderName::To, ok.header(HeaderName::To).unwrap());
+    info.push(HeaderName::CallId, invite.call_id().unwrap());
+    info.push(HeaderName::CSeq, "2 INFO");
+    info.push(HeaderName::MaxForwards, "70");
+    info.push(HeaderName::ContentType, "application/dtmf");
+    info.set_body(b"5".to_vec().into());
+    trunk.send(&info).await;
+    assert_eq!(trunk.expect_response(200).await.status(), Some(200));
+    rtp.until_prompts_done().await;
+    let bye = trunk.expect_request(Method::Bye).await;
+    trunk.respond(&bye, 200, None, None).await;
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_caller_hanging_up_mid_message_keeps_what_was_said() {
+    let dir = tempfile::tempdir().unwrap();
+    let greeting = short_prompt(dir.path(), "greeting.wav");
+    let extra = media_number(
+        "action = \"voicemail\"",
+        &format!("[numbers.voicemail]\ngreeting = \"{greeting}\"\n"),
+    );
+    let daemon = Daemon::start(test_config(dir.path(), &extra))
+        .await
+        .unwrap();
+    let mut trunk = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
+    let mut rtp = Rtp::bind().await;
+    let (invite, ok) = call(&mut trunk, &rtp).await;
+    let from = rtp.until_prompts_done().await;
+    rtp.send_tone(from, 300.0, 1200).await;
+    trunk
+        .in_dialog(
+            Method::Bye,
+            &contact_of(&ok),
+            invite.header(HeaderName::From).unwrap(),
+            ok.header(HeaderName::To).unwrap(),
+            invite.call_id().unwrap(),
+            2,
+        )
+        .await;
+    assert_eq!(trunk.expect_response(200).await.status(), Some(200));
+    daemon.stop().await;
+    let mailbox = dir.path().join("voicemail").join("+15550900");
+    let wav = std::fs::read_dir(&mailbox)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "wav"))
+        .expect("the message is kept");
+    let seconds = media::wav::read_file(&wav).unwrap().len() as f32 / 8000.0;
+    assert!((1.0..=1.4).contains(&seconds), "{seconds} s");
+}

@@ -4,6 +4,9 @@
 //! switchboard [--config FILE] [--log-format human|json]
 //! switchboard check --config FILE
 //! switchboard explain --config FILE NUMBER [--at RFC3339] [--json]
+//! switchboard voicemail list --config FILE [NUMBER] [--json]
+//! switchboard voicemail export --config FILE [NUMBER] --to DIR
+//! switchboard voicemail delete --config FILE NUMBER (ID | --all)
 //! ```
 //! Without `--config`, the embedded demo workspace is used (data in ./data).
 
@@ -29,10 +32,14 @@ struct Args {
     json: bool,
     config: Option<PathBuf>,
     log_format: Option<LogFormat>,
+    /// `voicemail ACTION [NUMBER] [ID]`.
+    voicemail: Option<Vec<String>>,
+    to: Option<PathBuf>,
+    all: bool,
 }
 
 fn usage() -> &'static str {
-    "usage: switchboard [--config FILE] [--log-format human|json]\n       switchboard check --config FILE\n       switchboard explain --config FILE NUMBER [--at RFC3339] [--json]"
+    "usage: switchboard [--config FILE] [--log-format human|json]\n       switchboard check --config FILE\n       switchboard explain --config FILE NUMBER [--at RFC3339] [--json]\n       switchboard voicemail list --config FILE [NUMBER] [--json]\n       switchboard voicemail export --config FILE [NUMBER] --to DIR\n       switchboard voicemail delete --config FILE NUMBER (ID | --all)"
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -43,12 +50,23 @@ fn parse_args() -> Result<Args, String> {
         json: false,
         config: None,
         log_format: None,
+        voicemail: None,
+        to: None,
+        all: false,
     };
     let mut explaining = false;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "check" => args.check = true,
+            "voicemail" if args.voicemail.is_none() => args.voicemail = Some(Vec::new()),
+            "--to" => args.to = Some(PathBuf::from(it.next().ok_or("--to needs a folder")?)),
+            "--all" => args.all = true,
+            word if args.voicemail.is_some() && !word.starts_with('-') => {
+                if let Some(words) = args.voicemail.as_mut() {
+                    words.push(word.to_string());
+                }
+            }
             "explain" => explaining = true,
             "--at" => args.at = Some(it.next().ok_or("--at needs an RFC 3339 instant")?),
             "--json" => args.json = true,
@@ -72,7 +90,7 @@ fn parse_args() -> Result<Args, String> {
     if explaining && args.explain.is_none() {
         return Err("explain needs a NUMBER".into());
     }
-    if !explaining && (args.at.is_some() || args.json) {
+    if !explaining && args.at.is_some() {
         return Err("--at and --json go with explain".into());
     }
     Ok(args)
@@ -120,7 +138,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    if (args.check || args.explain.is_some()) && args.config.is_none() {
+    if (args.check || args.explain.is_some() || args.voicemail.is_some()) && args.config.is_none() {
         eprintln!(
             "switchboard: check and explain need --config FILE\n{}",
             usage()
@@ -137,6 +155,9 @@ fn main() -> ExitCode {
     };
     if let Some(number) = &args.explain {
         return explain(&config, number, args.at.as_deref(), args.json);
+    }
+    if let Some(words) = &args.voicemail {
+        return voicemail(&config, words, &args);
     }
     if args.check {
         println!(
@@ -180,6 +201,105 @@ fn main() -> ExitCode {
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// `voicemail list|export|delete`: the mailboxes under the data directory.
+fn voicemail(config: &Config, words: &[String], args: &Args) -> ExitCode {
+    use switchboard::media_runtime::voicemail as vm;
+    let data_dir = &config.server.data_dir;
+    let number = match words.get(1) {
+        Some(n) => match directory::normalize_e164(n) {
+            Some(e164) if config.directory.number_index(e164.as_str()).is_some() => {
+                Some(e164.as_str().to_string())
+            }
+            _ => {
+                eprintln!("switchboard: {n} is not one of the workspace's numbers");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    match words.first().map(String::as_str) {
+        Some("list") => {
+            let messages = vm::list(data_dir, number.as_deref());
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&messages).unwrap_or_default()
+                );
+            } else if messages.is_empty() {
+                println!("no messages");
+            } else {
+                for m in &messages {
+                    println!(
+                        "{}  {}  {}  {:.1} s  from {}",
+                        m.number, m.id, m.started, m.duration_seconds, m.caller
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Some("export") => {
+            let Some(to) = &args.to else {
+                eprintln!("switchboard: voicemail export needs --to DIR");
+                return ExitCode::from(EXIT_USAGE);
+            };
+            let messages = vm::list(data_dir, number.as_deref());
+            if let Err(e) = std::fs::create_dir_all(to) {
+                eprintln!("switchboard: {}: {e}", to.display());
+                return ExitCode::FAILURE;
+            }
+            for m in &messages {
+                let name = format!("{}-{}", m.number.trim_start_matches('+'), m.id);
+                let copied =
+                    std::fs::copy(vm::wav_path(data_dir, m), to.join(format!("{name}.wav")))
+                        .and_then(|_| {
+                            let json = serde_json::to_vec_pretty(m).unwrap_or_default();
+                            std::fs::write(to.join(format!("{name}.json")), json)
+                        });
+                if let Err(e) = copied {
+                    eprintln!("switchboard: exporting {name}: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            println!("{} messages exported to {}", messages.len(), to.display());
+            ExitCode::SUCCESS
+        }
+        Some("delete") => {
+            let Some(number) = number else {
+                eprintln!("switchboard: voicemail delete needs a NUMBER");
+                return ExitCode::from(EXIT_USAGE);
+            };
+            let id = words.get(2);
+            if id.is_none() && !args.all {
+                eprintln!("switchboard: voicemail delete needs a message ID, or --all");
+                return ExitCode::from(EXIT_USAGE);
+            }
+            let doomed: Vec<_> = vm::list(data_dir, Some(&number))
+                .into_iter()
+                .filter(|m| id.is_none_or(|id| &m.id == id))
+                .collect();
+            if doomed.is_empty() {
+                eprintln!("switchboard: no such message");
+                return ExitCode::FAILURE;
+            }
+            for m in &doomed {
+                if let Err(e) = vm::delete(data_dir, m) {
+                    eprintln!("switchboard: deleting {}: {e}", m.id);
+                    return ExitCode::FAILURE;
+                }
+            }
+            println!("{} messages deleted", doomed.len());
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!(
+                "switchboard: voicemail takes list, export or delete\n{}",
+                usage()
+            );
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
 }
 
 /// `explain`: prints the plan of a call to `number`; exit 1 when it cannot.

@@ -53,6 +53,7 @@ pub struct Daemon {
     inputs: mpsc::Sender<EngineInput>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
+    prompts: Arc<PromptStore>,
 }
 
 pub(crate) enum EngineInput {
@@ -172,9 +173,10 @@ impl Daemon {
             .or(server.sip_tcp)
             .map(|a| a.ip())
             .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
+        let prompts = Arc::new(prompts);
         let media = MediaRuntime::new(MediaCtx {
             inputs: input_tx.clone(),
-            prompts: Arc::new(prompts),
+            prompts: Arc::clone(&prompts),
             data_dir: server.data_dir.clone(),
             bind_ip,
             shutdown: shutdown.clone(),
@@ -216,6 +218,7 @@ impl Daemon {
             inputs: input_tx,
             shutdown,
             tasks,
+            prompts,
         })
     }
 
@@ -240,6 +243,10 @@ impl Daemon {
 
     /// Routes new calls with `directory` from now on; calls up keep theirs.
     pub async fn replace_workspace(&self, directory: Directory) -> anyhow::Result<usize> {
+        // Its prompts first: a workspace whose prompts cannot be read is refused.
+        self.prompts
+            .add(&directory, std::path::Path::new("<replaced workspace>"))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         match self.command(Command::ReplaceWorkspace(directory)).await? {
             CommandReply::WorkspaceReplaced { calls_up } => Ok(calls_up),
             other => anyhow::bail!("unexpected reply {other:?}"),

@@ -9,17 +9,19 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use directory::PromptIdx;
 use jiff::Timestamp;
 use media::g711::Law;
+use std::path::PathBuf;
 
 pub type MediaId = u64;
 
 /// Something to play.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Sound {
-    /// A prompt of the workspace (`Directory::prompt`).
-    Prompt(PromptIdx),
+    /// A prompt of the workspace, by its file (`Directory::prompt`): the
+    /// path, not the index, so that a call routed before a reload plays
+    /// what its own snapshot named.
+    Prompt(PathBuf),
     /// One of the daemon's own recordings.
     Builtin(Builtin),
     /// Digits read out one by one (a number in the default greeting).

@@ -2,8 +2,9 @@
 //! built into the binary), the embedded demo's (`prompts/demo`), and the
 //! workspace's, read and checked when the configuration is loaded.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use directory::{ConfigError, ConfigErrors, Directory};
 use engine::media::{Builtin, Sound};
@@ -70,9 +71,10 @@ const DIGITS: [&[u8]; 10] = [
     include_bytes!("../../../../prompts/builtin/digits/9.wav"),
 ];
 
-/// Every prompt, decoded once.
+/// Every prompt, decoded once. Workspace prompts are kept by path: a
+/// reload adds the new ones, and a call routed before it still finds its own.
 pub struct PromptStore {
-    workspace: Vec<Audio>,
+    workspace: RwLock<HashMap<PathBuf, Audio>>,
     builtin: Vec<(Builtin, Audio)>,
     digits: Vec<Audio>,
     ringback: Audio,
@@ -105,41 +107,9 @@ impl PromptStore {
     /// Reads every prompt the directory names; a missing or unreadable one
     /// is refused with its file, its key and the reason.
     pub fn load(directory: &Directory, config_file: &Path) -> Result<PromptStore, ConfigErrors> {
-        let mut errors = Vec::new();
-        let mut workspace = Vec::with_capacity(directory.prompts().len());
-        for prompt in directory.prompts() {
-            let embedded = EMBEDDED
-                .iter()
-                .find(|(name, _)| prompt.path.ends_with(name))
-                .map(|(_, bytes)| *bytes);
-            let audio = match std::fs::read(&prompt.path) {
-                Ok(bytes) => media::wav::parse(&bytes),
-                Err(_) if embedded.is_some() => media::wav::parse(embedded.unwrap_or_default()),
-                Err(e) => Err(media::wav::WavError::Io(e)),
-            };
-            match audio {
-                Ok(samples) if samples.is_empty() => errors.push(ConfigError::new(
-                    config_file,
-                    &prompt.key,
-                    format!("{}: the prompt holds no audio", prompt.path.display()),
-                )),
-                Ok(samples) => {
-                    workspace.push(Audio::from(samples));
-                    continue;
-                }
-                Err(e) => errors.push(ConfigError::new(
-                    config_file,
-                    &prompt.key,
-                    format!("{}: {e}", prompt.path.display()),
-                )),
-            }
-            workspace.push(Audio::from(Vec::new()));
-        }
-        if !errors.is_empty() {
-            return Err(ConfigErrors(errors));
-        }
+        let workspace = read_prompts(directory, config_file)?;
         Ok(PromptStore {
-            workspace,
+            workspace: RwLock::new(workspace),
             builtin: BUILTIN
                 .iter()
                 .map(|(b, bytes)| (*b, decode_embedded(bytes)))
@@ -149,13 +119,24 @@ impl PromptStore {
         })
     }
 
+    /// Reads the prompts of a new directory (a reload, an admin change)
+    /// and adds them; nothing is added when one cannot be read.
+    pub fn add(&self, directory: &Directory, config_file: &Path) -> Result<(), ConfigErrors> {
+        let new = read_prompts(directory, config_file)?;
+        if let Ok(mut prompts) = self.workspace.write() {
+            prompts.extend(new);
+        }
+        Ok(())
+    }
+
     /// The audio of a sound, as a list of pieces to play in order.
     pub fn resolve(&self, sound: &Sound) -> Vec<Audio> {
         match sound {
-            Sound::Prompt(p) => self
+            Sound::Prompt(path) => self
                 .workspace
-                .get(p.0 as usize)
-                .cloned()
+                .read()
+                .ok()
+                .and_then(|w| w.get(path).cloned())
                 .into_iter()
                 .collect(),
             Sound::Builtin(Builtin::Ringback) => vec![self.ringback.clone()],
@@ -173,6 +154,45 @@ impl PromptStore {
                 .collect(),
         }
     }
+}
+
+/// Reads and checks every prompt a directory names, by path.
+fn read_prompts(
+    directory: &Directory,
+    config_file: &Path,
+) -> Result<HashMap<PathBuf, Audio>, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut workspace = HashMap::with_capacity(directory.prompts().len());
+    for prompt in directory.prompts() {
+        let embedded = EMBEDDED
+            .iter()
+            .find(|(name, _)| prompt.path.ends_with(name))
+            .map(|(_, bytes)| *bytes);
+        let audio = match std::fs::read(&prompt.path) {
+            Ok(bytes) => media::wav::parse(&bytes),
+            Err(_) if embedded.is_some() => media::wav::parse(embedded.unwrap_or_default()),
+            Err(e) => Err(media::wav::WavError::Io(e)),
+        };
+        match audio {
+            Ok(samples) if samples.is_empty() => errors.push(ConfigError::new(
+                config_file,
+                &prompt.key,
+                format!("{}: the prompt holds no audio", prompt.path.display()),
+            )),
+            Ok(samples) => {
+                workspace.insert(prompt.path.clone(), Audio::from(samples));
+            }
+            Err(e) => errors.push(ConfigError::new(
+                config_file,
+                &prompt.key,
+                format!("{}: {e}", prompt.path.display()),
+            )),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(ConfigErrors(errors));
+    }
+    Ok(workspace)
 }
 
 #[cfg(test)]

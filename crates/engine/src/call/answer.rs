@@ -216,7 +216,8 @@ impl<B: Backend> Engine<B> {
                 } else {
                     MediaStep::Message
                 };
-                self.play(session, vec![Sound::Prompt(prompt)]);
+                let sound = prompt_sound(&workspace, prompt);
+                self.play(session, vec![sound]);
             }
             Destination::Voicemail => {
                 media.step = MediaStep::MailboxCheck;
@@ -234,7 +235,8 @@ impl<B: Backend> Engine<B> {
                     waiting: false,
                 };
                 let greeting = workspace.directory.menu(menu).greeting;
-                self.play(session, vec![Sound::Prompt(greeting)]);
+                let sound = prompt_sound(&workspace, greeting);
+                self.play(session, vec![sound]);
             }
             Destination::Hangup { .. } => self.media_hang_up(now, key),
             ringing => self.start_transfer(now, key, ringing),
@@ -458,7 +460,7 @@ impl<B: Backend> Engine<B> {
             .directory
             .number(call.plan.number.unwrap_or(call.number));
         let mut sounds = match number.voicemail.greeting {
-            Some(prompt) => vec![Sound::Prompt(prompt)],
+            Some(prompt) => vec![prompt_sound(&call.workspace, prompt)],
             None => vec![
                 Sound::Builtin(Builtin::YouHaveReached),
                 Sound::Digits(number.e164.trim_start_matches('+').to_string()),
@@ -586,11 +588,11 @@ impl<B: Backend> Engine<B> {
         let mut sounds = Vec::new();
         if wrong_key {
             sounds.push(match m.invalid {
-                Some(p) => Sound::Prompt(p),
+                Some(p) => prompt_sound(&call.workspace, p),
                 None => Sound::Builtin(Builtin::InvalidOption),
             });
         }
-        sounds.push(Sound::Prompt(m.greeting));
+        sounds.push(prompt_sound(&call.workspace, m.greeting));
         self.set_step(
             key,
             MediaStep::Ivr {
@@ -632,4 +634,9 @@ impl<B: Backend> Engine<B> {
             self.tl.respond(now, server_tx, &reply);
         }
     }
+}
+
+/// A prompt of `workspace`, as the media runtime finds it.
+fn prompt_sound<V>(workspace: &crate::Workspace<V>, prompt: directory::PromptIdx) -> Sound {
+    Sound::Prompt(workspace.directory.prompt(prompt).path.clone())
 }

@@ -105,16 +105,9 @@ impl Sim {
     }
 }
 
-fn prompt_path(sim: &Sim, sound: &Sound) -> String {
+fn prompt_path(_sim: &Sim, sound: &Sound) -> String {
     match sound {
-        Sound::Prompt(p) => sim
-            .workspace
-            .load()
-            .directory
-            .prompt(*p)
-            .path
-            .display()
-            .to_string(),
+        Sound::Prompt(p) => p.display().to_string(),
         other => format!("{other:?}"),
     }
 }
