@@ -139,7 +139,10 @@ async fn run_session(
     let mut session = Session::new(config);
     let mut recording: Option<voicemail::InProgress> = None;
     let mut ticker = tokio::time::interval(PACKET);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A late tick is caught up, not pushed back: the packets stay on the
+    // 20 ms grid their timestamps promise (Delay would let every hiccup
+    // shift the whole stream for good).
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut buf = vec![0u8; 2048];
     let mut leg_buf = vec![0u8; 2048];
     // The second socket, toward a leg the caller is bridged to.

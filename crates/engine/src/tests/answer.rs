@@ -428,3 +428,31 @@ fn nobody_taking_a_menus_choice_hangs_up_the_answered_caller() {
     assert_eq!(sim.take_requests(TRUNK, Method::Bye).len(), 1);
     assert!(sim.media_taken().contains(&MediaCommand::Close { session }));
 }
+
+#[test]
+fn a_late_offer_is_answered_with_our_offer_and_the_ack_says_where_to_send() {
+    let mut sim = sim_with(DestinationSpec::Voicemail);
+    let invite = trunk_invite_without_sdp("lo1");
+    sim.deliver(TRUNK, &invite);
+    let ok = sim
+        .take(TRUNK)
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .unwrap();
+    let sdp = std::str::from_utf8(ok.body()).unwrap();
+    assert!(sdp.contains("RTP/AVP 0 8 101"), "{sdp}");
+    assert!(sim
+        .media_taken()
+        .iter()
+        .any(|c| matches!(c, MediaCommand::Open { remote: None, .. })));
+    let mut ack = Side::caller(&invite, &ok).request_at(Method::Ack, 1, "");
+    ack.push(HeaderName::ContentType, "application/sdp");
+    ack.set_body(Bytes::from_static(
+        b"v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 42000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n",
+    ));
+    sim.deliver(TRUNK, &ack);
+    assert!(sim.media_taken().iter().any(|c| matches!(
+        c,
+        MediaCommand::Remote { remote, law: ::media::g711::Law::A, .. } if remote.port() == 42000
+    )));
+}
