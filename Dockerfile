@@ -34,7 +34,10 @@ RUN sed -e 's|^sip_udp = .*|sip_udp = "0.0.0.0:5060"|' \
         -e 's|^sip_tcp = .*|sip_tcp = "0.0.0.0:5060"|' \
         -e 's|^data_dir = .*|data_dir = "/var/lib/switchboard"|' \
         -e 's|^# advertise = .*|advertise = "127.0.0.1"|' \
+        -e 's|"\.\./prompts/|"/usr/share/switchboard/prompts/|' \
         config/switchboard.toml >/out/switchboard.toml \
+    && install -d /usr/share/switchboard && cp -r prompts /usr/share/switchboard/prompts \
+    && grep -q '"/usr/share/switchboard/prompts/' /out/switchboard.toml \
     && grep -q '^sip_udp = "0.0.0.0:5060"$' /out/switchboard.toml \
     && grep -q '^sip_tcp = "0.0.0.0:5060"$' /out/switchboard.toml \
     && grep -q '^data_dir = "/var/lib/switchboard"$' /out/switchboard.toml \
@@ -47,6 +50,8 @@ RUN useradd --system --home-dir /var/lib/switchboard --shell /usr/sbin/nologin s
     && install -d -o switchboard -g switchboard -m 0750 /var/lib/switchboard
 COPY --from=builder /out/switchboard /usr/local/bin/switchboard
 COPY --from=builder /out/switchboard.toml /etc/switchboard/switchboard.toml
+# The demo's prompts (the file names them here).
+COPY --from=builder /usr/share/switchboard/prompts /usr/share/switchboard/prompts
 USER switchboard
 WORKDIR /var/lib/switchboard
 VOLUME ["/var/lib/switchboard"]

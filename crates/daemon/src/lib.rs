@@ -16,5 +16,9 @@ pub mod media_runtime;
 pub mod server;
 pub mod settings;
 
+/// The name errors give the embedded demo configuration (its prompts are
+/// embedded too).
+pub const EMBEDDED_DEMO_ORIGIN: &str = "<embedded demo config>";
+
 /// The demo workspace, embedded so the daemon starts with no file at all.
 pub const DEMO_CONFIG: &str = include_str!("../../../config/switchboard.toml");

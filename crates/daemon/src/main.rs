@@ -101,8 +101,12 @@ fn load(args: &Args) -> Result<Config, String> {
         Some(path) => Config::load(path).map_err(|e| e.to_string())?,
         None => {
             let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
-            Config::parse(DEMO_CONFIG, Path::new("<embedded demo config>"), &cwd)
-                .map_err(|e| e.to_string())?
+            Config::parse(
+                DEMO_CONFIG,
+                Path::new(switchboard::EMBEDDED_DEMO_ORIGIN),
+                &cwd,
+            )
+            .map_err(|e| e.to_string())?
         }
     };
     // Every prompt is read and checked with the file (missing, unreadable,

@@ -453,6 +453,9 @@ async fn engine_loop(
             );
         }
     }
+    // Sessions end with the shutdown; a recording is finished before its
+    // task returns, so the daemon's stop waits for them.
+    media.wait().await;
 }
 
 /// Sends everything the engine has queued and hands its events on; returns

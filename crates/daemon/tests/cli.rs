@@ -16,6 +16,13 @@ fn demo() -> String {
     )
 }
 
+/// The demo config's text for a copy elsewhere: its prompts named where
+/// they are in the repository.
+fn demo_text() -> std::io::Result<String> {
+    let prompts = format!("\"{}/../../prompts/", env!("CARGO_MANIFEST_DIR"));
+    Ok(std::fs::read_to_string(demo())?.replace("\"../prompts/", &prompts))
+}
+
 #[test]
 fn check_accepts_the_demo_config() {
     let out = Command::new(BIN)
@@ -34,7 +41,7 @@ fn check_accepts_the_demo_config() {
 fn a_bad_config_is_refused_with_file_key_and_reason_before_binding() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
-    let text = std::fs::read_to_string(demo())
+    let text = demo_text()
         .unwrap()
         .replace("timezone = \"Europe/Paris\"", "timezone = \"Mars/Olympus\"")
         .replace("seats = 10", "seats = 1");
@@ -60,7 +67,7 @@ fn a_bad_config_is_refused_with_file_key_and_reason_before_binding() {
 fn the_binary_serves_on_port_zero_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sb.toml");
-    let text = std::fs::read_to_string(demo())
+    let text = demo_text()
         .unwrap()
         .replace("sip_udp = \"127.0.0.1:5060\"", "sip_udp = \"127.0.0.1:0\"")
         .replace("sip_tcp = \"127.0.0.1:5060\"", "sip_tcp = \"127.0.0.1:0\"");
@@ -121,7 +128,7 @@ fn the_binary_serves_on_port_zero_and_stops_on_sigterm() {
 /// The demo config with its data in `dir`, where carol has signed in.
 fn demo_with_carol_signed_in(dir: &std::path::Path) -> std::path::PathBuf {
     let config = dir.join("switchboard.toml");
-    let text = std::fs::read_to_string(demo()).unwrap().replace(
+    let text = demo_text().unwrap().replace(
         "data_dir = \"data\"",
         &format!("data_dir = \"{}\"", dir.join("data").display()),
     );

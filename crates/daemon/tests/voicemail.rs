@@ -196,6 +196,12 @@ fn a_message_cut_by_kill_9_is_playable_finished_at_restart_and_managed_by_the_cl
         "what was said is there: {} samples",
         samples.len()
     );
+    // A valid RIFF header: its sizes are the file's, not a guess.
+    let bytes = std::fs::read(&part).unwrap();
+    let riff = u32::from_le_bytes(bytes[4..8].try_into().unwrap()) as usize;
+    let data = u32::from_le_bytes(bytes[40..44].try_into().unwrap()) as usize;
+    assert_eq!(riff + 8, bytes.len(), "RIFF size");
+    assert_eq!(data + 44, bytes.len(), "data size");
 
     // The next start finishes it.
     let (mut child, _) = start(&config);

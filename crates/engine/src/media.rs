@@ -82,10 +82,13 @@ pub enum MediaCommand {
         law: Law,
         telephone_event: Option<u8>,
     },
-    /// Queue sounds; [`MediaEvent::PromptsDone`] when all have played.
+    /// Queue sounds; [`MediaEvent::PromptsDone`] with the same `play`
+    /// number when all have played (a late report of an earlier play is
+    /// told apart by it).
     Play {
         session: MediaId,
         sounds: Vec<Sound>,
+        play: u32,
     },
     /// Stop at once (barge-in).
     StopPlaying { session: MediaId },
@@ -133,6 +136,8 @@ pub enum MediaEvent {
     },
     PromptsDone {
         session: MediaId,
+        /// The number of the last `Play` queued when they ended.
+        play: u32,
     },
     Silence {
         session: MediaId,
@@ -152,7 +157,7 @@ impl MediaEvent {
             MediaEvent::Mailbox { session, .. }
             | MediaEvent::Failed { session, .. }
             | MediaEvent::Digit { session, .. }
-            | MediaEvent::PromptsDone { session }
+            | MediaEvent::PromptsDone { session, .. }
             | MediaEvent::Silence { session }
             | MediaEvent::Recorded { session, .. } => *session,
         }
@@ -165,6 +170,7 @@ impl MediaEvent {
 #[derive(Debug, Default)]
 pub(crate) struct Ports {
     free: std::collections::VecDeque<u16>,
+    in_use: std::collections::HashSet<u16>,
     range: Option<std::ops::RangeInclusive<u16>>,
 }
 
@@ -172,15 +178,23 @@ impl Ports {
     /// Takes a port of `range` (re-read from each snapshot: a reload may move it).
     pub(crate) fn take(&mut self, range: &std::ops::RangeInclusive<u16>) -> Option<u16> {
         if self.range.as_ref() != Some(range) {
-            // Even ports only: RTCP, when a peer sends it, goes one up.
-            self.free = range.clone().filter(|p| p % 2 == 0).collect();
+            // Even ports only: RTCP, when a peer sends it, goes one up. A
+            // port still held by a call (from the range before a reload)
+            // is not handed out again.
+            let in_use = &self.in_use;
+            self.free = range
+                .clone()
+                .filter(|p| p % 2 == 0 && !in_use.contains(p))
+                .collect();
             self.range = Some(range.clone());
         }
-        self.free.pop_front()
+        let port = self.free.pop_front()?;
+        self.in_use.insert(port);
+        Some(port)
     }
 
     pub(crate) fn give_back(&mut self, port: u16) {
-        if self.range.as_ref().is_some_and(|r| r.contains(&port)) {
+        if self.in_use.remove(&port) && self.range.as_ref().is_some_and(|r| r.contains(&port)) {
             self.free.push_back(port);
         }
     }

@@ -29,6 +29,8 @@ struct Sim {
     sent: Vec<(SocketAddr, Message)>,
     events: Vec<Event>,
     media: Vec<media::MediaCommand>,
+    /// The number of the last `Play` sent to each session.
+    last_play: std::collections::HashMap<u64, u32>,
 }
 
 const T0_MS: i64 = 1_700_000_000_000;
@@ -110,6 +112,7 @@ impl Sim {
             sent: Vec::new(),
             events: Vec::new(),
             media: Vec::new(),
+            last_play: std::collections::HashMap::new(),
         }
     }
 
@@ -163,7 +166,12 @@ impl Sim {
                     .sent
                     .push((t.to.addr, Message::parse(&t.bytes).unwrap())),
                 Output::Event(e) => self.events.push(e),
-                Output::Media(c) => self.media.push(c),
+                Output::Media(c) => {
+                    if let media::MediaCommand::Play { session, play, .. } = &c {
+                        self.last_play.insert(*session, *play);
+                    }
+                    self.media.push(c)
+                }
                 Output::Timeout(at) => return at,
             }
         }

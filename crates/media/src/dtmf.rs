@@ -68,8 +68,9 @@ impl Event {
 /// Turns RFC 4733 packets into digits, each once.
 #[derive(Clone, Debug, Default)]
 pub struct EventDetector {
-    /// The timestamp of the last event reported.
-    last: Option<u32>,
+    /// The timestamps of the last two events reported (a late end packet
+    /// of the one before must not count again).
+    last: [Option<u32>; 2],
 }
 
 impl EventDetector {
@@ -77,10 +78,10 @@ impl EventDetector {
     /// timestamp: the digit if this event is new.
     pub fn on_packet(&mut self, timestamp: u32, payload: &[u8]) -> Option<char> {
         let event = Event::parse(payload)?;
-        if self.last == Some(timestamp) {
+        if self.last.contains(&Some(timestamp)) {
             return None;
         }
-        self.last = Some(timestamp);
+        self.last = [Some(timestamp), self.last[0]];
         digit_of_event(event.event)
     }
 }

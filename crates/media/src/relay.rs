@@ -28,8 +28,10 @@ pub struct Relay {
     to_b: RtpSender,
     scratch: Vec<i16>,
     out: Vec<u8>,
-    /// The last event timestamp seen per direction, and the one we gave it.
-    events: [Option<(u32, u32)>; 2],
+    /// Per direction, what is added to an incoming timestamp to make ours:
+    /// fixed at the first packet, so gaps (loss, silence suppression) and
+    /// an event's shared timestamp carry across unchanged.
+    offsets: [Option<u32>; 2],
 }
 
 impl Relay {
@@ -41,11 +43,12 @@ impl Relay {
             to_b,
             scratch: Vec::with_capacity(160),
             out: Vec::with_capacity(160),
-            events: [None, None],
+            offsets: [None, None],
         }
     }
 
     /// A datagram that came in; the packet to send on the other side.
+    /// RFC 4733 events toward a side that negotiated none are dropped.
     pub fn forward(&mut self, direction: Direction, bytes: &[u8]) -> Option<Vec<u8>> {
         let Datagram::Rtp(packet) = classify(bytes) else {
             return None;
@@ -54,24 +57,11 @@ impl Relay {
             Direction::AToB => (self.a, self.b, &mut self.to_b, 0),
             Direction::BToA => (self.b, self.a, &mut self.to_a, 1),
         };
+        let offset = *self.offsets[slot]
+            .get_or_insert_with(|| sender.timestamp().wrapping_sub(packet.timestamp));
+        let ts = packet.timestamp.wrapping_add(offset);
         if Some(packet.payload_type) == from.telephone_event {
             let pt = to.telephone_event?;
-            // Every packet of one event shares its timestamp on the way out too.
-            let ts = match self.events[slot] {
-                Some((theirs, ours)) if theirs == packet.timestamp => ours,
-                _ => {
-                    let ours = sender.timestamp();
-                    self.events[slot] = Some((packet.timestamp, ours));
-                    ours
-                }
-            };
-            let event = crate::dtmf::Event::parse(&packet.payload)?;
-            if event.end {
-                // The clock moves on by the event's length once it ends.
-                if sender.timestamp() == ts {
-                    sender.skip(u32::from(event.duration));
-                }
-            }
             return Some(sender.packet_at(pt, &packet.payload, ts, packet.marker));
         }
         let law_in = match packet.payload_type {
@@ -79,18 +69,19 @@ impl Relay {
             8 => Law::A,
             _ => return None,
         };
-        let samples = packet.payload.len() as u32;
-        if packet.marker {
-            sender.talk_spurt();
-        }
         if law_in == to.law {
-            return Some(sender.packet(to.law.payload_type(), &packet.payload, samples));
+            return Some(sender.packet_at(
+                to.law.payload_type(),
+                &packet.payload,
+                ts,
+                packet.marker,
+            ));
         }
         self.scratch.clear();
         law_in.decode_into(&packet.payload, &mut self.scratch);
         self.out.clear();
         to.law.encode_into(&self.scratch, &mut self.out);
-        Some(sender.packet(to.law.payload_type(), &self.out, samples))
+        Some(sender.packet_at(to.law.payload_type(), &self.out, ts, packet.marker))
     }
 }
 
@@ -145,6 +136,16 @@ mod tests {
             panic!()
         };
         assert_eq!((p.payload_type, p.ssrc), (0, 1));
+        // A gap (two packets lost) stays a gap on the way out.
+        phone.skip(320);
+        let later = r
+            .forward(Direction::BToA, &phone.packet(8, &alaw, 160))
+            .unwrap();
+        let Datagram::Rtp(q) = classify(&later) else {
+            panic!()
+        };
+        assert_eq!(q.timestamp.wrapping_sub(p.timestamp), 480);
+        assert_eq!(q.seq, p.seq.wrapping_add(1));
     }
 
     #[test]

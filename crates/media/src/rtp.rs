@@ -124,6 +124,7 @@ pub fn classify(bytes: &[u8]) -> Datagram {
 pub struct Reorder {
     depth: usize,
     next: Option<u16>,
+    ssrc: Option<u32>,
     held: Vec<Packet>,
 }
 
@@ -132,12 +133,24 @@ impl Reorder {
         Reorder {
             depth: depth.max(1),
             next: None,
+            ssrc: None,
             held: Vec::new(),
         }
     }
 
     /// Takes a packet; returns those now in order.
     pub fn push(&mut self, packet: Packet) -> Vec<Packet> {
+        // A new source (a phone that restarted its stream, a transfer) or a
+        // jump far from where we are starts over rather than waiting, or
+        // dropping, for thousands of packets.
+        let far = self
+            .next
+            .is_some_and(|n| (packet.seq.wrapping_sub(n) as i16).unsigned_abs() > RESYNC);
+        if self.ssrc != Some(packet.ssrc) || far {
+            self.ssrc = Some(packet.ssrc);
+            self.next = None;
+            self.held.clear();
+        }
         let next = *self.next.get_or_insert(packet.seq);
         let ahead = packet.seq.wrapping_sub(next) as i16;
         if ahead < 0 || self.held.iter().any(|p| p.seq == packet.seq) {
@@ -166,10 +179,28 @@ impl Reorder {
     }
 }
 
+/// A sequence jump larger than this is a new stream, not reordering.
+const RESYNC: u16 = 100;
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_new_ssrc_or_a_far_jump_starts_over() {
+        let mut r = Reorder::new(4);
+        r.push(p(10));
+        let mut other = p(5000);
+        other.ssrc = 2;
+        assert_eq!(r.push(other).len(), 1, "a new source is taken at once");
+        assert_eq!(
+            r.push(p(30000)).len(),
+            1,
+            "back to ssrc 1, far away: resync"
+        );
+        assert_eq!(r.push(p(29000)).len(), 1, "far behind: resync, not 'late'");
+    }
 
     #[test]
     fn packets_count_on_and_only_the_first_of_a_spurt_is_marked() {

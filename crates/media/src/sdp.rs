@@ -24,6 +24,12 @@ pub struct AudioOffer {
     pub law: Option<Law>,
     /// The payload type the peer uses for `telephone-event/8000`.
     pub telephone_event: Option<u8>,
+    /// Every `m=` line of the offer, in order, with whether it is the
+    /// audio stream we take: the answer has as many (RFC 3264 §6), the
+    /// others refused with port 0.
+    pub streams: Vec<(String, bool)>,
+    /// The direction our answer gives (the offer's, mirrored).
+    pub direction: &'static str,
 }
 
 /// Why an SDP body cannot be answered.
@@ -49,6 +55,9 @@ pub fn parse_offer(body: &[u8]) -> Result<AudioOffer, SdpError> {
     let mut rtpmaps: Vec<(u8, String)> = Vec::new();
     let mut in_audio = false;
     let mut seen_audio = false;
+    let mut streams: Vec<(String, bool)> = Vec::new();
+    let mut secure_audio = false;
+    let mut direction = "sendrecv";
     for line in text.lines() {
         let line = line.trim_end_matches('\r');
         let Some((kind, value)) = line.split_once('=') else {
@@ -57,11 +66,16 @@ pub fn parse_offer(body: &[u8]) -> Result<AudioOffer, SdpError> {
         match kind {
             "m" => {
                 in_audio = false;
-                if seen_audio {
-                    continue;
-                }
                 let mut parts = value.split_ascii_whitespace();
-                if parts.next() != Some("audio") {
+                let kind = parts.next().unwrap_or("");
+                let proto = value.split_ascii_whitespace().nth(2).unwrap_or("");
+                // Plain RTP only: SRTP (SAVP, SAVPF, DTLS) is not spoken.
+                let plain =
+                    proto.eq_ignore_ascii_case("RTP/AVP") || proto.eq_ignore_ascii_case("RTP/AVPF");
+                let take = kind == "audio" && !seen_audio && plain;
+                secure_audio |= kind == "audio" && !plain;
+                streams.push((value.to_string(), take));
+                if !take {
                     continue;
                 }
                 let port = parts
@@ -88,7 +102,20 @@ pub fn parse_offer(body: &[u8]) -> Result<AudioOffer, SdpError> {
                     session_ip = Some(ip);
                 }
             }
-            "a" if in_audio => {
+            "a" if in_audio || !seen_audio => {
+                let mirrored = match value {
+                    "sendonly" => Some("recvonly"),
+                    "recvonly" => Some("sendonly"),
+                    "inactive" => Some("inactive"),
+                    "sendrecv" => Some("sendrecv"),
+                    _ => None,
+                };
+                if let Some(d) = mirrored {
+                    direction = d;
+                }
+                if !in_audio {
+                    continue;
+                }
                 if let Some(map) = value.strip_prefix("rtpmap:") {
                     let mut parts = map.split_ascii_whitespace();
                     if let (Some(pt), Some(name)) = (
@@ -102,7 +129,11 @@ pub fn parse_offer(body: &[u8]) -> Result<AudioOffer, SdpError> {
             _ => {}
         }
     }
-    let (port, payload_types) = audio.ok_or(SdpError::NoAudio)?;
+    let (port, payload_types) = match audio {
+        Some(a) => a,
+        None if secure_audio => return Err(SdpError::NoCommonCodec),
+        None => return Err(SdpError::NoAudio),
+    };
     let ip = media_ip.or(session_ip).ok_or(SdpError::NoConnection)?;
     let name_of = |pt: u8| {
         rtpmaps
@@ -128,6 +159,8 @@ pub fn parse_offer(body: &[u8]) -> Result<AudioOffer, SdpError> {
         payload_types,
         law,
         telephone_event,
+        streams,
+        direction,
     })
 }
 
@@ -148,7 +181,28 @@ pub const OUR_TELEPHONE_EVENT: u8 = 101;
 /// always can receive it).
 pub fn answer(offer: &AudioOffer, local: Local) -> Result<(String, Law), SdpError> {
     let law = offer.law.ok_or(SdpError::NoCommonCodec)?;
-    Ok((describe(local, law, None, offer.telephone_event), law))
+    let ours = describe(local, law, None, offer.telephone_event)
+        .replace("a=sendrecv\r\n", &format!("a={}\r\n", offer.direction));
+    if offer.streams.len() <= 1 {
+        return Ok((ours, law));
+    }
+    // Our audio section in the place of the one we took; every other
+    // stream refused (port 0) with its first format.
+    let (head, audio) = ours.split_at(ours.find("m=audio").unwrap_or(ours.len()));
+    let mut sdp = head.to_string();
+    for (line, taken) in &offer.streams {
+        if *taken {
+            sdp.push_str(audio);
+        } else {
+            let mut parts = line.split_ascii_whitespace();
+            let kind = parts.next().unwrap_or("audio");
+            let _port = parts.next();
+            let proto = parts.next().unwrap_or("RTP/AVP");
+            let format = parts.next().unwrap_or("0");
+            let _ = write!(sdp, "m={kind} 0 {proto} {format}\r\n");
+        }
+    }
+    Ok((sdp, law))
 }
 
 /// Our offer, for a call that came without one (late offer): PCMU, PCMA
@@ -253,6 +307,20 @@ mod tests {
             Err(SdpError::NoConnection)
         );
         assert!(parse_offer(b"v=0\r\nc=IN IP4 nonsense\r\n").is_err());
+    }
+
+    #[test]
+    fn the_answer_has_a_line_for_every_offered_stream_and_mirrors_the_direction() {
+        let sdp = "v=0\r\nc=IN IP4 127.0.0.1\r\nm=video 5000 RTP/AVP 96\r\n\
+            m=audio 7000 RTP/AVP 0\r\na=sendonly\r\n";
+        let offer = parse_offer(sdp.as_bytes()).unwrap();
+        let (answer, _) = answer(&offer, local()).unwrap();
+        let m: Vec<_> = answer.lines().filter(|l| l.starts_with("m=")).collect();
+        assert_eq!(m, ["m=video 0 RTP/AVP 96", "m=audio 20000 RTP/AVP 0"]);
+        assert!(answer.contains("a=recvonly\r\n"), "{answer}");
+        // SRTP only: nothing we speak.
+        let srtp = "v=0\r\nc=IN IP4 127.0.0.1\r\nm=audio 7000 RTP/SAVP 0\r\n";
+        assert_eq!(parse_offer(srtp.as_bytes()), Err(SdpError::NoCommonCodec));
     }
 
     #[test]

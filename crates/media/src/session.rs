@@ -37,7 +37,7 @@ pub struct SessionConfig {
 }
 
 /// A packet's mean absolute level under which it counts as silence.
-const QUIET_LEVEL: u32 = 400;
+pub const QUIET_LEVEL: u32 = 400;
 
 pub struct Session {
     law: Law,
@@ -53,6 +53,7 @@ pub struct Session {
     out: VecDeque<SessionEvent>,
     payload: Vec<u8>,
     received_packets: u64,
+    latched: bool,
 }
 
 /// What a recording has gathered.
@@ -81,6 +82,7 @@ impl Session {
             out: VecDeque::new(),
             payload: Vec::with_capacity(SAMPLES_PER_PACKET),
             received_packets: 0,
+            latched: false,
         }
     }
 
@@ -198,7 +200,14 @@ impl Session {
             return;
         };
         self.received_packets += 1;
-        self.remote = from;
+        // Symmetric RTP: the first source is where we send (a NAT's
+        // mapping); later packets from elsewhere do not steal the stream.
+        if !self.latched {
+            self.remote = from;
+            self.latched = true;
+        } else if from != self.remote {
+            return;
+        }
         if Some(packet.payload_type) == self.telephone_event {
             if let Some(d) = self.events.on_packet(packet.timestamp, &packet.payload) {
                 self.out.push_back(SessionEvent::Digit(d));
@@ -214,8 +223,12 @@ impl Session {
         for packet in self.reorder.push(packet) {
             let mut samples = Vec::with_capacity(packet.payload.len());
             law.decode_into(&packet.payload, &mut samples);
-            for d in self.inband.feed(&samples) {
-                self.out.push_back(SessionEvent::Digit(d));
+            // In-band only for phones without RFC 4733: one that has it may
+            // also leave the tones in its audio, and a key must count once.
+            if self.telephone_event.is_none() {
+                for d in self.inband.feed(&samples) {
+                    self.out.push_back(SessionEvent::Digit(d));
+                }
             }
             if let Some(rec) = self.recording.as_mut() {
                 let level = samples.iter().map(|s| s.unsigned_abs() as u32).sum::<u32>()
@@ -227,7 +240,7 @@ impl Session {
                     rec.voiced += samples.len();
                 }
                 rec.pending.extend_from_slice(&samples);
-                if rec.quiet_run >= rec.silence_limit && !rec.silence_reported && rec.voiced > 0 {
+                if rec.quiet_run >= rec.silence_limit && !rec.silence_reported {
                     rec.silence_reported = true;
                     self.out.push_back(SessionEvent::Silence);
                 }
@@ -246,15 +259,38 @@ mod tests {
     use super::*;
     use crate::dtmf::{tone, Event};
 
-    fn session() -> Session {
-        Session::new(SessionConfig {
+    fn config() -> SessionConfig {
+        SessionConfig {
             law: Law::Mu,
             remote: "127.0.0.1:6000".parse().unwrap(),
             telephone_event: Some(101),
             ssrc: 9,
             first_seq: 1,
             first_timestamp: 0,
-        })
+        }
+    }
+
+    fn session() -> Session {
+        Session::new(config())
+    }
+
+    #[test]
+    fn the_first_source_is_latched_and_others_are_ignored() {
+        let mut s = session();
+        let ev = Event {
+            event: 1,
+            end: true,
+            volume: 10,
+            duration: 800,
+        }
+        .to_bytes();
+        let phone: SocketAddr = "127.0.0.1:7000".parse().unwrap();
+        let intruder: SocketAddr = "127.0.0.9:7000".parse().unwrap();
+        s.receive(phone, &rtp(101, 1, 100, &ev));
+        s.receive(intruder, &rtp(101, 2, 900, &ev));
+        assert_eq!(s.remote(), phone);
+        assert_eq!(s.poll_event(), Some(SessionEvent::Digit('1')));
+        assert_eq!(s.poll_event(), None, "the intruder's key is not heard");
     }
 
     fn rtp(pt: u8, seq: u16, ts: u32, payload: &[u8]) -> Vec<u8> {
@@ -306,7 +342,12 @@ mod tests {
         assert_eq!(s.poll_event(), Some(SessionEvent::Digit('3')));
         assert_eq!(s.poll_event(), None);
         assert_eq!(s.remote(), from, "symmetric RTP");
-        // In band, as PCMA even though PCMU was negotiated.
+        // In band (from a phone without RFC 4733), as PCMA even though
+        // PCMU was negotiated.
+        let mut s = Session::new(SessionConfig {
+            telephone_event: None,
+            ..config()
+        });
         let audio = tone('7', 100, 6000.0);
         for (i, chunk) in audio.chunks(160).enumerate() {
             let mut codes = Vec::new();

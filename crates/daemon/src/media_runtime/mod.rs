@@ -36,6 +36,7 @@ pub(crate) struct MediaCtx {
 /// The sessions in progress, by id.
 pub(crate) struct MediaRuntime {
     sessions: HashMap<MediaId, mpsc::UnboundedSender<MediaCommand>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
     ctx: MediaCtx,
 }
 
@@ -43,7 +44,16 @@ impl MediaRuntime {
     pub(crate) fn new(ctx: MediaCtx) -> MediaRuntime {
         MediaRuntime {
             sessions: HashMap::new(),
+            tasks: Vec::new(),
             ctx,
+        }
+    }
+
+    /// Waits for every session to end (at shutdown: each finishes its
+    /// recording first).
+    pub(crate) async fn wait(self) {
+        for task in self.tasks {
+            let _ = task.await;
         }
     }
 
@@ -68,14 +78,15 @@ impl MediaRuntime {
                     first_timestamp: fastrand::u32(..),
                 };
                 let addr = SocketAddr::new(self.ctx.bind_ip, port);
-                tokio::spawn(run_session(
+                self.tasks.retain(|t| !t.is_finished());
+                self.tasks.push(tokio::spawn(run_session(
                     session,
                     addr,
                     config,
                     remote.is_some(),
                     rx,
                     self.ctx.clone(),
-                ));
+                )));
             }
             other => {
                 let id = session_of(&other);
@@ -148,6 +159,8 @@ async fn run_session(
     // The second socket, toward a leg the caller is bridged to.
     let mut leg: Option<(UdpSocket, Option<SocketAddr>)> = None;
     let mut relay: Option<media::relay::Relay> = None;
+    let mut leg_latched = false;
+    let mut current_play = 0u32;
     loop {
         let leg_recv = async {
             match &leg {
@@ -167,10 +180,12 @@ async fn run_session(
                 if let Ok((n, from)) = received {
                     match (&mut relay, &leg) {
                         (Some(r), Some((leg_socket, Some(to)))) => {
-                            if let Some(out) = r.forward(media::relay::Direction::AToB, &buf[..n]) {
-                                let _ = leg_socket.try_send_to(&out, *to);
+                            // Only from the caller's latched address.
+                            if from == session.remote() || !remote_known {
+                                if let Some(out) = r.forward(media::relay::Direction::AToB, &buf[..n]) {
+                                    let _ = leg_socket.try_send_to(&out, *to);
+                                }
                             }
-                            session.set_remote(from, session.law(), session.telephone_event());
                         }
                         (Some(_), _) => {}
                         (None, _) => session.receive(from, &buf[..n]),
@@ -180,9 +195,19 @@ async fn run_session(
             }
             received = leg_recv => {
                 if let Ok((n, from)) = received {
-                    if let Some((_, to)) = leg.as_mut() {
-                        // Symmetric RTP toward the leg too.
-                        *to = Some(from);
+                    // Symmetric RTP toward the leg too: its first packet's
+                    // source wins over its SDP, and nothing after that.
+                    let accepted = match leg.as_mut() {
+                        Some((_, to)) if !leg_latched => {
+                            *to = Some(from);
+                            leg_latched = true;
+                            true
+                        }
+                        Some((_, to)) => *to == Some(from),
+                        None => false,
+                    };
+                    if !accepted {
+                        continue;
                     }
                     if let Some(r) = relay.as_mut() {
                         if let Some(out) = r.forward(media::relay::Direction::BToA, &leg_buf[..n]) {
@@ -199,7 +224,8 @@ async fn run_session(
                         session.set_remote(remote, law, telephone_event);
                         remote_known = true;
                     }
-                    MediaCommand::Play { sounds, .. } => {
+                    MediaCommand::Play { sounds, play, .. } => {
+                        current_play = play;
                         for sound in &sounds {
                             for audio in ctx.prompts.resolve(sound) {
                                 session.play(audio);
@@ -207,7 +233,7 @@ async fn run_session(
                         }
                         if !session.is_playing() {
                             // Nothing to play (an empty sound list): done at once.
-                            report(MediaEvent::PromptsDone { session: id }).await;
+                            report(MediaEvent::PromptsDone { session: id, play }).await;
                         }
                     }
                     MediaCommand::StopPlaying { .. } => session.stop_playing(),
@@ -275,7 +301,10 @@ async fn run_session(
         while let Some(event) = session.poll_event() {
             let event = match event {
                 SessionEvent::Digit(digit) => MediaEvent::Digit { session: id, digit },
-                SessionEvent::PromptsDone => MediaEvent::PromptsDone { session: id },
+                SessionEvent::PromptsDone => MediaEvent::PromptsDone {
+                    session: id,
+                    play: current_play,
+                },
                 SessionEvent::Silence => MediaEvent::Silence { session: id },
             };
             report(event).await;

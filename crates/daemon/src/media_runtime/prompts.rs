@@ -164,8 +164,11 @@ fn read_prompts(
     let mut errors = Vec::new();
     let mut workspace = HashMap::with_capacity(directory.prompts().len());
     for prompt in directory.prompts() {
+        // The embedded demo's prompts come with the binary; any other
+        // configuration's must be on disk.
         let embedded = EMBEDDED
             .iter()
+            .filter(|_| config_file == Path::new(crate::EMBEDDED_DEMO_ORIGIN))
             .find(|(name, _)| prompt.path.ends_with(name))
             .map(|(_, bytes)| *bytes);
         let audio = match std::fs::read(&prompt.path) {

@@ -144,15 +144,21 @@ pub fn recover(data_dir: &Path) -> usize {
             };
             let dir = mailbox.path();
             let json_part = dir.join(format!("{id}.json.part"));
-            let samples = media::wav::read_file(&path).map(|s| s.len()).unwrap_or(0);
+            let audio = media::wav::read_file(&path).unwrap_or_default();
+            let (sound, trailing) = sound_of(&audio);
             let meta: Option<MessageMeta> = std::fs::read(&json_part)
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok());
             match meta {
-                Some(mut meta) if samples >= MIN_SOUND_SAMPLES => {
-                    meta.duration_seconds = samples as f64 / f64::from(media::SAMPLE_RATE);
-                    let ok = write_json(&dir.join(format!("{id}.json")), &meta).is_ok()
-                        && std::fs::rename(&path, dir.join(format!("{id}.wav"))).is_ok();
+                // The same rules as a message that ended normally.
+                Some(mut meta) if sound >= MIN_SOUND_SAMPLES => {
+                    let said = &audio[..audio.len() - trailing];
+                    meta.duration_seconds = said.len() as f64 / f64::from(media::SAMPLE_RATE);
+                    let wav = dir.join(format!("{id}.wav"));
+                    let ok = write_synced(&path, &media::wav::encode(said)).is_ok()
+                        && write_json(&dir.join(format!("{id}.json")), &meta).is_ok()
+                        && std::fs::rename(&path, &wav).is_ok();
+                    sync_dir(Some(&dir));
                     if ok {
                         kept += 1;
                         let _ = std::fs::remove_file(&json_part);
@@ -167,6 +173,33 @@ pub fn recover(data_dir: &Path) -> usize {
         }
     }
     kept
+}
+
+/// Samples of sound in a recording and the quiet ones at its end, by the
+/// same 20 ms level rule as while recording.
+fn sound_of(audio: &[i16]) -> (usize, usize) {
+    let mut sound = 0;
+    let mut trailing = 0;
+    for packet in audio.chunks(media::SAMPLES_PER_PACKET) {
+        let level = packet
+            .iter()
+            .map(|s| u32::from(s.unsigned_abs()))
+            .sum::<u32>()
+            / packet.len().max(1) as u32;
+        if level < media::session::QUIET_LEVEL {
+            trailing += packet.len();
+        } else {
+            sound += packet.len();
+            trailing = 0;
+        }
+    }
+    (sound, trailing)
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut f = std::fs::File::create(path)?;
+    io::Write::write_all(&mut f, bytes)?;
+    f.sync_all()
 }
 
 /// Every kept message of one mailbox, or of all, oldest first.

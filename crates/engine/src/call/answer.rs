@@ -32,6 +32,8 @@ pub(crate) struct MediaCall {
     pub(crate) port: u16,
     /// The relay's port toward the legs, once a menu's choice rings.
     pub(crate) relay_port: Option<u16>,
+    /// `Play` commands sent so far: the number of the current one.
+    pub(crate) plays: u32,
     pub(crate) step: MediaStep,
 }
 
@@ -74,6 +76,14 @@ impl<B: Backend> Engine<B> {
         if early && late_offer {
             // An offer in an unreliable 183 is not allowed (§13.2.1).
             tracing::info!("a message destination for a call without SDP: 480 without the message");
+            return self.fail_call(now, key, 480, CallOutcome::Failed { status: 480 });
+        }
+        let had_early_media = call.caller.sent_early_media;
+        if early && had_early_media {
+            // A phone's early media set this early dialog's session: a
+            // second SDP in it would be ignored (§13.2.1), and so would
+            // the message.
+            tracing::info!("a message after a phone's early media cannot be heard: 480 without it");
             return self.fail_call(now, key, 480, CallOutcome::Failed { status: 480 });
         }
         let offer = match self.tl.request(call.caller.tx) {
@@ -142,9 +152,28 @@ impl<B: Backend> Engine<B> {
             session,
             port,
             relay_port: None,
+            plays: 0,
             step: MediaStep::Closing,
         }));
         let inbound_tx = call.caller.tx;
+        if had_early_media && !early {
+            // The early dialog's session is a phone's: our answer comes in
+            // a dialog of its own (a new To tag), which the caller takes as
+            // a fork answering (§13.2.2.4), with our SDP.
+            let to = self
+                .tl
+                .request(inbound_tx)
+                .and_then(|r| r.header(HeaderName::To))
+                .unwrap_or("")
+                .to_string();
+            let fresh = self.ids.tag();
+            if let Some(call) = self.calls.get_mut(key) {
+                call.caller.dialog.local = format!("{to};tag={fresh}");
+            }
+        }
+        let Some(call) = self.calls.get_mut(key) else {
+            return;
+        };
         let tag = call.caller.dialog.local_tag().to_string();
         let transport = call.caller.dialog.peer.transport;
         if !early {
@@ -333,8 +362,16 @@ impl<B: Backend> Engine<B> {
     }
 
     fn play(&mut self, session: MediaId, sounds: Vec<Sound>) {
-        self.out
-            .push_back(Output::Media(MediaCommand::Play { session, sounds }));
+        let Some(media) = self.calls.get_mut(session).and_then(|c| c.media.as_mut()) else {
+            return;
+        };
+        media.plays = media.plays.wrapping_add(1);
+        let play = media.plays;
+        self.out.push_back(Output::Media(MediaCommand::Play {
+            session,
+            sounds,
+            play,
+        }));
     }
 
     /// The daemon hangs up on a caller it answered.
@@ -357,14 +394,20 @@ impl<B: Backend> Engine<B> {
     /// An event from the media runtime.
     pub(crate) fn on_media_event(&mut self, now: Instant, event: MediaEvent) {
         let key = event.session();
-        let Some(step) = self
+        let Some((step, plays)) = self
             .calls
             .get(key)
             .and_then(|c| c.media.as_ref())
-            .map(|m| m.step.clone())
+            .map(|m| (m.step.clone(), m.plays))
         else {
             return;
         };
+        if let MediaEvent::PromptsDone { play, .. } = event {
+            if play != plays {
+                // The end of something since replaced (a key barged in).
+                return;
+            }
+        }
         match (step, event) {
             (_, MediaEvent::Failed { reason, .. }) => {
                 tracing::warn!(%reason, "media session failed");
@@ -399,7 +442,7 @@ impl<B: Backend> Engine<B> {
                 };
                 self.play(session, sounds);
             }
-            (MediaStep::Greeting, MediaEvent::PromptsDone { session }) => {
+            (MediaStep::Greeting, MediaEvent::PromptsDone { session, .. }) => {
                 self.start_recording(now, key, session)
             }
             (

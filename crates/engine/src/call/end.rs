@@ -136,6 +136,8 @@ impl<B: Backend> Engine<B> {
                 self.send_bye(now, key, Side::Leg(winner));
             }
             self.send_bye(now, key, Side::Caller);
+        } else if call.state == CallState::Media {
+            self.send_bye(now, key, Side::Caller);
         }
         self.end_call(now, key, CallOutcome::NotAcknowledged);
     }

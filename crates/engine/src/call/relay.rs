@@ -148,6 +148,17 @@ impl<B: Backend> Engine<B> {
         if ours {
             return self.in_media_dialog(now, key, server_tx, method);
         }
+        let bridged = call.media.is_some() && matches!(state, CallState::Answered(_));
+        let offer = self
+            .tl
+            .request(server_tx)
+            .is_some_and(|r| !r.body().is_empty());
+        if bridged && (method == Method::Invite || (method == Method::Update && offer)) {
+            // Each side talks to the relay: passing one side's SDP to the
+            // other would take the media (and its transcoding) around it.
+            // Refused, the session stays as it is (hold is not followed).
+            return self.respond_plain(now, server_tx, 488);
+        }
         // RFC 3311 / 6086: UPDATE and INFO also travel in an early dialog:
         // from a ringing leg to the caller, and from the caller to the one
         // leg ringing in an early dialog (with several, which one is meant

@@ -99,6 +99,12 @@ impl Sim {
         std::mem::take(&mut self.media)
     }
 
+    /// The current play of `session` has ended.
+    fn done(&mut self, session: u64) {
+        let play = self.last_play.get(&session).copied().unwrap_or(0);
+        self.feed(MediaEvent::PromptsDone { session, play });
+    }
+
     fn feed(&mut self, event: MediaEvent) {
         self.engine.handle_input(self.now, Input::Media(event));
         self.collect();
@@ -168,7 +174,7 @@ fn a_message_plays_as_early_media_then_480() {
         matches!(&plays[..], [MediaCommand::Play { sounds, .. }] if prompt_path(&sim, &sounds[0]) == "/etc/sb/closed.wav")
     );
     sim.media.clear();
-    sim.feed(MediaEvent::PromptsDone { session });
+    sim.done(session);
     assert_eq!(
         finals_to_trunk(&mut sim),
         [480],
@@ -208,7 +214,7 @@ fn voicemail_greets_beeps_records_until_hash_then_says_goodbye_and_hangs_up() {
             Sound::Builtin(Builtin::Beep),
         ]
     );
-    sim.feed(MediaEvent::PromptsDone { session });
+    sim.done(session);
     let record = sim.media_taken();
     let MediaCommand::Record { meta, silence, .. } = &record[0] else {
         panic!("{record:?}");
@@ -228,7 +234,7 @@ fn voicemail_greets_beeps_records_until_hash_then_says_goodbye_and_hangs_up() {
     assert!(
         matches!(&after[1], MediaCommand::Play { sounds, .. } if sounds == &[Sound::Builtin(Builtin::Goodbye)])
     );
-    sim.feed(MediaEvent::PromptsDone { session });
+    sim.done(session);
     assert_eq!(sim.take_requests(TRUNK, Method::Bye).len(), 1);
     assert!(sim.media_taken().contains(&MediaCommand::Close { session }));
     assert!(matches!(
@@ -254,7 +260,7 @@ fn a_voicemail_stops_at_its_maximum_length_and_a_full_mailbox_says_so() {
         session,
         full: false,
     });
-    sim.feed(MediaEvent::PromptsDone { session });
+    sim.done(session);
     sim.media.clear();
     sim.advance_to(61.0);
     assert_eq!(
@@ -273,7 +279,7 @@ fn a_voicemail_stops_at_its_maximum_length_and_a_full_mailbox_says_so() {
     assert!(
         matches!(&sim.media_taken()[..], [MediaCommand::Play { sounds, .. }] if sounds == &[Sound::Builtin(Builtin::MailboxFull)])
     );
-    sim.feed(MediaEvent::PromptsDone { session });
+    sim.done(session);
     assert_eq!(sim.take_requests(TRUNK, Method::Bye).len(), 1);
 }
 
@@ -322,14 +328,14 @@ fn an_ivr_replays_on_timeout_and_wrong_keys_then_falls_back() {
     sim.deliver(TRUNK, &invite_with_offer("i2"));
     let (_, session) = answered(&mut sim, 200);
     sim.media.clear();
-    sim.feed(MediaEvent::PromptsDone { session });
+    sim.done(session);
     // No key for 5 s: the greeting again (retries = 1).
     sim.advance_to(5.5);
     let replay = sim.media_taken();
     assert!(
         matches!(&replay[..], [MediaCommand::Play { sounds, .. }] if sounds.len() == 1 && prompt_path(&sim, &sounds[0]) == "/etc/sb/menu.wav")
     );
-    sim.feed(MediaEvent::PromptsDone { session });
+    sim.done(session);
     // A wrong key now spends the last retry: the fallback (voicemail).
     sim.feed(MediaEvent::Digit {
         session,
@@ -455,4 +461,29 @@ fn a_late_offer_is_answered_with_our_offer_and_the_ack_says_where_to_send() {
         c,
         MediaCommand::Remote { remote, law: ::media::g711::Law::A, .. } if remote.port() == 42000
     )));
+}
+
+#[test]
+fn the_end_of_a_replaced_play_is_ignored() {
+    let mut sim = sim_with(DestinationSpec::Ivr { menu: None });
+    sim.deliver(TRUNK, &invite_with_offer("pg1"));
+    let (_, session) = answered(&mut sim, 200);
+    let greeting = sim.last_play[&session];
+    // '3' barges in: the message plays; the greeting's end arrives late.
+    sim.feed(MediaEvent::Digit {
+        session,
+        digit: '3',
+    });
+    sim.media.clear();
+    sim.feed(MediaEvent::PromptsDone {
+        session,
+        play: greeting,
+    });
+    assert!(
+        sim.take_requests(TRUNK, Method::Bye).is_empty(),
+        "not hung up early"
+    );
+    assert!(sim.media_taken().is_empty());
+    sim.done(session);
+    assert_eq!(sim.take_requests(TRUNK, Method::Bye).len(), 1);
 }
