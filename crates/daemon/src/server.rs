@@ -174,13 +174,14 @@ impl Daemon {
             .map(|a| a.ip())
             .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
         let prompts = Arc::new(prompts);
-        let media = MediaRuntime::new(MediaCtx {
+        let media = MediaRuntime::start(MediaCtx {
             inputs: input_tx.clone(),
             prompts: Arc::clone(&prompts),
             data_dir: server.data_dir.clone(),
             bind_ip,
             shutdown: shutdown.clone(),
-        });
+        })
+        .context("starting the media thread")?;
         tasks.push(tokio::spawn(engine_loop(
             engine,
             udp,

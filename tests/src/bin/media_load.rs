@@ -4,7 +4,10 @@
 //! (each with its own RTP socket), listens to every stream for SECONDS, and
 //! reports how many packets arrived more than 5 ms after their slot (the
 //! first packet's arrival plus 20 ms per packet, by RTP timestamp), the
-//! p99 and the worst lateness, and packets lost. Bounded: every wait has a
+//! p99 and the worst lateness, and packets lost. Meanwhile it pings the
+//! daemon with OPTIONS every 10 ms and reports the round trips: the
+//! signalling the engine does while the media thread works (run it with 0
+//! sessions for the baseline). Bounded: every wait has a
 //! timeout, the daemon is stopped at the end, and all traffic is loopback.
 //!
 //!   cargo build --release -p switchboard -p switchboard-tests --bins
@@ -153,6 +156,8 @@ rtp_ports = "30000-{}"
         })
     };
 
+    // Signalling while the streams run: OPTIONS round trips.
+    let pinger = tokio::spawn(ping(server, measure));
     let mut all = Vec::new();
     let mut expected = 0;
     let mut streams = 0;
@@ -165,6 +170,13 @@ rtp_ports = "30000-{}"
         all.extend(lat);
     }
     let answered = acker.await.unwrap_or(0);
+    let mut rtts = pinger.await.unwrap_or_default();
+    rtts.sort_unstable();
+    let rtt = |p: f64| {
+        rtts.get(((rtts.len() as f64) * p) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
@@ -194,6 +206,13 @@ rtp_ports = "30000-{}"
         pct(0.99),
         all.last().copied().unwrap_or(0)
     );
+    println!(
+        "OPTIONS round trip  {} pings, p50/p99/max {} / {} / {} µs",
+        rtts.len(),
+        rtt(0.5),
+        rtt(0.99),
+        rtts.last().copied().unwrap_or(0)
+    );
 }
 
 /// One stream: each packet's lateness against its slot (the first
@@ -220,4 +239,30 @@ async fn listen(socket: UdpSocket, measure: Duration) -> (Vec<u64>, u64) {
         }
     }
     (lateness_us, expected)
+}
+
+/// OPTIONS to the daemon every 10 ms for `measure`: the round trips, in µs.
+async fn ping(server: SocketAddr, measure: Duration) -> Vec<u64> {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let local = socket.local_addr().unwrap();
+    let mut rtts = Vec::new();
+    let start = Instant::now();
+    let mut buf = [0u8; 4096];
+    let mut i = 0u64;
+    while start.elapsed() < measure {
+        i += 1;
+        let options = format!(
+            "OPTIONS sip:switchboard@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKping{i}\r\n\
+             From: <sip:ping@127.0.0.1>;tag=p{i}\r\nTo: <sip:switchboard@127.0.0.1>\r\n\
+             Call-ID: ping-{i}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+        );
+        let sent = Instant::now();
+        socket.send_to(options.as_bytes(), server).await.unwrap();
+        if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(1), socket.recv(&mut buf)).await
+        {
+            rtts.push(sent.elapsed().as_micros() as u64);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    rtts
 }

@@ -1,5 +1,8 @@
 //! The media runtime: one task per session the engine opens, each with its
-//! own RTP socket and a [`media::session::Session`] ticked every 20 ms.
+//! own RTP socket and a [`media::session::Session`] ticked every 20 ms,
+//! on a thread (and tokio runtime) of its own, so that hundreds of 20 ms
+//! timers and their packets never wait behind the engine's turn, nor it
+//! behind them.
 //! It carries out the engine's [`MediaCommand`]s and reports
 //! [`MediaEvent`]s back on the engine's input channel. It decides nothing
 //! about calls.
@@ -38,22 +41,44 @@ pub(crate) struct MediaRuntime {
     sessions: HashMap<MediaId, mpsc::UnboundedSender<MediaCommand>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     ctx: MediaCtx,
+    /// The media thread's runtime, and what lets it end.
+    handle: tokio::runtime::Handle,
+    done: Option<std::sync::mpsc::Sender<()>>,
 }
 
 impl MediaRuntime {
-    pub(crate) fn new(ctx: MediaCtx) -> MediaRuntime {
-        MediaRuntime {
+    /// Starts the media thread.
+    pub(crate) fn start(ctx: MediaCtx) -> std::io::Result<MediaRuntime> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (done, stop) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("switchboard-media".into())
+            .spawn(move || {
+                // Runs the sessions until the daemon has waited for them.
+                runtime.block_on(async move {
+                    let _ = tokio::task::spawn_blocking(move || stop.recv()).await;
+                });
+            })?;
+        Ok(MediaRuntime {
             sessions: HashMap::new(),
             tasks: Vec::new(),
             ctx,
-        }
+            handle,
+            done: Some(done),
+        })
     }
 
     /// Waits for every session to end (at shutdown: each finishes its
-    /// recording first).
-    pub(crate) async fn wait(self) {
-        for task in self.tasks {
+    /// recording first), then lets the media thread go.
+    pub(crate) async fn wait(mut self) {
+        for task in std::mem::take(&mut self.tasks) {
             let _ = task.await;
+        }
+        if let Some(done) = self.done.take() {
+            let _ = done.send(());
         }
     }
 
@@ -79,7 +104,7 @@ impl MediaRuntime {
                 };
                 let addr = SocketAddr::new(self.ctx.bind_ip, port);
                 self.tasks.retain(|t| !t.is_finished());
-                self.tasks.push(tokio::spawn(run_session(
+                self.tasks.push(self.handle.spawn(run_session(
                     session,
                     addr,
                     config,
