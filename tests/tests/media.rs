@@ -114,7 +114,8 @@ impl Rtp {
         let mut heard = false;
         let mut quiet = 0;
         let mut last = None;
-        loop {
+        // Bounded: 30 s of packets at most, sound or not.
+        for _ in 0..1500 {
             let Some((from, samples, _)) = self.recv().await else {
                 match (heard, last) {
                     (true, Some(from)) => return from,
@@ -133,6 +134,7 @@ impl Rtp {
                 }
             }
         }
+        panic!("the daemon's prompts never ended (30 s of RTP)");
     }
 
     async fn send_tone(&mut self, to: SocketAddr, hz: f32, ms: u32) {
@@ -588,4 +590,37 @@ async fn a_caller_hanging_up_mid_message_keeps_what_was_said() {
         .expect("the message is kept");
     let seconds = media::wav::read_file(&wav).unwrap().len() as f32 / 8000.0;
     assert!((1.0..=1.4).contains(&seconds), "{seconds} s");
+}
+
+#[tokio::test]
+async fn a_wrong_key_replays_the_menu_then_no_key_leads_to_the_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    let menu = short_prompt(dir.path(), "menu.wav");
+    let closing = short_prompt(dir.path(), "closing.wav");
+    let extra = media_number(
+        "action = \"ivr\"",
+        &format!(
+            "[numbers.ivr]\ngreeting = \"{menu}\"\ntimeout = 1\nretries = 1\n\
+             fallback = {{ action = \"message\", prompt = \"{closing}\" }}\n\
+             [numbers.ivr.options]\n\"1\" = {{ action = \"voicemail\" }}\n"
+        ),
+    );
+    let daemon = Daemon::start(test_config(dir.path(), &extra))
+        .await
+        .unwrap();
+    let mut trunk = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
+    let mut rtp = Rtp::bind().await;
+    let _ = call(&mut trunk, &rtp).await;
+    let from = rtp.until_prompts_done().await;
+    // '7' is no option: "not a valid option" and the menu again (sound
+    // comes back), and the one retry is spent.
+    rtp.send_digit(from, '7').await;
+    rtp.until_prompts_done().await;
+    // No key for the timeout: the fallback message, then the daemon hangs up.
+    rtp.until_prompts_done().await;
+    let bye = trunk.expect_request(Method::Bye).await;
+    trunk.respond(&bye, 200, None, None).await;
+    daemon.stop().await;
+    // The fallback was a message, not voicemail: no mailbox was touched.
+    assert!(!dir.path().join("voicemail").exists());
 }

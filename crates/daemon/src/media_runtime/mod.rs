@@ -278,7 +278,7 @@ async fn run_session(
                         }
                     }
                     MediaCommand::StopRecording { .. } => {
-                        let event = finish(&mut session, recording.take(), id);
+                        let event = finish(&mut session, recording.take(), id).await;
                         report(event).await;
                     }
                     MediaCommand::PrepareBridge { port, .. } => {
@@ -319,7 +319,7 @@ async fn run_session(
         if let Some(r) = recording.as_mut() {
             if let Err(e) = r.append(&session.take_recorded()) {
                 tracing::warn!(error = %e, "voicemail write failed; the message ends here");
-                let event = finish(&mut session, recording.take(), id);
+                let event = finish(&mut session, recording.take(), id).await;
                 report(event).await;
             }
         }
@@ -337,38 +337,42 @@ async fn run_session(
     }
     // A caller who hung up mid-message keeps what was said.
     if recording.is_some() {
-        let _ = finish(&mut session, recording.take(), id);
+        let _ = finish(&mut session, recording.take(), id).await;
     }
 }
 
-fn finish(
+/// Ends a recording: the rest of its audio, trimmed, synced and renamed
+/// (or removed) on the blocking pool, so that the fsync never holds up the
+/// other sessions' packets.
+async fn finish(
     session: &mut Session,
     recording: Option<voicemail::InProgress>,
     id: MediaId,
 ) -> MediaEvent {
+    let dropped = MediaEvent::Recorded {
+        session: id,
+        kept: false,
+        tenths: 0,
+    };
     let Some(mut recording) = recording else {
-        return MediaEvent::Recorded {
-            session: id,
-            kept: false,
-            tenths: 0,
-        };
+        return dropped;
     };
     let _ = recording.append(&session.take_recorded());
     let (sound, quiet) = session.recorded_sound();
     session.stop_recording();
-    match recording.finish(sound, quiet) {
-        Ok((kept, seconds)) => MediaEvent::Recorded {
+    match tokio::task::spawn_blocking(move || recording.finish(sound, quiet)).await {
+        Ok(Ok((kept, seconds))) => MediaEvent::Recorded {
             session: id,
             kept,
             tenths: (seconds * 10.0) as u32,
         },
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "finishing a voicemail failed");
+            dropped
+        }
         Err(e) => {
             tracing::warn!(error = %e, "finishing a voicemail failed");
-            MediaEvent::Recorded {
-                session: id,
-                kept: false,
-                tenths: 0,
-            }
+            dropped
         }
     }
 }

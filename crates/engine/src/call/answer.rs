@@ -23,6 +23,9 @@ use crate::events::{CallOutcome, Party};
 use crate::media::{Builtin, MediaCommand, MediaEvent, MediaId, Sound, VoicemailMeta};
 use crate::{Backend, Engine, Output, ALLOW};
 
+/// A key by INFO and by RFC 4733 this close together is one press.
+const SAME_KEY_WINDOW: Duration = Duration::from_millis(500);
+
 /// A voicemail ends after this much quiet following speech.
 const VOICEMAIL_SILENCE: Duration = Duration::from_secs(10);
 
@@ -34,6 +37,8 @@ pub(crate) struct MediaCall {
     pub(crate) relay_port: Option<u16>,
     /// `Play` commands sent so far: the number of the current one.
     pub(crate) plays: u32,
+    /// The last key, when, and whether it came by SIP INFO.
+    pub(crate) last_key: Option<(char, Instant, bool)>,
     pub(crate) step: MediaStep,
 }
 
@@ -153,6 +158,7 @@ impl<B: Backend> Engine<B> {
             port,
             relay_port: None,
             plays: 0,
+            last_key: None,
             step: MediaStep::Closing,
         }));
         let inbound_tx = call.caller.tx;
@@ -393,6 +399,29 @@ impl<B: Backend> Engine<B> {
 
     /// An event from the media runtime.
     pub(crate) fn on_media_event(&mut self, now: Instant, event: MediaEvent) {
+        if let MediaEvent::Digit { session, digit } = event {
+            if self.same_key_twice(now, session, digit, false) {
+                return;
+            }
+        }
+        self.media_event(now, event);
+    }
+
+    /// A key sent two ways at once (SIP INFO and RFC 4733, as some phones
+    /// do) counts once: the same digit by the other way within
+    /// [`SAME_KEY_WINDOW`] is the same press.
+    fn same_key_twice(&mut self, now: Instant, key: CallKey, digit: char, by_info: bool) -> bool {
+        let Some(media) = self.calls.get_mut(key).and_then(|c| c.media.as_mut()) else {
+            return false;
+        };
+        let twice = media.last_key.is_some_and(|(d, at, info)| {
+            d == digit && info != by_info && now.saturating_duration_since(at) < SAME_KEY_WINDOW
+        });
+        media.last_key = Some((digit, now, by_info));
+        twice
+    }
+
+    fn media_event(&mut self, now: Instant, event: MediaEvent) {
         let key = event.session();
         let Some((step, plays)) = self
             .calls
@@ -482,8 +511,11 @@ impl<B: Backend> Engine<B> {
 
     /// A DTMF digit from a SIP INFO of the caller.
     pub(crate) fn on_caller_digit(&mut self, now: Instant, key: CallKey, digit: char) {
+        if self.same_key_twice(now, key, digit, true) {
+            return;
+        }
         let session = key;
-        self.on_media_event(now, MediaEvent::Digit { session, digit });
+        self.media_event(now, MediaEvent::Digit { session, digit });
     }
 
     fn set_step(&mut self, key: CallKey, step: MediaStep) {

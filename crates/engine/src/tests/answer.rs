@@ -487,3 +487,42 @@ fn the_end_of_a_replaced_play_is_ignored() {
     sim.done(session);
     assert_eq!(sim.take_requests(TRUNK, Method::Bye).len(), 1);
 }
+
+#[test]
+fn a_key_sent_by_info_and_by_rfc4733_counts_once() {
+    let mut sim = sim_with(DestinationSpec::Ivr { menu: None });
+    let invite = invite_with_offer("dup1");
+    sim.deliver(TRUNK, &invite);
+    let (ok, session) = answered(&mut sim, 200);
+    let mut caller = Side::caller(&invite, &ok);
+    sim.deliver(TRUNK, &caller.request_at(Method::Ack, 1, ""));
+    // '2' (the after-hours menu) by RFC 4733, then the same press by INFO.
+    sim.feed(MediaEvent::Digit {
+        session,
+        digit: '2',
+    });
+    let mut info = caller.request(Method::Info, "");
+    info.push(HeaderName::ContentType, "application/dtmf-relay");
+    info.set_body(Bytes::from_static(b"Signal=2\r\n"));
+    sim.deliver(TRUNK, &info);
+    let plays: Vec<_> = sim
+        .media_taken()
+        .into_iter()
+        .filter(|c| matches!(c, MediaCommand::Play { .. }))
+        .collect();
+    // The greeting, then the other menu once (a second '2' there would be
+    // a wrong key: "invalid option" and a replay).
+    assert_eq!(plays.len(), 2, "{plays:?}");
+    // A second press later is a key again.
+    sim.advance_to(1.0);
+    sim.deliver(TRUNK, &{
+        let mut info = caller.request(Method::Info, "");
+        info.push(HeaderName::ContentType, "application/dtmf-relay");
+        info.set_body(Bytes::from_static(b"Signal=2\r\n"));
+        info
+    });
+    assert!(sim
+        .media_taken()
+        .iter()
+        .any(|c| matches!(c, MediaCommand::Play { sounds, .. } if sounds.first() == Some(&Sound::Builtin(Builtin::InvalidOption)))));
+}
