@@ -526,3 +526,80 @@ fn a_key_sent_by_info_and_by_rfc4733_counts_once() {
         .iter()
         .any(|c| matches!(c, MediaCommand::Play { sounds, .. } if sounds.first() == Some(&Sound::Builtin(Builtin::InvalidOption)))));
 }
+
+#[test]
+fn a_key_to_another_number_follows_that_numbers_hours() {
+    let mut spec = WorkspaceSpec {
+        domain: "sim.test".into(),
+        seats: 5,
+        trunks: vec![TrunkSpec {
+            name: "carrier".into(),
+            sources: vec!["127.0.0.1/32".into()],
+            ..TrunkSpec::default()
+        }],
+        users: vec![UserSpec {
+            id: "alice".into(),
+            name: "alice".into(),
+            password: "pw".into(),
+            ..UserSpec::default()
+        }],
+        ..Default::default()
+    };
+    spec.numbers = vec![
+        NumberSpec {
+            number: "+15550100".into(),
+            name: "Menu".into(),
+            timezone: "UTC".into(),
+            no_answer: Some(DestinationSpec::Ivr { menu: None }),
+            ivr: Some(MenuSpec {
+                greeting: "menu.wav".into(),
+                options: vec![(
+                    "2".into(),
+                    DestinationSpec::Number {
+                        number: "+15550200".into(),
+                    },
+                )],
+                ..MenuSpec::default()
+            }),
+            ..NumberSpec::default()
+        },
+        NumberSpec {
+            number: "+15550200".into(),
+            name: "Closed".into(),
+            timezone: "UTC".into(),
+            members: vec!["alice".into()],
+            ring: vec!["alice".into()],
+            hours: Some(closed_now()),
+            outside: Some(DestinationSpec::Message {
+                prompt: "closed.wav".into(),
+            }),
+            ..NumberSpec::default()
+        },
+    ];
+    let directory = Directory::from_workspace(spec, Path::new("/etc/sb/switchboard.toml")).unwrap();
+    let mut sim = Sim::with_directory(directory, |_| {});
+    sim.sign_in("alice", ALICE);
+    sim.deliver(TRUNK, &invite_with_offer("hrs1"));
+    let (_, session) = answered(&mut sim, 200);
+    sim.media.clear();
+    sim.feed(MediaEvent::Digit {
+        session,
+        digit: '2',
+    });
+    // +15550200 is closed: alice does not ring, its closed message plays.
+    assert!(invites_to(&mut sim, ALICE).is_empty());
+    let plays: Vec<String> = sim
+        .media_taken()
+        .iter()
+        .filter_map(|c| match c {
+            MediaCommand::Play { sounds, .. } => sounds.first().map(|s| prompt_path(&sim, s)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        plays.contains(&"/etc/sb/closed.wav".to_string()),
+        "{plays:?}"
+    );
+    sim.done(session);
+    assert_eq!(sim.take_requests(TRUNK, Method::Bye).len(), 1);
+}
