@@ -32,6 +32,9 @@ pub struct Relay {
     /// fixed at the first packet, so gaps (loss, silence suppression) and
     /// an event's shared timestamp carry across unchanged.
     offsets: [Option<u32>; 2],
+    /// Per direction, the event being played as tones toward a side
+    /// without RFC 4733: its timestamp and the samples made so far.
+    tones: [Option<(u32, usize)>; 2],
 }
 
 impl Relay {
@@ -44,6 +47,7 @@ impl Relay {
             scratch: Vec::with_capacity(160),
             out: Vec::with_capacity(160),
             offsets: [None, None],
+            tones: [None, None],
         }
     }
 
@@ -61,8 +65,28 @@ impl Relay {
             .get_or_insert_with(|| sender.timestamp().wrapping_sub(packet.timestamp));
         let ts = packet.timestamp.wrapping_add(offset);
         if Some(packet.payload_type) == from.telephone_event {
-            let pt = to.telephone_event?;
-            return Some(sender.packet_at(pt, &packet.payload, ts, packet.marker));
+            if let Some(pt) = to.telephone_event {
+                return Some(sender.packet_at(pt, &packet.payload, ts, packet.marker));
+            }
+            // The other side hears keys only in band: the event becomes
+            // the tone pair, up to the duration it has reached.
+            let event = crate::dtmf::Event::parse(&packet.payload)?;
+            let digit = crate::dtmf::digit_of_event(event.event)?;
+            let made = match self.tones[slot] {
+                Some((started, made)) if started == packet.timestamp => made,
+                _ => 0,
+            };
+            let upto = usize::from(event.duration);
+            if upto <= made {
+                return None;
+            }
+            let count = (upto - made).min(crate::SAMPLES_PER_PACKET * 4);
+            self.tones[slot] = Some((packet.timestamp, made + count));
+            let samples = crate::dtmf::tone_span(digit, made, count, 6000.0);
+            self.out.clear();
+            to.law.encode_into(&samples, &mut self.out);
+            let at = ts.wrapping_add(made as u32);
+            return Some(sender.packet_at(to.law.payload_type(), &self.out, at, made == 0));
         }
         let law_in = match packet.payload_type {
             0 => Law::Mu,
@@ -179,6 +203,47 @@ mod tests {
         assert_eq!((a.payload_type, b.payload_type), (96, 96));
         assert_eq!(a.timestamp, b.timestamp);
         assert_ne!(a.seq, b.seq);
+        // Toward a side without telephone-event, the key arrives as tones.
+        let mut plain = Relay::new(
+            Side {
+                law: Law::Mu,
+                telephone_event: Some(101),
+            },
+            Side {
+                law: Law::Mu,
+                telephone_event: None,
+            },
+            RtpSender::new(1, 1, 0),
+            RtpSender::new(2, 1, 0),
+        );
+        let mut heard = Vec::new();
+        for (end, duration) in [
+            (false, 160),
+            (false, 320),
+            (false, 480),
+            (true, 640),
+            (true, 640),
+        ] {
+            let e = crate::dtmf::Event {
+                event: 5,
+                end,
+                volume: 10,
+                duration,
+            }
+            .to_bytes();
+            if let Some(out) =
+                plain.forward(Direction::AToB, &caller.packet_at(101, &e, 9000, false))
+            {
+                let Datagram::Rtp(p) = classify(&out) else {
+                    panic!()
+                };
+                assert_eq!(p.payload_type, 0);
+                Law::Mu.decode_into(&p.payload, &mut heard);
+            }
+        }
+        assert_eq!(heard.len(), 640, "the event's whole duration, once");
+        let mut detector = crate::dtmf::InbandDetector::default();
+        assert_eq!(detector.feed(&heard), ['5']);
         // Comfort noise and unknown payloads are not passed.
         assert!(r
             .forward(Direction::AToB, &caller.packet(13, &[0], 160))
