@@ -30,6 +30,8 @@ def main():
     ap.add_argument('--domain', default='127.0.0.1')
     ap.add_argument('--ring-timeout', type=int, default=30)
     ap.add_argument('--hours', action='store_true')
+    ap.add_argument('--media-prompt', help='add +15570000, whose IVR plays this WAV '
+                    '(media sessions during the load: MEDIA_SESSIONS in run.sh)')
     a = ap.parse_args()
     if not 0 <= a.nums <= 10000:
         raise SystemExit('--nums must be 0..10000 (4-digit NNNN, as in the anchor)')
@@ -78,6 +80,22 @@ def main():
                 for day in ('mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun'):
                     w('%s = ["00:00-12:00", "12:00-24:00"]' % day)
                 w('closed = ["2001-01-01"]')
+    if a.media_prompt:
+        w('')
+        w('[[numbers]]')
+        w('number = "+15570000"')
+        w('name = "media load"')
+        w('timezone = "UTC"')
+        w('members = []')
+        w('routing = { strategy = "simultaneous", ring = [] }')
+        w('no_answer = { action = "ivr" }')
+        w('[numbers.ivr]')
+        w('greeting = "%s"' % a.media_prompt)
+        w('timeout = 60')
+        w('fallback = { action = "hangup" }')
+        w('')
+        w('[media]')
+        w('rtp_ports = "20000-22999"')  # below the kernel's ephemeral range
     with open(a.out, 'w') as f:
         f.write('\n'.join(out) + '\n')
 

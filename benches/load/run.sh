@@ -186,11 +186,31 @@ gen_csv() {
 }
 
 sb_config() {   # $1 = nums, $2 = reg users -> prints config path (generated once)
-  local f=$OUT/cfg/sb_n$1_r$2.toml
+  local f=$OUT/cfg/sb_n$1_r$2_m${MEDIA_SESSIONS:-0}.toml media=()
   mkdir -p "$OUT/cfg"
+  if [ "${MEDIA_SESSIONS:-0}" -gt 0 ]; then
+    # a menu that plays all along: 10 minutes of tone
+    [ -s "$OUT/cfg/long.wav" ] || python3 - "$OUT/cfg/long.wav" <<'PY'
+import math, struct, sys, wave
+w = wave.open(sys.argv[1], "wb"); w.setnchannels(1); w.setsampwidth(2); w.setframerate(8000)
+w.writeframes(b"".join(struct.pack("<h", int(4000 * math.sin(2 * math.pi * 400 * i / 8000))) for i in range(8000 * 600)))
+PY
+    media=(--media-prompt "$OUT/cfg/long.wav")
+  fi
   [ -s "$f" ] || python3 "$HERE/gen_config.py" "$f" --nums "$1" --reg-users "$2" \
-      --data-dir "$OUT/sbdata" --udp "$IP:$SIP_PORT" || die "gen_config failed"
+      --data-dir "$OUT/sbdata" --udp "$IP:$SIP_PORT" "${media[@]}" || die "gen_config failed"
   echo "$f"
+}
+
+# MEDIA_SESSIONS > 0: that many menu sessions run on the daemon during the
+# step (tests/src/bin/media_load, attached), their figures in media_load.txt.
+media_bg() {   # $1 = step dir
+  [ "${MEDIA_SESSIONS:-0}" -gt 0 ] && [ "$TARGET" = switchboard ] || return 0
+  local bin=${MEDIA_LOAD:-$ROOT/target/release/media_load}
+  [ -x "$bin" ] || die "MEDIA_SESSIONS needs $bin (cargo build --release -p switchboard-tests --bins)"
+  ( SB_ATTACH="$IP:$SIP_PORT" SB_MEDIA_NUMBER=+15570000 \
+      exec timeout $((DURATION + 60)) "$bin" "$MEDIA_SESSIONS" "$DURATION" ) > "$1/media_load.txt" 2>&1 &
+  PIDS="$PIDS $!"
 }
 
 # --------------------------------------------------------------- daemons ---
@@ -218,6 +238,7 @@ d_start() {
     for i in $(seq 50); do kamcmd -s "unix:$OUT/kamailio_ctl" core.uptime >/dev/null 2>&1 && break; sleep 0.2; done
   fi
   sleep 0.5
+  media_bg "$dir"
   local main; main=$(children_of "$DWRAP")
   DPIDS="$main"
   [ "$target" = kamailio ] && DPIDS="$main $(children_of $main)"

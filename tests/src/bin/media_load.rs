@@ -12,6 +12,10 @@
 //!
 //!   cargo build --release -p switchboard -p switchboard-tests --bins
 //!   target/release/media_load [SESSIONS=500] [SECONDS=20] [BINARY=target/release/switchboard]
+//!
+//! With `SB_ATTACH=HOST:PORT` it starts no daemon and calls that one's
+//! `SB_MEDIA_NUMBER` (default +15550900), whose menu must play all along
+//! (benches/load/run.sh does that with MEDIA_SESSIONS, during its calls).
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
 use std::io::{BufRead, BufReader};
@@ -74,29 +78,37 @@ rtp_ports = "30000-{}"
         ),
     )
     .unwrap();
-    let mut child = Command::new(&binary)
-        .args(["--config", config.to_str().unwrap()])
-        .env("RUST_LOG", "warn,switchboard::server=info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(rest) = line.split("udp=Some(127.0.0.1:").nth(1) {
-                let _ = tx.send(rest.split(')').next().unwrap_or("").to_string());
-            } else if line.contains("WARN") || line.contains("ERROR") {
-                eprintln!("daemon: {line}");
+    let number = std::env::var("SB_MEDIA_NUMBER").unwrap_or_else(|_| "+15550900".into());
+    let (mut child, server): (Option<std::process::Child>, SocketAddr) =
+        match std::env::var("SB_ATTACH") {
+            Ok(addr) => (None, addr.parse().expect("SB_ATTACH is HOST:PORT")),
+            Err(_) => {
+                let mut child = Command::new(&binary)
+                    .args(["--config", config.to_str().unwrap()])
+                    .env("RUST_LOG", "warn,switchboard::server=info")
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
+                let stderr = child.stderr.take().unwrap();
+                let (tx, rx) = std::sync::mpsc::channel();
+                std::thread::spawn(move || {
+                    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                        if let Some(rest) = line.split("udp=Some(127.0.0.1:").nth(1) {
+                            let _ = tx.send(rest.split(')').next().unwrap_or("").to_string());
+                        } else if line.contains("WARN") || line.contains("ERROR") {
+                            eprintln!("daemon: {line}");
+                        }
+                    }
+                });
+                let port: u16 = rx
+                    .recv_timeout(Duration::from_secs(20))
+                    .expect("the daemon's listening line")
+                    .parse()
+                    .unwrap();
+                let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+                (Some(child), server)
             }
-        }
-    });
-    let port: u16 = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the daemon's listening line")
-        .parse()
-        .unwrap();
-    let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        };
     let sip = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
     let local = sip.local_addr().unwrap();
 
@@ -113,8 +125,8 @@ rtp_ports = "30000-{}"
             rtp_port
         );
         let invite = format!(
-            "INVITE sip:+15550900@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKload{i}\r\n\
-             From: <sip:+15551230000@127.0.0.1>;tag=l{i}\r\nTo: <sip:+15550900@127.0.0.1>\r\n\
+            "INVITE sip:{number}@{server} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKload{i}\r\n\
+             From: <sip:+15551230000@127.0.0.1>;tag=l{i}\r\nTo: <sip:{number}@127.0.0.1>\r\n\
              Call-ID: load-{i}\r\nCSeq: 1 INVITE\r\nContact: <sip:l@{local}>\r\nMax-Forwards: 70\r\n\
              Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
             sdp.len()
@@ -177,10 +189,12 @@ rtp_ports = "30000-{}"
             .copied()
             .unwrap_or(0)
     };
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    if let Some(child) = child.as_mut() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+    }
     all.sort_unstable();
     let late = all.iter().filter(|&&l| l > 5_000).count();
     let pct = |p: f64| {
