@@ -193,6 +193,33 @@ fn contact_of(message: &Message) -> String {
         .to_string()
 }
 
+/// The caller's INFO (CSeq 2) with a DTMF body, in the dialog of `ok`.
+fn dtmf_info(
+    trunk: &Ua,
+    invite: &Message,
+    ok: &Message,
+    content_type: &str,
+    body: &[u8],
+) -> Message {
+    let mut info = Message::request(Method::Info, &contact_of(ok));
+    info.push(
+        HeaderName::Via,
+        &format!(
+            "SIP/2.0/UDP {};branch=z9hG4bKinfo-{};rport",
+            trunk.addr,
+            invite.call_id().unwrap()
+        ),
+    );
+    info.push(HeaderName::From, invite.header(HeaderName::From).unwrap());
+    info.push(HeaderName::To, ok.header(HeaderName::To).unwrap());
+    info.push(HeaderName::CallId, invite.call_id().unwrap());
+    info.push(HeaderName::CSeq, "2 INFO");
+    info.push(HeaderName::MaxForwards, "70");
+    info.push(HeaderName::ContentType, content_type);
+    info.set_body(body.to_vec().into());
+    info
+}
+
 /// Calls +15550900 from the trunk with `rtp`'s offer; returns the invite
 /// and the 200.
 async fn call(trunk: &mut Ua, rtp: &Rtp) -> (Message, Message) {
@@ -387,18 +414,13 @@ async fn a_menu_key_rings_a_user_and_the_relay_bridges_them_pcmu_to_pcma() {
     let (invite, ok) = call(&mut trunk, &caller_rtp).await;
     let from = caller_rtp.until_prompts_done().await;
     // "1" by SIP INFO this time.
-    let mut info = Message::request(Method::Info, &contact_of(&ok));
-    info.push(
-        HeaderName::Via,
-        &format!("SIP/2.0/UDP {};branch=z9hG4bKinfo1;rport", trunk.addr),
+    let info = dtmf_info(
+        &trunk,
+        &invite,
+        &ok,
+        "application/dtmf-relay",
+        b"Signal=1\r\nDuration=160\r\n",
     );
-    info.push(HeaderName::From, invite.header(HeaderName::From).unwrap());
-    info.push(HeaderName::To, ok.header(HeaderName::To).unwrap());
-    info.push(HeaderName::CallId, invite.call_id().unwrap());
-    info.push(HeaderName::CSeq, "2 INFO");
-    info.push(HeaderName::MaxForwards, "70");
-    info.push(HeaderName::ContentType, "application/dtmf-relay");
-    info.set_body(b"Signal=1\r\nDuration=160\r\n".to_vec().into());
     trunk.send(&info).await;
     assert_eq!(trunk.expect_response(200).await.status(), Some(200));
 
@@ -533,18 +555,7 @@ async fn an_in_band_tone_is_a_key() {
 async fn an_info_with_application_dtmf_is_a_key_and_gets_200() {
     let dir = tempfile::tempdir().unwrap();
     let (daemon, mut trunk, rtp, invite, ok, _) = menu_with_5(dir.path(), false).await;
-    let mut info = Message::request(Method::Info, &contact_of(&ok));
-    info.push(
-        HeaderName::Via,
-        &format!("SIP/2.0/UDP {};branch=z9hG4bKdtmf5;rport", trunk.addr),
-    );
-    info.push(HeaderName::From, invite.header(HeaderName::From).unwrap());
-    info.push(HeaderName::To, ok.header(HeaderName::To).unwrap());
-    info.push(HeaderName::CallId, invite.call_id().unwrap());
-    info.push(HeaderName::CSeq, "2 INFO");
-    info.push(HeaderName::MaxForwards, "70");
-    info.push(HeaderName::ContentType, "application/dtmf");
-    info.set_body(b"5".to_vec().into());
+    let info = dtmf_info(&trunk, &invite, &ok, "application/dtmf", b"5");
     trunk.send(&info).await;
     assert_eq!(trunk.expect_response(200).await.status(), Some(200));
     rtp.until_prompts_done().await;

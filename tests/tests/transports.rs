@@ -8,12 +8,17 @@ use switchboard_tests::sip::build::response_to;
 use switchboard_tests::sip::{HeaderName, Method};
 use switchboard_tests::{sdp_answer, test_config, TcpUa, Ua};
 
+/// The test daemon with a TCP listener too (127.0.0.1, port 0).
+async fn start_with_tcp(dir: &std::path::Path) -> Daemon {
+    let mut config = test_config(dir, "");
+    config.server.sip_tcp = Some("127.0.0.1:0".parse().unwrap());
+    Daemon::start(config).await.unwrap()
+}
+
 #[tokio::test]
 async fn a_device_registered_over_tcp_is_called_over_that_connection() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path(), "");
-    config.server.sip_tcp = Some("127.0.0.1:0".parse().unwrap());
-    let daemon = Daemon::start(config).await.unwrap();
+    let daemon = start_with_tcp(dir.path()).await;
     let mut phone = TcpUa::connect(daemon.tcp_addr.unwrap()).await;
     let ok = phone.register("bob", "bob-pw").await;
     assert_eq!(ok.status(), Some(200), "{ok}");
@@ -44,9 +49,7 @@ async fn a_device_registered_over_tcp_is_called_over_that_connection() {
 #[tokio::test]
 async fn glued_and_split_messages_are_framed() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path(), "");
-    config.server.sip_tcp = Some("127.0.0.1:0".parse().unwrap());
-    let daemon = Daemon::start(config).await.unwrap();
+    let daemon = start_with_tcp(dir.path()).await;
     let addr = daemon.tcp_addr.unwrap();
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let local = stream.local_addr().unwrap();
@@ -87,9 +90,7 @@ async fn glued_and_split_messages_are_framed() {
 #[tokio::test]
 async fn closing_the_connection_signs_the_device_out() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path(), "");
-    config.server.sip_tcp = Some("127.0.0.1:0".parse().unwrap());
-    let daemon = Daemon::start(config).await.unwrap();
+    let daemon = start_with_tcp(dir.path()).await;
     let mut phone = TcpUa::connect(daemon.tcp_addr.unwrap()).await;
     assert_eq!(phone.register("bob", "bob-pw").await.status(), Some(200));
     drop(phone);
@@ -204,9 +205,7 @@ async fn udp_responses_go_to_the_via_port_when_the_request_has_no_rport() {
 async fn a_crlf_ping_over_tcp_gets_a_crlf_pong() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path(), "");
-    config.server.sip_tcp = Some("127.0.0.1:0".parse().unwrap());
-    let daemon = Daemon::start(config).await.unwrap();
+    let daemon = start_with_tcp(dir.path()).await;
     let mut stream = tokio::net::TcpStream::connect(daemon.tcp_addr.unwrap())
         .await
         .unwrap();
@@ -253,9 +252,7 @@ async fn accept_within(listener: &tokio::net::TcpListener) -> TcpUa {
 #[tokio::test]
 async fn a_contact_with_transport_tcp_is_called_over_a_new_tcp_connection() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path(), "");
-    config.server.sip_tcp = Some("127.0.0.1:0".parse().unwrap());
-    let daemon = Daemon::start(config).await.unwrap();
+    let daemon = start_with_tcp(dir.path()).await;
     let listener = listen_at("127.0.0.1:0".parse().unwrap());
     let phone_port = listener.local_addr().unwrap().port();
     // Registered over UDP, but the Contact says TCP (RFC 3261 §19.1.1).
@@ -311,9 +308,7 @@ async fn a_contact_with_transport_tcp_is_called_over_a_new_tcp_connection() {
 #[tokio::test]
 async fn a_tcp_binding_restored_after_a_restart_is_called_over_tcp_not_udp() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path(), "");
-    config.server.sip_tcp = Some("127.0.0.1:0".parse().unwrap());
-    let daemon = Daemon::start(config).await.unwrap();
+    let daemon = start_with_tcp(dir.path()).await;
     let mut phone = TcpUa::connect(daemon.tcp_addr.unwrap()).await;
     // No transport parameter: only the binding knows it came over TCP.
     let contact = format!("<sip:bob@{}>", phone.addr);
@@ -325,9 +320,7 @@ async fn a_tcp_binding_restored_after_a_restart_is_called_over_tcp_not_udp() {
 
     // The phone listens where its Contact says; the daemon comes back.
     let listener = listen_at(phone_addr);
-    let mut config = test_config(dir.path(), "");
-    config.server.sip_tcp = Some("127.0.0.1:0".parse().unwrap());
-    let daemon = Daemon::start(config).await.unwrap();
+    let daemon = start_with_tcp(dir.path()).await;
     let mut trunk = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
     let invite = trunk.invite("+15550200", "+15551234567");
     trunk.send(&invite).await;
@@ -345,9 +338,7 @@ async fn a_tcp_binding_restored_after_a_restart_is_called_over_tcp_not_udp() {
 #[tokio::test]
 async fn a_tcp_contact_nobody_listens_at_fails_at_once_not_at_timer_b() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path(), "");
-    config.server.sip_tcp = Some("127.0.0.1:0".parse().unwrap());
-    let daemon = Daemon::start(config).await.unwrap();
+    let daemon = start_with_tcp(dir.path()).await;
     // A port that was free a moment ago and has no listener now.
     let port = listen_at("127.0.0.1:0".parse().unwrap())
         .local_addr()

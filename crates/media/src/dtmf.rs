@@ -255,20 +255,12 @@ pub fn tone_span(digit: char, from: usize, count: usize, amplitude: f32) -> Vec<
 /// The samples of a DTMF tone pair for `digit`, `ms` long, at `amplitude`
 /// per tone (for tests, benches and prompts).
 pub fn tone(digit: char, ms: u32, amplitude: f32) -> Vec<i16> {
-    let Some((row, col)) = KEYS.iter().enumerate().find_map(|(r, keys)| {
-        keys.iter()
-            .position(|&k| k == digit.to_ascii_uppercase())
-            .map(|c| (r, c))
-    }) else {
-        return Vec::new();
-    };
-    let n = (crate::SAMPLE_RATE * ms / 1000) as usize;
-    let w = |f: f32, i: usize| {
-        (2.0 * std::f32::consts::PI * f * i as f32 / crate::SAMPLE_RATE as f32).sin()
-    };
-    (0..n)
-        .map(|i| (amplitude * (w(ROWS[row], i) + w(COLUMNS[col], i))) as i16)
-        .collect()
+    tone_span(
+        digit,
+        0,
+        (crate::SAMPLE_RATE * ms / 1000) as usize,
+        amplitude,
+    )
 }
 
 #[cfg(test)]

@@ -102,13 +102,7 @@ impl<B: Backend> Engine<B> {
             tracing::warn!("no RTP port left in [media] rtp_ports: 503");
             return self.fail_call(now, key, 503, CallOutcome::Failed { status: 503 });
         };
-        let ip: IpAddr = workspace
-            .directory
-            .media()
-            .advertise
-            .or(self.cfg.udp_addr.map(|a| a.ip()))
-            .or(self.cfg.tcp_addr.map(|a| a.ip()))
-            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let ip = self.media_ip(&workspace);
         let local = Local {
             rtp: SocketAddr::new(ip, port),
             session_id: self.ids.u64() >> 1,
@@ -296,13 +290,7 @@ impl<B: Backend> Engine<B> {
             tracing::warn!("no RTP port left for the relay");
             return self.media_hang_up(now, key);
         };
-        let ip: IpAddr = workspace
-            .directory
-            .media()
-            .advertise
-            .or(self.cfg.udp_addr.map(|a| a.ip()))
-            .or(self.cfg.tcp_addr.map(|a| a.ip()))
-            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let ip = self.media_ip(&workspace);
         let offer = sdp::offer(Local {
             rtp: SocketAddr::new(ip, port),
             session_id: self.ids.u64() >> 1,
@@ -365,6 +353,17 @@ impl<B: Backend> Engine<B> {
             telephone_event,
         }));
         self.set_step(key, MediaStep::Closing);
+    }
+
+    /// The IP our SDP names: `[media] advertise`, else the SIP address.
+    fn media_ip(&self, workspace: &crate::Workspace<B::View>) -> IpAddr {
+        workspace
+            .directory
+            .media()
+            .advertise
+            .or(self.cfg.udp_addr.map(|a| a.ip()))
+            .or(self.cfg.tcp_addr.map(|a| a.ip()))
+            .unwrap_or(IpAddr::from([127, 0, 0, 1]))
     }
 
     fn play(&mut self, session: MediaId, sounds: Vec<Sound>) {

@@ -155,25 +155,14 @@ impl<B: Backend> Engine<B> {
         line: &str,
         users: &[UserIdx],
     ) -> Vec<Leg> {
-        let Some((first, inbound_tx)) = self.calls.get(key).map(|c| (c.legs.len(), c.caller.tx))
-        else {
+        let Some(first) = self.calls.get(key).map(|c| c.legs.len()) else {
             return Vec::new();
         };
-        // Once the daemon answered the caller, its transaction let the
-        // INVITE go: the call kept a copy.
-        let saved = self.calls.get(key).and_then(|c| c.caller.invite.clone());
-        let Some(req) = self.tl.request(inbound_tx).or(saved.as_deref()) else {
+        let Some(req) = super::caller_invite(&self.tl, &self.calls, key) else {
             return Vec::new();
         };
         let max_forwards = req.max_forwards().unwrap_or(70).saturating_sub(1).min(70);
-        let (content_type, body) = match self.calls.get(key).and_then(|c| c.leg_offer.clone()) {
-            // Bridged by the relay: the legs get its offer.
-            Some(offer) => (Some("application/sdp".to_string()), offer),
-            None => (
-                req.header(HeaderName::ContentType).map(str::to_string),
-                req.body().clone(),
-            ),
-        };
+        let (content_type, body) = super::leg_offer(&self.calls, key, req);
         let trusted = self.calls.get(key).is_some_and(|c| c.caller.from_trunk);
         let (caller_name, caller_user) = caller_identity(req, trusted);
         let display = quoted(&format!("{caller_name} ({line})"));
@@ -812,27 +801,24 @@ fn caller_identity(request: &Message, trusted: bool) -> (String, String) {
             .filter_map(sip::NameAddr::parse)
             .find(|n| Uri::parse(n.uri).is_ok_and(|u| u.user.is_some()))
         {
-            let user = Uri::parse(asserted.uri)
-                .ok()
-                .and_then(|u| u.user)
-                .unwrap_or("anonymous")
-                .to_string();
-            let name = asserted
-                .display_name()
-                .map(|n| n.replace('\\', ""))
-                .unwrap_or_else(|| user.clone());
-            return (name, user);
+            return shown_as(&asserted);
         }
     }
-    let Some(from) = request.from_header() else {
-        return ("Unknown".into(), "anonymous".into());
-    };
-    let user = Uri::parse(from.uri)
+    match request.from_header() {
+        Some(from) => shown_as(&from),
+        None => ("Unknown".into(), "anonymous".into()),
+    }
+}
+
+/// An identity's display name (else its user part, or "Unknown" for an
+/// anonymous one) and user part.
+fn shown_as(who: &sip::NameAddr<'_>) -> (String, String) {
+    let user = Uri::parse(who.uri)
         .ok()
         .and_then(|u| u.user)
         .unwrap_or("anonymous")
         .to_string();
-    let name = from
+    let name = who
         .display_name()
         .map(|n| n.replace('\\', ""))
         .unwrap_or_else(|| {

@@ -269,6 +269,36 @@ pub(crate) struct Call<V> {
     pub(crate) answered: Option<Timestamp>,
 }
 
+/// The caller's INVITE: from its transaction, or the copy the call kept
+/// once the daemon answered it (the transaction lets it go). Takes the two
+/// tables rather than the engine, so the id generator stays free to use.
+pub(crate) fn caller_invite<'a, V>(
+    tl: &'a sip::transaction::Transactions<crate::TxCtx>,
+    calls: &'a Calls<V>,
+    key: CallKey,
+) -> Option<&'a Message> {
+    let call = calls.get(key)?;
+    tl.request(call.caller.tx).or(call.caller.invite.as_deref())
+}
+
+/// The Content-Type and body a leg's INVITE offers: the relay's SDP once
+/// the daemon answered the caller, else the caller's own.
+pub(crate) fn leg_offer<V>(
+    calls: &Calls<V>,
+    key: CallKey,
+    invite: &Message,
+) -> (Option<String>, Bytes) {
+    match calls.get(key).and_then(|c| c.leg_offer.clone()) {
+        Some(offer) => (Some("application/sdp".to_string()), offer),
+        None => (
+            invite
+                .header(sip::HeaderName::ContentType)
+                .map(str::to_string),
+            invite.body().clone(),
+        ),
+    }
+}
+
 impl<V> Call<V> {
     pub(crate) fn leg(&self, id: LegId) -> Option<&Leg> {
         self.legs.get(usize::from(id.0))

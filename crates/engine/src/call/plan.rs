@@ -243,10 +243,8 @@ impl<B: Backend> Engine<B> {
     ) -> Option<Leg> {
         let trunk = directory.outbound_trunk()?;
         let outbound = trunk.outbound.as_ref()?;
-        let inbound_tx = self.calls.get(key)?.caller.tx;
         let first = self.calls.get(key)?.legs.len();
-        let saved = self.calls.get(key).and_then(|c| c.caller.invite.clone());
-        let req = self.tl.request(inbound_tx).or(saved.as_deref())?;
+        let req = super::caller_invite(&self.tl, &self.calls, key)?;
         let peer = Peer {
             transport: Transport::Udp,
             addr: outbound.address,
@@ -265,13 +263,7 @@ impl<B: Backend> Engine<B> {
         let remote = format!("<{uri}>");
         let call_id = self.ids.call_id();
         let max_forwards = req.max_forwards().unwrap_or(70).saturating_sub(1).min(70);
-        let (content_type, body) = match self.calls.get(key).and_then(|c| c.leg_offer.clone()) {
-            Some(offer) => (Some("application/sdp".to_string()), offer),
-            None => (
-                req.header(HeaderName::ContentType).map(str::to_string),
-                req.body().clone(),
-            ),
-        };
+        let (content_type, body) = super::leg_offer(&self.calls, key, req);
         let dialog = Dialog::uac(peer, call_id, local, remote, uri);
         let mut invite = dialog.invite(&mut self.ids, local_addr, max_forwards);
         invite.push_other(
