@@ -116,12 +116,6 @@ pub fn digit_of_info(content_type: &str, body: &[u8]) -> Option<char> {
     }
 }
 
-/// Whether an INFO's Content-Type is one of the DTMF bodies we read.
-pub fn is_dtmf_info(content_type: &str) -> bool {
-    let ct = content_type.split(';').next().unwrap_or("").trim();
-    ct.eq_ignore_ascii_case("application/dtmf-relay") || ct.eq_ignore_ascii_case("application/dtmf")
-}
-
 const ROWS: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
 const COLUMNS: [f32; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
 const KEYS: [[char; 4]; 4] = [
@@ -321,7 +315,10 @@ mod tests {
         assert_eq!(digit_of_info("application/dtmf", b"5"), Some('5'));
         assert_eq!(digit_of_info("application/dtmf", b"12"), None);
         assert_eq!(digit_of_info("text/plain", b"Signal=1"), None);
-        assert!(is_dtmf_info("application/dtmf-relay;charset=x"));
+        assert_eq!(
+            digit_of_info("application/dtmf-relay;charset=x", b"Signal=4"),
+            Some('4')
+        );
     }
 
     #[test]

@@ -52,7 +52,6 @@ pub struct Session {
     recording: Option<Recorder>,
     out: VecDeque<SessionEvent>,
     payload: Vec<u8>,
-    received_packets: u64,
     latched: bool,
 }
 
@@ -81,7 +80,6 @@ impl Session {
             recording: None,
             out: VecDeque::new(),
             payload: Vec::with_capacity(SAMPLES_PER_PACKET),
-            received_packets: 0,
             latched: false,
         }
     }
@@ -157,10 +155,6 @@ impl Session {
         self.recording = None;
     }
 
-    pub fn received_packets(&self) -> u64 {
-        self.received_packets
-    }
-
     /// The packet for the next 20 ms: the prompt playing, else silence
     /// (which keeps NAT bindings open and tells the phone the stream lives).
     pub fn tick(&mut self) -> (SocketAddr, Vec<u8>) {
@@ -199,7 +193,6 @@ impl Session {
         let Datagram::Rtp(packet) = classify(bytes) else {
             return;
         };
-        self.received_packets += 1;
         // Symmetric RTP: the first source is where we send (a NAT's
         // mapping); later packets from elsewhere do not steal the stream.
         if !self.latched {
