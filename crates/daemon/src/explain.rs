@@ -46,6 +46,103 @@ pub fn explain(
     Ok((json, text))
 }
 
+/// The same explanation on a running daemon's workspace and presence (the
+/// admin API's `GET /numbers/{number}/explain`).
+pub fn number_live(workspace: &engine::Workspace, idx: NumberIdx, at: Timestamp) -> Value {
+    let plan = routing::explain(&workspace.directory, &workspace.presence, idx, at);
+    to_json(&workspace.directory, idx, &plan, at)
+}
+
+/// For one user, every number and whether they would ring on it at `at`,
+/// and if not, the first gate that stops them: `not_assigned` where they
+/// are not a member, `number_closed` where every gate passes but the
+/// number is closed. The FAQ "why isn't X ringing?" in one answer.
+pub fn user_live(workspace: &engine::Workspace, user: directory::UserIdx, at: Timestamp) -> Value {
+    let directory = &workspace.directory;
+    let numbers: Vec<Value> = directory
+        .numbers()
+        .iter()
+        .enumerate()
+        .map(|(i, number)| {
+            let idx = NumberIdx(i as u32);
+            if !number.is_member(user) {
+                return json!({
+                    "number": number.e164,
+                    "name": number.name,
+                    "rings": false,
+                    "gate": "not_assigned",
+                });
+            }
+            let plan = routing::explain(directory, &workspace.presence, idx, at);
+            let gate = plan
+                .verdicts(directory)
+                .iter()
+                .find(|v| v.user == user)
+                .and_then(|v| v.stopped_by);
+            let (rings, gate) = match gate {
+                Some(g) => (false, Some(g.as_str())),
+                None if !plan.open.open => (false, Some("number_closed")),
+                None => (true, None),
+            };
+            json!({
+                "number": number.e164,
+                "name": number.name,
+                "rings": rings,
+                "gate": gate,
+                "open": plan.open.open,
+            })
+        })
+        .collect();
+    let u = directory.user(user);
+    json!({
+        "user": u.id,
+        "name": u.name,
+        "status": u.status.as_str(),
+        "at": at.to_string(),
+        "numbers": numbers,
+    })
+}
+
+/// A user's explanation for a person.
+pub fn user_text(json: &Value) -> String {
+    let s = |v: &Value| {
+        v.as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string())
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{} ({}, {}) at {}",
+        s(&json["user"]),
+        s(&json["name"]),
+        s(&json["status"]),
+        s(&json["at"])
+    );
+    let numbers = json["numbers"].as_array().cloned().unwrap_or_default();
+    if numbers.is_empty() {
+        let _ = writeln!(out, "  the workspace has no numbers");
+    }
+    for n in numbers {
+        let verdict = match n["gate"].as_str() {
+            None => "rings".to_string(),
+            Some(gate) => format!("does not ring: {gate}"),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<14} {:<16} {verdict}",
+            s(&n["number"]),
+            s(&n["name"])
+        );
+    }
+    out
+}
+
+/// A number's explanation for a person (the text `switchboard explain` prints).
+pub fn number_text(json: &Value) -> String {
+    to_text(json)
+}
+
 fn to_json(directory: &Directory, idx: NumberIdx, plan: &Plan, at: Timestamp) -> Value {
     let number = directory.number(idx);
     let tz = &number.timezone;

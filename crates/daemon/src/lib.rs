@@ -10,9 +10,14 @@
 //! - [`media_runtime`]: RTP sessions for the calls the daemon answers
 //!   (prompts, voicemail files).
 
+pub mod admin;
+pub mod cli;
 pub mod clock;
+pub mod demo;
 pub mod explain;
 pub mod media_runtime;
+pub mod metrics;
+pub mod records;
 pub mod server;
 pub mod settings;
 

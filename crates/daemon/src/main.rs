@@ -1,114 +1,21 @@
-//! `switchboard`: run the daemon, or check a configuration file.
-//!
-//! ```text
-//! switchboard [--config FILE] [--log-format human|json]
-//! switchboard check --config FILE
-//! switchboard explain --config FILE NUMBER [--at RFC3339] [--json]
-//! switchboard voicemail list --config FILE [NUMBER] [--json]
-//! switchboard voicemail export --config FILE [NUMBER] --to DIR
-//! switchboard voicemail delete --config FILE NUMBER (ID | --all)
-//! ```
-//! Without `--config`, the embedded demo workspace is used (data in ./data).
+//! `switchboard`: run the daemon, check a configuration file, and talk to
+//! a running daemon's admin API (see `switchboard --help` and the README).
+//! Without `--config`, the embedded demo workspace is copied to `./data`
+//! once and run from that copy (admin changes are saved there).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
+use clap::Parser;
+use switchboard::cli::{exit, Cli, Client, Command, VoicemailCommand};
 use switchboard::server::Daemon;
 use switchboard::settings::{Config, LogFormat};
-use switchboard::DEMO_CONFIG;
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// sysexits' EX_USAGE / EX_CONFIG: bad command line or configuration.
-const EXIT_USAGE: u8 = 64;
-const EXIT_CONFIG: u8 = 78;
-
-struct Args {
-    check: bool,
-    /// `explain NUMBER`.
-    explain: Option<String>,
-    at: Option<String>,
-    json: bool,
-    config: Option<PathBuf>,
-    log_format: Option<LogFormat>,
-    /// `voicemail ACTION [NUMBER] [ID]`.
-    voicemail: Option<Vec<String>>,
-    to: Option<PathBuf>,
-    all: bool,
-}
-
-fn usage() -> &'static str {
-    "usage: switchboard [--config FILE] [--log-format human|json]\n       switchboard check --config FILE\n       switchboard explain --config FILE NUMBER [--at RFC3339] [--json]\n       switchboard voicemail list --config FILE [NUMBER] [--json]\n       switchboard voicemail export --config FILE [NUMBER] --to DIR\n       switchboard voicemail delete --config FILE NUMBER (ID | --all)"
-}
-
-fn parse_args() -> Result<Args, String> {
-    let mut args = Args {
-        check: false,
-        explain: None,
-        at: None,
-        json: false,
-        config: None,
-        log_format: None,
-        voicemail: None,
-        to: None,
-        all: false,
-    };
-    let mut explaining = false;
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "check" => args.check = true,
-            "voicemail" if args.voicemail.is_none() => args.voicemail = Some(Vec::new()),
-            "--to" => args.to = Some(PathBuf::from(it.next().ok_or("--to needs a folder")?)),
-            "--all" => args.all = true,
-            word if args.voicemail.is_some() && !word.starts_with('-') => {
-                if let Some(words) = args.voicemail.as_mut() {
-                    words.push(word.to_string());
-                }
-            }
-            "explain" => explaining = true,
-            "--at" => args.at = Some(it.next().ok_or("--at needs an RFC 3339 instant")?),
-            "--json" => args.json = true,
-            number if explaining && args.explain.is_none() && !number.starts_with('-') => {
-                args.explain = Some(number.to_string());
-            }
-            "--config" | "-c" => {
-                args.config = Some(it.next().ok_or("--config needs a file")?.into());
-            }
-            "--log-format" => {
-                args.log_format = Some(match it.next().as_deref() {
-                    Some("human") => LogFormat::Human,
-                    Some("json") => LogFormat::Json,
-                    _ => return Err("--log-format takes human or json".into()),
-                });
-            }
-            "--help" | "-h" => return Err(String::new()),
-            other => return Err(format!("unknown argument {other:?}")),
-        }
-    }
-    if explaining && args.explain.is_none() {
-        return Err("explain needs a NUMBER".into());
-    }
-    if !explaining && args.at.is_some() {
-        return Err("--at and --json go with explain".into());
-    }
-    Ok(args)
-}
-
-fn load(args: &Args) -> Result<Config, String> {
-    let config = match &args.config {
-        Some(path) => Config::load(path).map_err(|e| e.to_string())?,
-        None => {
-            let cwd = std::env::current_dir().map_err(|e| e.to_string())?;
-            Config::parse(
-                DEMO_CONFIG,
-                Path::new(switchboard::EMBEDDED_DEMO_ORIGIN),
-                &cwd,
-            )
-            .map_err(|e| e.to_string())?
-        }
-    };
+fn load(path: &Path) -> Result<Config, String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
     // Every prompt is read and checked with the file (missing, unreadable,
     // not 8 kHz mono...), so `check` refuses what the daemon would.
     switchboard::media_runtime::PromptStore::load(&config.directory, &config.origin)
@@ -131,51 +38,138 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(msg) => {
-            if !msg.is_empty() {
-                eprintln!("switchboard: {msg}");
+/// The API's address and token for client subcommands: --api, else the
+/// config file's `server.admin_http`; the environment's token, else the file's.
+fn client(cli: &Cli) -> Result<Client, String> {
+    let config = match &cli.config {
+        Some(path) => Some(Config::load(path).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let base = match (&cli.api, &config) {
+        (Some(api), _) => api.clone(),
+        (None, Some(c)) => match c.server.admin_http {
+            Some(addr) => format!("http://{addr}"),
+            None => {
+                return Err(format!(
+                    "{}: server.admin_http is not set: the daemon has no admin API",
+                    c.origin.display()
+                ))
             }
-            eprintln!("{}", usage());
-            return ExitCode::from(EXIT_USAGE);
+        },
+        (None, None) => {
+            std::env::var("SWITCHBOARD_API").unwrap_or_else(|_| "http://127.0.0.1:8080".into())
         }
     };
-    if (args.check || args.explain.is_some() || args.voicemail.is_some()) && args.config.is_none() {
-        eprintln!(
-            "switchboard: check and explain need --config FILE\n{}",
-            usage()
-        );
-        return ExitCode::from(EXIT_USAGE);
+    let token = std::env::var("SWITCHBOARD_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty())
+        .or_else(|| config.and_then(|c| c.server.admin_token.map(|t| t.0)));
+    Ok(Client::new(base, token))
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let command = cli.command.as_ref().unwrap_or(&Command::Run);
+    // `explain` with a file answers from it, without a daemon.
+    let offline_explain =
+        matches!(command, Command::Explain { user: None, .. }) && cli.config.is_some();
+    if !offline_explain
+        && !matches!(
+            command,
+            Command::Run | Command::Check | Command::Voicemail { .. }
+        )
+    {
+        if matches!(
+            command,
+            Command::Explain {
+                number: None,
+                user: None,
+                ..
+            }
+        ) {
+            eprintln!("switchboard: explain needs a NUMBER or --user USER");
+            return ExitCode::from(exit::USAGE);
+        }
+        let client = match client(&cli) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("switchboard: {e}");
+                return ExitCode::from(exit::CONFIG);
+            }
+        };
+        if let Some(code) = switchboard::cli::run_client(command, &client, cli.json) {
+            return code;
+        }
     }
+    let path = match (&cli.config, command) {
+        (Some(path), _) => path.clone(),
+        (None, Command::Run) => {
+            // The demo runs from a copy in ./data, so that admin changes persist.
+            let data = match std::env::current_dir() {
+                Ok(cwd) => cwd.join("data"),
+                Err(e) => {
+                    eprintln!("switchboard: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match switchboard::demo::materialize(&data) {
+                Ok(path) => path,
+                Err(e) => {
+                    eprintln!(
+                        "switchboard: writing the demo workspace to {}: {e}",
+                        data.display()
+                    );
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        (None, _) => {
+            eprintln!("switchboard: this subcommand needs --config FILE");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
     // Load and validate before binding anything.
-    let config = match load(&args) {
+    let config = match load(&path) {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("{errors}");
-            return ExitCode::from(EXIT_CONFIG);
+            return ExitCode::from(exit::CONFIG);
         }
     };
-    if let Some(number) = &args.explain {
-        return explain(&config, number, args.at.as_deref(), args.json);
+    match command {
+        Command::Explain {
+            number: Some(number),
+            at,
+            ..
+        } => return explain(&config, number, at.as_deref(), cli.json),
+        Command::Voicemail { action } => return voicemail(&config, action, cli.json),
+        Command::Check => {
+            println!(
+                "{}: ok ({} users, {} numbers, {} trunks)",
+                path.display(),
+                config.directory.users().len(),
+                config.directory.numbers().len(),
+                config.directory.trunks().len()
+            );
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
     }
-    if let Some(words) = &args.voicemail {
-        return voicemail(&config, words, &args);
-    }
-    if args.check {
-        println!(
-            "{}: ok ({} users, {} numbers, {} trunks)",
-            args.config.as_deref().unwrap_or(Path::new("-")).display(),
-            config.directory.users().len(),
-            config.directory.numbers().len(),
-            config.directory.trunks().len()
-        );
-        return ExitCode::SUCCESS;
-    }
-    init_logging(args.log_format.unwrap_or(config.server.log_format));
-    if args.config.is_none() {
-        tracing::info!("no --config given: running the embedded demo workspace");
+    let format = match cli.log_format {
+        Some(switchboard::cli::LogFormatArg::Human) => LogFormat::Human,
+        Some(switchboard::cli::LogFormatArg::Json) => LogFormat::Json,
+        None => config.server.log_format,
+    };
+    init_logging(format);
+    if cli.config.is_none() {
+        tracing::info!(file = %path.display(), "no --config given: running the demo workspace from its copy");
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -201,17 +195,51 @@ fn main() -> ExitCode {
             tracing::info!("shutting down");
             token.cancel();
         });
+        tokio::spawn(reload_on_hangup(std::sync::Arc::clone(&daemon.control)));
         daemon.wait().await;
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
 }
 
+/// SIGHUP reloads the config file; an invalid one is refused (every error
+/// logged) and the running workspace kept.
+async fn reload_on_hangup(control: std::sync::Arc<switchboard::admin::Control>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match control.reload().await {
+                Ok(r) => tracing::info!(
+                    users = r.users,
+                    numbers = r.numbers,
+                    "SIGHUP: configuration reloaded"
+                ),
+                Err(e) => tracing::error!(
+                    "SIGHUP: reload refused, the running workspace is kept: {}",
+                    e.message
+                ),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = control;
+}
+
 /// `voicemail list|export|delete`: the mailboxes under the data directory.
-fn voicemail(config: &Config, words: &[String], args: &Args) -> ExitCode {
+fn voicemail(config: &Config, action: &VoicemailCommand, json_out: bool) -> ExitCode {
     use switchboard::media_runtime::voicemail as vm;
     let data_dir = &config.server.data_dir;
-    let number = match words.get(1) {
+    let (number_arg, id) = match action {
+        VoicemailCommand::List { number } | VoicemailCommand::Export { number, .. } => {
+            (number.as_ref(), None)
+        }
+        VoicemailCommand::Delete { number, id, .. } => (Some(number), id.as_ref()),
+    };
+    let number = match number_arg {
         Some(n) => match directory::normalize_e164(n) {
             Some(e164) if config.directory.number_index(e164.as_str()).is_some() => {
                 Some(e164.as_str().to_string())
@@ -223,10 +251,10 @@ fn voicemail(config: &Config, words: &[String], args: &Args) -> ExitCode {
         },
         None => None,
     };
-    match words.first().map(String::as_str) {
-        Some("list") => {
+    match action {
+        VoicemailCommand::List { .. } => {
             let messages = vm::list(data_dir, number.as_deref());
-            if args.json {
+            if json_out {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&messages).unwrap_or_default()
@@ -243,11 +271,7 @@ fn voicemail(config: &Config, words: &[String], args: &Args) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Some("export") => {
-            let Some(to) = &args.to else {
-                eprintln!("switchboard: voicemail export needs --to DIR");
-                return ExitCode::from(EXIT_USAGE);
-            };
+        VoicemailCommand::Export { to, .. } => {
             let messages = vm::list(data_dir, number.as_deref());
             if let Err(e) = std::fs::create_dir_all(to) {
                 eprintln!("switchboard: {}: {e}", to.display());
@@ -269,15 +293,14 @@ fn voicemail(config: &Config, words: &[String], args: &Args) -> ExitCode {
             println!("{} messages exported to {}", messages.len(), to.display());
             ExitCode::SUCCESS
         }
-        Some("delete") => {
+        VoicemailCommand::Delete { all, .. } => {
             let Some(number) = number else {
                 eprintln!("switchboard: voicemail delete needs a NUMBER");
-                return ExitCode::from(EXIT_USAGE);
+                return ExitCode::from(exit::USAGE);
             };
-            let id = words.get(2);
-            if id.is_none() && !args.all {
+            if id.is_none() && !all {
                 eprintln!("switchboard: voicemail delete needs a message ID, or --all");
-                return ExitCode::from(EXIT_USAGE);
+                return ExitCode::from(exit::USAGE);
             }
             let doomed: Vec<_> = vm::list(data_dir, Some(&number))
                 .into_iter()
@@ -296,13 +319,6 @@ fn voicemail(config: &Config, words: &[String], args: &Args) -> ExitCode {
             println!("{} messages deleted", doomed.len());
             ExitCode::SUCCESS
         }
-        _ => {
-            eprintln!(
-                "switchboard: voicemail takes list, export or delete\n{}",
-                usage()
-            );
-            ExitCode::from(EXIT_USAGE)
-        }
     }
 }
 
@@ -312,7 +328,7 @@ fn explain(config: &Config, number: &str, at: Option<&str>, json: bool) -> ExitC
         Some(Ok(at)) => at,
         Some(Err(e)) => {
             eprintln!("switchboard: {e}");
-            return ExitCode::from(EXIT_USAGE);
+            return ExitCode::from(exit::USAGE);
         }
         None => switchboard::clock::wall(),
     };

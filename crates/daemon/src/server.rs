@@ -29,7 +29,10 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use crate::admin::Control;
 use crate::media_runtime::{MediaCtx, MediaRuntime, PromptStore};
+use crate::metrics::Metrics;
+use crate::records::RecordSink;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock;
@@ -45,15 +48,18 @@ const PERSIST_INTERVAL: Duration = Duration::from_secs(1);
 pub struct Daemon {
     pub udp_addr: Option<SocketAddr>,
     pub tcp_addr: Option<SocketAddr>,
+    /// Where the admin HTTP API listens, when `server.admin_http` is set.
+    pub admin_addr: Option<SocketAddr>,
     pub presence: Arc<Presence>,
     /// The workspace new calls are routed with (read-only: changes go
-    /// through [`Daemon::command`]).
+    /// through [`Daemon::control`]).
     pub workspace: WorkspaceReader,
+    /// Admin changes, reloads and commands.
+    pub control: Arc<Control>,
     events: broadcast::Sender<Event>,
-    inputs: mpsc::Sender<EngineInput>,
     shutdown: CancellationToken,
     tasks: Vec<JoinHandle<()>>,
-    prompts: Arc<PromptStore>,
+    records_writer: Option<std::thread::JoinHandle<()>>,
 }
 
 pub(crate) enum EngineInput {
@@ -174,6 +180,39 @@ impl Daemon {
             .map(|a| a.ip())
             .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
         let prompts = Arc::new(prompts);
+        let metrics = Arc::new(Metrics::new());
+        let (records, records_writer) = crate::records::start_writer(&server.data_dir)?;
+        let control = Arc::new(Control::new(
+            input_tx.clone(),
+            Arc::clone(&prompts),
+            Arc::clone(&presence),
+            workspace.clone(),
+            &config,
+            Arc::clone(&metrics),
+        )?);
+        // The token from the environment wins over the file's.
+        let token = std::env::var("SWITCHBOARD_ADMIN_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty())
+            .map(crate::settings::Secret)
+            .or_else(|| server.admin_token.clone());
+        let admin_addr = match server.admin_http {
+            Some(addr) => {
+                crate::admin::api::check_listen(addr, token.as_ref())?;
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the admin HTTP API on {addr}"))?;
+                let bound = listener.local_addr()?;
+                let router = crate::admin::api::router(Arc::clone(&control), token);
+                tasks.push(tokio::spawn(crate::admin::api::serve(
+                    listener,
+                    router,
+                    shutdown.clone(),
+                )));
+                Some(bound)
+            }
+            None => None,
+        };
         let media = MediaRuntime::start(MediaCtx {
             inputs: input_tx.clone(),
             prompts: Arc::clone(&prompts),
@@ -188,7 +227,11 @@ impl Daemon {
             media,
             streams,
             input_rx,
-            events.clone(),
+            Outlets {
+                events: events.clone(),
+                records,
+                metrics,
+            },
         )));
         tasks.push(tokio::spawn(persist_loop(
             Arc::clone(&presence),
@@ -204,6 +247,7 @@ impl Daemon {
         tracing::info!(
             udp = ?udp_addr,
             tcp = ?tcp_addr,
+            admin = ?admin_addr,
             domain = %server.domain,
             users = config.directory.users().len(),
             numbers = config.directory.numbers().len(),
@@ -213,13 +257,14 @@ impl Daemon {
         Ok(Daemon {
             udp_addr,
             tcp_addr,
+            admin_addr,
             presence,
             workspace,
+            control,
             events,
-            inputs: input_tx,
             shutdown,
             tasks,
-            prompts,
+            records_writer: Some(records_writer),
         })
     }
 
@@ -232,26 +277,24 @@ impl Daemon {
 
     /// Applies a command between two engine turns and returns its reply.
     pub async fn command(&self, command: Command) -> anyhow::Result<CommandReply> {
-        let (reply, answer) = oneshot::channel();
-        self.inputs
-            .send(EngineInput::Command { command, reply })
+        self.control
+            .command(command)
             .await
-            .map_err(|_| anyhow::anyhow!("the engine has stopped"))?;
-        Ok(answer
-            .await
-            .map_err(|_| anyhow::anyhow!("the engine has stopped"))??)
+            .map_err(|e| anyhow::anyhow!("{}", e.message))
     }
 
     /// Routes new calls with `directory` from now on; calls up keep theirs.
+    /// (Not saved to the file: admin changes go through [`Control::change`].)
     pub async fn replace_workspace(&self, directory: Directory) -> anyhow::Result<usize> {
-        // Its prompts first: a workspace whose prompts cannot be read is refused.
-        self.prompts
-            .add(&directory, std::path::Path::new("<replaced workspace>"))
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        match self.command(Command::ReplaceWorkspace(directory)).await? {
-            CommandReply::WorkspaceReplaced { calls_up } => Ok(calls_up),
-            other => anyhow::bail!("unexpected reply {other:?}"),
-        }
+        self.control
+            .replace_workspace(directory)
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))
+    }
+
+    /// Reads the config file again and applies it (`SIGHUP`).
+    pub async fn reload(&self) -> Result<crate::admin::Reloaded, crate::admin::ApiError> {
+        self.control.reload().await
     }
 
     /// A token that stops the daemon when cancelled.
@@ -266,9 +309,14 @@ impl Daemon {
     }
 
     /// Waits until the daemon has stopped (after its token is cancelled).
-    pub async fn wait(self) {
-        for task in self.tasks {
+    pub async fn wait(mut self) {
+        for task in std::mem::take(&mut self.tasks) {
             let _ = task.await;
+        }
+        // The engine task dropped its sink: the writer commits what is
+        // left and returns.
+        if let Some(writer) = self.records_writer.take() {
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         }
     }
 }
@@ -344,14 +392,22 @@ impl Streams {
     }
 }
 
+/// Where what the engine produces besides messages goes.
+struct Outlets {
+    events: broadcast::Sender<Event>,
+    records: RecordSink,
+    metrics: Arc<Metrics>,
+}
+
 async fn engine_loop(
     mut engine: Engine,
     udp: Option<Arc<UdpSocket>>,
     mut media: MediaRuntime,
     mut streams: Streams,
     mut inputs: mpsc::Receiver<EngineInput>,
-    events: broadcast::Sender<Event>,
+    outlets: Outlets,
 ) {
+    let metrics = Arc::clone(&outlets.metrics);
     let shutdown = streams.ctx.shutdown.clone();
     let mut buf = vec![0u8; 65_536];
     let mut inputs_open = true;
@@ -387,7 +443,14 @@ async fn engine_loop(
                         Ok((len, from)) => {
                             let from = Peer { transport: Transport::Udp, addr: from };
                             let bytes = Bytes::copy_from_slice(&buf[..len]);
-                            engine.handle_input(now, Input::Receive { from, bytes });
+                            metrics.received(&bytes);
+                            if bytes.starts_with(b"INVITE ") {
+                                let started = clock::now();
+                                engine.handle_input(now, Input::Receive { from, bytes });
+                                metrics.routing_decision(started.elapsed());
+                            } else {
+                                engine.handle_input(now, Input::Receive { from, bytes });
+                            }
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e) => {
@@ -403,6 +466,7 @@ async fn engine_loop(
                 loop_started = now;
                 match input {
                     Some(EngineInput::Message { peer, bytes }) => {
+                        metrics.received(&bytes);
                         engine.handle_input(now, Input::Receive { from: peer, bytes });
                     }
                     Some(EngineInput::Connected { id, writer }) => { streams.writers.insert(id, writer); }
@@ -440,7 +504,7 @@ async fn engine_loop(
             udp.as_deref(),
             &mut streams,
             &mut media,
-            &events,
+            &outlets,
         )
         .await;
         deadline = next;
@@ -466,7 +530,7 @@ async fn flush(
     udp: Option<&UdpSocket>,
     streams: &mut Streams,
     media: &mut MediaRuntime,
-    events: &broadcast::Sender<Event>,
+    outlets: &Outlets,
 ) -> (usize, Option<Instant>) {
     let mut sent = 0;
     loop {
@@ -474,15 +538,20 @@ async fn flush(
             Output::Transmit(t) => t,
             Output::Event(event) => {
                 if let Event::CallEnded(record) = &event {
+                    let outcome = crate::records::outcome(record);
                     tracing::debug!(
                         call_id = %record.call_id,
                         number = record.number.as_deref().unwrap_or("-"),
-                        outcome = ?record.outcome,
+                        outcome,
                         "call record"
                     );
+                    outlets.metrics.call_ended(outcome);
+                    if !outlets.records.push(record.clone()) {
+                        outlets.metrics.records_dropped.increment(1);
+                    }
                 }
                 // No listener is not an error: nobody asked for them.
-                let _ = events.send(event);
+                let _ = outlets.events.send(event);
                 continue;
             }
             Output::Timeout(next) => return (sent, next),
@@ -492,6 +561,7 @@ async fn flush(
             }
         };
         sent += 1;
+        outlets.metrics.sent(&bytes);
         match to.transport {
             Transport::Udp => {
                 let Some(socket) = udp else {

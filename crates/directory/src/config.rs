@@ -167,6 +167,8 @@ struct RawUser {
     password: String,
     #[serde(default = "default_max_calls")]
     max_calls: u32,
+    #[serde(default)]
+    do_not_disturb: bool,
     timezone: Option<String>,
     hours: Option<RawHours>,
 }
@@ -330,6 +332,7 @@ fn default_max_calls() -> u32 {
 enum RawUserStatus {
     Active,
     Invited,
+    Deactivated,
 }
 
 #[derive(Deserialize)]
@@ -443,9 +446,11 @@ fn read_document<S: ServerSection>(
                 status: match u.status {
                     RawUserStatus::Active => UserStatus::Active,
                     RawUserStatus::Invited => UserStatus::Invited,
+                    RawUserStatus::Deactivated => UserStatus::Deactivated,
                 },
                 password: u.password,
                 max_calls: u.max_calls,
+                do_not_disturb: u.do_not_disturb,
                 timezone: u.timezone,
                 hours: u.hours.map(HoursSpec::from),
             })

@@ -86,6 +86,8 @@ pub struct UserSpec {
     pub status: UserStatus,
     pub password: String,
     pub max_calls: u32,
+    /// Do not disturb: skipped by every call until turned off.
+    pub do_not_disturb: bool,
     /// IANA time zone of the user's own hours (required with `hours`).
     pub timezone: Option<String>,
     /// Personal hours: outside them the user is skipped on every number.
@@ -100,6 +102,7 @@ impl Default for UserSpec {
             status: UserStatus::Active,
             password: String::new(),
             max_calls: 1,
+            do_not_disturb: false,
             timezone: None,
             hours: None,
         }
@@ -163,6 +166,8 @@ pub struct User {
     pub password: String,
     /// Concurrent calls before the user counts as busy; at least 1.
     pub max_calls: u32,
+    /// Skipped by every call (gate `do_not_disturb`) while set.
+    pub do_not_disturb: bool,
     /// Personal hours, in the user's own time zone.
     pub hours: Option<UserHours>,
 }
@@ -184,6 +189,7 @@ impl fmt::Debug for User {
             .field("status", &self.status)
             .field("password", &Redacted)
             .field("max_calls", &self.max_calls)
+            .field("do_not_disturb", &self.do_not_disturb)
             .field("hours", &self.hours)
             .finish()
     }
@@ -197,11 +203,14 @@ impl fmt::Debug for Redacted {
     }
 }
 
-/// Gate 1 of ringing: only active users take calls; invited ones hold a seat.
+/// Gate 1 of ringing: only active users take calls and sign in; invited
+/// and deactivated ones hold a seat (a deactivated user keeps it, so
+/// activating them again never fails for lack of seats).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum UserStatus {
     Active,
     Invited,
+    Deactivated,
 }
 
 impl UserStatus {
@@ -210,6 +219,7 @@ impl UserStatus {
         match self {
             UserStatus::Active => "active",
             UserStatus::Invited => "invited",
+            UserStatus::Deactivated => "deactivated",
         }
     }
 }
@@ -644,6 +654,7 @@ fn compile_users(
             status: spec.status,
             password: spec.password,
             max_calls: spec.max_calls,
+            do_not_disturb: spec.do_not_disturb,
             hours,
         });
     }

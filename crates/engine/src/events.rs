@@ -50,6 +50,8 @@ pub struct CallRecord {
     /// Every member of the number who did not ring, with the gate that
     /// stopped them.
     pub skipped: Vec<Skipped>,
+    /// The caller reached voicemail (the recording started).
+    pub voicemail: bool,
     pub outcome: CallOutcome,
 }
 
@@ -154,12 +156,34 @@ pub enum Command {
     ReplaceWorkspace(Directory),
     /// Counters and gauges for metrics.
     Stats,
+    /// The calls in progress, for the admin API.
+    Calls,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommandReply {
     WorkspaceReplaced { calls_up: usize },
     Stats(Stats),
+    Calls(Vec<CallInfo>),
+}
+
+/// A call in progress, as the admin API lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CallInfo {
+    pub call_id: String,
+    pub dialled: String,
+    /// In E.164, when it is one of the workspace's numbers.
+    pub number: Option<String>,
+    pub caller: String,
+    /// `ringing`, `answered` (by a user or a forward) or `media` (the
+    /// daemon answered: voicemail, menu, message).
+    pub state: &'static str,
+    /// Legs still ringing: the user (or `trunk:NAME`) and the device.
+    pub ringing: Vec<(String, String)>,
+    /// Who answered, and on which device.
+    pub answered_by: Option<(String, String)>,
+    pub started: Timestamp,
+    pub answered: Option<Timestamp>,
 }
 
 /// Why a command was refused; nothing changed.
@@ -178,6 +202,14 @@ pub struct Stats {
     /// Armed call timers (ring timeout, maximum duration).
     pub call_timers: usize,
     pub transactions: usize,
+    /// Calls the daemon answered itself (voicemail, menu, message).
+    pub calls_media: usize,
+    /// Legs not answered yet.
+    pub legs_ringing: usize,
+    /// Messages re-sent on a timer, since start.
+    pub retransmissions: u64,
+    /// Datagrams and stream messages that did not parse, since start.
+    pub parse_errors: u64,
     pub registered_devices: usize,
     /// Calls that ended, since start, and how many of them were answered.
     pub calls_ended: u64,
@@ -188,6 +220,7 @@ pub struct Stats {
 /// The engine's running totals.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Counters {
+    pub parse_errors: u64,
     pub calls_ended: u64,
     pub calls_completed: u64,
     pub registrations: u64,
@@ -199,6 +232,7 @@ impl Counters {
             calls_ended: self.calls_ended,
             calls_completed: self.calls_completed,
             registrations: self.registrations,
+            parse_errors: self.parse_errors,
             ..Stats::default()
         }
     }

@@ -43,8 +43,8 @@ use sip::validate::check_request;
 use sip::{HeaderName, Message, Method};
 
 pub use events::{
-    CallOutcome, CallRecord, Command, CommandError, CommandReply, Event, LegOutcome, Party,
-    RingAttempt, Skipped, Stats,
+    CallInfo, CallOutcome, CallRecord, Command, CommandError, CommandReply, Event, LegOutcome,
+    Party, RingAttempt, Skipped, Stats,
 };
 pub use sip::auth::Algorithm as DigestAlgorithm;
 
@@ -331,6 +331,9 @@ impl<B: Backend> Engine<B> {
                 })
             }
             Command::Stats => Ok(CommandReply::Stats(self.stats(now))),
+            Command::Calls => Ok(CommandReply::Calls(
+                self.calls.iter().map(call::info).collect(),
+            )),
         }
     }
 
@@ -354,6 +357,9 @@ impl<B: Backend> Engine<B> {
             legs: counts.legs,
             call_timers: counts.timers,
             transactions: self.tl.len(),
+            retransmissions: self.tl.retransmissions(),
+            calls_media: counts.media,
+            legs_ringing: counts.legs_ringing,
             registered_devices: self
                 .workspace
                 .load()
@@ -392,6 +398,7 @@ impl<B: Backend> Engine<B> {
             }
             Err(sip::ParseError::Empty) => {}
             Err(error) => {
+                self.counters.parse_errors += 1;
                 tracing::debug!(peer = %from.addr, %error, "unparsable message");
                 let status = match error {
                     sip::ParseError::Version => 505,

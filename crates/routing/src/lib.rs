@@ -141,6 +141,8 @@ pub enum Gate {
     NotInRouting,
     Busy,
     OutsideUserHours,
+    /// Set do-not-disturb.
+    DoNotDisturb,
     /// Declined this call already (in a cascade, not rung again).
     Declined,
 }
@@ -154,6 +156,7 @@ impl Gate {
             Gate::NotInRouting => "not_in_routing",
             Gate::Busy => "busy",
             Gate::OutsideUserHours => "outside_user_hours",
+            Gate::DoNotDisturb => "do_not_disturb",
             Gate::Declined => "declined",
         }
     }
@@ -347,6 +350,9 @@ where
     }
     if !in_routing {
         return Some(Gate::NotInRouting);
+    }
+    if user.do_not_disturb {
+        return Some(Gate::DoNotDisturb);
     }
     if presence.active_calls(who) >= user.max_calls {
         return Some(Gate::Busy);

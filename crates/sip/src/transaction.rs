@@ -223,6 +223,8 @@ pub struct Transactions<C> {
     heap: BinaryHeap<Reverse<(Instant, TxId, Timer)>>,
     next_id: u64,
     out: VecDeque<Output<C>>,
+    /// Messages re-sent by timers A, E and G since the start (for metrics).
+    retransmissions: u64,
 }
 
 impl<C: Clone> Transactions<C> {
@@ -241,11 +243,17 @@ impl<C: Clone> Transactions<C> {
             heap: BinaryHeap::with_capacity(capacity * 2),
             next_id: 1,
             out: VecDeque::new(),
+            retransmissions: 0,
         }
     }
 
     pub fn timers(&self) -> TimerConfig {
         self.timers
+    }
+
+    /// Requests and responses re-sent on a timer since the start.
+    pub fn retransmissions(&self) -> u64 {
+        self.retransmissions
     }
 
     /// Live transactions.
@@ -321,6 +329,7 @@ impl<C: Clone> Transactions<C> {
         match tx.state {
             State::Proceeding | State::Completed => {
                 if let Some(bytes) = &tx.last_sent {
+                    self.retransmissions += 1;
                     self.out.push_back(Output::Transmit(Transmit {
                         to: tx.peer,
                         bytes: bytes.clone(),

@@ -31,6 +31,12 @@ const EMBEDDED: &[(&str, &[u8])] = &[
     ),
 ];
 
+/// The demo's prompts, by the path its config names them with (relative
+/// to the repository root), for the copy of the demo in the data directory.
+pub fn demo_prompts() -> &'static [(&'static str, &'static [u8])] {
+    EMBEDDED
+}
+
 const BUILTIN: &[(Builtin, &[u8])] = &[
     (
         Builtin::YouHaveReached,

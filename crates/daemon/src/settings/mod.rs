@@ -27,6 +27,9 @@ pub struct ServerConfig {
     pub advertise: Option<std::net::IpAddr>,
     pub sip_tcp: Option<SocketAddr>,
     pub admin_http: Option<SocketAddr>,
+    /// The bearer token of the admin API (`server.admin_token`; the
+    /// `SWITCHBOARD_ADMIN_TOKEN` environment variable wins over it).
+    pub admin_token: Option<Secret>,
     /// Already resolved against the config file's directory.
     pub data_dir: PathBuf,
     pub log_format: LogFormat,
@@ -37,6 +40,16 @@ pub struct ServerConfig {
     /// Digest algorithms offered in challenges, most preferred first
     /// (RFC 8760 §2.4). Never empty, no duplicates.
     pub digest_algorithms: Vec<DigestAlgorithm>,
+}
+
+/// A string that `Debug` never shows.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -81,6 +94,7 @@ pub struct RawServer {
     advertise: Option<String>,
     sip_tcp: Option<String>,
     admin_http: Option<String>,
+    admin_token: Option<String>,
     data_dir: Option<String>,
     log_format: Option<RawLogFormat>,
     min_expires: Option<u32>,
@@ -143,6 +157,16 @@ fn server_config(
         }
     }
 
+    let admin_token = match raw.admin_token {
+        Some(token) if token.len() < 16 => {
+            errors.push(
+                "server.admin_token",
+                "must be at least 16 characters (a guessable token is no protection)",
+            );
+            None
+        }
+        token => token.map(Secret),
+    };
     let data_dir = raw.data_dir.unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned());
     if data_dir.is_empty() {
         errors.push("server.data_dir", "must not be empty");
@@ -212,6 +236,7 @@ fn server_config(
         advertise,
         sip_tcp,
         admin_http,
+        admin_token,
         data_dir: base_dir.join(data_dir),
         log_format: match raw.log_format {
             None | Some(RawLogFormat::Human) => LogFormat::Human,

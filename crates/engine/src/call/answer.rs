@@ -555,6 +555,16 @@ impl<B: Backend> Engine<B> {
             .directory
             .number(call.plan.number.unwrap_or(call.number));
         let max_length = number.voicemail.max_length;
+        if let Some(call) = self.calls.get_mut(key) {
+            call.voicemail = true;
+        }
+        let Some(call) = self.calls.get(key) else {
+            return;
+        };
+        let number = call
+            .workspace
+            .directory
+            .number(call.plan.number.unwrap_or(call.number));
         let meta = VoicemailMeta {
             caller: call.caller.uri.clone(),
             number: number.e164.clone(),

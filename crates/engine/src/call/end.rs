@@ -219,6 +219,7 @@ impl<B: Backend> Engine<B> {
             rang: Vec::new(),
             answered_by: None,
             skipped: skipped(workspace, &plan.skipped),
+            voicemail: false,
             outcome: CallOutcome::Rejected { status },
         };
         self.emit(Event::CallEnded(Box::new(record)));
@@ -336,6 +337,7 @@ fn record_of<V>(call: Call<V>, ended: Timestamp, outcome: CallOutcome) -> CallRe
         rang,
         answered_by,
         skipped,
+        voicemail: call.voicemail,
         outcome,
     }
 }

@@ -109,6 +109,7 @@ impl<B: Backend> Engine<B> {
             arrived: now,
             still_ringing: false,
             answered: None,
+            voicemail: false,
         };
         self.tl.set_context(tx, TxCtx::Inbound(key));
         self.calls.insert(key, call);

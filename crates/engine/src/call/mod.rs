@@ -112,6 +112,17 @@ pub(crate) enum LegTarget {
 }
 
 impl LegTarget {
+    /// Who and where, as records and the admin API name them: the user id
+    /// and the device's Contact, or `trunk:NAME` and the number.
+    pub(crate) fn party(&self) -> (String, String) {
+        match self {
+            LegTarget::Device {
+                user_id, contact, ..
+            } => (user_id.to_string(), contact.clone()),
+            LegTarget::Trunk { trunk, to } => (format!("trunk:{trunk}"), to.clone()),
+        }
+    }
+
     /// The user this leg rings, if it rings one.
     pub(crate) fn user(&self) -> Option<(UserIdx, &str)> {
         match self {
@@ -267,6 +278,36 @@ pub(crate) struct Call<V> {
     pub(crate) arrived: Instant,
     pub(crate) still_ringing: bool,
     pub(crate) answered: Option<Timestamp>,
+    /// The caller reached a mailbox (its recording started).
+    pub(crate) voicemail: bool,
+}
+
+/// What the admin API shows of a call in progress.
+pub(crate) fn info<V>(call: &Call<V>) -> crate::events::CallInfo {
+    let (state, answered_by) = match call.state {
+        CallState::Ringing => ("ringing", None),
+        CallState::Answered(leg) => (
+            "answered",
+            call.legs.get(usize::from(leg.0)).map(|l| l.target.party()),
+        ),
+        CallState::Media => ("media", None),
+    };
+    crate::events::CallInfo {
+        call_id: call.caller.dialog.call_id.clone(),
+        dialled: call.dialled.clone(),
+        number: Some(call.workspace.directory.number(call.number).e164.clone()),
+        caller: call.caller.uri.clone(),
+        state,
+        ringing: call
+            .legs
+            .iter()
+            .filter(|l| matches!(l.state, LegState::Calling | LegState::Ringing))
+            .map(|l| l.target.party())
+            .collect(),
+        answered_by,
+        started: call.started,
+        answered: call.answered,
+    }
 }
 
 /// The caller's INVITE: from its transaction, or the copy the call kept

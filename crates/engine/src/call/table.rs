@@ -16,6 +16,10 @@ pub struct CallCounts {
     pub ringing: usize,
     pub answered: usize,
     pub legs: usize,
+    /// Legs not answered yet (their INVITE still pending).
+    pub legs_ringing: usize,
+    /// Calls with the daemon's own media (voicemail, menu, message).
+    pub media: usize,
     /// Armed call timers (ring timeout, maximum duration).
     pub timers: usize,
 }
@@ -96,6 +100,11 @@ impl<V> Calls<V> {
                     .push((key, id));
             }
         }
+    }
+
+    /// Every call, in no particular order (for the admin API's list).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Call<V>> {
+        self.calls.values()
     }
 
     pub(crate) fn get(&self, key: CallKey) -> Option<&Call<V>> {
@@ -201,6 +210,12 @@ impl<V> Calls<V> {
                 CallState::Answered(_) | CallState::Media => counts.answered += 1,
             }
             counts.legs += call.legs.len();
+            counts.legs_ringing += call
+                .legs
+                .iter()
+                .filter(|l| matches!(l.state, super::LegState::Calling | super::LegState::Ringing))
+                .count();
+            counts.media += usize::from(call.media.is_some());
         }
         counts
     }

@@ -1,0 +1,482 @@
+//! Call records: one row per call in SQLite (`calls.db` in the data
+//! directory, WAL), written by a thread of its own from the engine's
+//! `CallEnded` events, and read back for `GET /api/v1/calls/history`.
+//!
+//! The writer batches: it commits what arrived every 200 ms (or every
+//! 1,000 records), so a crash loses at most the calls that ended in the
+//! last fraction of a second, and SQLite's journal never leaves a corrupt
+//! file. It must not be on the call path: the engine task only pushes a
+//! record into a bounded queue and never waits.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use engine::{CallOutcome, CallRecord, LegOutcome, Party};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use serde_json::json;
+
+/// Records waiting for the writer; past this, records are dropped (and
+/// counted) rather than slowing the engine.
+const QUEUE: usize = 65_536;
+const BATCH_INTERVAL: Duration = Duration::from_millis(200);
+const BATCH_MAX: usize = 1_000;
+
+pub const FILE_NAME: &str = "calls.db";
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS calls (
+    id INTEGER PRIMARY KEY,
+    call_id TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    caller TEXT NOT NULL,
+    dialled TEXT NOT NULL,
+    number TEXT,
+    started TEXT NOT NULL,
+    answered TEXT,
+    ended TEXT NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    talk_ms INTEGER,
+    outcome TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    answered_by TEXT,
+    answered_device TEXT,
+    hung_up_by TEXT,
+    attempts TEXT NOT NULL,
+    skipped TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS calls_by_end ON calls (ended);
+CREATE INDEX IF NOT EXISTS calls_by_number ON calls (number, ended);
+";
+
+/// Opens (or creates) the database with the schema, in WAL mode.
+pub fn open(data_dir: &Path) -> rusqlite::Result<Connection> {
+    let db = Connection::open(data_dir.join(FILE_NAME))?;
+    db.busy_timeout(Duration::from_secs(5))?;
+    db.pragma_update(None, "journal_mode", "WAL")?;
+    // In WAL mode NORMAL never corrupts; a power cut may lose the last commits.
+    db.pragma_update(None, "synchronous", "NORMAL")?;
+    db.execute_batch(SCHEMA)?;
+    Ok(db)
+}
+
+/// The sending end the engine task holds.
+#[derive(Clone)]
+pub struct RecordSink {
+    queue: mpsc::SyncSender<Box<CallRecord>>,
+}
+
+impl RecordSink {
+    /// Queues a record for the writer; `false` when it had to be dropped.
+    pub fn push(&self, record: Box<CallRecord>) -> bool {
+        self.queue.try_send(record).is_ok()
+    }
+}
+
+/// Starts the writer thread on `data_dir`; it stops once every sink is
+/// dropped and the queue is written.
+pub fn start_writer(data_dir: &Path) -> anyhow::Result<(RecordSink, std::thread::JoinHandle<()>)> {
+    let db = open(data_dir).map_err(|e| {
+        anyhow::anyhow!(
+            "opening the call records {}: {e}",
+            data_dir.join(FILE_NAME).display()
+        )
+    })?;
+    let (tx, rx) = mpsc::sync_channel::<Box<CallRecord>>(QUEUE);
+    let handle = std::thread::Builder::new()
+        .name("call-records".into())
+        .spawn(move || write_loop(db, rx))?;
+    Ok((RecordSink { queue: tx }, handle))
+}
+
+fn write_loop(mut db: Connection, rx: mpsc::Receiver<Box<CallRecord>>) {
+    let mut batch: Vec<Box<CallRecord>> = Vec::new();
+    loop {
+        match rx.recv_timeout(BATCH_INTERVAL) {
+            Ok(record) => {
+                batch.push(record);
+                // Take what else is waiting, up to a batch.
+                while batch.len() < BATCH_MAX {
+                    match rx.try_recv() {
+                        Ok(r) => batch.push(r),
+                        Err(_) => break,
+                    }
+                }
+                if batch.len() < BATCH_MAX {
+                    // Let a burst gather for a moment: one commit for many.
+                    std::thread::sleep(Duration::from_millis(20));
+                    while let Ok(r) = rx.try_recv() {
+                        batch.push(r);
+                        if batch.len() >= BATCH_MAX {
+                            break;
+                        }
+                    }
+                }
+                if let Err(e) = insert(&mut db, &batch) {
+                    tracing::error!(error = %e, records = batch.len(), "writing call records");
+                }
+                batch.clear();
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+}
+
+fn insert(db: &mut Connection, batch: &[Box<CallRecord>]) -> rusqlite::Result<()> {
+    let tx = db.transaction()?;
+    {
+        let mut statement = tx.prepare_cached(
+            "INSERT INTO calls (call_id, direction, caller, dialled, number, started, answered,
+                ended, duration_ms, talk_ms, outcome, status, answered_by, answered_device,
+                hung_up_by, attempts, skipped)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+        )?;
+        for record in batch {
+            let row = Row::of(record);
+            statement.execute(params![
+                row.call_id,
+                row.direction,
+                row.caller,
+                row.dialled,
+                row.number,
+                row.started,
+                row.answered,
+                row.ended,
+                row.duration_ms,
+                row.talk_ms,
+                row.outcome,
+                row.status,
+                row.answered_by,
+                row.answered_device,
+                row.hung_up_by,
+                row.attempts.to_string(),
+                row.skipped.to_string(),
+            ])?;
+        }
+    }
+    tx.commit()
+}
+
+/// One call as stored and as the API shows it.
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
+pub struct Row {
+    pub call_id: String,
+    /// `inbound` (the only direction so far).
+    pub direction: String,
+    pub caller: String,
+    pub dialled: String,
+    pub number: Option<String>,
+    /// RFC 3339, UTC.
+    pub started: String,
+    pub answered: Option<String>,
+    pub ended: String,
+    pub duration_ms: i64,
+    /// From answer to end.
+    pub talk_ms: Option<i64>,
+    /// `answered`, `voicemail`, `no_answer`, `busy`, `declined`,
+    /// `caller_cancelled`, `rejected`, `forwarded`, `abandoned` (hung up in
+    /// a menu or during a message), `not_acknowledged`.
+    pub outcome: String,
+    /// The final status the caller got.
+    pub status: i64,
+    pub answered_by: Option<String>,
+    pub answered_device: Option<String>,
+    /// `caller` or `callee`, for answered calls.
+    pub hung_up_by: Option<String>,
+    /// Every ring attempt: `{"user", "device", "result", "status"}`.
+    #[schema(value_type = Vec<Object>)]
+    pub attempts: serde_json::Value,
+    /// Every member who did not ring: `{"user", "gate"}`.
+    #[schema(value_type = Vec<Object>)]
+    pub skipped: serde_json::Value,
+}
+
+impl Row {
+    pub fn of(record: &CallRecord) -> Row {
+        let answered_attempt = record.answered_by.and_then(|i| record.rang.get(i));
+        let ms = |from: jiff::Timestamp, to: jiff::Timestamp| {
+            to.as_millisecond().saturating_sub(from.as_millisecond())
+        };
+        Row {
+            call_id: record.call_id.clone(),
+            direction: "inbound".into(),
+            caller: record.caller.clone(),
+            dialled: record.dialled.clone(),
+            number: record.number.clone(),
+            started: record.started.to_string(),
+            answered: record.answered.map(|t| t.to_string()),
+            ended: record.ended.to_string(),
+            duration_ms: ms(record.started, record.ended),
+            talk_ms: record.answered.map(|a| ms(a, record.ended)),
+            outcome: outcome(record).into(),
+            status: i64::from(record.outcome.caller_status()),
+            answered_by: answered_attempt.map(|a| a.user.clone()),
+            answered_device: answered_attempt.map(|a| a.device.clone()),
+            hung_up_by: match record.outcome {
+                CallOutcome::Completed {
+                    hung_up_by: Party::Caller,
+                } => Some("caller".into()),
+                CallOutcome::Completed {
+                    hung_up_by: Party::Callee,
+                } => Some("callee".into()),
+                _ => None,
+            },
+            attempts: record
+                .rang
+                .iter()
+                .map(|a| {
+                    let (result, status) = leg_result(a.outcome);
+                    json!({"user": a.user, "device": a.device, "result": result, "status": status})
+                })
+                .collect(),
+            skipped: record
+                .skipped
+                .iter()
+                .map(|s| json!({"user": s.user, "gate": s.gate.as_str()}))
+                .collect(),
+        }
+    }
+}
+
+/// The outcome's stable name.
+pub fn outcome(record: &CallRecord) -> &'static str {
+    let answered_by = record.answered_by.and_then(|i| record.rang.get(i));
+    let declined = record
+        .rang
+        .iter()
+        .any(|a| matches!(a.outcome, LegOutcome::Refused(603 | 600)));
+    match record.outcome {
+        CallOutcome::Completed { .. } | CallOutcome::MaxDuration => match answered_by {
+            Some(a) if a.user.starts_with("trunk:") => "forwarded",
+            Some(_) => "answered",
+            None if record.voicemail => "voicemail",
+            None => "abandoned",
+        },
+        CallOutcome::NotAcknowledged => "not_acknowledged",
+        CallOutcome::Rejected { status: 486 } | CallOutcome::Failed { status: 486 } => "busy",
+        CallOutcome::Rejected { .. } => "rejected",
+        CallOutcome::CallerCancelled if record.voicemail => "voicemail",
+        CallOutcome::CallerCancelled => "caller_cancelled",
+        CallOutcome::NoAnswer { .. } => "no_answer",
+        CallOutcome::Failed { .. } if declined => "declined",
+        CallOutcome::Failed { .. } => "no_answer",
+    }
+}
+
+fn leg_result(outcome: LegOutcome) -> (&'static str, Option<u16>) {
+    match outcome {
+        LegOutcome::Answered => ("answered", Some(200)),
+        LegOutcome::Refused(486) => ("busy", Some(486)),
+        LegOutcome::Refused(s @ (603 | 600)) => ("declined", Some(s)),
+        LegOutcome::Refused(s) => ("failed", Some(s)),
+        LegOutcome::Cancelled => ("cancelled", None),
+        LegOutcome::AnsweredTooLate => ("answered_too_late", Some(200)),
+        LegOutcome::NoResponse => ("no_response", None),
+        LegOutcome::Redirected { status, .. } => ("redirected", Some(status)),
+    }
+}
+
+/// What `GET /api/v1/calls/history` filters on.
+#[derive(Clone, Debug, Default)]
+pub struct Query {
+    /// Calls that ended at or after this RFC 3339 instant.
+    pub since: Option<jiff::Timestamp>,
+    pub number: Option<String>,
+    /// Calls this user answered, was rung for, or was skipped on.
+    pub user: Option<String>,
+    pub limit: usize,
+}
+
+/// The newest calls first.
+pub fn history(data_dir: &Path, query: &Query) -> rusqlite::Result<Vec<Row>> {
+    let db = open(data_dir)?;
+    let mut sql = String::from(
+        "SELECT call_id, direction, caller, dialled, number, started, answered, ended,
+            duration_ms, talk_ms, outcome, status, answered_by, answered_device, hung_up_by,
+            attempts, skipped FROM calls WHERE 1 = 1",
+    );
+    let mut args: Vec<String> = Vec::new();
+    if let Some(since) = query.since {
+        // Stored as RFC 3339 in UTC: the text orders as the instants do
+        // (jiff prints whole seconds without a fraction, so compare as time).
+        sql.push_str(" AND julianday(ended) >= julianday(?)");
+        args.push(since.to_string());
+    }
+    if let Some(number) = &query.number {
+        sql.push_str(" AND number = ?");
+        args.push(number.clone());
+    }
+    if let Some(user) = &query.user {
+        sql.push_str(
+            " AND (answered_by = ?
+                OR EXISTS (SELECT 1 FROM json_each(calls.attempts) WHERE json_extract(value, '$.user') = ?)
+                OR EXISTS (SELECT 1 FROM json_each(calls.skipped) WHERE json_extract(value, '$.user') = ?))",
+        );
+        args.extend([user.clone(), user.clone(), user.clone()]);
+    }
+    sql.push_str(" ORDER BY id DESC LIMIT ?");
+    args.push(query.limit.to_string());
+    let mut statement = db.prepare(&sql)?;
+    let rows = statement.query_map(rusqlite::params_from_iter(args.iter()), |r| {
+        let json = |i: usize| -> rusqlite::Result<serde_json::Value> {
+            let text: String = r.get(i)?;
+            Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+        };
+        Ok(Row {
+            call_id: r.get(0)?,
+            direction: r.get(1)?,
+            caller: r.get(2)?,
+            dialled: r.get(3)?,
+            number: r.get(4)?,
+            started: r.get(5)?,
+            answered: r.get(6)?,
+            ended: r.get(7)?,
+            duration_ms: r.get(8)?,
+            talk_ms: r.get(9)?,
+            outcome: r.get(10)?,
+            status: r.get(11)?,
+            answered_by: r.get(12)?,
+            answered_device: r.get(13)?,
+            hung_up_by: r.get(14)?,
+            attempts: json(15)?,
+            skipped: json(16)?,
+        })
+    })?;
+    rows.collect()
+}
+
+/// How many records the file holds (for tests and `switchboard calls`).
+pub fn count(data_dir: &Path) -> rusqlite::Result<u64> {
+    let db = open(data_dir)?;
+    db.query_row("SELECT COUNT(*) FROM calls", [], |r| r.get::<_, i64>(0))
+        .optional()
+        .map(|n| n.unwrap_or(0).max(0) as u64)
+}
+
+/// The database path, for messages.
+pub fn path(data_dir: &Path) -> PathBuf {
+    data_dir.join(FILE_NAME)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use engine::{RingAttempt, Skipped};
+    use routing::Gate;
+
+    fn record(call_id: &str, outcome: CallOutcome) -> CallRecord {
+        let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        CallRecord {
+            call_id: call_id.into(),
+            dialled: "+15550100".into(),
+            number: Some("+15550100".into()),
+            caller: "sip:+33612345678@127.0.0.1".into(),
+            started: t("2026-12-01T10:00:00Z"),
+            answered: Some(t("2026-12-01T10:00:05Z")),
+            ended: t("2026-12-01T10:01:05Z"),
+            rang: vec![
+                RingAttempt {
+                    user: "alice".into(),
+                    device: "sip:alice@127.0.0.1:5062".into(),
+                    outcome: LegOutcome::Answered,
+                },
+                RingAttempt {
+                    user: "bob".into(),
+                    device: "sip:bob@127.0.0.1:5063".into(),
+                    outcome: LegOutcome::Cancelled,
+                },
+            ],
+            answered_by: Some(0),
+            skipped: vec![Skipped {
+                user: "carol".into(),
+                gate: Gate::NotSignedIn,
+            }],
+            voicemail: false,
+            outcome,
+        }
+    }
+
+    #[test]
+    fn records_are_written_by_the_thread_and_read_back_with_filters() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sink, writer) = start_writer(dir.path()).unwrap();
+        let answered = CallOutcome::Completed {
+            hung_up_by: Party::Callee,
+        };
+        assert!(sink.push(Box::new(record("a", answered))));
+        assert!(sink.push(Box::new(record("b", CallOutcome::Rejected { status: 486 }))));
+        drop(sink);
+        writer.join().unwrap();
+
+        let all = history(
+            dir.path(),
+            &Query {
+                limit: 10,
+                ..Query::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0].call_id, "b", "newest first");
+        assert_eq!(all[0].outcome, "busy");
+        let first = &all[1];
+        assert_eq!(first.outcome, "answered");
+        assert_eq!(first.answered_by.as_deref(), Some("alice"));
+        assert_eq!(first.duration_ms, 65_000);
+        assert_eq!(first.talk_ms, Some(60_000));
+        assert_eq!(first.hung_up_by.as_deref(), Some("callee"));
+        assert_eq!(first.skipped[0]["gate"], "not_signed_in");
+        assert_eq!(first.attempts[1]["result"], "cancelled");
+
+        let carol = Query {
+            user: Some("carol".into()),
+            limit: 10,
+            ..Query::default()
+        };
+        assert_eq!(
+            history(dir.path(), &carol).unwrap().len(),
+            2,
+            "skipped counts"
+        );
+        let dave = Query {
+            user: Some("dave".into()),
+            limit: 10,
+            ..Query::default()
+        };
+        assert!(history(dir.path(), &dave).unwrap().is_empty());
+        let later = Query {
+            since: Some("2026-12-01T11:00:00Z".parse().unwrap()),
+            limit: 10,
+            ..Query::default()
+        };
+        assert!(history(dir.path(), &later).unwrap().is_empty());
+        assert_eq!(count(dir.path()).unwrap(), 2);
+    }
+
+    #[test]
+    fn outcomes_have_their_stable_names() {
+        let mut r = record("x", CallOutcome::NoAnswer { status: 480 });
+        assert_eq!(outcome(&r), "no_answer");
+        r.outcome = CallOutcome::CallerCancelled;
+        assert_eq!(outcome(&r), "caller_cancelled");
+        r.outcome = CallOutcome::Rejected { status: 404 };
+        assert_eq!(outcome(&r), "rejected");
+        r.rang[0].outcome = LegOutcome::Refused(603);
+        r.outcome = CallOutcome::Failed { status: 480 };
+        assert_eq!(outcome(&r), "declined");
+        r.answered_by = None;
+        r.voicemail = true;
+        r.outcome = CallOutcome::Completed {
+            hung_up_by: Party::Caller,
+        };
+        assert_eq!(outcome(&r), "voicemail");
+        r.voicemail = false;
+        assert_eq!(outcome(&r), "abandoned");
+        r.rang[0].user = "trunk:carrier".into();
+        r.answered_by = Some(0);
+        assert_eq!(outcome(&r), "forwarded");
+    }
+}
