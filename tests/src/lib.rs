@@ -598,3 +598,76 @@ impl TcpUa {
         self.recv().await
     }
 }
+
+/// The token the admin tests configure.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// [`test_config_text`] with the admin API on port 0 behind [`ADMIN_TOKEN`].
+pub fn admin_config_text(data_dir: &Path, extra: &str) -> String {
+    test_config_text(data_dir, extra).replacen(
+        "sip_udp = \"127.0.0.1:0\"",
+        &format!(
+            "sip_udp = \"127.0.0.1:0\"\n# The admin API, for the tests.\nadmin_http = \"127.0.0.1:0\"\nadmin_token = \"{ADMIN_TOKEN}\""
+        ),
+        1,
+    )
+}
+
+/// One admin API request over real HTTP: the status and the JSON body
+/// (`Null` when empty). `token` `None` sends no Authorization.
+pub async fn api(
+    admin: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+    token: Option<&str>,
+) -> (u16, serde_json::Value) {
+    let url = format!("http://{admin}{path}");
+    let method = method.to_owned();
+    let token = token.map(|t| format!("Bearer {t}"));
+    tokio::task::spawn_blocking(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(10)))
+            .build()
+            .into();
+        let result = match method.as_str() {
+            "GET" | "DELETE" => {
+                let mut r = if method == "GET" {
+                    agent.get(&url)
+                } else {
+                    agent.delete(&url)
+                };
+                if let Some(t) = &token {
+                    r = r.header("Authorization", t);
+                }
+                r.call()
+            }
+            m => {
+                let mut r = match m {
+                    "PUT" => agent.put(&url),
+                    "PATCH" => agent.patch(&url),
+                    _ => agent.post(&url),
+                };
+                if let Some(t) = &token {
+                    r = r.header("Authorization", t);
+                }
+                match body {
+                    Some(b) => r.send_json(b),
+                    None => r.send_empty(),
+                }
+            }
+        };
+        let mut response = result.expect("the admin API answers");
+        let status = response.status().as_u16();
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        let json = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+        };
+        (status, json)
+    })
+    .await
+    .expect("the request task")
+}

@@ -20,7 +20,13 @@ fn demo() -> String {
 /// they are in the repository.
 fn demo_text() -> std::io::Result<String> {
     let prompts = format!("\"{}/../../prompts/", env!("CARGO_MANIFEST_DIR"));
-    Ok(std::fs::read_to_string(demo())?.replace("\"../prompts/", &prompts))
+    Ok(std::fs::read_to_string(demo())?
+        .replace("\"../prompts/", &prompts)
+        // Tests run side by side: no fixed port.
+        .replace(
+            "admin_http = \"127.0.0.1:8080\"",
+            "admin_http = \"127.0.0.1:0\"",
+        ))
 }
 
 #[test]

@@ -1103,7 +1103,10 @@ async fn registrations(State(api): Shared) -> Json<Value> {
                         .unwrap_or_default();
                     json!({
                         "contact": b.contact,
-                        "transport": b.transport,
+                        "transport": match b.transport {
+                            presence::BindingTransport::Udp => "udp",
+                            presence::BindingTransport::Tcp { .. } => "tcp",
+                        },
                         "source": b.source.to_string(),
                         "expires": expires,
                         "expires_in_s": b.expires_at_ms.saturating_sub(now_ms) / 1000,
