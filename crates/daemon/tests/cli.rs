@@ -258,3 +258,202 @@ fn explain_says_whether_a_number_is_open_why_and_who_would_ring() {
     assert_eq!(code, Some(64));
     assert!(err.contains("RFC 3339"), "{err}");
 }
+
+/// The running binary, its log lines on a channel, and its admin API.
+struct Running {
+    child: std::process::Child,
+    log: std::sync::mpsc::Receiver<String>,
+    api: String,
+    sip_port: u16,
+}
+
+impl Running {
+    fn start(config: &std::path::Path) -> Running {
+        let mut child = Command::new(BIN)
+            .args(["--config", config.to_str().unwrap()])
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, log) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut running = Running {
+            child,
+            log,
+            api: String::new(),
+            sip_port: 0,
+        };
+        let line = running.wait_for("switchboard listening");
+        let after = |key: &str| {
+            line.split(key)
+                .nth(1)
+                .and_then(|rest| rest.split(')').next())
+                .unwrap()
+                .to_string()
+        };
+        running.api = format!("http://127.0.0.1:{}", after("admin=Some(127.0.0.1:"));
+        running.sip_port = after("udp=Some(127.0.0.1:").parse().unwrap();
+        running
+    }
+
+    /// The next log line containing `text`, within 20 s.
+    #[allow(clippy::disallowed_methods)] // a deadline for reading the child's log
+    fn wait_for(&mut self, text: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.log.recv_timeout(left) {
+                Ok(line) if line.contains(text) => return line,
+                Ok(_) => continue,
+                Err(_) => {
+                    let _ = self.child.kill();
+                    panic!("no log line with {text:?}");
+                }
+            }
+        }
+    }
+
+    /// `switchboard --api URL ARGS...` with the token in the environment.
+    fn cli(&self, args: &[&str]) -> (Option<i32>, String, String) {
+        let out = Command::new(BIN)
+            .arg("--api")
+            .arg(&self.api)
+            .args(args)
+            .env("SWITCHBOARD_ADMIN_TOKEN", "cli-test-token-0123456789")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Running {
+    // A failing test must not leave the daemon behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_cli_changes_a_running_daemon_and_sighup_reloads_its_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sb.toml");
+    let text = demo_text()
+        .unwrap()
+        .replace("sip_udp = \"127.0.0.1:5060\"", "sip_udp = \"127.0.0.1:0\"")
+        .replace("sip_tcp = \"127.0.0.1:5060\"", "sip_tcp = \"127.0.0.1:0\"")
+        .replace(
+            "admin_http = \"127.0.0.1:0\"",
+            "admin_http = \"127.0.0.1:0\"\nadmin_token = \"cli-test-token-0123456789\"",
+        );
+    std::fs::write(&config, text).unwrap();
+    let mut running = Running::start(&config);
+
+    let (code, out, err) = running.cli(&["users"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("alice") && out.contains("Alice Martin") && out.contains("invited"),
+        "{out}"
+    );
+
+    // The newcomer, step by step, as a script would do it.
+    let (code, out, err) = running.cli(&["users", "invite", "erin", "--name", "Erin Li"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("password: "),
+        "a made-up password is shown once: {out}"
+    );
+    assert_eq!(running.cli(&["users", "activate", "erin"]).0, Some(0));
+    let (_, out, _) = running.cli(&["explain", "--user", "erin"]);
+    assert!(
+        out.contains("+15550100") && out.contains("not_assigned"),
+        "{out}"
+    );
+    assert_eq!(running.cli(&["assign", "+15550100", "erin"]).0, Some(0));
+    let (_, out, _) = running.cli(&["--json", "explain", "--user", "erin"]);
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    // Assigned, not routed, and not signed in: the first gate shows.
+    assert_eq!(json["numbers"][0]["gate"], "not_signed_in");
+    let (code, out, _) = running.cli(&["route", "+15550100", "alice", "erin"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("alice,erin"), "{out}");
+    assert!(std::fs::read_to_string(&config)
+        .unwrap()
+        .contains("ring = [\"alice\", \"erin\"]"));
+
+    // A refusal exits 1 with the daemon's code; the file is unchanged.
+    let before = std::fs::read_to_string(&config).unwrap();
+    let (code, _, err) = running.cli(&["users", "remove", "erin"]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("user_still_routed"), "{err}");
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
+
+    // A wrong password is logged once, with the source and the user.
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let local = socket.local_addr().unwrap();
+    let register = format!(
+        "REGISTER sip:switchboard.local SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKreg1\r\n\
+         From: <sip:bob@switchboard.local>;tag=1\r\nTo: <sip:bob@switchboard.local>\r\nCall-ID: cli-reg\r\n\
+         CSeq: 1 REGISTER\r\nContact: <sip:bob@{local}>\r\nAuthorization: Digest username=\"bob\", \
+         realm=\"switchboard.local\", nonce=\"bogus\", uri=\"sip:switchboard.local\", \
+         response=\"00000000000000000000000000000000\", algorithm=MD5\r\nContent-Length: 0\r\n\r\n"
+    );
+    socket
+        .send_to(register.as_bytes(), ("127.0.0.1", running.sip_port))
+        .unwrap();
+    let line = running.wait_for("authentication refused");
+    assert!(
+        line.contains("bob") && line.contains("127.0.0.1") && line.contains("REGISTER"),
+        "{line}"
+    );
+    assert!(!line.contains("bob-secret"));
+
+    // SIGHUP reloads a file edited by hand; an invalid one is refused.
+    let edited = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("name = \"Erin Li\"", "name = \"Erin Lee\"");
+    std::fs::write(&config, &edited).unwrap();
+    let pid = running.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    running.wait_for("SIGHUP: configuration reloaded");
+    let (_, out, _) = running.cli(&["users", "show", "erin"]);
+    assert!(out.contains("Erin Lee"), "{out}");
+    std::fs::write(&config, edited.replace("seats = 10", "seats = 0")).unwrap();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let line = running.wait_for("reload refused");
+    assert!(line.contains("seats"), "{line}");
+    let (code, out, _) = running.cli(&["users"]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("erin"), "the running workspace is kept: {out}");
+    running.stop();
+
+    // No daemon: exit 69.
+    let out = Command::new(BIN)
+        .args(["--api", "http://127.0.0.1:9", "users"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(69));
+}

@@ -21,8 +21,9 @@ pub(crate) enum AuthOutcome {
     /// No credentials (or a stale nonce): send a challenge.
     Challenge { stale: bool },
     /// Credentials that do not verify, for an unknown user or a wrong
-    /// password alike (no user enumeration).
-    Forbidden,
+    /// password alike (no user enumeration): the user name they gave and
+    /// the reason, for the log only.
+    Forbidden { user: String, reason: &'static str },
 }
 
 impl<B: Backend> Engine<B> {
@@ -64,7 +65,21 @@ impl<B: Backend> Engine<B> {
                 // RFC 2617 §3.2.1: a good response over an old nonce (stale,
                 // or from before a restart) earns a fresh challenge.
                 NonceStatus::Stale | NonceStatus::Invalid if verified => stale = true,
-                _ => return AuthOutcome::Forbidden,
+                _ => {
+                    let reason = if !offered {
+                        "unsupported algorithm"
+                    } else if user.is_none() {
+                        "unknown user"
+                    } else if verified {
+                        "invalid nonce"
+                    } else {
+                        "wrong password"
+                    };
+                    return AuthOutcome::Forbidden {
+                        user: creds.username.to_string(),
+                        reason,
+                    };
+                }
             }
         }
         AuthOutcome::Challenge { stale }

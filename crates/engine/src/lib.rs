@@ -22,6 +22,7 @@ mod call;
 pub mod events;
 pub mod media;
 mod registrar;
+mod signin_log;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -232,6 +233,7 @@ pub struct Engine<B: Backend = Arc<Presence>> {
     lease_base: u64,
     /// RTP ports for the sessions the daemon answers with.
     media_ports: media::Ports,
+    signin_log: signin_log::SignInLog,
 }
 
 impl<B: Backend> Engine<B> {
@@ -258,6 +260,7 @@ impl<B: Backend> Engine<B> {
             counters: events::Counters::default(),
             lease_base,
             media_ports: media::Ports::default(),
+            signin_log: signin_log::SignInLog::default(),
         }
     }
 

@@ -28,6 +28,19 @@ impl<B: Backend> Engine<B> {
         if self.tl.request(tx).is_some_and(|req| !self.our_domain(req)) {
             let tag = self.ids.tag();
             if let Some(req) = self.tl.request(tx) {
+                let to = req
+                    .to_header()
+                    .map(|t| t.uri.to_string())
+                    .unwrap_or_default();
+                self.signin_log.refused(
+                    now,
+                    from.addr.ip(),
+                    &to,
+                    "REGISTER",
+                    "not this server's domain",
+                );
+            }
+            if let Some(req) = self.tl.request(tx) {
                 let reply = response_to(
                     req,
                     404,
@@ -49,12 +62,24 @@ impl<B: Backend> Engine<B> {
                 self.send_challenge(now, tx, 401, stale);
                 return;
             }
-            AuthOutcome::Forbidden => {
+            AuthOutcome::Forbidden { user, reason } => {
+                self.signin_log
+                    .refused(now, from.addr.ip(), &user, "REGISTER", reason);
                 self.respond_plain(now, tx, 403);
                 return;
             }
         };
         let result = self.apply_register(now, tx, from, &user_id);
+        let refusal = match &result {
+            Err(RegisterError::NotActive) => Some("account not active"),
+            Err(RegisterError::WrongAor) => Some("To does not match the credentials"),
+            Err(RegisterError::Store(BindError::TooMany)) => Some("too many devices"),
+            _ => None,
+        };
+        if let Some(reason) = refusal {
+            self.signin_log
+                .refused(now, from.addr.ip(), &user_id, "REGISTER", reason);
+        }
         // §10.3 step 8: phones without a clock of their own set it from this.
         let date = self
             .clock
@@ -220,6 +245,14 @@ impl<B: Backend> Engine<B> {
             .map_err(RegisterError::Store)?;
         self.counters.registrations += 1;
         if bound.devices_changed {
+            tracing::info!(
+                user = user_id,
+                source = %from.addr,
+                transport = ?from.transport,
+                devices = bound.bindings.len(),
+                contacts = ?bound.bindings.iter().map(|b| b.contact.as_str()).collect::<Vec<_>>(),
+                "sign-in changed"
+            );
             self.emit(Event::RegistrationChanged {
                 user: user_id.into(),
                 devices: bound.bindings.len(),

@@ -123,6 +123,10 @@ impl<B: Backend> Engine<B> {
             Some(req) => self.authenticate(now, req, HeaderName::ProxyAuthorization),
             None => return false,
         };
+        let from_ip = self
+            .tl
+            .peer(tx)
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.addr.ip());
         match outcome {
             AuthOutcome::User(id) => {
                 // Like signing in: only active members may place calls.
@@ -131,6 +135,8 @@ impl<B: Backend> Engine<B> {
                     .user_index(&id)
                     .is_some_and(|i| workspace.directory.user(i).status == UserStatus::Active);
                 if !active {
+                    self.signin_log
+                        .refused(now, from_ip, &id, "INVITE", "account not active");
                     self.respond_plain(now, tx, 403);
                 }
                 active
@@ -139,7 +145,9 @@ impl<B: Backend> Engine<B> {
                 self.send_challenge(now, tx, 407, stale);
                 false
             }
-            AuthOutcome::Forbidden => {
+            AuthOutcome::Forbidden { user, reason } => {
+                self.signin_log
+                    .refused(now, from_ip, &user, "INVITE", reason);
                 self.respond_plain(now, tx, 403);
                 false
             }
