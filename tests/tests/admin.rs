@@ -501,11 +501,20 @@ async fn a_deactivated_user_is_signed_out_refused_and_not_rung() {
     let (_, user) = running.get("/api/v1/users/bob").await;
     assert_eq!(user["devices"], 1);
 
+    // Bob is on a call when he is deactivated: it continues to its end.
+    let mut trunk = Ua::bind("127.0.0.1", running.sip).await;
+    let (invite, ok) = answered(&mut trunk, &mut bob, "+15550200").await;
     let (status, user) = running
         .send("POST", "/api/v1/users/bob/deactivate", None)
         .await;
     assert_eq!((status, &user["status"]), (200, &json!("deactivated")));
     assert_eq!(user["devices"], 0, "signed out at once");
+    let (_, calls) = running.get("/api/v1/calls").await;
+    assert_eq!(calls.as_array().unwrap().len(), 1, "the call is still up");
+    hang_up(&mut trunk, &mut bob, &invite, &ok).await;
+    let rows = history(&running, "", 1).await;
+    assert_eq!(rows[0]["outcome"], "answered");
+    assert_eq!(rows[0]["answered_by"], "bob");
     assert_eq!(
         bob.register("bob", "bob-pw", None, 300).await.status(),
         Some(403)
@@ -514,7 +523,6 @@ async fn a_deactivated_user_is_signed_out_refused_and_not_rung() {
     assert_eq!(gate_on(&why, "+15550200")["gate"], "not_active");
 
     // Bob's direct line rings nobody now.
-    let mut trunk = Ua::bind("127.0.0.1", running.sip).await;
     let invite = trunk.invite("+15550200", "+15551234567");
     trunk.send(&invite).await;
     let fin = trunk.final_response().await;
@@ -541,7 +549,7 @@ async fn a_deactivated_user_is_signed_out_refused_and_not_rung() {
     );
     let (_, why) = running.get("/api/v1/users/bob/explain").await;
     assert_eq!(gate_on(&why, "+15550200")["gate"], "do_not_disturb");
-    let rows = history(&running, "", 1).await;
+    let rows = history(&running, "", 2).await;
     assert_eq!(rows[0]["outcome"], "rejected");
     assert_eq!(rows[0]["status"], 480);
     running.daemon.stop().await;
@@ -560,4 +568,155 @@ async fn without_a_token_the_api_listens_only_on_loopback() {
         .err()
         .unwrap();
     assert!(error.to_string().contains("admin_token"), "{error}");
+}
+
+/// The demo workspace (ring destinations, menu options, shared menus) in a
+/// file of its own, its prompts named where they are in the repository.
+fn demo_file(dir: &Path) -> PathBuf {
+    let prompts = format!("\"{}/../prompts/", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config/switchboard.toml"
+    ))
+    .unwrap()
+    .replace("\"../prompts/", &prompts)
+    .replace("sip_udp = \"127.0.0.1:5060\"", "sip_udp = \"127.0.0.1:0\"")
+    .replace("sip_tcp = \"127.0.0.1:5060\"", "sip_tcp = \"127.0.0.1:0\"")
+    .replace(
+        "admin_http = \"127.0.0.1:8080\"",
+        &format!("admin_http = \"127.0.0.1:0\"\nadmin_token = \"{ADMIN_TOKEN}\""),
+    )
+    .replace(
+        "data_dir = \"data\"",
+        &format!("data_dir = \"{}\"", dir.join("data").display()),
+    );
+    let file = dir.join("demo.toml");
+    std::fs::write(&file, text).unwrap();
+    file
+}
+
+#[tokio::test]
+async fn forced_removal_takes_a_user_out_of_destinations_and_menus() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start_from(&demo_file(dir.path())).await;
+    // Bob is routed on Sales and Front desk, rung outside Support's hours
+    // (alone), and in the main line's menu option 1 (with alice).
+    let (status, body) = running.send("DELETE", "/api/v1/users/bob", None).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (409, &json!("user_still_routed")),
+        "{body}"
+    );
+    let (status, body) = running
+        .send("DELETE", "/api/v1/users/bob?force=true", None)
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let text = running.text();
+    assert!(!text.contains("\"bob\""), "{text}");
+    let (_, support) = running.get("/api/v1/numbers/+15550200").await;
+    assert_eq!(
+        support["outside"],
+        Value::Null,
+        "a ring of nobody goes back to the default"
+    );
+    let (_, main) = running.get("/api/v1/numbers/+15550500").await;
+    assert_eq!(main["ivr"]["options"]["1"]["users"], json!(["alice"]));
+    // Alice, now alone in option 1, goes with the option.
+    let (status, body) = running
+        .send("DELETE", "/api/v1/users/alice?force=true", None)
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (_, main) = running.get("/api/v1/numbers/+15550500").await;
+    assert_eq!(main["ivr"]["options"]["1"], Value::Null);
+    assert_eq!(main["ivr"]["options"]["3"]["action"], "voicemail");
+    assert!(running.text().contains("# Main line: an IVR menu answers"));
+
+    // Trunks: a GET sent back as a PUT keeps the password it does not show.
+    let (_, trunk) = running.get("/api/v1/trunks/carrier").await;
+    assert_eq!(trunk["outbound"]["password_set"], true);
+    assert!(trunk["outbound"].get("password").is_none());
+    let body = json!({"sources": trunk["sources"], "outbound": trunk["outbound"]});
+    let (status, trunk) = running
+        .send("PUT", "/api/v1/trunks/carrier", Some(body))
+        .await;
+    assert_eq!(status, 200, "{trunk}");
+    assert!(running.text().contains("password = \"demo-secret\""));
+
+    // Bad query strings get the error shape too.
+    let (status, body) = running.get("/api/v1/calls/history?limit=lots").await;
+    assert_eq!(
+        (status, &body["error"]),
+        (400, &json!("invalid_request")),
+        "{body}"
+    );
+    let (status, body) = running
+        .get("/api/v1/users/carol/explain?at=yesterday")
+        .await;
+    assert_eq!(
+        (status, &body["error"]),
+        (422, &json!("invalid_request")),
+        "{body}"
+    );
+    running.daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_reload_of_a_broken_file_lists_its_errors_and_quotes_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path()).await;
+    let good = running.text();
+    // An unterminated string on the password line.
+    std::fs::write(
+        &running.file,
+        good.replace("password = \"bob-pw\"", "password = \"bob-pw"),
+    )
+    .unwrap();
+    let (status, body) = running.send("POST", "/api/v1/reload", None).await;
+    assert_eq!(
+        (status, &body["error"]),
+        (422, &json!("invalid_config")),
+        "{body}"
+    );
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("switchboard.toml") && message.contains("line"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("bob-pw"),
+        "the file is not quoted: {message}"
+    );
+    let (status, _) = running.get("/api/v1/users/bob").await;
+    assert_eq!(status, 200, "the running workspace is kept");
+    running.daemon.stop().await;
+}
+
+#[tokio::test]
+async fn call_history_filters_by_time_and_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(dir.path()).await;
+    let mut trunk = Ua::bind("127.0.0.1", running.sip).await;
+    // Three calls nobody can take: 480 each, recorded as rejected.
+    for _ in 0..3 {
+        let invite = trunk.invite("+15550200", "+15551234567");
+        trunk.send(&invite).await;
+        let fin = trunk.final_response().await;
+        assert_eq!(fin.status(), Some(480));
+        trunk.ack_non_2xx(&invite, &fin).await;
+    }
+    assert_eq!(history(&running, "", 3).await.len(), 3);
+    assert_eq!(history(&running, "?limit=2", 2).await.len(), 2);
+    let (_, none) = running
+        .get("/api/v1/calls/history?since=2100-01-01T00:00:00Z")
+        .await;
+    assert_eq!(none, json!([]));
+    let (_, all) = running
+        .get("/api/v1/calls/history?since=2000-01-01T00:00:00Z&number=%2B15550200")
+        .await;
+    assert_eq!(all.as_array().unwrap().len(), 3);
+    assert_eq!(
+        all[0]["skipped"][0],
+        json!({"user": "bob", "gate": "not_signed_in"})
+    );
+    running.daemon.stop().await;
 }

@@ -182,6 +182,8 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        // Before the start: a SIGHUP during it must not kill the daemon.
+        let hangups = hangup_signals();
         let daemon = match Daemon::start(config).await {
             Ok(d) => d,
             Err(e) => {
@@ -195,7 +197,10 @@ fn main() -> ExitCode {
             tracing::info!("shutting down");
             token.cancel();
         });
-        tokio::spawn(reload_on_hangup(std::sync::Arc::clone(&daemon.control)));
+        tokio::spawn(reload_on_hangup(
+            hangups,
+            std::sync::Arc::clone(&daemon.control),
+        ));
         daemon.wait().await;
         tracing::info!("stopped");
         ExitCode::SUCCESS
@@ -204,11 +209,25 @@ fn main() -> ExitCode {
 
 /// SIGHUP reloads the config file; an invalid one is refused (every error
 /// logged) and the running workspace kept.
-async fn reload_on_hangup(control: std::sync::Arc<switchboard::admin::Control>) {
+#[cfg(unix)]
+type Hangups = Option<tokio::signal::unix::Signal>;
+#[cfg(not(unix))]
+type Hangups = Option<()>;
+
+fn hangup_signals() -> Hangups {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+        signal(SignalKind::hangup()).ok()
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+async fn reload_on_hangup(hangups: Hangups, control: std::sync::Arc<switchboard::admin::Control>) {
+    #[cfg(unix)]
+    {
+        let Some(mut hangups) = hangups else {
             return;
         };
         while hangups.recv().await.is_some() {
@@ -226,7 +245,7 @@ async fn reload_on_hangup(control: std::sync::Arc<switchboard::admin::Control>) 
         }
     }
     #[cfg(not(unix))]
-    let _ = control;
+    let _ = (hangups, control);
 }
 
 /// `voicemail list|export|delete`: the mailboxes under the data directory.

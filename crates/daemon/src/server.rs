@@ -196,6 +196,11 @@ impl Daemon {
             .filter(|t| !t.is_empty())
             .map(crate::settings::Secret)
             .or_else(|| server.admin_token.clone());
+        if token.as_ref().is_some_and(|t| t.0.len() < 16) {
+            anyhow::bail!(
+                "SWITCHBOARD_ADMIN_TOKEN must be at least 16 characters (a guessable token is no protection)"
+            );
+        }
         let admin_addr = match server.admin_http {
             Some(addr) => {
                 crate::admin::api::check_listen(addr, token.as_ref())?;

@@ -156,8 +156,9 @@ async fn authenticate(State(api): Shared, request: Request, next: Next) -> Respo
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map_or("", |(_, token)| token.trim());
         // Constant time: how much of a guess was right must not show.
         let same = subtle::ConstantTimeEq::ct_eq(given.as_bytes(), expected.0.as_bytes());
         if !bool::from(same) {
@@ -202,10 +203,26 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
-            .map_err(|e| ApiError::invalid_request(e.to_string()))?;
+            .map_err(|e| ApiError::new(e.status(), "invalid_request", e.body_text()))?;
         serde_json::from_slice(&bytes).map(Body).map_err(|e| {
             ApiError::invalid_request(format!("the body is not what was expected: {e}"))
         })
+    }
+}
+
+/// A query string, with serde's complaint as a 400 in our error shape.
+pub struct Q<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S> for Q<T> {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| Q(q))
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", e.body_text()))
     }
 }
 
@@ -323,7 +340,10 @@ async fn invite_user(
     Body(body): Body<InviteUser>,
 ) -> Result<Response, ApiError> {
     let made_up = body.password.is_none();
-    let password = body.password.clone().unwrap_or_else(new_password);
+    let password = match body.password.clone() {
+        Some(p) => p,
+        None => new_password()?,
+    };
     let id = body.id.clone();
     api.control
         .change(|doc, directory| {
@@ -352,7 +372,7 @@ async fn invite_user(
             if let Some(max) = body.max_calls {
                 table.insert("max_calls", value(i64::from(max)));
             }
-            file::array(doc, "users").push(table);
+            file::array(doc, "users")?.push(table);
             Ok(())
         })
         .await?;
@@ -364,13 +384,16 @@ async fn invite_user(
 }
 
 /// A digest secret for an invited user who was given none: 24 characters
-/// from a 62-letter alphabet (about 143 bits).
-fn new_password() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut rng = fastrand::Rng::with_seed(sip::ids::IdGenerator::new().u64());
-    (0..24)
-        .map(|_| char::from(ALPHABET[rng.usize(..ALPHABET.len())]))
-        .collect()
+/// drawn from the operating system's random source over a 64-letter
+/// alphabet (144 bits).
+fn new_password() -> Result<String, ApiError> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut bytes = [0u8; 24];
+    getrandom::fill(&mut bytes).map_err(|e| ApiError::internal("no_randomness", e.to_string()))?;
+    Ok(bytes
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(b & 63)]))
+        .collect())
 }
 
 #[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users",
@@ -459,21 +482,21 @@ async fn set_password(
 async fn remove_user(
     State(api): Shared,
     Path(id): Path<String>,
-    Query(force): Query<Force>,
+    Q(force): Q<Force>,
 ) -> Result<StatusCode, ApiError> {
     api.control
         .change(|doc, _| {
             let position =
                 file::user_position(doc, &id).ok_or_else(|| ApiError::unknown_user(&id))?;
-            let routed = routed_numbers(doc, &id, force.force);
+            let routed = routed_numbers(doc, &id, force.force)?;
             if !routed.is_empty() && !force.force {
                 return Err(still_routed(&id, &routed));
             }
             // Assignments go with the user (they alone ring nobody).
-            for number in file::array(doc, "numbers").iter_mut() {
+            for number in file::array(doc, "numbers")?.iter_mut() {
                 file::remove_string(number, "members", &id);
             }
-            file::array(doc, "users").remove(position);
+            file::array(doc, "users")?.remove(position);
             Ok(())
         })
         .await?;
@@ -482,9 +505,13 @@ async fn remove_user(
 
 /// The numbers (and menus) on which `user` is routed; `remove` takes them
 /// out of every one.
-fn routed_numbers(doc: &mut DocumentMut, user: &str, remove: bool) -> Vec<String> {
+fn routed_numbers(
+    doc: &mut DocumentMut,
+    user: &str,
+    remove: bool,
+) -> Result<Vec<String>, ApiError> {
     let mut found = Vec::new();
-    for number in file::array(doc, "numbers").iter_mut() {
+    for number in file::array(doc, "numbers")?.iter_mut() {
         if file::routed_on(number, user, remove) {
             found.push(
                 number
@@ -498,7 +525,7 @@ fn routed_numbers(doc: &mut DocumentMut, user: &str, remove: bool) -> Vec<String
     if file::routed_in_menus(doc, user, remove) {
         found.push("a shared menu".to_owned());
     }
-    found
+    Ok(found)
 }
 
 fn still_routed(user: &str, on: &[String]) -> ApiError {
@@ -515,11 +542,7 @@ fn still_routed(user: &str, on: &[String]) -> ApiError {
 #[utoipa::path(get, path = "/api/v1/users/{id}/explain", tag = "explain",
     params(("id" = String, Path, description = "user id"), At),
     responses((status = 200, description = "Every number and whether the user would ring on it; if not, the gate: `not_assigned`, `not_active`, `not_signed_in`, `not_in_routing`, `busy`, `do_not_disturb`, `outside_user_hours`, `number_closed`", body = Object), (status = 404, description = "`unknown_user`", body = super::ErrorBody)))]
-async fn explain_user(
-    State(api): Shared,
-    Path(id): Path<String>,
-    Query(q): Query<At>,
-) -> ApiResult {
+async fn explain_user(State(api): Shared, Path(id): Path<String>, Q(q): Q<At>) -> ApiResult {
     let at = at(&q)?;
     let workspace = api.control.directory();
     let idx = find_user(&workspace.directory, &id)?;
@@ -680,7 +703,7 @@ async fn create_number(
             routing.insert("strategy", value("simultaneous"));
             routing.insert("ring", value(Array::new()));
             table.insert("routing", Item::Table(routing));
-            file::array(doc, "numbers").push(table);
+            file::array(doc, "numbers")?.push(table);
             Ok(())
         })
         .await?;
@@ -731,7 +754,7 @@ async fn delete_number(
         .change(|doc, _| {
             let position =
                 file::number_position(doc, &e164).ok_or_else(|| ApiError::unknown_number(&e164))?;
-            file::array(doc, "numbers").remove(position);
+            file::array(doc, "numbers")?.remove(position);
             Ok(())
         })
         .await?;
@@ -762,7 +785,7 @@ async fn assign_member(
 async fn unassign_member(
     State(api): Shared,
     Path((number, user)): Path<(String, String)>,
-    Query(force): Query<Force>,
+    Q(force): Q<Force>,
 ) -> ApiResult {
     let e164 = e164(&number)?;
     api.control
@@ -775,7 +798,8 @@ async fn unassign_member(
                     format!("`{user}` is not a member of {e164}"),
                 ));
             }
-            if file::routed_on(table, &user, force.force) && !force.force {
+            // Only the ring list needs membership; destinations may name anyone.
+            if file::in_ring(table, &user, force.force) && !force.force {
                 return Err(still_routed(&user, std::slice::from_ref(&e164)));
             }
             file::remove_string(table, "members", &user);
@@ -809,7 +833,7 @@ async fn set_routing(
                 }
             }
             let table = file::number_mut(doc, &e164)?;
-            let routing = file::routing_mut(table);
+            let routing = file::routing_mut(table)?;
             routing.insert("strategy", value(&body.strategy));
             let mut ring = Array::new();
             for user in &body.ring {
@@ -905,11 +929,7 @@ async fn clear_section(
 #[utoipa::path(get, path = "/api/v1/numbers/{number}/explain", tag = "explain",
     params(("number" = String, Path, description = "E.164"), At),
     responses((status = 200, description = "Whether the number is open and why, the plan a call would follow, and every member with `rings` and the `gate` that stops them", body = Object), (status = 404, description = "`unknown_number`", body = super::ErrorBody)))]
-async fn explain_number(
-    State(api): Shared,
-    Path(number): Path<String>,
-    Query(q): Query<At>,
-) -> ApiResult {
+async fn explain_number(State(api): Shared, Path(number): Path<String>, Q(q): Q<At>) -> ApiResult {
     let e164 = e164(&number)?;
     let at = at(&q)?;
     let workspace = api.control.directory();
@@ -976,6 +996,17 @@ async fn get_trunk(State(api): Shared, Path(name): Path<String>) -> ApiResult {
         .ok_or_else(|| unknown_trunk(&name))
 }
 
+fn stored_trunk_password(doc: &DocumentMut, name: &str) -> Option<String> {
+    let i = file::trunk_position(doc, name)?;
+    let trunk = doc.get("trunks")?.as_array_of_tables()?.get(i)?;
+    trunk
+        .get("outbound")?
+        .as_table_like()?
+        .get("password")?
+        .as_str()
+        .map(str::to_owned)
+}
+
 fn unknown_trunk(name: &str) -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
@@ -1002,7 +1033,18 @@ async fn put_trunk(
             }
             table.insert("sources", value(sources));
             if let Some(outbound) = &body.outbound {
-                match item_from_json(outbound, "outbound")? {
+                let mut outbound = outbound.clone();
+                if let Some(o) = outbound.as_object_mut() {
+                    // What GET shows, sent back: not a key of the file.
+                    o.remove("password_set");
+                    if !o.contains_key("password") {
+                        // A PUT without the password keeps the stored one.
+                        if let Some(kept) = stored_trunk_password(doc, &name) {
+                            o.insert("password".into(), json!(kept));
+                        }
+                    }
+                }
+                match item_from_json(&outbound, "outbound")? {
                     Item::Table(t) => {
                         table.insert("outbound", value(t.into_inline_table()));
                     }
@@ -1013,11 +1055,11 @@ async fn put_trunk(
             }
             match file::trunk_position(doc, &name) {
                 Some(i) => {
-                    if let Some(existing) = file::array(doc, "trunks").get_mut(i) {
+                    if let Some(existing) = file::array(doc, "trunks")?.get_mut(i) {
                         *existing = table;
                     }
                 }
-                None => file::array(doc, "trunks").push(table),
+                None => file::array(doc, "trunks")?.push(table),
             }
             Ok(())
         })
@@ -1035,7 +1077,7 @@ async fn delete_trunk(
     api.control
         .change(|doc, _| {
             let i = file::trunk_position(doc, &name).ok_or_else(|| unknown_trunk(&name))?;
-            file::array(doc, "trunks").remove(i);
+            file::array(doc, "trunks")?.remove(i);
             Ok(())
         })
         .await?;
@@ -1162,7 +1204,7 @@ pub struct HistoryQuery {
 
 #[utoipa::path(get, path = "/api/v1/calls/history", tag = "live", params(HistoryQuery),
     responses((status = 200, description = "Call records, newest first", body = Vec<crate::records::Row>)))]
-async fn call_history(State(api): Shared, Query(q): Query<HistoryQuery>) -> ApiResult {
+async fn call_history(State(api): Shared, Q(q): Q<HistoryQuery>) -> ApiResult {
     let since = match &q.since {
         Some(s) => Some(crate::explain::parse_at(s).map_err(ApiError::invalid_request)?),
         None => None,

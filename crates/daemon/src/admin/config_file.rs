@@ -9,7 +9,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use toml_edit::{value, Array, ArrayOfTables, DocumentMut, Item, Table, Value};
+use toml_edit::{value, Array, ArrayOfTables, DocumentMut, Item, Table, TableLike, Value};
 
 use super::ApiError;
 use crate::settings::Config;
@@ -24,35 +24,40 @@ pub struct ConfigFile {
 }
 
 impl ConfigFile {
+    /// Reads the file as a document (it was checked by [`ConfigFile::check`]
+    /// or at start). The error never quotes the file: a line may hold a secret.
     pub fn read(path: &Path) -> Result<ConfigFile, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{}: cannot read the file: {e}", path.display()))?;
+        ConfigFile::from_text(path, text)
+    }
+
+    pub fn from_text(path: &Path, text: String) -> Result<ConfigFile, String> {
         let doc = text
             .parse::<DocumentMut>()
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+            .map_err(|e| format!("{}: not a TOML document: {}", path.display(), e.message()))?;
         Ok(ConfigFile {
             path: path.to_path_buf(),
             text,
             doc,
         })
     }
+}
 
-    /// Parses `text` as this file, with every check the daemon makes at start.
-    pub fn check(&self, text: &str) -> Result<Config, directory::ConfigErrors> {
-        let base = self.path.parent().unwrap_or_else(|| Path::new(""));
-        Config::parse(text, &self.path, base)
-    }
-
-    /// The file is still what this daemon last read or wrote.
-    pub fn unchanged_on_disk(&self) -> bool {
-        std::fs::read_to_string(&self.path).is_ok_and(|t| t == self.text)
-    }
+/// Parses `text` as the file at `path`, with every check the daemon makes
+/// at start (relative paths from the file's folder).
+pub fn check(path: &Path, text: &str) -> Result<Config, directory::ConfigErrors> {
+    let base = path.parent().unwrap_or_else(|| Path::new(""));
+    Config::parse(text, path, base)
 }
 
 /// Writes `text` to `path` so that a crash leaves either the old file or
 /// the new one, never a mix: temporary file beside it, fsync, rename, then
 /// fsync of the folder so that the rename itself is durable.
 pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    // A symlinked config stays a symlink: the file it points at is replaced.
+    let resolved = std::fs::canonicalize(path).ok();
+    let path = resolved.as_deref().unwrap_or(path);
     let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
     let folder = folder.unwrap_or_else(|| Path::new("."));
     let name = path
@@ -68,27 +73,43 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
         }
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
-        std::fs::rename(&temporary, path)?;
-        std::fs::File::open(folder)?.sync_all()
+        std::fs::rename(&temporary, path)
     })();
     if written.is_err() {
         let _ = std::fs::remove_file(&temporary);
+        return written;
     }
-    written
+    // The new text is in place; only the rename's durability is at stake.
+    if let Err(e) = std::fs::File::open(folder).and_then(|f| f.sync_all()) {
+        tracing::warn!(folder = %folder.display(), error = %e, "fsync of the config folder");
+    }
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
 // Finding entries. Numbers are matched in E.164, however the file writes them.
 
-pub fn array<'d>(doc: &'d mut DocumentMut, key: &str) -> &'d mut ArrayOfTables {
-    if doc.get(key).and_then(Item::as_array_of_tables).is_none() {
+/// The array of tables `key` (`[[users]]`, `[[numbers]]`, `[[trunks]]`),
+/// created when absent. A file that writes it another way (an inline
+/// array) is refused rather than rewritten.
+pub fn array<'d>(doc: &'d mut DocumentMut, key: &str) -> Result<&'d mut ArrayOfTables, ApiError> {
+    if doc.get(key).is_none() {
         doc.insert(key, Item::ArrayOfTables(ArrayOfTables::new()));
     }
-    // Just made sure it is one.
-    match doc.get_mut(key).and_then(Item::as_array_of_tables_mut) {
-        Some(array) => array,
-        None => unreachable!("inserted above"),
-    }
+    doc.get_mut(key)
+        .and_then(Item::as_array_of_tables_mut)
+        .ok_or_else(|| unsupported(key))
+}
+
+fn unsupported(key: &str) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        "unsupported_layout",
+        format!(
+            "the file writes `{key}` as an inline value; the API edits `[[{key}]]` tables and \
+             `[{key}]`-style tables only: rewrite it in that form, or edit the file and reload"
+        ),
+    )
 }
 
 fn str_of<'t>(table: &'t Table, key: &str) -> Option<&'t str> {
@@ -104,7 +125,7 @@ pub fn user_position(doc: &DocumentMut, id: &str) -> Option<usize> {
 
 pub fn user_mut<'d>(doc: &'d mut DocumentMut, id: &str) -> Result<&'d mut Table, ApiError> {
     let i = user_position(doc, id).ok_or_else(|| ApiError::unknown_user(id))?;
-    array(doc, "users")
+    array(doc, "users")?
         .get_mut(i)
         .ok_or_else(|| ApiError::unknown_user(id))
 }
@@ -122,7 +143,7 @@ pub fn number_position(doc: &DocumentMut, e164: &str) -> Option<usize> {
 
 pub fn number_mut<'d>(doc: &'d mut DocumentMut, e164: &str) -> Result<&'d mut Table, ApiError> {
     let i = number_position(doc, e164).ok_or_else(|| ApiError::unknown_number(e164))?;
-    array(doc, "numbers")
+    array(doc, "numbers")?
         .get_mut(i)
         .ok_or_else(|| ApiError::unknown_number(e164))
 }
@@ -135,7 +156,7 @@ pub fn trunk_position(doc: &DocumentMut, name: &str) -> Option<usize> {
 }
 
 /// The strings of an array value, such as `members` or `ring`.
-pub fn strings(table: &Table, key: &str) -> Vec<String> {
+pub fn strings(table: &dyn TableLike, key: &str) -> Vec<String> {
     table
         .get(key)
         .and_then(Item::as_array)
@@ -147,22 +168,23 @@ pub fn strings(table: &Table, key: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The `[numbers.routing]` table of a number (created when missing).
-pub fn routing_mut(number: &mut Table) -> &mut Table {
-    if number.get("routing").and_then(Item::as_table).is_none() {
+/// The `[numbers.routing]` table of a number, inline or not (created
+/// when missing).
+pub fn routing_mut(number: &mut Table) -> Result<&mut dyn TableLike, ApiError> {
+    if number.get("routing").is_none() {
         let mut routing = Table::new();
         routing.insert("strategy", value("simultaneous"));
         routing.insert("ring", value(Array::new()));
         number.insert("routing", Item::Table(routing));
     }
-    match number.get_mut("routing").and_then(Item::as_table_mut) {
-        Some(t) => t,
-        None => unreachable!("inserted above"),
-    }
+    number
+        .get_mut("routing")
+        .and_then(Item::as_table_like_mut)
+        .ok_or_else(|| unsupported("numbers.routing"))
 }
 
 /// Appends `item` to the string array `key` of `table` unless it is there.
-pub fn push_string(table: &mut Table, key: &str, item: &str) {
+pub fn push_string(table: &mut dyn TableLike, key: &str, item: &str) {
     if table.get(key).and_then(Item::as_array).is_none() {
         table.insert(key, value(Array::new()));
     }
@@ -174,7 +196,7 @@ pub fn push_string(table: &mut Table, key: &str, item: &str) {
 }
 
 /// Removes `item` from the string array `key`; whether it was there.
-pub fn remove_string(table: &mut Table, key: &str, item: &str) -> bool {
+pub fn remove_string(table: &mut dyn TableLike, key: &str, item: &str) -> bool {
     let Some(array) = table.get_mut(key).and_then(Item::as_array_mut) else {
         return false;
     };
@@ -183,54 +205,75 @@ pub fn remove_string(table: &mut Table, key: &str, item: &str) -> bool {
     before != array.len()
 }
 
-/// Every place a user can be routed on a number: its ring list and the
-/// `users` of every `ring` destination in it (outside, no_answer, menu
-/// options...). `remove` takes them out; the answer says whether any was
-/// found.
-pub fn routed_on(number: &mut Table, user: &str, remove: bool) -> bool {
-    let mut found = false;
-    if let Some(routing) = number.get_mut("routing").and_then(Item::as_table_mut) {
-        found |= if remove {
-            remove_string(routing, "ring", user)
-        } else {
-            strings(routing, "ring").iter().any(|u| u == user)
-        };
+/// Whether `user` is in the number's ring list; `remove` takes them out.
+pub fn in_ring(number: &mut Table, user: &str, remove: bool) -> bool {
+    let Some(routing) = number.get_mut("routing").and_then(Item::as_table_like_mut) else {
+        return false;
+    };
+    if remove {
+        remove_string(routing, "ring", user)
+    } else {
+        strings(routing, "ring").iter().any(|u| u == user)
     }
-    for (key, item) in number.iter_mut() {
-        if key.get() == "routing" {
-            continue;
-        }
-        found |= ring_users_in(item, user, remove);
-    }
-    found
 }
 
-/// Same, for a shared menu (`[menus.NAME]`).
+/// Every place a user can be routed on a number: its ring list and the
+/// `users` of every `ring` destination in it (outside, no_answer, menu
+/// options, fallbacks). `remove` takes them out; a destination left with
+/// nobody to ring is dropped (an option key goes, `outside` or `no_answer`
+/// goes back to its default), since a ring of nobody is not valid. The
+/// answer says whether any was found.
+pub fn routed_on(number: &mut Table, user: &str, remove: bool) -> bool {
+    let found = in_ring(number, user, remove);
+    let strip = strip_ring_users(number, user, remove, true);
+    found | strip
+}
+
+/// Same, for the shared menus (`[menus.NAME]`).
 pub fn routed_in_menus(doc: &mut DocumentMut, user: &str, remove: bool) -> bool {
-    match doc.get_mut("menus") {
-        Some(item) => ring_users_in(item, user, remove),
+    match doc.get_mut("menus").and_then(Item::as_table_like_mut) {
+        Some(menus) => strip_ring_users(menus, user, remove, false),
         None => false,
     }
 }
 
-fn ring_users_in(item: &mut Item, user: &str, remove: bool) -> bool {
-    // Tables and inline tables alike (`{ action = "ring", users = [...] }`).
-    let Some(table) = item.as_table_like_mut() else {
-        return false;
-    };
-    let is_ring = table.get("action").and_then(Item::as_str) == Some("ring");
+/// Walks the tables under `table` (inline or not) for `ring` destinations
+/// naming `user`. With `remove`, takes the user out and drops children
+/// that end up ringing nobody. `skip_routing` leaves a number's own
+/// `routing` table alone (its `ring` list is not a destination).
+fn strip_ring_users(
+    table: &mut dyn TableLike,
+    user: &str,
+    remove: bool,
+    skip_routing: bool,
+) -> bool {
     let mut found = false;
+    let mut emptied: Vec<String> = Vec::new();
     for (key, child) in table.iter_mut() {
-        if is_ring && key.get() == "users" {
-            if let Some(users) = child.as_array_mut() {
-                found |= users.iter().any(|v| v.as_str() == Some(user));
-                if remove {
-                    users.retain(|v| v.as_str() != Some(user));
+        if skip_routing && key.get() == "routing" {
+            continue;
+        }
+        let Some(inner) = child.as_table_like_mut() else {
+            continue;
+        };
+        if inner.get("action").and_then(Item::as_str) == Some("ring") {
+            if let Some(users) = inner.get_mut("users").and_then(Item::as_array_mut) {
+                if users.iter().any(|v| v.as_str() == Some(user)) {
+                    found = true;
+                    if remove {
+                        users.retain(|v| v.as_str() != Some(user));
+                        if users.is_empty() {
+                            emptied.push(key.get().to_owned());
+                        }
+                    }
                 }
             }
         } else {
-            found |= ring_users_in(child, user, remove);
+            found |= strip_ring_users(inner, user, remove, false);
         }
+    }
+    for key in emptied {
+        table.remove(&key);
     }
     found
 }

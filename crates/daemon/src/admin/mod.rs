@@ -29,6 +29,7 @@ use toml_edit::DocumentMut;
 use crate::media_runtime::PromptStore;
 use crate::metrics::Metrics;
 use crate::server::EngineInput;
+use crate::settings::Config;
 use config_file::ConfigFile;
 
 /// A refused request: the HTTP status, a stable code for scripts and a
@@ -73,7 +74,7 @@ impl ApiError {
     pub fn invalid_request(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
     }
-    fn internal(code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn internal(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, code, message)
     }
     fn stopped() -> ApiError {
@@ -123,7 +124,7 @@ pub struct Control {
     pub metrics: Arc<Metrics>,
     /// The file changes are written to; `None` when the workspace came
     /// from no file (then it cannot be changed).
-    file: Mutex<Option<ConfigFile>>,
+    file: Arc<Mutex<Option<ConfigFile>>>,
     /// The `[server]` table the daemon started with.
     server: crate::settings::ServerConfig,
 }
@@ -158,7 +159,7 @@ impl Control {
             workspace,
             data_dir: config.server.data_dir.clone(),
             metrics,
-            file: Mutex::new(file),
+            file: Arc::new(Mutex::new(file)),
             server: config.server.clone(),
         })
     }
@@ -187,15 +188,26 @@ impl Control {
     /// rings them.
     pub async fn replace_workspace(&self, directory: Directory) -> Result<usize, ApiError> {
         // Its prompts first: a workspace whose prompts cannot be read is refused.
-        self.prompts
-            .add(&directory, std::path::Path::new("<replaced workspace>"))
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_config",
-                    e.to_string(),
-                )
-            })?;
+        let prompts = Arc::clone(&self.prompts);
+        let (directory, added) = tokio::task::spawn_blocking(move || {
+            let added = prompts.add(&directory, std::path::Path::new("<replaced workspace>"));
+            (directory, added)
+        })
+        .await
+        .map_err(|e| ApiError::internal("prompts", e.to_string()))?;
+        added.map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_config",
+                e.to_string(),
+            )
+        })?;
+        self.apply(directory).await
+    }
+
+    /// Swaps `directory` in (its prompts already loaded) and signs out the
+    /// users it no longer lets sign in.
+    async fn apply(&self, directory: Directory) -> Result<usize, ApiError> {
         let signed_out = self.signed_out_by(&directory);
         let calls_up = match self.command(Command::ReplaceWorkspace(directory)).await? {
             CommandReply::WorkspaceReplaced { calls_up } => calls_up,
@@ -239,8 +251,10 @@ impl Control {
 
     /// Edits the file with `edit`, checks the result as at start, writes it
     /// atomically, then applies it. The edit sees the running directory.
-    pub async fn change<T>(
-        &self,
+    /// Once the edit is made, the rest runs in a task of its own: a client
+    /// that goes away cannot leave a change saved but not applied.
+    pub async fn change<T: Send + 'static>(
+        self: &Arc<Self>,
         edit: impl FnOnce(&mut DocumentMut, &Directory) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
         let result = self.change_inner(edit).await;
@@ -254,11 +268,11 @@ impl Control {
         result
     }
 
-    async fn change_inner<T>(
-        &self,
+    async fn change_inner<T: Send + 'static>(
+        self: &Arc<Self>,
         edit: impl FnOnce(&mut DocumentMut, &Directory) -> Result<T, ApiError>,
     ) -> Result<T, ApiError> {
-        let mut guard = self.file.lock().await;
+        let mut guard = Arc::clone(&self.file).lock_owned().await;
         let Some(file) = guard.as_mut() else {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -266,48 +280,72 @@ impl Control {
                 "the daemon runs a workspace that is not from a file; start it with --config FILE",
             ));
         };
-        if !file.unchanged_on_disk() {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "file_changed",
-                format!(
-                    "{} was changed since the daemon read it; reload it first (POST /api/v1/reload or SIGHUP)",
-                    file.path.display()
-                ),
-            ));
-        }
         let mut doc = file.doc.clone();
         let current = self.directory();
         let out = edit(&mut doc, &current.directory)?;
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let Some(file) = guard.as_mut() else {
+                return Err(ApiError::internal("no_file", "the config file went away"));
+            };
+            this.commit(file, doc).await?;
+            Ok(out)
+        })
+        .await
+        .map_err(|e| ApiError::internal("change_failed", e.to_string()))?
+    }
+
+    /// Checks, saves and applies an edited document (the file lock held).
+    async fn commit(&self, file: &mut ConfigFile, doc: DocumentMut) -> Result<(), ApiError> {
         let text = doc.to_string();
-        let config = file.check(&text).map_err(|errors| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_config",
-                errors.to_string(),
-            )
-        })?;
-        // The prompts are read before anything is written.
-        self.prompts
-            .add(&config.directory, &file.path)
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_config",
-                    e.to_string(),
-                )
+        let path = file.path.clone();
+        let expected = file.text.clone();
+        let prompts = Arc::clone(&self.prompts);
+        // Parsing, reading the prompts and the fsyncs are off the runtime
+        // the engine turns on.
+        let checked = tokio::task::spawn_blocking(move || -> Result<(Config, String), ApiError> {
+            if std::fs::read_to_string(&path).ok().as_deref() != Some(expected.as_str()) {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "file_changed",
+                    format!(
+                        "{} was changed since the daemon read it; reload it first (POST /api/v1/reload or SIGHUP)",
+                        path.display()
+                    ),
+                ));
+            }
+            let config = config_file::check(&path, &text).map_err(|errors| {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", errors.to_string())
             })?;
-        config_file::write_atomically(&file.path, &text).map_err(|e| {
-            ApiError::internal(
-                "write_failed",
-                format!("writing {}: {e}", file.path.display()),
-            )
-        })?;
-        file.text = text;
+            // The prompts are read before anything is written.
+            prompts.add(&config.directory, &path).map_err(|e| {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", e.to_string())
+            })?;
+            config_file::write_atomically(&path, &text).map_err(|e| {
+                ApiError::internal("write_failed", format!("writing {}: {e}", path.display()))
+            })?;
+            Ok((config, text))
+        })
+        .await
+        .map_err(|e| ApiError::internal("change_failed", e.to_string()))??;
+        let (config, text) = checked;
+        let old = std::mem::replace(&mut file.text, text);
         file.doc = doc;
-        let calls_up = self.replace_workspace(config.directory).await?;
-        tracing::info!(file = %file.path.display(), calls_up, "admin change applied and saved");
-        Ok(out)
+        match self.apply(config.directory).await {
+            Ok(calls_up) => {
+                tracing::info!(file = %file.path.display(), calls_up, "admin change applied and saved");
+                Ok(())
+            }
+            Err(e) => {
+                // Not applied: the file goes back to what runs.
+                if config_file::write_atomically(&file.path, &old).is_ok() {
+                    if let Ok(back) = ConfigFile::from_text(&file.path, old) {
+                        *file = back;
+                    }
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Reads the file again and applies it; an invalid file is refused with
@@ -321,19 +359,33 @@ impl Control {
                 "the daemon runs a workspace that is not from a file: there is nothing to reload",
             ));
         };
-        let fresh = ConfigFile::read(&file.path)
-            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", e))?;
-        let config = fresh.check(&fresh.text).map_err(|errors| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_config",
-                errors.to_string(),
-            )
-        })?;
+        let path = file.path.clone();
+        let prompts = Arc::clone(&self.prompts);
+        let loaded =
+            tokio::task::spawn_blocking(move || -> Result<(ConfigFile, Config), ApiError> {
+                let invalid = |m: String| {
+                    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", m)
+                };
+                let text = std::fs::read_to_string(&path).map_err(|e| {
+                    invalid(format!("{}: cannot read the file: {e}", path.display()))
+                })?;
+                // The config parser first: it lists every error, by position,
+                // without quoting the file (a line may hold a secret).
+                let config =
+                    config_file::check(&path, &text).map_err(|e| invalid(e.to_string()))?;
+                prompts
+                    .add(&config.directory, &path)
+                    .map_err(|e| invalid(e.to_string()))?;
+                let fresh = ConfigFile::from_text(&path, text).map_err(invalid)?;
+                Ok((fresh, config))
+            })
+            .await
+            .map_err(|e| ApiError::internal("reload_failed", e.to_string()))??;
+        let (fresh, config) = loaded;
         let restart_needed = config.server != self.server;
         let users = config.directory.users().len();
         let numbers = config.directory.numbers().len();
-        let calls_up = self.replace_workspace(config.directory).await?;
+        let calls_up = self.apply(config.directory).await?;
         *file = fresh;
         tracing::info!(
             users,
