@@ -58,6 +58,7 @@ pub struct Metrics {
     outcomes: Vec<Counter>,
     routing_seconds: Histogram,
     pub records_dropped: Counter,
+    pub webhooks_dropped: Counter,
     pub admin_changes: Counter,
     pub admin_refused: Counter,
     calls_ringing: Gauge,
@@ -133,6 +134,7 @@ impl Metrics {
                 &metadata(),
             ),
             records_dropped: counter("switchboard_call_records_dropped_total", vec![]),
+            webhooks_dropped: counter("switchboard_webhooks_dropped_total", vec![]),
             admin_changes: counter(
                 "switchboard_admin_changes_total",
                 vec![Label::new("result", "applied")],
@@ -163,6 +165,10 @@ impl Metrics {
         let d = |name: &'static str, text: &'static str| {
             r.describe_counter(name.into(), None, text.into());
         };
+        d(
+            "switchboard_webhooks_dropped_total",
+            "Webhook events dropped because the delivery thread fell behind",
+        );
         d(
             "switchboard_sip_requests_total",
             "SIP requests received (in) and sent (out), retransmissions included, by method",

@@ -64,7 +64,8 @@ pub struct Daemon {
 
 pub(crate) enum EngineInput {
     Command {
-        command: Command,
+        /// Boxed: a workspace is large, and commands are rare.
+        command: Box<Command>,
         reply: oneshot::Sender<Result<CommandReply, CommandError>>,
     },
     Message {
@@ -236,6 +237,9 @@ impl Daemon {
                 events: events.clone(),
                 records,
                 metrics,
+                webhooks: crate::webhooks::start(workspace.clone())
+                    .context("starting the webhook thread")?,
+                workspace: workspace.clone(),
             },
         )));
         tasks.push(tokio::spawn(persist_loop(
@@ -402,6 +406,9 @@ struct Outlets {
     events: broadcast::Sender<Event>,
     records: RecordSink,
     metrics: Arc<Metrics>,
+    webhooks: crate::webhooks::WebhookSink,
+    /// To see whether the running workspace has webhooks at all.
+    workspace: WorkspaceReader,
 }
 
 async fn engine_loop(
@@ -493,7 +500,7 @@ async fn engine_loop(
                         engine.handle_input(now, Input::ConnectFailed { to });
                     }
                     Some(EngineInput::Command { command, reply }) => {
-                        let _ = reply.send(engine.handle_command(now, command));
+                        let _ = reply.send(engine.handle_command(now, *command));
                     }
                     None => inputs_open = false,
                 }
@@ -553,6 +560,10 @@ async fn flush(
                     outlets.metrics.call_ended(outcome);
                     if !outlets.records.push(record.clone()) {
                         outlets.metrics.records_dropped.increment(1);
+                    }
+                    let hooked = !outlets.workspace.load().directory.webhooks().is_empty();
+                    if hooked && !outlets.webhooks.push(record.clone()) {
+                        outlets.metrics.webhooks_dropped.increment(1);
                     }
                 }
                 // No listener is not an error: nobody asked for them.

@@ -133,8 +133,16 @@ impl<S: ServerSection> Config<S> {
 // Raw shapes of the file. Only serde's checks here; meaning comes later.
 
 const TOP_LEVEL_KEYS: &[&str] = &[
-    "server", "plan", "trunks", "users", "numbers", "menus", "media",
+    "server", "plan", "trunks", "users", "numbers", "menus", "media", "webhooks",
 ];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhook {
+    url: String,
+    events: Vec<String>,
+    secret: Option<String>,
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -386,6 +394,7 @@ fn read_document<S: ServerSection>(
     let mut numbers = Vec::new();
     let mut menus: Vec<(String, MenuSpec)> = Vec::new();
     let mut media = MediaSpec::default();
+    let mut webhooks = Vec::new();
     for (key, value) in doc.iter() {
         match key.get_ref().as_ref() {
             "server" => server = read_one::<S::Raw>(value, "server", text, errors),
@@ -393,6 +402,16 @@ fn read_document<S: ServerSection>(
             "trunks" => trunks = read_many::<RawTrunk>(value, "trunks", text, errors),
             "users" => users = read_many::<RawUser>(value, "users", text, errors),
             "numbers" => numbers = read_many::<RawNumber>(value, "numbers", text, errors),
+            "webhooks" => {
+                webhooks = read_many::<RawWebhook>(value, "webhooks", text, errors)
+                    .into_iter()
+                    .map(|w| crate::WebhookSpec {
+                        url: w.url,
+                        events: w.events,
+                        secret: w.secret,
+                    })
+                    .collect()
+            }
             "menus" => {
                 if let Some(table) = read_one::<std::collections::BTreeMap<String, RawMenu>>(
                     value, "menus", text, errors,
@@ -479,6 +498,7 @@ fn read_document<S: ServerSection>(
             .collect(),
         menus,
         media,
+        webhooks,
     };
     Some(RawDocument { server, workspace })
 }

@@ -48,6 +48,8 @@ pub struct WorkspaceSpec {
     pub menus: Vec<(String, MenuSpec)>,
     /// `[media]`.
     pub media: MediaSpec,
+    /// `[[webhooks]]`.
+    pub webhooks: Vec<crate::WebhookSpec>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -339,6 +341,7 @@ pub struct Directory {
     menus: Vec<Menu>,
     prompts: Vec<Prompt>,
     media: MediaSettings,
+    webhooks: Vec<crate::Webhook>,
 }
 
 impl Directory {
@@ -368,6 +371,11 @@ impl Directory {
     }
 
     /// Digest realm and host part of user addresses.
+    /// Where events are POSTed.
+    pub fn webhooks(&self) -> &[crate::Webhook] {
+        &self.webhooks
+    }
+
     pub fn domain(&self) -> &str {
         &self.domain
     }
@@ -492,6 +500,7 @@ pub(crate) fn compile(ws: WorkspaceSpec, errors: &mut Errors<'_>) -> Directory {
     let (users, user_by_id) = compile_users(ws.users, errors);
     let mut prompts = Prompts::new(errors.origin());
     let media = compile_media(&ws.media, errors);
+    let webhooks = crate::webhooks::compile_webhooks(ws.webhooks, errors);
     let (numbers, number_by_e164, menus) = compile_numbers(
         ws.numbers,
         &ws.menus,
@@ -512,6 +521,7 @@ pub(crate) fn compile(ws: WorkspaceSpec, errors: &mut Errors<'_>) -> Directory {
         menus,
         prompts: prompts.list,
         media,
+        webhooks,
     }
 }
 

@@ -28,6 +28,7 @@ mod e164;
 mod error;
 pub mod hours;
 mod media;
+mod webhooks;
 
 pub use config::{Config, SectionErrors, ServerSection};
 pub use destination::{CallerId, Destination, DestinationSpec, RingGroup};
@@ -41,6 +42,7 @@ pub use hours::{HoursSpec, Schedule, Window};
 pub use media::{
     MediaSettings, MediaSpec, Menu, MenuIdx, MenuSpec, Prompt, PromptIdx, Voicemail, VoicemailSpec,
 };
+pub use webhooks::{Webhook, WebhookEvent, WebhookSpec};
 
 #[cfg(test)]
 mod tests;

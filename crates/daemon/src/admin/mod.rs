@@ -173,7 +173,10 @@ impl Control {
     pub async fn command(&self, command: Command) -> Result<CommandReply, ApiError> {
         let (reply, answer) = oneshot::channel();
         self.inputs
-            .send(EngineInput::Command { command, reply })
+            .send(EngineInput::Command {
+                command: Box::new(command),
+                reply,
+            })
             .await
             .map_err(|_| ApiError::stopped())?;
         answer
