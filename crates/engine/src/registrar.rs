@@ -245,14 +245,13 @@ impl<B: Backend> Engine<B> {
             .map_err(RegisterError::Store)?;
         self.counters.registrations += 1;
         if bound.devices_changed {
-            tracing::info!(
-                user = user_id,
-                source = %from.addr,
-                transport = ?from.transport,
-                devices = bound.bindings.len(),
-                contacts = ?bound.bindings.iter().map(|b| b.contact.as_str()).collect::<Vec<_>>(),
-                "sign-in changed"
-            );
+            let contacts: Vec<&str> = bound.bindings.iter().map(|b| b.contact.as_str()).collect();
+            let transport = match from.transport {
+                Transport::Udp => "udp",
+                Transport::Tcp(_) | Transport::TcpConnect => "tcp",
+            };
+            self.signin_log
+                .changed(now, from.addr, user_id, transport, &contacts);
             self.emit(Event::RegistrationChanged {
                 user: user_id.into(),
                 devices: bound.bindings.len(),

@@ -1,28 +1,79 @@
-//! Sign-ins made visible: refused REGISTERs (and INVITEs from users) are
-//! logged at info with the source, the user name and the reason, at most
-//! once a minute per source, so that an administrator whose softphone does
-//! not sign in has a line to read and a guesser cannot flood the log.
+//! Sign-ins made visible: a device that signs in or out, and a refused
+//! REGISTER (or INVITE from a user), are logged at info with the source,
+//! the user name and the reason, so that an administrator whose softphone
+//! does not sign in has a line to read. Each kind has a budget per source
+//! and per window (refusals: one a minute; sign-in changes: ten per ten
+//! seconds), so a guesser or a REGISTER storm cannot flood the log; the
+//! next line logged says how many were left out.
 //!
 //! It never logs a secret, and the reason is for the log only: the answer
 //! on the wire is the same for every failure (no user enumeration).
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-/// Quiet time per source after a logged refusal.
-const INTERVAL: Duration = Duration::from_secs(60);
 /// Sources remembered at most (a flood from many addresses forgets old ones).
 const MAX_SOURCES: usize = 4096;
 
-#[derive(Default)]
+/// A per-source budget of lines per window.
+struct Budget {
+    window: Duration,
+    lines: u32,
+    /// Per source: the window's start, lines logged in it, lines left out.
+    sources: HashMap<IpAddr, (Instant, u32, u64)>,
+}
+
+impl Budget {
+    fn new(window: Duration, lines: u32) -> Budget {
+        Budget {
+            window,
+            lines,
+            sources: HashMap::new(),
+        }
+    }
+
+    /// `Some(left out since the last line)` when a line may be logged now.
+    fn take(&mut self, now: Instant, source: IpAddr) -> Option<u64> {
+        if self.sources.len() >= MAX_SOURCES && !self.sources.contains_key(&source) {
+            let window = self.window;
+            self.sources
+                .retain(|_, (start, _, _)| now.saturating_duration_since(*start) < window);
+            if self.sources.len() >= MAX_SOURCES {
+                self.sources.clear();
+            }
+        }
+        let entry = self.sources.entry(source).or_insert((now, 0, 0));
+        if now.saturating_duration_since(entry.0) >= self.window {
+            entry.0 = now;
+            entry.1 = 0;
+        }
+        if entry.1 < self.lines {
+            entry.1 += 1;
+            Some(std::mem::take(&mut entry.2))
+        } else {
+            entry.2 += 1;
+            None
+        }
+    }
+}
+
 pub(crate) struct SignInLog {
-    /// When each source was last logged, and refusals not logged since.
-    last: HashMap<IpAddr, (Instant, u64)>,
+    refusals: Budget,
+    changes: Budget,
+}
+
+impl Default for SignInLog {
+    fn default() -> Self {
+        SignInLog {
+            refusals: Budget::new(Duration::from_secs(60), 1),
+            changes: Budget::new(Duration::from_secs(10), 10),
+        }
+    }
 }
 
 impl SignInLog {
-    /// Logs a refusal unless this source was logged within the interval.
+    /// A refused REGISTER or INVITE.
     pub(crate) fn refused(
         &mut self,
         now: Instant,
@@ -31,38 +82,42 @@ impl SignInLog {
         method: &str,
         reason: &str,
     ) {
-        if let Some((at, quiet)) = self.last.get_mut(&source) {
-            if now.saturating_duration_since(*at) < INTERVAL {
-                *quiet += 1;
-                return;
-            }
-            let suppressed = std::mem::take(quiet);
-            *at = now;
-            log(source, user, method, reason, suppressed);
+        let Some(suppressed) = self.refusals.take(now, source) else {
             return;
-        }
-        if self.last.len() >= MAX_SOURCES {
-            self.last
-                .retain(|_, (at, _)| now.saturating_duration_since(*at) < INTERVAL);
-            if self.last.len() >= MAX_SOURCES {
-                self.last.clear();
-            }
-        }
-        self.last.insert(source, (now, 0));
-        log(source, user, method, reason, 0);
+        };
+        // One fixed shape, for people and for tools such as fail2ban.
+        tracing::info!(
+            %source,
+            user = %user.escape_debug(),
+            method,
+            reason,
+            suppressed,
+            "authentication refused"
+        );
     }
-}
 
-fn log(source: IpAddr, user: &str, method: &str, reason: &str, suppressed: u64) {
-    // One fixed shape, for people and for tools such as fail2ban.
-    tracing::info!(
-        %source,
-        user = %user.escape_debug(),
-        method,
-        reason,
-        suppressed,
-        "authentication refused"
-    );
+    /// A REGISTER that added or removed a device.
+    pub(crate) fn changed(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        user: &str,
+        transport: &str,
+        contacts: &[&str],
+    ) {
+        let Some(suppressed) = self.changes.take(now, source.ip()) else {
+            return;
+        };
+        tracing::info!(
+            user,
+            %source,
+            transport,
+            devices = contacts.len(),
+            ?contacts,
+            suppressed,
+            "sign-in changed"
+        );
+    }
 }
 
 #[cfg(test)]
@@ -71,20 +126,20 @@ mod tests {
 
     #[test]
     #[allow(clippy::disallowed_methods)] // a base instant; the test moves time by hand
-    fn one_line_per_source_per_interval() {
-        let mut log = SignInLog::default();
+    fn each_source_has_its_budget_per_window() {
+        let mut budget = Budget::new(Duration::from_secs(60), 2);
         let t0 = Instant::now();
         let a: IpAddr = [127, 0, 0, 2].into();
-        log.refused(t0, a, "alice", "REGISTER", "wrong password");
-        log.refused(
-            t0 + Duration::from_secs(1),
-            a,
-            "alice",
-            "REGISTER",
-            "wrong password",
+        let b: IpAddr = [127, 0, 0, 3].into();
+        assert_eq!(budget.take(t0, a), Some(0));
+        assert_eq!(budget.take(t0, a), Some(0));
+        assert_eq!(budget.take(t0 + Duration::from_secs(1), a), None);
+        assert_eq!(budget.take(t0 + Duration::from_secs(2), a), None);
+        assert_eq!(budget.take(t0, b), Some(0), "another source has its own");
+        assert_eq!(
+            budget.take(t0 + Duration::from_secs(60), a),
+            Some(2),
+            "a new window, saying how many were left out"
         );
-        assert_eq!(log.last[&a], (t0, 1));
-        log.refused(t0 + INTERVAL, a, "alice", "REGISTER", "wrong password");
-        assert_eq!(log.last[&a], (t0 + INTERVAL, 0));
     }
 }
