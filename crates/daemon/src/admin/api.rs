@@ -345,8 +345,9 @@ async fn invite_user(
         None => new_password()?,
     };
     let id = body.id.clone();
+    let password_edit = password.to_owned();
     api.control
-        .change(|doc, directory| {
+        .change(move |doc, directory| {
             if directory.user_index(&body.id).is_some() {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
@@ -368,7 +369,7 @@ async fn invite_user(
             table.insert("id", value(&body.id));
             table.insert("name", value(&body.name));
             table.insert("status", value("invited"));
-            table.insert("password", value(&password));
+            table.insert("password", value(&password_edit));
             if let Some(max) = body.max_calls {
                 table.insert("max_calls", value(i64::from(max)));
             }
@@ -411,9 +412,10 @@ async fn patch_user(
     Path(id): Path<String>,
     Body(body): Body<UserPatch>,
 ) -> ApiResult {
+    let id_edit = id.to_owned();
     api.control
-        .change(|doc, _| {
-            let user = file::user_mut(doc, &id)?;
+        .change(move |doc, _| {
+            let user = file::user_mut(doc, &id_edit)?;
             if let Some(name) = &body.name {
                 user.insert("name", value(name));
             }
@@ -436,9 +438,10 @@ async fn patch_user(
 }
 
 async fn set_status(api: &Api, id: &str, status: UserStatus) -> ApiResult {
+    let id_edit = id.to_owned();
     api.control
-        .change(|doc, _| {
-            file::user_mut(doc, id)?.insert("status", value(status.as_str()));
+        .change(move |doc, _| {
+            file::user_mut(doc, &id_edit)?.insert("status", value(status.as_str()));
             Ok(())
         })
         .await?;
@@ -468,7 +471,7 @@ async fn set_password(
     Body(body): Body<Password>,
 ) -> Result<StatusCode, ApiError> {
     api.control
-        .change(|doc, _| {
+        .change(move |doc, _| {
             file::user_mut(doc, &id)?.insert("password", value(&body.password));
             Ok(())
         })
@@ -485,7 +488,7 @@ async fn remove_user(
     Q(force): Q<Force>,
 ) -> Result<StatusCode, ApiError> {
     api.control
-        .change(|doc, _| {
+        .change(move |doc, _| {
             let position =
                 file::user_position(doc, &id).ok_or_else(|| ApiError::unknown_user(&id))?;
             let routed = routed_numbers(doc, &id, force.force)?;
@@ -644,21 +647,15 @@ async fn number_now(control: &Control, e164: &str) -> ApiResult {
         .directory
         .number_index(e164)
         .ok_or_else(|| ApiError::unknown_number(e164))?;
-    let text = control.file_text().await.unwrap_or_default();
-    Ok(Json(number_view(
-        control,
-        &file::as_json(&text),
-        &workspace.directory,
-        idx,
-    )))
+    let json = file_json(control).await;
+    Ok(Json(number_view(control, &json, &workspace.directory, idx)))
 }
 
 #[utoipa::path(get, path = "/api/v1/numbers", tag = "numbers",
     responses((status = 200, description = "Every number with its members, routing, hours, menu and voicemail", body = Vec<Object>)))]
 async fn list_numbers(State(api): Shared) -> Json<Value> {
     let workspace = api.control.directory();
-    let text = api.control.file_text().await.unwrap_or_default();
-    let json = file::as_json(&text);
+    let json = file_json(&api.control).await;
     let d = &workspace.directory;
     Json(Value::Array(
         (0..d.numbers().len())
@@ -678,20 +675,21 @@ async fn create_number(
         .ok_or_else(|| {
             ApiError::invalid_request(format!("`{}` is not an E.164 number", body.number))
         })?;
+    let e164_edit = e164.to_owned();
     api.control
-        .change(|doc, directory| {
-            if directory.number_index(&e164).is_some() {
+        .change(move |doc, directory| {
+            if directory.number_index(&e164_edit).is_some() {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
                     "number_exists",
-                    format!("{e164} is already one of the workspace's numbers"),
+                    format!("{e164_edit} is already one of the workspace's numbers"),
                 ));
             }
             for member in &body.members {
                 find_user(directory, member)?;
             }
             let mut table = Table::new();
-            table.insert("number", value(&e164));
+            table.insert("number", value(&e164_edit));
             table.insert("name", value(&body.name));
             table.insert("timezone", value(&body.timezone));
             let mut members = Array::new();
@@ -727,9 +725,10 @@ async fn patch_number(
     Body(body): Body<NumberPatch>,
 ) -> ApiResult {
     let e164 = e164(&number)?;
+    let e164_edit = e164.to_owned();
     api.control
-        .change(|doc, _| {
-            let table = file::number_mut(doc, &e164)?;
+        .change(move |doc, _| {
+            let table = file::number_mut(doc, &e164_edit)?;
             if let Some(name) = &body.name {
                 table.insert("name", value(name));
             }
@@ -751,7 +750,7 @@ async fn delete_number(
 ) -> Result<StatusCode, ApiError> {
     let e164 = e164(&number)?;
     api.control
-        .change(|doc, _| {
+        .change(move |doc, _| {
             let position =
                 file::number_position(doc, &e164).ok_or_else(|| ApiError::unknown_number(&e164))?;
             file::array(doc, "numbers")?.remove(position);
@@ -769,10 +768,11 @@ async fn assign_member(
     Path((number, user)): Path<(String, String)>,
 ) -> ApiResult {
     let e164 = e164(&number)?;
+    let e164_edit = e164.to_owned();
     api.control
-        .change(|doc, directory| {
+        .change(move |doc, directory| {
             find_user(directory, &user)?;
-            file::push_string(file::number_mut(doc, &e164)?, "members", &user);
+            file::push_string(file::number_mut(doc, &e164_edit)?, "members", &user);
             Ok(())
         })
         .await?;
@@ -788,19 +788,20 @@ async fn unassign_member(
     Q(force): Q<Force>,
 ) -> ApiResult {
     let e164 = e164(&number)?;
+    let e164_edit = e164.to_owned();
     api.control
-        .change(|doc, _| {
-            let table = file::number_mut(doc, &e164)?;
+        .change(move |doc, _| {
+            let table = file::number_mut(doc, &e164_edit)?;
             if !file::strings(table, "members").contains(&user) {
                 return Err(ApiError::new(
                     StatusCode::NOT_FOUND,
                     "not_a_member",
-                    format!("`{user}` is not a member of {e164}"),
+                    format!("`{user}` is not a member of {e164_edit}"),
                 ));
             }
             // Only the ring list needs membership; destinations may name anyone.
             if file::in_ring(table, &user, force.force) && !force.force {
-                return Err(still_routed(&user, std::slice::from_ref(&e164)));
+                return Err(still_routed(&user, std::slice::from_ref(&e164_edit)));
             }
             file::remove_string(table, "members", &user);
             Ok(())
@@ -818,9 +819,10 @@ async fn set_routing(
     Body(body): Body<RoutingBody>,
 ) -> ApiResult {
     let e164 = e164(&number)?;
+    let e164_edit = e164.to_owned();
     api.control
-        .change(|doc, directory| {
-            let idx = directory.number_index(&e164).ok_or_else(|| ApiError::unknown_number(&e164))?;
+        .change(move |doc, directory| {
+            let idx = directory.number_index(&e164_edit).ok_or_else(|| ApiError::unknown_number(&e164_edit))?;
             let members = &directory.number(idx).members;
             for user in &body.ring {
                 let member = directory.user_index(user).is_some_and(|u| members.contains(&u));
@@ -828,11 +830,11 @@ async fn set_routing(
                     return Err(ApiError::new(
                         StatusCode::UNPROCESSABLE_ENTITY,
                         "not_a_member",
-                        format!("`{user}` is not a member of {e164}: assign them first (PUT /api/v1/numbers/{e164}/members/{user})"),
+                        format!("`{user}` is not a member of {e164_edit}: assign them first (PUT /api/v1/numbers/{e164_edit}/members/{user})"),
                     ));
                 }
             }
-            let table = file::number_mut(doc, &e164)?;
+            let table = file::number_mut(doc, &e164_edit)?;
             let routing = file::routing_mut(table)?;
             routing.insert("strategy", value(&body.strategy));
             let mut ring = Array::new();
@@ -896,12 +898,13 @@ async fn set_section(
             "{key} takes a JSON object"
         )));
     }
+    let e164_edit = e164.to_owned();
     api.control
-        .change(|doc, _| {
+        .change(move |doc, _| {
             let item = item_from_json(&body, key)?;
             // Destinations read best inline (`outside = { action = ... }`)
             // only when short; a table keeps them readable either way.
-            file::number_mut(doc, &e164)?.insert(key, item);
+            file::number_mut(doc, &e164_edit)?.insert(key, item);
             Ok(())
         })
         .await?;
@@ -917,9 +920,10 @@ async fn clear_section(
 ) -> ApiResult {
     let e164 = e164(&number)?;
     let key = section(&name)?;
+    let e164_edit = e164.to_owned();
     api.control
-        .change(|doc, _| {
-            file::number_mut(doc, &e164)?.remove(key);
+        .change(move |doc, _| {
+            file::number_mut(doc, &e164_edit)?.remove(key);
             Ok(())
         })
         .await?;
@@ -959,8 +963,16 @@ pub struct PlanBody {
     seats: u32,
 }
 
-fn trunk_views(text: &str) -> Vec<Value> {
-    let json = file::as_json(text);
+/// The file as the administrator wrote it, as JSON (parsed off the
+/// engine's runtime: a large workspace takes a while).
+async fn file_json(control: &Control) -> Value {
+    let text = control.file_text().await.unwrap_or_default();
+    tokio::task::spawn_blocking(move || file::as_json(&text))
+        .await
+        .unwrap_or(Value::Null)
+}
+
+fn trunk_views(json: &Value) -> Vec<Value> {
     json["trunks"]
         .as_array()
         .cloned()
@@ -980,16 +992,14 @@ fn trunk_views(text: &str) -> Vec<Value> {
 #[utoipa::path(get, path = "/api/v1/trunks", tag = "trunks",
     responses((status = 200, description = "Every trunk (passwords never shown)", body = Vec<Object>)))]
 async fn list_trunks(State(api): Shared) -> Json<Value> {
-    let text = api.control.file_text().await.unwrap_or_default();
-    Json(Value::Array(trunk_views(&text)))
+    Json(Value::Array(trunk_views(&file_json(&api.control).await)))
 }
 
 #[utoipa::path(get, path = "/api/v1/trunks/{name}", tag = "trunks",
     params(("name" = String, Path, description = "trunk name")),
     responses((status = 200, description = "The trunk", body = Object), (status = 404, description = "`unknown_trunk`", body = super::ErrorBody)))]
 async fn get_trunk(State(api): Shared, Path(name): Path<String>) -> ApiResult {
-    let text = api.control.file_text().await.unwrap_or_default();
-    trunk_views(&text)
+    trunk_views(&file_json(&api.control).await)
         .into_iter()
         .find(|t| t["name"] == json!(name))
         .map(Json)
@@ -1023,10 +1033,11 @@ async fn put_trunk(
     Path(name): Path<String>,
     Body(body): Body<TrunkBody>,
 ) -> ApiResult {
+    let name_edit = name.to_owned();
     api.control
-        .change(|doc, _| {
+        .change(move |doc, _| {
             let mut table = Table::new();
-            table.insert("name", value(&name));
+            table.insert("name", value(&name_edit));
             let mut sources = Array::new();
             for s in &body.sources {
                 sources.push(s.as_str());
@@ -1039,7 +1050,7 @@ async fn put_trunk(
                     o.remove("password_set");
                     if !o.contains_key("password") {
                         // A PUT without the password keeps the stored one.
-                        if let Some(kept) = stored_trunk_password(doc, &name) {
+                        if let Some(kept) = stored_trunk_password(doc, &name_edit) {
                             o.insert("password".into(), json!(kept));
                         }
                     }
@@ -1053,7 +1064,7 @@ async fn put_trunk(
                     }
                 }
             }
-            match file::trunk_position(doc, &name) {
+            match file::trunk_position(doc, &name_edit) {
                 Some(i) => {
                     if let Some(existing) = file::array(doc, "trunks")?.get_mut(i) {
                         *existing = table;
@@ -1075,7 +1086,7 @@ async fn delete_trunk(
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     api.control
-        .change(|doc, _| {
+        .change(move |doc, _| {
             let i = file::trunk_position(doc, &name).ok_or_else(|| unknown_trunk(&name))?;
             file::array(doc, "trunks")?.remove(i);
             Ok(())
@@ -1096,7 +1107,7 @@ async fn get_plan(State(api): Shared) -> Json<Value> {
     responses((status = 200, description = "Seats set", body = Object), (status = 409, description = "`seats_below_users`", body = super::ErrorBody)))]
 async fn put_plan(State(api): Shared, Body(body): Body<PlanBody>) -> Result<Json<Value>, ApiError> {
     api.control
-        .change(|doc, directory| {
+        .change(move |doc, directory| {
             if (body.seats as usize) < directory.users().len() {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,

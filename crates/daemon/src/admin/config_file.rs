@@ -14,34 +14,32 @@ use toml_edit::{value, Array, ArrayOfTables, DocumentMut, Item, Table, TableLike
 use super::ApiError;
 use crate::settings::Config;
 
-/// The file a running daemon's workspace came from.
+/// The file a running daemon's workspace came from. Only its text is
+/// kept: a `toml_edit` document costs tens of times the text's size, and
+/// is parsed again for each change.
 pub struct ConfigFile {
     pub path: PathBuf,
     /// The text last read or written: a file edited by hand since then is
     /// not overwritten (the change is refused until a reload).
     pub text: String,
-    pub doc: DocumentMut,
 }
 
 impl ConfigFile {
-    /// Reads the file as a document (it was checked by [`ConfigFile::check`]
-    /// or at start). The error never quotes the file: a line may hold a secret.
     pub fn read(path: &Path) -> Result<ConfigFile, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("{}: cannot read the file: {e}", path.display()))?;
-        ConfigFile::from_text(path, text)
-    }
-
-    pub fn from_text(path: &Path, text: String) -> Result<ConfigFile, String> {
-        let doc = text
-            .parse::<DocumentMut>()
-            .map_err(|e| format!("{}: not a TOML document: {}", path.display(), e.message()))?;
         Ok(ConfigFile {
             path: path.to_path_buf(),
             text,
-            doc,
         })
     }
+}
+
+/// `text` as a document to edit. The error never quotes the file: a line
+/// may hold a secret.
+pub fn document(path: &Path, text: &str) -> Result<DocumentMut, String> {
+    text.parse::<DocumentMut>()
+        .map_err(|e| format!("{}: not a TOML document: {}", path.display(), e.message()))
 }
 
 /// Parses `text` as the file at `path`, with every check the daemon makes

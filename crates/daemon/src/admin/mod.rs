@@ -124,7 +124,7 @@ pub struct Control {
     pub metrics: Arc<Metrics>,
     /// The file changes are written to; `None` when the workspace came
     /// from no file (then it cannot be changed).
-    file: Arc<Mutex<Option<ConfigFile>>>,
+    file: Mutex<Option<ConfigFile>>,
     /// The `[server]` table the daemon started with.
     server: crate::settings::ServerConfig,
 }
@@ -159,7 +159,7 @@ impl Control {
             workspace,
             data_dir: config.server.data_dir.clone(),
             metrics,
-            file: Arc::new(Mutex::new(file)),
+            file: Mutex::new(file),
             server: config.server.clone(),
         })
     }
@@ -254,13 +254,18 @@ impl Control {
 
     /// Edits the file with `edit`, checks the result as at start, writes it
     /// atomically, then applies it. The edit sees the running directory.
-    /// Once the edit is made, the rest runs in a task of its own: a client
-    /// that goes away cannot leave a change saved but not applied.
+    /// It all runs in a task of its own (a client that goes away cannot
+    /// leave a change saved but not applied), and the parsing, the edit,
+    /// the prompt reads and the fsyncs run off the runtime the engine turns
+    /// on (a workspace of thousands of numbers takes a while to parse).
     pub async fn change<T: Send + 'static>(
         self: &Arc<Self>,
-        edit: impl FnOnce(&mut DocumentMut, &Directory) -> Result<T, ApiError>,
+        edit: impl FnOnce(&mut DocumentMut, &Directory) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let result = self.change_inner(edit).await;
+        let this = Arc::clone(self);
+        let result = tokio::spawn(async move { this.change_inner(edit).await })
+            .await
+            .unwrap_or_else(|e| Err(ApiError::internal("change_failed", e.to_string())));
         match &result {
             Ok(_) => self.metrics.admin_changes.increment(1),
             Err(e) => {
@@ -272,10 +277,10 @@ impl Control {
     }
 
     async fn change_inner<T: Send + 'static>(
-        self: &Arc<Self>,
-        edit: impl FnOnce(&mut DocumentMut, &Directory) -> Result<T, ApiError>,
+        &self,
+        edit: impl FnOnce(&mut DocumentMut, &Directory) -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let mut guard = Arc::clone(&self.file).lock_owned().await;
+        let mut guard = self.file.lock().await;
         let Some(file) = guard.as_mut() else {
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
@@ -283,30 +288,11 @@ impl Control {
                 "the daemon runs a workspace that is not from a file; start it with --config FILE",
             ));
         };
-        let mut doc = file.doc.clone();
-        let current = self.directory();
-        let out = edit(&mut doc, &current.directory)?;
-        let this = Arc::clone(self);
-        tokio::spawn(async move {
-            let Some(file) = guard.as_mut() else {
-                return Err(ApiError::internal("no_file", "the config file went away"));
-            };
-            this.commit(file, doc).await?;
-            Ok(out)
-        })
-        .await
-        .map_err(|e| ApiError::internal("change_failed", e.to_string()))?
-    }
-
-    /// Checks, saves and applies an edited document (the file lock held).
-    async fn commit(&self, file: &mut ConfigFile, doc: DocumentMut) -> Result<(), ApiError> {
-        let text = doc.to_string();
         let path = file.path.clone();
         let expected = file.text.clone();
+        let current = self.directory();
         let prompts = Arc::clone(&self.prompts);
-        // Parsing, reading the prompts and the fsyncs are off the runtime
-        // the engine turns on.
-        let checked = tokio::task::spawn_blocking(move || -> Result<(Config, String), ApiError> {
+        let checked = tokio::task::spawn_blocking(move || -> Result<(T, Config, String), ApiError> {
             if std::fs::read_to_string(&path).ok().as_deref() != Some(expected.as_str()) {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
@@ -317,6 +303,10 @@ impl Control {
                     ),
                 ));
             }
+            let mut doc = config_file::document(&path, &expected)
+                .map_err(|e| ApiError::internal("config", e))?;
+            let out = edit(&mut doc, &current.directory)?;
+            let text = doc.to_string();
             let config = config_file::check(&path, &text).map_err(|errors| {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_config", errors.to_string())
             })?;
@@ -327,24 +317,21 @@ impl Control {
             config_file::write_atomically(&path, &text).map_err(|e| {
                 ApiError::internal("write_failed", format!("writing {}: {e}", path.display()))
             })?;
-            Ok((config, text))
+            Ok((out, config, text))
         })
         .await
         .map_err(|e| ApiError::internal("change_failed", e.to_string()))??;
-        let (config, text) = checked;
+        let (out, config, text) = checked;
         let old = std::mem::replace(&mut file.text, text);
-        file.doc = doc;
         match self.apply(config.directory).await {
             Ok(calls_up) => {
                 tracing::info!(file = %file.path.display(), calls_up, "admin change applied and saved");
-                Ok(())
+                Ok(out)
             }
             Err(e) => {
                 // Not applied: the file goes back to what runs.
                 if config_file::write_atomically(&file.path, &old).is_ok() {
-                    if let Ok(back) = ConfigFile::from_text(&file.path, old) {
-                        *file = back;
-                    }
+                    file.text = old;
                 }
                 Err(e)
             }
@@ -379,7 +366,12 @@ impl Control {
                 prompts
                     .add(&config.directory, &path)
                     .map_err(|e| invalid(e.to_string()))?;
-                let fresh = ConfigFile::from_text(&path, text).map_err(invalid)?;
+                // Edits need a TOML document; the config parser accepted it.
+                config_file::document(&path, &text).map_err(invalid)?;
+                let fresh = ConfigFile {
+                    path: path.clone(),
+                    text,
+                };
                 Ok((fresh, config))
             })
             .await
