@@ -3,9 +3,10 @@
 //! call record, signed with an HMAC-SHA256 of the body when the hook has a
 //! secret (`X-Switchboard-Signature: sha256=<hex>`).
 //!
-//! A thread of its own delivers them and retries a failed delivery (no
-//! answer, or a status other than 2xx) after 1, 2, 4, 8 and 16 s, then
-//! gives up with a log line. It must never hold up a call: the engine task
+//! A thread per webhook URL delivers them and retries a failed delivery
+//! (no answer, or a status other than 2xx) after 1, 2, 4, 8 and 16 s, then
+//! gives up with a log line; a hook that never answers delays only itself.
+//! URLs are never logged whole (a path may carry a token): only host:port. It must never hold up a call: the engine task
 //! only queues the record (and drops it, counted, when the queue is full).
 
 use std::collections::BinaryHeap;
@@ -28,6 +29,7 @@ const BACKOFF: [Duration; 5] = [
     Duration::from_secs(16),
 ];
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The sending end the engine task holds.
 #[derive(Clone)]
@@ -68,7 +70,6 @@ pub fn events_of(record: &CallRecord) -> Vec<WebhookEvent> {
 /// One POST to make, and how many times it was tried.
 struct Delivery {
     url: String,
-    addr: std::net::SocketAddr,
     event: &'static str,
     body: String,
     signature: Option<String>,
@@ -96,21 +97,65 @@ impl Ord for Pending {
     }
 }
 
-/// Starts the delivery thread; it reads the webhooks of the workspace
-/// running when each record arrives, and stops when every sink is dropped
-/// (pending retries are then abandoned).
+/// Deliveries waiting per webhook URL; past this, new ones are dropped.
+const PER_HOOK_QUEUE: usize = 1024;
+
+/// Starts the dispatching thread; it reads the webhooks of the workspace
+/// running when each record arrives and hands each POST to the worker of
+/// its URL (one thread per URL, so that a hook that never answers delays
+/// only itself). Everything stops when every sink is dropped (pending
+/// retries are then abandoned).
 pub fn start(workspace: WorkspaceReader) -> std::io::Result<WebhookSink> {
     let (tx, rx) = mpsc::sync_channel::<Box<CallRecord>>(QUEUE);
     std::thread::Builder::new()
         .name("webhooks".into())
-        .spawn(move || deliver_loop(workspace, rx))?;
+        .spawn(move || dispatch_loop(workspace, rx))?;
     Ok(WebhookSink { queue: tx })
 }
 
-fn deliver_loop(workspace: WorkspaceReader, rx: mpsc::Receiver<Box<CallRecord>>) {
+fn dispatch_loop(workspace: WorkspaceReader, rx: mpsc::Receiver<Box<CallRecord>>) {
+    let mut workers: std::collections::HashMap<String, mpsc::SyncSender<Delivery>> =
+        std::collections::HashMap::new();
+    while let Ok(record) = rx.recv() {
+        for delivery in deliveries(&workspace, &record) {
+            let url = delivery.url.clone();
+            if !workers.contains_key(&url) {
+                let (tx, rx) = mpsc::sync_channel::<Delivery>(PER_HOOK_QUEUE);
+                let spawned = std::thread::Builder::new()
+                    .name("webhook".into())
+                    .spawn(move || deliver_loop(rx));
+                if let Err(e) = spawned {
+                    tracing::warn!(error = %e, "cannot start a webhook worker");
+                    continue;
+                }
+                workers.insert(url.clone(), tx);
+            }
+            let queued = workers
+                .get(&url)
+                .is_some_and(|w| w.try_send(delivery).is_ok());
+            if !queued {
+                tracing::warn!(peer = %hook_addr(&url), "webhook queue full: event dropped");
+            }
+        }
+    }
+}
+
+/// The `host:port` of a URL, for logs (its path may carry a token).
+fn hook_addr(url: &str) -> &str {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    rest.split('/').next().unwrap_or_default()
+}
+
+/// One webhook URL's deliveries, in order, each retried on its schedule.
+fn deliver_loop(rx: mpsc::Receiver<Delivery>) {
     let agent: ureq::Agent = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_global(Some(REQUEST_TIMEOUT))
+        .timeout_connect(Some(CONNECT_TIMEOUT))
+        // The URL is the destination: no proxy from the environment, and a
+        // redirect is not a delivery.
+        .proxy(None)
+        .max_redirects(0)
         .build()
         .into();
     let mut retries: BinaryHeap<Pending> = BinaryHeap::new();
@@ -124,11 +169,7 @@ fn deliver_loop(workspace: WorkspaceReader, rx: mpsc::Receiver<Box<CallRecord>>)
             None => rx.recv().map_err(|_| mpsc::RecvTimeoutError::Disconnected),
         };
         match received {
-            Ok(record) => {
-                for delivery in deliveries(&workspace, &record) {
-                    attempt(&agent, delivery, &mut retries, &mut sequence);
-                }
-            }
+            Ok(delivery) => attempt(&agent, delivery, &mut retries, &mut sequence),
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
@@ -161,7 +202,6 @@ fn deliveries(workspace: &WorkspaceReader, record: &CallRecord) -> Vec<Delivery>
         for hook in hooks.iter().filter(|h| h.events.contains(&event)) {
             out.push(Delivery {
                 url: hook.url.clone(),
-                addr: hook.addr,
                 event: event.as_str(),
                 signature: hook.secret.as_deref().map(|key| signature(key, &body)),
                 body: body.clone(),
@@ -209,19 +249,20 @@ fn attempt(
         Ok(response) => Some(format!("HTTP {}", response.status().as_u16())),
         Err(e) => Some(e.to_string()),
     };
+    let peer = hook_addr(&delivery.url).to_owned();
     let Some(why) = failure else {
-        tracing::debug!(url = %delivery.url, event = delivery.event, "webhook delivered");
+        tracing::debug!(%peer, event = delivery.event, "webhook delivered");
         return;
     };
     match BACKOFF.get(delivery.attempt) {
         Some(&delay) => {
-            tracing::debug!(url = %delivery.url, peer = %delivery.addr, event = delivery.event, attempt = delivery.attempt + 1, %why, "webhook failed; retrying");
+            tracing::debug!(%peer, event = delivery.event, attempt = delivery.attempt + 1, %why, "webhook failed; retrying");
             delivery.attempt += 1;
             *sequence += 1;
             retries.push(Pending(crate::clock::now() + delay, *sequence, delivery));
         }
         None => tracing::warn!(
-            url = %delivery.url,
+            %peer,
             event = delivery.event,
             attempts = delivery.attempt + 1,
             %why,

@@ -370,12 +370,12 @@ impl Directory {
         &self.media
     }
 
-    /// Digest realm and host part of user addresses.
     /// Where events are POSTed.
     pub fn webhooks(&self) -> &[crate::Webhook] {
         &self.webhooks
     }
 
+    /// Digest realm and host part of user addresses.
     pub fn domain(&self) -> &str {
         &self.domain
     }

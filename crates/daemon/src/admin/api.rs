@@ -150,7 +150,59 @@ pub fn check_listen(addr: SocketAddr, token: Option<&Secret>) -> anyhow::Result<
     Ok(())
 }
 
+/// Without a token, anything that can reach loopback can use the API; a
+/// web page the administrator opens could too (a cross-site POST, or DNS
+/// rebinding to read). Requests from a browser on another site, or naming
+/// a host that is not this machine's address, are refused.
+fn from_elsewhere(request: &Request) -> Option<&'static str> {
+    let headers = request.headers();
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = value("sec-fetch-site") {
+        if site != "same-origin" && site != "none" {
+            return Some("a cross-site browser request");
+        }
+    }
+    if let Some(origin) = value("origin") {
+        let host = origin
+            .strip_prefix("http://")
+            .or_else(|| origin.strip_prefix("https://"))
+            .unwrap_or(origin);
+        if !local_host(host) {
+            return Some("a request from a web page of another site");
+        }
+    }
+    match value("host") {
+        Some(host) if !local_host(host) => Some("a Host that is not this machine's address"),
+        _ => None,
+    }
+}
+
+/// `127.0.0.1:8080`, `[::1]:8080`, `localhost:8080` (port optional).
+fn local_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if !name.ends_with(':') && port.bytes().all(|b| b.is_ascii_digit()) => {
+            name
+        }
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 async fn authenticate(State(api): Shared, request: Request, next: Next) -> Response {
+    if api.token.is_none() {
+        if let Some(why) = from_elsewhere(&request) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden_origin",
+                format!("refused: {why}; without an admin token the API answers only local clients (set server.admin_token to use it from elsewhere)"),
+            )
+            .into_response();
+        }
+    }
     if let Some(expected) = &api.token {
         let given = request
             .headers()
@@ -1242,4 +1294,46 @@ async fn call_history(State(api): Shared, Q(q): Q<HistoryQuery>) -> ApiResult {
     responses((status = 200, description = "The file was read again and applied", body = Reloaded), (status = 422, description = "`invalid_config` with every error; the running workspace is kept", body = super::ErrorBody)))]
 async fn reload(State(api): Shared) -> Result<Json<Reloaded>, ApiError> {
     api.control.reload().await.map(Json)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn request(headers: &[(&str, &str)]) -> Request {
+        let mut builder = axum::http::Request::builder().uri("/api/v1/users");
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        builder.body(axum::body::Body::empty()).unwrap()
+    }
+
+    #[test]
+    fn without_a_token_only_local_clients_are_served() {
+        assert_eq!(
+            from_elsewhere(&request(&[("host", "127.0.0.1:8080")])),
+            None
+        );
+        assert_eq!(from_elsewhere(&request(&[("host", "[::1]:8080")])), None);
+        assert_eq!(from_elsewhere(&request(&[("host", "localhost")])), None);
+        let same = [
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://127.0.0.1:8080"),
+            ("sec-fetch-site", "same-origin"),
+        ];
+        assert_eq!(from_elsewhere(&request(&same)), None);
+        // A page elsewhere posting to the API, and DNS rebinding.
+        assert!(from_elsewhere(&request(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://evil.test")
+        ]))
+        .is_some());
+        assert!(from_elsewhere(&request(&[
+            ("host", "127.0.0.1:8080"),
+            ("sec-fetch-site", "cross-site")
+        ]))
+        .is_some());
+        assert!(from_elsewhere(&request(&[("host", "rebound.evil.test:8080")])).is_some());
+    }
 }

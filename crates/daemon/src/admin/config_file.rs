@@ -64,7 +64,13 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
         .unwrap_or_else(|| "config".into());
     let temporary = folder.join(format!(".{name}.tmp-{}", std::process::id()));
     let written = (|| {
-        let mut file = std::fs::File::create(&temporary)?;
+        // Private from the first byte (the file holds secrets); the
+        // administrator's permissions are put back before the rename.
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&temporary)?;
         // Keep the administrator's permissions (the file holds secrets).
         if let Ok(meta) = std::fs::metadata(path) {
             file.set_permissions(meta.permissions())?;

@@ -125,6 +125,9 @@ pub struct Control {
     /// The file changes are written to; `None` when the workspace came
     /// from no file (then it cannot be changed).
     file: Mutex<Option<ConfigFile>>,
+    /// The text of the file as applied, for the GET views: read without
+    /// waiting for a change in progress, and never ahead of the workspace.
+    published: std::sync::RwLock<Option<Arc<String>>>,
     /// The `[server]` table the daemon started with.
     server: crate::settings::ServerConfig,
 }
@@ -159,6 +162,7 @@ impl Control {
             workspace,
             data_dir: config.server.data_dir.clone(),
             metrics,
+            published: std::sync::RwLock::new(file.as_ref().map(|f| Arc::new(f.text.clone()))),
             file: Mutex::new(file),
             server: config.server.clone(),
         })
@@ -325,22 +329,52 @@ impl Control {
         let old = std::mem::replace(&mut file.text, text);
         match self.apply(config.directory).await {
             Ok(calls_up) => {
+                self.publish(&file.text);
                 tracing::info!(file = %file.path.display(), calls_up, "admin change applied and saved");
                 Ok(out)
             }
             Err(e) => {
                 // Not applied: the file goes back to what runs.
-                if config_file::write_atomically(&file.path, &old).is_ok() {
-                    file.text = old;
+                let path = file.path.clone();
+                let text = old.clone();
+                let restored = tokio::task::spawn_blocking(move || {
+                    config_file::write_atomically(&path, &text)
+                })
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))
+                .and_then(|r| r);
+                match restored {
+                    Ok(()) => {
+                        file.text = old;
+                        Err(e)
+                    }
+                    Err(io) => {
+                        tracing::error!(file = %file.path.display(), error = %io, "a change was saved but could not be applied, and the old file could not be put back: the file is ahead of the running workspace until a reload");
+                        Err(ApiError::internal(
+                            "saved_not_applied",
+                            format!(
+                                "{} (and the file, which holds the change, could not be put back: {io}; reload to apply it)",
+                                e.message
+                            ),
+                        ))
+                    }
                 }
-                Err(e)
             }
         }
     }
 
     /// Reads the file again and applies it; an invalid file is refused with
     /// every error and the running workspace is kept.
-    pub async fn reload(&self) -> Result<Reloaded, ApiError> {
+    /// It runs in a task of its own: a client that goes away does not stop
+    /// it half way.
+    pub async fn reload(self: &Arc<Self>) -> Result<Reloaded, ApiError> {
+        let this = Arc::clone(self);
+        tokio::spawn(async move { this.reload_inner().await })
+            .await
+            .unwrap_or_else(|e| Err(ApiError::internal("reload_failed", e.to_string())))
+    }
+
+    async fn reload_inner(&self) -> Result<Reloaded, ApiError> {
         let mut guard = self.file.lock().await;
         let Some(file) = guard.as_mut() else {
             return Err(ApiError::new(
@@ -381,6 +415,7 @@ impl Control {
         let users = config.directory.users().len();
         let numbers = config.directory.numbers().len();
         let calls_up = self.apply(config.directory).await?;
+        self.publish(&fresh.text);
         *file = fresh;
         tracing::info!(
             users,
@@ -401,8 +436,16 @@ impl Control {
     }
 
     /// The file's text as last read or written (for the GET views).
-    pub async fn file_text(&self) -> Option<String> {
-        self.file.lock().await.as_ref().map(|f| f.text.clone())
+    pub async fn file_text(&self) -> Option<Arc<String>> {
+        self.published
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn publish(&self, text: &str) {
+        *self.published.write().unwrap_or_else(|e| e.into_inner()) =
+            Some(Arc::new(text.to_owned()));
     }
 
     /// The engine's counters and gauges.
