@@ -69,7 +69,119 @@ async fn invited_user_cannot_sign_in_even_with_the_right_password() {
     let resp = phone.register("dave", "dave-pw", None, 300).await;
     assert_eq!(resp.status(), Some(403));
     assert!(!daemon.presence.user("dave").is_signed_in(now_ms()));
+    // The right password must not confirm itself: the same answer as a
+    // wrong one.
+    let wrong = phone.register("dave", "not-dave-pw", None, 300).await;
+    assert_eq!(wrong.status(), Some(403));
+    assert_eq!(resp.reason(), wrong.reason());
+    assert_eq!(resp.reason(), Some("Forbidden"));
     daemon.stop().await;
+}
+
+/// A user kept as HA1 values only (realm `switchboard.test`).
+const HANA: &str = r#"
+[[users]]
+id = "hana"
+name = "Hana"
+status = "active"
+ha1_md5 = "HA1MD5"
+ha1_sha256 = "HA1SHA"
+"#;
+
+fn hana_config() -> String {
+    use switchboard_tests::sip::auth::ha1;
+    HANA.replace(
+        "HA1MD5",
+        &ha1(Algorithm::Md5, "hana", "switchboard.test", "hana-pw"),
+    )
+    .replace(
+        "HA1SHA",
+        &ha1(Algorithm::Sha256, "hana", "switchboard.test", "hana-pw").to_uppercase(),
+    )
+}
+
+#[tokio::test]
+async fn ha1_credentials_sign_in_with_md5_and_sha256() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start_in(dir.path(), &hana_config()).await;
+    let mut phone = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
+    for algorithm in [Algorithm::Md5, Algorithm::Sha256] {
+        let resp = phone
+            .register_with("hana", "hana-pw", None, 300, algorithm)
+            .await;
+        assert_eq!(resp.status(), Some(200), "{algorithm:?}");
+        let wrong = phone
+            .register_with("hana", "hana-pw2", None, 300, algorithm)
+            .await;
+        assert_eq!(wrong.status(), Some(403), "{algorithm:?}");
+    }
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn an_answer_for_an_algorithm_not_offered_gets_a_fresh_challenge() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = switchboard_tests::test_config_text(dir.path(), "").replace(
+        "digest_algorithms = [\"MD5\", \"SHA-256\"]",
+        "digest_algorithms = [\"MD5\"]",
+    );
+    let config =
+        switchboard::settings::Config::parse(&text, std::path::Path::new("t.toml"), dir.path())
+            .unwrap();
+    let daemon = Daemon::start(config).await.unwrap();
+    let mut phone = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
+    let mut register = Message::request(Method::Register, "sip:switchboard.test");
+    register.push(
+        HeaderName::Via,
+        &format!("SIP/2.0/UDP {};branch=z9hG4bKalg1;rport", phone.addr),
+    );
+    register.push(HeaderName::From, "<sip:bob@switchboard.test>;tag=a1");
+    register.push(HeaderName::To, "<sip:bob@switchboard.test>");
+    register.push(HeaderName::CallId, "alg-1");
+    register.push(HeaderName::CSeq, "1 REGISTER");
+    register.push(HeaderName::Contact, &format!("<sip:bob@{}>", phone.addr));
+    register.push(HeaderName::MaxForwards, "70");
+    register.push(
+        HeaderName::Authorization,
+        "Digest username=\"bob\", realm=\"switchboard.test\", nonce=\"x\", uri=\"sip:switchboard.test\", response=\"00\", algorithm=SHA-256",
+    );
+    phone.send(&register).await;
+    let resp = phone.final_response().await;
+    assert_eq!(resp.status(), Some(401), "{resp}");
+    daemon.stop().await;
+}
+
+#[test]
+fn config_errors_never_show_a_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = switchboard_tests::test_config_text(dir.path(), "")
+        .replace("password = \"bob-pw\"", "password = 424242")
+        .replace(
+            "sip_udp = \"127.0.0.1:0\"",
+            "sip_udp = \"127.0.0.1:0\"\nadmin_token = 1234567890123456",
+        );
+    let errors =
+        switchboard::settings::Config::parse(&text, std::path::Path::new("t.toml"), dir.path())
+            .err()
+            .unwrap()
+            .to_string();
+    assert!(errors.contains("users[1].password"), "{errors}");
+    assert!(errors.contains("server.admin_token"), "{errors}");
+    assert!(
+        !errors.contains("424242") && !errors.contains("1234567890123456"),
+        "{errors}"
+    );
+    let bad_ha1 = switchboard_tests::test_config_text(dir.path(), "")
+        .replace("password = \"bob-pw\"", "ha1_md5 = \"secret-but-not-hex\"");
+    let errors =
+        switchboard::settings::Config::parse(&bad_ha1, std::path::Path::new("t.toml"), dir.path())
+            .err()
+            .unwrap()
+            .to_string();
+    assert!(
+        errors.contains("users[1].ha1_md5") && !errors.contains("secret-but-not-hex"),
+        "{errors}"
+    );
 }
 
 #[tokio::test]

@@ -127,6 +127,14 @@ pub enum Command {
     Plan { seats: Option<u32> },
     /// Read the config file again (like SIGHUP).
     Reload,
+    /// Print a user's digest HA1 values for the config file (`ha1_md5`,
+    /// `ha1_sha256`), reading the password from standard input. The realm
+    /// is --realm, else the `server.domain` of --config.
+    HashPassword {
+        user: String,
+        #[arg(long)]
+        realm: Option<String>,
+    },
     /// Voicemail messages in the data directory (needs --config).
     Voicemail {
         #[command(subcommand)]
@@ -222,6 +230,16 @@ pub enum VoicemailCommand {
         #[arg(long)]
         all: bool,
     },
+}
+
+/// `hash-password`: the lines to put in the user's `[[users]]` entry.
+pub fn hash_password(user: &str, realm: &str, password: &str) -> String {
+    use sip::auth::{ha1, Algorithm};
+    format!(
+        "ha1_md5 = \"{}\"\nha1_sha256 = \"{}\"\n",
+        ha1(Algorithm::Md5, user, realm, password),
+        ha1(Algorithm::Sha256, user, realm, password)
+    )
 }
 
 /// Where the API is and the token to show it.
@@ -529,7 +547,7 @@ fn request(command: &Command) -> Option<Request> {
                 (None, None) => return None,
             }
         }
-        C::Run | C::Check | C::Voicemail { .. } => return None,
+        C::Run | C::Check | C::Voicemail { .. } | C::HashPassword { .. } => return None,
     })
 }
 

@@ -77,6 +77,9 @@ fn main() -> ExitCode {
         }
     };
     let command = cli.command.as_ref().unwrap_or(&Command::Run);
+    if let Command::HashPassword { user, realm } = command {
+        return hash_password(user, realm.as_deref(), cli.config.as_deref());
+    }
     // `explain` with a file answers from it, without a daemon.
     let offline_explain =
         matches!(command, Command::Explain { user: None, .. }) && cli.config.is_some();
@@ -205,6 +208,41 @@ fn main() -> ExitCode {
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// `hash-password USER`: the password from standard input (a trailing
+/// newline is not part of it), never from the command line.
+fn hash_password(user: &str, realm: Option<&str>, config: Option<&Path>) -> ExitCode {
+    let realm = match (realm, config) {
+        (Some(r), _) => r.to_owned(),
+        (None, Some(path)) => match Config::load(path) {
+            Ok(c) => c.server.domain,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(exit::CONFIG);
+            }
+        },
+        (None, None) => {
+            eprintln!("switchboard: hash-password needs --realm REALM or --config FILE (the realm is server.domain)");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let mut password = String::new();
+    if let Err(e) = std::io::Read::read_to_string(&mut std::io::stdin(), &mut password) {
+        eprintln!("switchboard: reading the password: {e}");
+        return ExitCode::FAILURE;
+    }
+    let password = password.strip_suffix('\n').unwrap_or(&password);
+    let password = password.strip_suffix('\r').unwrap_or(password);
+    if password.is_empty() {
+        eprintln!("switchboard: no password on standard input");
+        return ExitCode::from(exit::USAGE);
+    }
+    print!(
+        "{}",
+        switchboard::cli::hash_password(user, &realm, password)
+    );
+    ExitCode::SUCCESS
 }
 
 /// SIGHUP reloads the config file; an invalid one is refused (every error

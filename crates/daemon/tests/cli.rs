@@ -457,3 +457,27 @@ fn the_cli_changes_a_running_daemon_and_sighup_reloads_its_file() {
         .unwrap();
     assert_eq!(out.status.code(), Some(69));
 }
+
+#[test]
+fn hash_password_prints_the_ha1_values_the_demo_keeps_for_carol() {
+    let mut child = Command::new(BIN)
+        .args(["hash-password", "carol", "--config", &demo()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"carol-secret\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let printed = String::from_utf8_lossy(&out.stdout);
+    let demo = std::fs::read_to_string(demo()).unwrap();
+    for line in printed.lines() {
+        assert!(demo.contains(line), "{line} is in the demo config");
+    }
+    assert_eq!(printed.lines().count(), 2);
+}

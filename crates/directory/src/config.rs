@@ -172,7 +172,10 @@ struct RawUser {
     id: String,
     name: String,
     status: RawUserStatus,
+    #[serde(default)]
     password: String,
+    ha1_md5: Option<String>,
+    ha1_sha256: Option<String>,
     #[serde(default = "default_max_calls")]
     max_calls: u32,
     #[serde(default)]
@@ -468,6 +471,8 @@ fn read_document<S: ServerSection>(
                     RawUserStatus::Deactivated => UserStatus::Deactivated,
                 },
                 password: u.password,
+                ha1_md5: u.ha1_md5,
+                ha1_sha256: u.ha1_sha256,
                 max_calls: u.max_calls,
                 do_not_disturb: u.do_not_disturb,
                 timezone: u.timezone,
@@ -503,6 +508,9 @@ fn read_document<S: ServerSection>(
     Some(RawDocument { server, workspace })
 }
 
+/// Keys whose values are secrets: their errors never quote the value.
+const SECRET_KEYS: &[&str] = &["password", "ha1_md5", "ha1_sha256", "secret", "admin_token"];
+
 /// Deserialises one table; on failure records serde's message under the key
 /// path it happened at.
 fn read_one<'i, T: Deserialize<'i>>(
@@ -516,7 +524,21 @@ fn read_one<'i, T: Deserialize<'i>>(
         Ok(v) => Some(v),
         Err(e) => {
             let path = join_path(key, e.path());
-            errors.push(path, describe(text, e.inner(), span));
+            let secret = SECRET_KEYS
+                .iter()
+                .any(|k| path.rsplit(['.', '[']).next() == Some(k));
+            let reason = if secret {
+                // serde's message quotes the value ("invalid type: integer
+                // `424242`"): for a credential, only say what is wanted.
+                let at = e.inner().span().unwrap_or(span);
+                format!(
+                    "must be a string; the value is not shown ({})",
+                    position(text, at.start)
+                )
+            } else {
+                describe(text, e.inner(), span)
+            };
+            errors.push(path, reason);
             None
         }
     }

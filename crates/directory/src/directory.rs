@@ -86,7 +86,12 @@ pub struct UserSpec {
     pub id: String,
     pub name: String,
     pub status: UserStatus,
+    /// Empty when the user has only HA1 credentials.
     pub password: String,
+    /// The digest HA1 values (`H(user:realm:password)`), in lowercase hex,
+    /// kept instead of the password.
+    pub ha1_md5: Option<String>,
+    pub ha1_sha256: Option<String>,
     pub max_calls: u32,
     /// Do not disturb: skipped by every call until turned off.
     pub do_not_disturb: bool,
@@ -103,6 +108,8 @@ impl Default for UserSpec {
             name: String::new(),
             status: UserStatus::Active,
             password: String::new(),
+            ha1_md5: None,
+            ha1_sha256: None,
             max_calls: 1,
             do_not_disturb: false,
             timezone: None,
@@ -157,6 +164,25 @@ pub struct NumberSpec {
 
 pub(crate) const DEFAULT_RING_TIMEOUT_SECS: u32 = 30;
 
+/// A stored HA1: `len` hex digits, kept in lowercase.
+fn ha1_value(
+    value: Option<&str>,
+    len: usize,
+    key: &str,
+    errors: &mut Errors<'_>,
+) -> Option<String> {
+    let value = value?;
+    if value.len() != len || !value.bytes().all(|b| b.is_ascii_hexdigit()) {
+        // The value is not quoted back: it is a credential.
+        errors.push(
+            key,
+            format!("must be {len} hexadecimal digits (the output of `switchboard hash-password`)"),
+        );
+        return None;
+    }
+    Some(value.to_ascii_lowercase())
+}
+
 /// A person of the workspace. `Debug` never shows the password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct User {
@@ -164,8 +190,11 @@ pub struct User {
     pub id: String,
     pub name: String,
     pub status: UserStatus,
-    /// Digest secret, in clear: the registrar needs it to check responses.
+    /// Digest secret, in clear (empty when only HA1 values are kept).
     pub password: String,
+    /// Stored HA1 values, lowercase hex; they win over the password.
+    pub ha1_md5: Option<String>,
+    pub ha1_sha256: Option<String>,
     /// Concurrent calls before the user counts as busy; at least 1.
     pub max_calls: u32,
     /// Skipped by every call (gate `do_not_disturb`) while set.
@@ -635,8 +664,23 @@ fn compile_users(
         } else {
             by_id.insert(spec.id.clone(), idx);
         }
-        if spec.password.is_empty() {
-            errors.push(format!("users[{i}].password"), "must not be empty");
+        let ha1_md5 = ha1_value(
+            spec.ha1_md5.as_deref(),
+            32,
+            &format!("users[{i}].ha1_md5"),
+            errors,
+        );
+        let ha1_sha256 = ha1_value(
+            spec.ha1_sha256.as_deref(),
+            64,
+            &format!("users[{i}].ha1_sha256"),
+            errors,
+        );
+        if spec.password.is_empty() && spec.ha1_md5.is_none() && spec.ha1_sha256.is_none() {
+            errors.push(
+                format!("users[{i}].password"),
+                "must not be empty (or give ha1_md5 / ha1_sha256 instead)",
+            );
         }
         if spec.max_calls == 0 {
             errors.push(format!("users[{i}].max_calls"), "must be at least 1");
@@ -663,6 +707,8 @@ fn compile_users(
             name: spec.name,
             status: spec.status,
             password: spec.password,
+            ha1_md5,
+            ha1_sha256,
             max_calls: spec.max_calls,
             do_not_disturb: spec.do_not_disturb,
             hours,

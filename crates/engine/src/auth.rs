@@ -48,16 +48,36 @@ impl<B: Backend> Engine<B> {
             if creds.realm != realm {
                 continue;
             }
+            // An algorithm we did not offer is not a wrong password: the
+            // client gets a fresh challenge with the ones we do.
+            if !self.cfg.digest_algorithms.contains(&creds.algorithm) {
+                continue;
+            }
             let user = workspace
                 .directory
                 .user_index(&creds.username)
                 .map(|i| workspace.directory.user(i));
-            let password = user
-                .map(|u| u.password.as_str())
-                .unwrap_or("\u{0}no-such-user");
-            let ha1 = auth::ha1(creds.algorithm, &creds.username, realm, password);
-            let offered = self.cfg.digest_algorithms.contains(&creds.algorithm);
-            let verified = offered && auth::verify(&creds, method, &ha1) && user.is_some();
+            let stored = user.and_then(|u| match creds.algorithm {
+                auth::Algorithm::Md5 => u.ha1_md5.clone(),
+                auth::Algorithm::Sha256 => u.ha1_sha256.clone(),
+            });
+            // Unknown users (and users without a credential for this
+            // algorithm) are checked against a dummy secret: same cost.
+            let ha1 = stored.unwrap_or_else(|| {
+                let password = user
+                    .map(|u| u.password.as_str())
+                    .filter(|p| !p.is_empty())
+                    .unwrap_or("\u{0}no-such-user");
+                auth::ha1(creds.algorithm, &creds.username, realm, password)
+            });
+            let has_secret = user.is_some_and(|u| {
+                !u.password.is_empty()
+                    || match creds.algorithm {
+                        auth::Algorithm::Md5 => u.ha1_md5.is_some(),
+                        auth::Algorithm::Sha256 => u.ha1_sha256.is_some(),
+                    }
+            });
+            let verified = auth::verify(&creds, method, &ha1) && has_secret;
             match self.nonces.check(&creds.nonce, realm, now_unix) {
                 NonceStatus::Valid if verified => {
                     return AuthOutcome::User(creds.username.to_string())
@@ -66,12 +86,10 @@ impl<B: Backend> Engine<B> {
                 // or from before a restart) earns a fresh challenge.
                 NonceStatus::Stale | NonceStatus::Invalid if verified => stale = true,
                 _ => {
-                    let reason = if !offered {
-                        "unsupported algorithm"
-                    } else if user.is_none() {
+                    let reason = if user.is_none() {
                         "unknown user"
-                    } else if verified {
-                        "invalid nonce"
+                    } else if !has_secret {
+                        "no credential for this algorithm"
                     } else {
                         "wrong password"
                     };

@@ -104,13 +104,11 @@ impl<B: Backend> Engine<B> {
                 r.push(HeaderName::MinExpires, &self.cfg.min_expires.to_string());
                 r
             }
-            Err(RegisterError::NotActive) => response_to(
-                req,
-                403,
-                "Forbidden (account not active)",
-                Some(&tag),
-                false,
-            ),
+            // The same answer as a wrong password: the right password of
+            // an invited or deactivated user must not confirm itself.
+            Err(RegisterError::NotActive) => {
+                response_to(req, 403, sip::build::reason_phrase(403), Some(&tag), false)
+            }
             Err(RegisterError::WrongAor) => response_to(
                 req,
                 403,

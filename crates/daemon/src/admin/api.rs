@@ -524,7 +524,11 @@ async fn set_password(
 ) -> Result<StatusCode, ApiError> {
     api.control
         .change(move |doc, _| {
-            file::user_mut(doc, &id)?.insert("password", value(&body.password));
+            let user = file::user_mut(doc, &id)?;
+            user.insert("password", value(&body.password));
+            // Stored HA1 values would win over the new password.
+            user.remove("ha1_md5");
+            user.remove("ha1_sha256");
             Ok(())
         })
         .await?;
