@@ -71,6 +71,9 @@ pub struct Metrics {
     registrations: Counter,
     retransmissions: Counter,
     parse_errors: Counter,
+    bans_active: Gauge,
+    bans_total: Counter,
+    banned_dropped: Counter,
 }
 
 impl Metrics {
@@ -153,6 +156,9 @@ impl Metrics {
             registrations: counter("switchboard_registrations_total", vec![]),
             retransmissions: counter("switchboard_retransmissions_total", vec![]),
             parse_errors: counter("switchboard_parse_errors_total", vec![]),
+            bans_active: gauge("switchboard_bans_active", vec![]),
+            bans_total: counter("switchboard_bans_total", vec![]),
+            banned_dropped: counter("switchboard_banned_datagrams_dropped_total", vec![]),
             recorder,
             handle,
         };
@@ -251,6 +257,9 @@ impl Metrics {
             self.registrations.absolute(s.registrations);
             self.retransmissions.absolute(s.retransmissions);
             self.parse_errors.absolute(s.parse_errors);
+            self.bans_active.set(s.bans_active as f64);
+            self.bans_total.absolute(s.bans_total);
+            self.banned_dropped.absolute(s.banned_dropped);
         }
         self.handle.render()
     }

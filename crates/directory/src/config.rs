@@ -133,8 +133,18 @@ impl<S: ServerSection> Config<S> {
 // Raw shapes of the file. Only serde's checks here; meaning comes later.
 
 const TOP_LEVEL_KEYS: &[&str] = &[
-    "server", "plan", "trunks", "users", "numbers", "menus", "media", "webhooks",
+    "server", "plan", "trunks", "users", "numbers", "menus", "media", "webhooks", "security",
 ];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecurity {
+    allow: Option<Vec<String>>,
+    max_failures: Option<u32>,
+    failure_window: Option<u32>,
+    ban_times: Option<Vec<u32>>,
+    max_requests_per_second: Option<u32>,
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -398,6 +408,7 @@ fn read_document<S: ServerSection>(
     let mut menus: Vec<(String, MenuSpec)> = Vec::new();
     let mut media = MediaSpec::default();
     let mut webhooks = Vec::new();
+    let mut security = crate::SecuritySpec::default();
     for (key, value) in doc.iter() {
         match key.get_ref().as_ref() {
             "server" => server = read_one::<S::Raw>(value, "server", text, errors),
@@ -405,6 +416,17 @@ fn read_document<S: ServerSection>(
             "trunks" => trunks = read_many::<RawTrunk>(value, "trunks", text, errors),
             "users" => users = read_many::<RawUser>(value, "users", text, errors),
             "numbers" => numbers = read_many::<RawNumber>(value, "numbers", text, errors),
+            "security" => {
+                if let Some(s) = read_one::<RawSecurity>(value, "security", text, errors) {
+                    security = crate::SecuritySpec {
+                        allow: s.allow,
+                        max_failures: s.max_failures,
+                        failure_window: s.failure_window,
+                        ban_times: s.ban_times,
+                        max_requests_per_second: s.max_requests_per_second,
+                    };
+                }
+            }
             "webhooks" => {
                 webhooks = read_many::<RawWebhook>(value, "webhooks", text, errors)
                     .into_iter()
@@ -504,6 +526,7 @@ fn read_document<S: ServerSection>(
         menus,
         media,
         webhooks,
+        security,
     };
     Some(RawDocument { server, workspace })
 }

@@ -50,6 +50,8 @@ pub struct WorkspaceSpec {
     pub media: MediaSpec,
     /// `[[webhooks]]`.
     pub webhooks: Vec<crate::WebhookSpec>,
+    /// `[security]`.
+    pub security: crate::SecuritySpec,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -371,6 +373,7 @@ pub struct Directory {
     prompts: Vec<Prompt>,
     media: MediaSettings,
     webhooks: Vec<crate::Webhook>,
+    security: crate::Security,
 }
 
 impl Directory {
@@ -397,6 +400,16 @@ impl Directory {
     /// `[media]`.
     pub fn media(&self) -> &MediaSettings {
         &self.media
+    }
+
+    /// Bans: thresholds, and the addresses never banned.
+    pub fn security(&self) -> &crate::Security {
+        &self.security
+    }
+
+    /// Whether `ip` may never be banned: a trunk's source or `[security] allow`.
+    pub fn never_banned(&self, ip: std::net::IpAddr) -> bool {
+        self.trunk_for_source(ip).is_some() || self.security.allow.iter().any(|n| n.contains(&ip))
     }
 
     /// Where events are POSTed.
@@ -530,6 +543,7 @@ pub(crate) fn compile(ws: WorkspaceSpec, errors: &mut Errors<'_>) -> Directory {
     let mut prompts = Prompts::new(errors.origin());
     let media = compile_media(&ws.media, errors);
     let webhooks = crate::webhooks::compile_webhooks(ws.webhooks, errors);
+    let security = crate::security::compile_security(ws.security, errors);
     let (numbers, number_by_e164, menus) = compile_numbers(
         ws.numbers,
         &ws.menus,
@@ -551,6 +565,7 @@ pub(crate) fn compile(ws: WorkspaceSpec, errors: &mut Errors<'_>) -> Directory {
         prompts: prompts.list,
         media,
         webhooks,
+        security,
     }
 }
 

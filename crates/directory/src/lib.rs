@@ -28,6 +28,7 @@ mod e164;
 mod error;
 pub mod hours;
 mod media;
+mod security;
 mod webhooks;
 
 pub use config::{Config, SectionErrors, ServerSection};
@@ -42,6 +43,7 @@ pub use hours::{HoursSpec, Schedule, Window};
 pub use media::{
     MediaSettings, MediaSpec, Menu, MenuIdx, MenuSpec, Prompt, PromptIdx, Voicemail, VoicemailSpec,
 };
+pub use security::{Security, SecuritySpec};
 pub use webhooks::{Webhook, WebhookEvent, WebhookSpec};
 
 #[cfg(test)]

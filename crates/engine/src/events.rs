@@ -158,13 +158,22 @@ pub enum Command {
     Stats,
     /// The calls in progress, for the admin API.
     Calls,
+    /// The sources banned now.
+    Bans,
+    /// Lifts the ban of a source.
+    Unban(std::net::IpAddr),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommandReply {
-    WorkspaceReplaced { calls_up: usize },
+    WorkspaceReplaced {
+        calls_up: usize,
+    },
     Stats(Stats),
     Calls(Vec<CallInfo>),
+    Bans(Vec<crate::BanInfo>),
+    /// Whether there was a ban to lift.
+    Unbanned(bool),
 }
 
 /// A call in progress, as the admin API lists it.
@@ -211,6 +220,10 @@ pub struct Stats {
     /// Datagrams and stream messages that did not parse, since start.
     pub parse_errors: u64,
     pub registered_devices: usize,
+    /// Sources banned now, bans since start, datagrams dropped from them.
+    pub bans_active: usize,
+    pub bans_total: u64,
+    pub banned_dropped: u64,
     /// Calls that ended, since start, and how many of them were answered.
     pub calls_ended: u64,
     pub calls_completed: u64,

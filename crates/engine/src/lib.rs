@@ -20,6 +20,7 @@ mod addressing;
 mod auth;
 mod call;
 pub mod events;
+mod guard;
 pub mod media;
 mod registrar;
 mod signin_log;
@@ -47,6 +48,7 @@ pub use events::{
     CallInfo, CallOutcome, CallRecord, Command, CommandError, CommandReply, Event, LegOutcome,
     Party, RingAttempt, Skipped, Stats,
 };
+pub use guard::BanInfo;
 pub use sip::auth::Algorithm as DigestAlgorithm;
 
 pub use call::CallCounts;
@@ -234,6 +236,7 @@ pub struct Engine<B: Backend = Arc<Presence>> {
     /// RTP ports for the sessions the daemon answers with.
     media_ports: media::Ports,
     signin_log: signin_log::SignInLog,
+    guard: guard::Guard,
 }
 
 impl<B: Backend> Engine<B> {
@@ -261,6 +264,7 @@ impl<B: Backend> Engine<B> {
             lease_base,
             media_ports: media::Ports::default(),
             signin_log: signin_log::SignInLog::default(),
+            guard: guard::Guard::default(),
         }
     }
 
@@ -337,6 +341,14 @@ impl<B: Backend> Engine<B> {
             Command::Calls => Ok(CommandReply::Calls(
                 self.calls.iter().map(call::info).collect(),
             )),
+            Command::Bans => Ok(CommandReply::Bans(self.guard.list(now))),
+            Command::Unban(ip) => {
+                let lifted = self.guard.lift(now, ip);
+                if lifted {
+                    tracing::info!(source = %ip, "ban lifted");
+                }
+                Ok(CommandReply::Unbanned(lifted))
+            }
         }
     }
 
@@ -361,6 +373,9 @@ impl<B: Backend> Engine<B> {
             call_timers: counts.timers,
             transactions: self.tl.len(),
             retransmissions: self.tl.retransmissions(),
+            bans_active: self.guard.active(now),
+            bans_total: self.guard.bans_total,
+            banned_dropped: self.guard.dropped,
             calls_media: counts.media,
             legs_ringing: counts.legs_ringing,
             registered_devices: self
@@ -391,6 +406,21 @@ impl<B: Backend> Engine<B> {
     }
 
     fn on_datagram(&mut self, now: Instant, from: Peer, bytes: Bytes) {
+        let ip = from.addr.ip();
+        // A banned source gets no answer at all.
+        if self.guard.is_banned(now, ip) {
+            return;
+        }
+        if !bytes.starts_with(b"SIP/2.0 ") && !bytes.is_empty() {
+            let workspace = self.workspace.load();
+            if !workspace.directory.never_banned(ip) {
+                let rules = workspace.directory.security();
+                if let Some(ban) = self.guard.request(now, ip, rules) {
+                    log_ban(&ban);
+                    return;
+                }
+            }
+        }
         match Message::parse_bytes(bytes.clone()) {
             Ok(message) => {
                 if message.is_request() {
@@ -415,6 +445,18 @@ impl<B: Backend> Engine<B> {
             }
         }
         self.drain(now);
+    }
+
+    /// An authentication failure from `ip` (a wrong password, an unknown
+    /// or inactive user): counted toward a ban unless the source is trusted.
+    pub(crate) fn auth_failed(&mut self, now: Instant, ip: std::net::IpAddr) {
+        let workspace = self.workspace.load();
+        if workspace.directory.never_banned(ip) {
+            return;
+        }
+        if let Some(ban) = self.guard.failure(now, ip, workspace.directory.security()) {
+            log_ban(&ban);
+        }
     }
 
     fn on_request(&mut self, now: Instant, from: Peer, mut request: Message) {
@@ -669,6 +711,17 @@ pub(crate) const ALLOW: &str =
 
 /// Extensions we support, in leg INVITEs and OPTIONS answers.
 pub(crate) const SUPPORTED: &str = "100rel";
+
+/// One line per ban, in a fixed shape for people and fail2ban-like tools.
+fn log_ban(ban: &guard::NewBan) {
+    tracing::warn!(
+        source = %ban.source,
+        ban_s = ban.length.as_secs(),
+        count = ban.count,
+        why = ban.why,
+        "source banned"
+    );
+}
 
 #[cfg(test)]
 mod tests;

@@ -65,6 +65,7 @@ impl<B: Backend> Engine<B> {
             AuthOutcome::Forbidden { user, reason } => {
                 self.signin_log
                     .refused(now, from.addr.ip(), &user, "REGISTER", reason);
+                self.auth_failed(now, from.addr.ip());
                 self.respond_plain(now, tx, 403);
                 return;
             }
@@ -79,6 +80,7 @@ impl<B: Backend> Engine<B> {
         if let Some(reason) = refusal {
             self.signin_log
                 .refused(now, from.addr.ip(), &user_id, "REGISTER", reason);
+            self.auth_failed(now, from.addr.ip());
         }
         // §10.3 step 8: phones without a clock of their own set it from this.
         let date = self

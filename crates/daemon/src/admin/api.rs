@@ -49,7 +49,7 @@ pub struct Api {
         assign_member, unassign_member, set_routing, set_section, clear_section, explain_number,
         list_trunks, put_trunk, get_trunk, delete_trunk,
         get_plan, put_plan,
-        registrations, calls, call_history, reload,
+        registrations, calls, call_history, reload, bans, lift_ban,
     ),
     components(schemas(
         super::ErrorBody, Reloaded, InviteUser, UserPatch, Password, NewNumber, NumberPatch,
@@ -115,6 +115,8 @@ pub fn router(control: Arc<Control>, token: Option<Secret>) -> Router {
         .route("/api/v1/calls", get(calls))
         .route("/api/v1/calls/history", get(call_history))
         .route("/api/v1/reload", post(reload))
+        .route("/api/v1/bans", get(bans))
+        .route("/api/v1/bans/{source}", axum::routing::delete(lift_ban))
         .route("/metrics", get(metrics_page))
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -1292,6 +1294,43 @@ async fn call_history(State(api): Shared, Q(q): Q<HistoryQuery>) -> ApiResult {
         .map_err(|e| ApiError::internal("records", e.to_string()))?
         .map_err(|e| ApiError::internal("records", e.to_string()))?;
     Ok(Json(serde_json::to_value(rows).unwrap_or_default()))
+}
+
+#[utoipa::path(get, path = "/api/v1/bans", tag = "security",
+    responses((status = 200, description = "Sources banned now: `source`, `remaining_s`, `count` (bans of this source so far)", body = Vec<Object>)))]
+async fn bans(State(api): Shared) -> ApiResult {
+    let bans = match api.control.command(engine::Command::Bans).await? {
+        engine::CommandReply::Bans(bans) => bans,
+        _ => Vec::new(),
+    };
+    Ok(Json(Value::Array(
+        bans.iter()
+            .map(|b| {
+                json!({
+                    "source": b.source.to_string(),
+                    "remaining_s": b.remaining.as_secs(),
+                    "count": b.count,
+                })
+            })
+            .collect(),
+    )))
+}
+
+#[utoipa::path(delete, path = "/api/v1/bans/{source}", tag = "security",
+    params(("source" = String, Path, description = "the banned IP address")),
+    responses((status = 204, description = "Lifted (and the source's count reset)"), (status = 404, description = "`not_banned`", body = super::ErrorBody), (status = 422, description = "`invalid_request`: not an IP address", body = super::ErrorBody)))]
+async fn lift_ban(State(api): Shared, Path(source): Path<String>) -> Result<StatusCode, ApiError> {
+    let ip = source
+        .parse::<std::net::IpAddr>()
+        .map_err(|_| ApiError::invalid_request(format!("`{source}` is not an IP address")))?;
+    match api.control.command(engine::Command::Unban(ip)).await? {
+        engine::CommandReply::Unbanned(true) => Ok(StatusCode::NO_CONTENT),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_banned",
+            format!("{ip} is not banned"),
+        )),
+    }
 }
 
 #[utoipa::path(post, path = "/api/v1/reload", tag = "config",

@@ -137,6 +137,7 @@ impl<B: Backend> Engine<B> {
                 if !active {
                     self.signin_log
                         .refused(now, from_ip, &id, "INVITE", "account not active");
+                    self.auth_failed(now, from_ip);
                     self.respond_plain(now, tx, 403);
                 }
                 active
@@ -148,6 +149,7 @@ impl<B: Backend> Engine<B> {
             AuthOutcome::Forbidden { user, reason } => {
                 self.signin_log
                     .refused(now, from_ip, &user, "INVITE", reason);
+                self.auth_failed(now, from_ip);
                 self.respond_plain(now, tx, 403);
                 false
             }

@@ -1,0 +1,94 @@
+//! Bans over real UDP: a source that keeps failing authentication gets no
+//! answer at all for a while, others sign in meanwhile, trunks and allowed
+//! sources are never banned, and the admin API lists and lifts bans.
+#![allow(clippy::unwrap_used)]
+
+use switchboard::server::Daemon;
+use switchboard::settings::Config;
+use switchboard_tests::{admin_config_text, api, Ua, ADMIN_TOKEN, QUIET};
+
+async fn start(dir: &std::path::Path, extra: &str) -> Daemon {
+    let file = dir.join("sb.toml");
+    std::fs::write(&file, admin_config_text(&dir.join("data"), extra)).unwrap();
+    Daemon::start(Config::load(&file).unwrap()).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_password_guesser_is_banned_while_others_sign_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start(dir.path(), "\n[security]\nallow = [\"127.0.0.4\"]\n").await;
+    let server = daemon.udp_addr.unwrap();
+    let admin = daemon.admin_addr.unwrap();
+
+    let mut guesser = Ua::bind("127.0.0.2", server).await;
+    for _ in 0..5 {
+        let resp = guesser.register("alice", "guess", None, 300).await;
+        assert_eq!(resp.status(), Some(403));
+    }
+    // Banned: no answer at all, not even a challenge.
+    guesser.send_raw(b"OPTIONS sip:switchboard.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:9;branch=z9hG4bKban1\r\nFrom: <sip:x@y>;tag=1\r\nTo: <sip:x@y>\r\nCall-ID: ban-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n").await;
+    assert!(
+        guesser.recv_within(QUIET).await.is_none(),
+        "a banned source gets nothing"
+    );
+
+    // Others are served meanwhile.
+    let mut bob = Ua::bind("127.0.0.3", server).await;
+    assert_eq!(
+        bob.register("bob", "bob-pw", None, 300).await.status(),
+        Some(200)
+    );
+    // Trunk sources and allowed ones are never banned.
+    for ip in ["127.0.0.1", "127.0.0.4"] {
+        let mut trusted = Ua::bind(ip, server).await;
+        for _ in 0..8 {
+            assert_eq!(
+                trusted.register("alice", "guess", None, 300).await.status(),
+                Some(403),
+                "{ip}"
+            );
+        }
+    }
+
+    let (status, bans) = api(admin, "GET", "/api/v1/bans", None, Some(ADMIN_TOKEN)).await;
+    assert_eq!(status, 200);
+    let bans = bans.as_array().unwrap().clone();
+    assert_eq!(bans.len(), 1, "{bans:?}");
+    assert_eq!(bans[0]["source"], "127.0.0.2");
+    assert_eq!(bans[0]["count"], 1);
+    assert!(bans[0]["remaining_s"].as_u64().unwrap() <= 60);
+    let (_, page) = api(admin, "GET", "/metrics", None, Some(ADMIN_TOKEN)).await;
+    let page = page.as_str().unwrap().to_owned();
+    assert!(page.contains("switchboard_bans_active 1"), "{page}");
+
+    // Lifted: answered again.
+    let (status, _) = api(
+        admin,
+        "DELETE",
+        "/api/v1/bans/127.0.0.2",
+        None,
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(status, 204);
+    let (status, body) = api(
+        admin,
+        "DELETE",
+        "/api/v1/bans/127.0.0.2",
+        None,
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["error"]),
+        (404, &serde_json::json!("not_banned"))
+    );
+    assert_eq!(
+        guesser
+            .register("alice", "alice-pw", None, 300)
+            .await
+            .status(),
+        Some(200)
+    );
+    daemon.stop().await;
+}
