@@ -383,6 +383,22 @@ pub fn digest_answer(
     method: &str,
     uri: &str,
 ) -> String {
+    digest_answer_nc(challenge, header, algorithm, user, password, method, uri, 1)
+}
+
+/// [`digest_answer`] with the nonce count `nc` (each reuse of a nonce
+/// must count up: the daemon refuses replays).
+#[allow(clippy::too_many_arguments)]
+pub fn digest_answer_nc(
+    challenge: &Message,
+    header: HeaderName,
+    algorithm: Algorithm,
+    user: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+    nc: u32,
+) -> String {
     let line = challenge
         .header_lines(header)
         .find(|l| l.contains(&format!("algorithm={}", algorithm.as_str())))
@@ -395,7 +411,7 @@ pub fn digest_answer(
     let realm = param("realm");
     let nonce = param("nonce");
     let cnonce = "0a4f113b";
-    let nc = "00000001";
+    let nc = &format!("{nc:08x}");
     let ha1 = auth::ha1(algorithm, user, &realm, password);
     let ha2 = auth::hash_hex(algorithm, &[method, uri]);
     let response = auth::hash_hex(algorithm, &[&ha1, &nonce, nc, cnonce, "auth", &ha2]);

@@ -401,23 +401,27 @@ async fn out_of_order_cseq_within_a_call_id_is_refused() {
     };
     phone.send(&build(1, "o1", 300, None)).await;
     let challenge = phone.final_response().await;
-    let auth = switchboard_tests::digest_answer(
-        &challenge,
-        HeaderName::WwwAuthenticate,
-        Algorithm::Md5,
-        "bob",
-        "bob-pw",
-        "REGISTER",
-        "sip:switchboard.test",
-    );
-    phone.send(&build(5, "o2", 300, Some(&auth))).await;
+    // The same nonce, counted up each time (a replay would be challenged).
+    let auth = |nc: u32| {
+        switchboard_tests::digest_answer_nc(
+            &challenge,
+            HeaderName::WwwAuthenticate,
+            Algorithm::Md5,
+            "bob",
+            "bob-pw",
+            "REGISTER",
+            "sip:switchboard.test",
+            nc,
+        )
+    };
+    phone.send(&build(5, "o2", 300, Some(&auth(1)))).await;
     assert_eq!(phone.final_response().await.status(), Some(200));
     // A stale REGISTER (CSeq 4 < 5) trying to sign the device out.
-    phone.send(&build(4, "o3", 0, Some(&auth))).await;
+    phone.send(&build(4, "o3", 0, Some(&auth(2)))).await;
     assert_eq!(phone.final_response().await.status(), Some(500));
     assert!(daemon.presence.user("bob").is_signed_in(now_ms()));
     // A newer one does.
-    phone.send(&build(6, "o4", 0, Some(&auth))).await;
+    phone.send(&build(6, "o4", 0, Some(&auth(3)))).await;
     assert_eq!(phone.final_response().await.status(), Some(200));
     assert!(!daemon.presence.user("bob").is_signed_in(now_ms()));
     daemon.stop().await;
@@ -460,5 +464,68 @@ async fn outbound_flows_are_kept_apart_by_reg_id_and_echoed_in_the_200() {
         .iter()
         .any(|c| c.contains(":5083;") && c.ends_with("reg-id=1")));
     assert!(!listed.iter().any(|c| c.contains(":5081;")));
+    daemon.stop().await;
+}
+
+/// A captured Authorization cannot be used again: not from the same
+/// address with the same count, and not from another address at all.
+#[tokio::test]
+async fn a_replayed_authorization_is_challenged_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start_in(dir.path(), "").await;
+    let server = daemon.udp_addr.unwrap();
+    let mut phone = Ua::bind("127.0.0.1", server).await;
+    let register = |ua: &Ua, branch: &str, contact: &str, expires: u32, auth: Option<&str>| {
+        let mut m = Message::request(Method::Register, "sip:switchboard.test");
+        m.push(
+            HeaderName::Via,
+            &format!("SIP/2.0/UDP {};branch=z9hG4bK{branch}", ua.addr),
+        );
+        m.push(HeaderName::From, "<sip:bob@switchboard.test>;tag=r");
+        m.push(HeaderName::To, "<sip:bob@switchboard.test>");
+        m.push(HeaderName::CallId, &format!("replay-{branch}"));
+        m.push(HeaderName::CSeq, "1 REGISTER");
+        m.push(HeaderName::Contact, contact);
+        m.push(HeaderName::Expires, &expires.to_string());
+        if let Some(a) = auth {
+            m.push(HeaderName::Authorization, a);
+        }
+        m
+    };
+    let contact = format!("<sip:bob@{}>", phone.addr);
+    phone
+        .send(&register(&phone, "r1", &contact, 300, None))
+        .await;
+    let challenge = phone.final_response().await;
+    let auth = switchboard_tests::digest_answer(
+        &challenge,
+        HeaderName::WwwAuthenticate,
+        Algorithm::Md5,
+        "bob",
+        "bob-pw",
+        "REGISTER",
+        "sip:switchboard.test",
+    );
+    phone
+        .send(&register(&phone, "r2", &contact, 300, Some(&auth)))
+        .await;
+    assert_eq!(phone.final_response().await.status(), Some(200));
+
+    // The same header again, signing the phone out: challenged, not obeyed.
+    phone
+        .send(&register(&phone, "r3", &contact, 0, Some(&auth)))
+        .await;
+    assert_eq!(phone.final_response().await.status(), Some(401));
+    assert!(daemon.presence.user("bob").is_signed_in(now_ms()));
+    // From another address, adding the attacker's Contact: challenged.
+    let mut attacker = Ua::bind("127.0.0.5", server).await;
+    let evil = format!("<sip:bob@{}>", attacker.addr);
+    attacker
+        .send(&register(&attacker, "r4", &evil, 300, Some(&auth)))
+        .await;
+    assert_eq!(attacker.final_response().await.status(), Some(401));
+    let bindings = daemon.presence.user("bob").bindings(now_ms());
+    assert_eq!(bindings.len(), 1);
+    assert!(!bindings[0].contact.contains("127.0.0.5"));
     daemon.stop().await;
 }

@@ -16,8 +16,13 @@ use crate::{Backend, Engine};
 
 /// The result of checking a request's credentials.
 pub(crate) enum AuthOutcome {
-    /// Valid credentials of this user id.
-    User(String),
+    /// Valid credentials of this user id, over this nonce and count (to
+    /// check against replays with [`Engine::accept_credentials`]).
+    User {
+        id: String,
+        nonce: String,
+        nc: Option<u32>,
+    },
     /// No credentials (or a stale nonce): send a challenge.
     Challenge { stale: bool },
     /// Credentials that do not verify, for an unknown user or a wrong
@@ -35,7 +40,11 @@ impl<B: Backend> Engine<B> {
         now: Instant,
         request: &Message,
         header: HeaderName,
+        source: std::net::IpAddr,
     ) -> AuthOutcome {
+        // Nonces are bound to the address they were issued to: a captured
+        // Authorization replayed from elsewhere does not verify.
+        let bound = nonce_scope(&self.cfg.domain, source);
         let realm = self.cfg.domain.as_str();
         let method = request.method().map(|m| m.as_str()).unwrap_or("");
         let now_unix = self.clock.unix_ms(now) / 1000;
@@ -78,9 +87,13 @@ impl<B: Backend> Engine<B> {
                     }
             });
             let verified = auth::verify(&creds, method, &ha1) && has_secret;
-            match self.nonces.check(&creds.nonce, realm, now_unix) {
+            match self.nonces.check(&creds.nonce, &bound, now_unix) {
                 NonceStatus::Valid if verified => {
-                    return AuthOutcome::User(creds.username.to_string())
+                    return AuthOutcome::User {
+                        id: creds.username.to_string(),
+                        nonce: creds.nonce.to_string(),
+                        nc: creds.nc,
+                    }
                 }
                 // RFC 2617 §3.2.1: a good response over an old nonce (stale,
                 // or from before a restart) earns a fresh challenge.
@@ -103,10 +116,34 @@ impl<B: Backend> Engine<B> {
         AuthOutcome::Challenge { stale }
     }
 
+    /// Valid credentials are used once: a nonce's count (`nc`) must grow
+    /// from one request to the next (a nonce without `qop` serves once).
+    /// A replay turns into a fresh challenge, which only the holder of the
+    /// secret can answer.
+    pub(crate) fn accept_credentials(&mut self, now: Instant, outcome: AuthOutcome) -> AuthOutcome {
+        let AuthOutcome::User { id, nonce, nc } = outcome else {
+            return outcome;
+        };
+        let now_unix = self.clock.unix_ms(now) / 1000;
+        let lifetime = self.cfg.nonce_lifetime.as_secs();
+        if self.replays.accept(&nonce, nc, now_unix, lifetime) {
+            AuthOutcome::User { id, nonce, nc }
+        } else {
+            tracing::info!(user = %id, "credentials used again (a replay, or a client that does not count): challenged");
+            AuthOutcome::Challenge { stale: true }
+        }
+    }
+
     /// Answers `tx` with 401 or 407 and a challenge per offered algorithm.
     pub(crate) fn send_challenge(&mut self, now: Instant, tx: TxId, status: u16, stale: bool) {
         let realm = self.cfg.domain.clone();
-        let nonce = self.nonces.issue(&realm, self.clock.unix_ms(now) / 1000);
+        let source = self
+            .tl
+            .peer(tx)
+            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.addr.ip());
+        let nonce = self
+            .nonces
+            .issue(&nonce_scope(&realm, source), self.clock.unix_ms(now) / 1000);
         let tag = self.ids.tag();
         let Some(req) = self.tl.request(tx) else {
             return;
@@ -121,5 +158,54 @@ impl<B: Backend> Engine<B> {
             reply.push(header, &auth::challenge(&realm, &nonce, algorithm, stale));
         }
         self.tl.respond(now, tx, &reply);
+    }
+}
+
+/// What a nonce is bound to: the realm and the client's address.
+fn nonce_scope(realm: &str, source: std::net::IpAddr) -> String {
+    format!("{realm}\u{0}{source}")
+}
+
+/// Nonces most tracked at once; past it the expired ones are forgotten
+/// (and, if all are live, tracking starts again rather than refusing
+/// every client).
+const MAX_TRACKED_NONCES: usize = 1 << 20;
+
+/// The highest `nc` seen per nonce, while nonces live.
+#[derive(Default)]
+pub(crate) struct Replays {
+    seen: std::collections::HashMap<Box<str>, (u32, u64)>,
+}
+
+impl Replays {
+    /// Whether credentials over `nonce` with `nc` are new.
+    pub(crate) fn accept(
+        &mut self,
+        nonce: &str,
+        nc: Option<u32>,
+        now_unix: u64,
+        lifetime: u64,
+    ) -> bool {
+        if self.seen.len() >= MAX_TRACKED_NONCES {
+            self.seen
+                .retain(|_, (_, first)| now_unix.saturating_sub(*first) <= lifetime);
+            if self.seen.len() >= MAX_TRACKED_NONCES {
+                tracing::warn!("too many live nonces to track: replay tracking restarts");
+                self.seen.clear();
+            }
+        }
+        match self.seen.get_mut(nonce) {
+            Some((max, _)) => match nc {
+                Some(n) if n > *max => {
+                    *max = n;
+                    true
+                }
+                _ => false,
+            },
+            None => {
+                self.seen.insert(nonce.into(), (nc.unwrap_or(0), now_unix));
+                true
+            }
+        }
     }
 }

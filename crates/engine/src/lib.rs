@@ -237,6 +237,7 @@ pub struct Engine<B: Backend = Arc<Presence>> {
     media_ports: media::Ports,
     signin_log: signin_log::SignInLog,
     guard: guard::Guard,
+    replays: auth::Replays,
 }
 
 impl<B: Backend> Engine<B> {
@@ -265,6 +266,7 @@ impl<B: Backend> Engine<B> {
             media_ports: media::Ports::default(),
             signin_log: signin_log::SignInLog::default(),
             guard: guard::Guard::default(),
+            replays: auth::Replays::default(),
         }
     }
 

@@ -53,11 +53,11 @@ impl<B: Backend> Engine<B> {
             return;
         }
         let outcome = match self.tl.request(tx) {
-            Some(req) => self.authenticate(now, req, HeaderName::Authorization),
+            Some(req) => self.authenticate(now, req, HeaderName::Authorization, from.addr.ip()),
             None => return,
         };
-        let user_id = match outcome {
-            AuthOutcome::User(id) => id,
+        let user_id = match self.accept_credentials(now, outcome) {
+            AuthOutcome::User { id, .. } => id,
             AuthOutcome::Challenge { stale } => {
                 self.send_challenge(now, tx, 401, stale);
                 return;

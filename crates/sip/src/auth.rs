@@ -509,8 +509,10 @@ pub fn challenge(realm: &str, nonce: &str, algorithm: Algorithm, stale: bool) ->
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Timestamp bytes in a nonce.
-const TS_LEN: usize = 8;
+/// Bytes before the MAC in a nonce: the issue time (8, seconds) and a
+/// count of nonces issued (8), so that no two challenges share a nonce
+/// (replay tracking needs each to be used by one client only).
+const TS_LEN: usize = 16;
 /// HMAC-SHA256 tag bytes in a nonce.
 const MAC_LEN: usize = 32;
 /// Length of an encoded nonce (hex of timestamp || MAC).
@@ -530,7 +532,7 @@ pub enum NonceStatus {
 }
 
 /// Issues and checks stateless nonces:
-/// `hex(timestamp_be_u64 || HMAC-SHA256(secret, timestamp_be_u64 || realm))`.
+/// `hex(time_be_u64 || count_be_u64 || HMAC-SHA256(secret, time || count || realm))`.
 ///
 /// Any node configured with the same secret verifies nonces issued by another.
 #[derive(Clone)]
@@ -538,6 +540,8 @@ pub struct NonceIssuer {
     /// HMAC keyed with the secret; cloned per use to avoid re-keying.
     mac: HmacSha256,
     lifetime_secs: u64,
+    /// Shared by clones, so that no two issue the same nonce.
+    issued: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl fmt::Debug for NonceIssuer {
@@ -557,6 +561,7 @@ impl NonceIssuer {
         NonceIssuer {
             mac,
             lifetime_secs: lifetime.as_secs(),
+            issued: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0)),
         }
     }
 
@@ -569,7 +574,12 @@ impl NonceIssuer {
 
     /// Issues a nonce for `realm` at `now_unix` (seconds since the Unix epoch).
     pub fn issue(&self, realm: &str, now_unix: u64) -> String {
-        let ts = now_unix.to_be_bytes();
+        let count = self
+            .issued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut ts = [0u8; TS_LEN];
+        ts[..8].copy_from_slice(&now_unix.to_be_bytes());
+        ts[8..].copy_from_slice(&count.to_be_bytes());
         let tag = self.tag(&ts, realm).finalize().into_bytes();
         let mut raw = [0u8; TS_LEN + MAC_LEN];
         raw[..TS_LEN].copy_from_slice(&ts);
@@ -601,7 +611,9 @@ impl NonceIssuer {
         if self.tag(&ts, realm).verify_slice(&raw[TS_LEN..]).is_err() {
             return NonceStatus::Invalid;
         }
-        let issued = u64::from_be_bytes(ts);
+        let mut secs = [0u8; 8];
+        secs.copy_from_slice(&ts[..8]);
+        let issued = u64::from_be_bytes(secs);
         if issued > now_unix.saturating_add(MAX_SKEW_SECS) {
             return NonceStatus::Invalid;
         }
@@ -1056,8 +1068,10 @@ mod tests {
         let n = iss.issue("atlanta.com", now);
         assert_eq!(
             n,
-            "000000006553f10037f6f25c98dd22adeb9653bd56a307c49efa53d73a704d050d8b6b061560b41a"
+            "000000006553f100000000000000000022324df421bcd0c1f5161570c9ca4e1793c2a4c2aa3e854d594196d8bbb4ca29"
         );
+        // Two challenges in the same second never share a nonce.
+        assert_ne!(iss.issue("atlanta.com", now), n);
         assert_eq!(iss.check(&n, "atlanta.com", now), NonceStatus::Valid);
         assert_eq!(iss.check(&n, "atlanta.com", now + 300), NonceStatus::Valid);
         assert_eq!(iss.check(&n, "atlanta.com", now + 301), NonceStatus::Stale);

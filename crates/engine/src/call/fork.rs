@@ -119,16 +119,16 @@ impl<B: Backend> Engine<B> {
     /// Digest auth of a caller that is not a trunk. False when the INVITE
     /// was answered (challenged or refused).
     fn authorise_caller(&mut self, now: Instant, tx: TxId, workspace: &Workspace<B::View>) -> bool {
-        let outcome = match self.tl.request(tx) {
-            Some(req) => self.authenticate(now, req, HeaderName::ProxyAuthorization),
-            None => return false,
-        };
         let from_ip = self
             .tl
             .peer(tx)
             .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.addr.ip());
-        match outcome {
-            AuthOutcome::User(id) => {
+        let outcome = match self.tl.request(tx) {
+            Some(req) => self.authenticate(now, req, HeaderName::ProxyAuthorization, from_ip),
+            None => return false,
+        };
+        match self.accept_credentials(now, outcome) {
+            AuthOutcome::User { id, .. } => {
                 // Like signing in: only active members may place calls.
                 let active = workspace
                     .directory
