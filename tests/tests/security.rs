@@ -92,3 +92,58 @@ async fn a_password_guesser_is_banned_while_others_sign_in() {
     );
     daemon.stop().await;
 }
+
+/// Challenges cost nothing: no transaction is kept for them and a 407 to
+/// an INVITE is not retransmitted (a spoofed source gets one answer per
+/// request, never more).
+#[tokio::test]
+async fn challenges_are_stateless() {
+    use engine::{Command, CommandReply};
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start(dir.path(), "").await;
+    let server = daemon.udp_addr.unwrap();
+    let mut phone = Ua::bind("127.0.0.6", server).await;
+    let invite = phone.invite("+15550100", "alice");
+    phone.send(&invite).await;
+    let challenge = phone.final_response().await;
+    assert_eq!(challenge.status(), Some(407));
+    assert!(
+        phone
+            .recv_within(std::time::Duration::from_millis(1600))
+            .await
+            .is_none(),
+        "no retransmission of the 407 (Timer G would re-send it at 0.5 s and 1.5 s)"
+    );
+    let mut register = Ua::bind("127.0.0.7", server).await;
+    let mut m = switchboard_tests::sip::Message::request(
+        switchboard_tests::sip::Method::Register,
+        "sip:switchboard.test",
+    );
+    m.push(
+        switchboard_tests::sip::HeaderName::Via,
+        &format!("SIP/2.0/UDP {};branch=z9hG4bKst1", register.addr),
+    );
+    m.push(
+        switchboard_tests::sip::HeaderName::From,
+        "<sip:bob@switchboard.test>;tag=s",
+    );
+    m.push(
+        switchboard_tests::sip::HeaderName::To,
+        "<sip:bob@switchboard.test>",
+    );
+    m.push(switchboard_tests::sip::HeaderName::CallId, "stateless-1");
+    m.push(switchboard_tests::sip::HeaderName::CSeq, "1 REGISTER");
+    m.push(
+        switchboard_tests::sip::HeaderName::Contact,
+        &format!("<sip:bob@{}>", register.addr),
+    );
+    register.send(&m).await;
+    assert_eq!(register.final_response().await.status(), Some(401));
+    match daemon.command(Command::Stats).await.unwrap() {
+        CommandReply::Stats(stats) => {
+            assert_eq!(stats.transactions, 0, "nothing kept for a challenge")
+        }
+        other => panic!("{other:?}"),
+    }
+    daemon.stop().await;
+}

@@ -9,7 +9,6 @@ use std::time::Instant;
 
 use sip::auth::{self, NonceStatus};
 use sip::build::{reason_phrase, response_to};
-use sip::transaction::TxId;
 use sip::{HeaderName, Message};
 
 use crate::{Backend, Engine};
@@ -134,21 +133,25 @@ impl<B: Backend> Engine<B> {
         }
     }
 
-    /// Answers `tx` with 401 or 407 and a challenge per offered algorithm.
-    pub(crate) fn send_challenge(&mut self, now: Instant, tx: TxId, status: u16, stale: bool) {
+    /// Answers a request that has no transaction with 401 or 407 and a
+    /// challenge per offered algorithm, statelessly: nothing is kept and
+    /// nothing retransmitted (a client that retransmits gets another), so
+    /// unauthenticated traffic can neither grow memory nor be amplified.
+    pub(crate) fn challenge_stateless(
+        &mut self,
+        now: Instant,
+        from: sip::transaction::Peer,
+        request: &Message,
+        status: u16,
+        stale: bool,
+    ) {
         let realm = self.cfg.domain.clone();
-        let source = self
-            .tl
-            .peer(tx)
-            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.addr.ip());
-        let nonce = self
-            .nonces
-            .issue(&nonce_scope(&realm, source), self.clock.unix_ms(now) / 1000);
+        let nonce = self.nonces.issue(
+            &nonce_scope(&realm, from.addr.ip()),
+            self.clock.unix_ms(now) / 1000,
+        );
         let tag = self.ids.tag();
-        let Some(req) = self.tl.request(tx) else {
-            return;
-        };
-        let mut reply = response_to(req, status, reason_phrase(status), Some(&tag), false);
+        let mut reply = response_to(request, status, reason_phrase(status), Some(&tag), false);
         let header = if status == 407 {
             HeaderName::ProxyAuthenticate
         } else {
@@ -157,7 +160,19 @@ impl<B: Backend> Engine<B> {
         for &algorithm in &self.cfg.digest_algorithms {
             reply.push(header, &auth::challenge(&realm, &nonce, algorithm, stale));
         }
-        self.tl.respond(now, tx, &reply);
+        self.send_stateless(from, request, &reply);
+    }
+
+    /// A stateless refusal (403) of a request with no transaction.
+    pub(crate) fn refuse_stateless(
+        &mut self,
+        from: sip::transaction::Peer,
+        request: &Message,
+        status: u16,
+    ) {
+        let tag = self.ids.tag();
+        let reply = response_to(request, status, reason_phrase(status), Some(&tag), false);
+        self.send_stateless(from, request, &reply);
     }
 }
 

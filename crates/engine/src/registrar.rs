@@ -22,54 +22,48 @@ use crate::{Backend, Engine, Event, TxCtx};
 
 impl<B: Backend> Engine<B> {
     pub(crate) fn on_register(&mut self, now: Instant, from: Peer, request: Message) {
-        let tx = self.tl.new_server(now, from, request, TxCtx::Plain);
         // §10.3 step 1 comes before authentication: a domain that is not
-        // ours is refused without a challenge.
-        if self.tl.request(tx).is_some_and(|req| !self.our_domain(req)) {
+        // ours is refused without a challenge. Refusals and challenges are
+        // stateless: a transaction exists only once the credentials check out.
+        if !self.our_domain(&request) {
+            let to = request
+                .to_header()
+                .map(|t| t.uri.to_string())
+                .unwrap_or_default();
+            self.signin_log.refused(
+                now,
+                from.addr.ip(),
+                &to,
+                "REGISTER",
+                "not this server's domain",
+            );
             let tag = self.ids.tag();
-            if let Some(req) = self.tl.request(tx) {
-                let to = req
-                    .to_header()
-                    .map(|t| t.uri.to_string())
-                    .unwrap_or_default();
-                self.signin_log.refused(
-                    now,
-                    from.addr.ip(),
-                    &to,
-                    "REGISTER",
-                    "not this server's domain",
-                );
-            }
-            if let Some(req) = self.tl.request(tx) {
-                let reply = response_to(
-                    req,
-                    404,
-                    "Not Found (not this server's domain)",
-                    Some(&tag),
-                    false,
-                );
-                self.tl.respond(now, tx, &reply);
-            }
+            let reply = response_to(
+                &request,
+                404,
+                "Not Found (not this server's domain)",
+                Some(&tag),
+                false,
+            );
+            self.send_stateless(from, &request, &reply);
             return;
         }
-        let outcome = match self.tl.request(tx) {
-            Some(req) => self.authenticate(now, req, HeaderName::Authorization, from.addr.ip()),
-            None => return,
-        };
+        let outcome = self.authenticate(now, &request, HeaderName::Authorization, from.addr.ip());
         let user_id = match self.accept_credentials(now, outcome) {
             AuthOutcome::User { id, .. } => id,
             AuthOutcome::Challenge { stale } => {
-                self.send_challenge(now, tx, 401, stale);
+                self.challenge_stateless(now, from, &request, 401, stale);
                 return;
             }
             AuthOutcome::Forbidden { user, reason } => {
                 self.signin_log
                     .refused(now, from.addr.ip(), &user, "REGISTER", reason);
                 self.auth_failed(now, from.addr.ip());
-                self.respond_plain(now, tx, 403);
+                self.refuse_stateless(from, &request, 403);
                 return;
             }
         };
+        let tx = self.tl.new_server(now, from, request, TxCtx::Plain);
         let result = self.apply_register(now, tx, from, &user_id);
         let refusal = match &result {
             Err(RegisterError::NotActive) => Some("account not active"),

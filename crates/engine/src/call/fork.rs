@@ -35,15 +35,17 @@ impl<B: Backend> Engine<B> {
             self.reply_new(now, from, request, 482, None);
             return;
         }
-        let tx = self.tl.new_server(now, from, request, TxCtx::Plain);
         let workspace = self.workspace.load_full();
         let from_trunk = workspace
             .directory
             .trunk_for_source(from.addr.ip())
             .is_some();
-        if !from_trunk && !self.authorise_caller(now, tx, &workspace) {
+        // Challenges and refusals are stateless: a transaction exists only
+        // for a trunk's call or once the caller's credentials check out.
+        if !from_trunk && !self.authorise_caller(now, from, &request, &workspace) {
             return;
         }
+        let tx = self.tl.new_server(now, from, request, TxCtx::Plain);
         let Some(req) = self.tl.request(tx) else {
             return;
         };
@@ -116,17 +118,18 @@ impl<B: Backend> Engine<B> {
         self.start_plan(now, key);
     }
 
-    /// Digest auth of a caller that is not a trunk. False when the INVITE
-    /// was answered (challenged or refused).
-    fn authorise_caller(&mut self, now: Instant, tx: TxId, workspace: &Workspace<B::View>) -> bool {
-        let from_ip = self
-            .tl
-            .peer(tx)
-            .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |p| p.addr.ip());
-        let outcome = match self.tl.request(tx) {
-            Some(req) => self.authenticate(now, req, HeaderName::ProxyAuthorization, from_ip),
-            None => return false,
-        };
+    /// Digest auth of a caller that is not a trunk, before any
+    /// transaction exists. False when the INVITE was answered (challenged
+    /// or refused, statelessly).
+    fn authorise_caller(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        request: &Message,
+        workspace: &Workspace<B::View>,
+    ) -> bool {
+        let from_ip = from.addr.ip();
+        let outcome = self.authenticate(now, request, HeaderName::ProxyAuthorization, from_ip);
         match self.accept_credentials(now, outcome) {
             AuthOutcome::User { id, .. } => {
                 // Like signing in: only active members may place calls.
@@ -138,19 +141,19 @@ impl<B: Backend> Engine<B> {
                     self.signin_log
                         .refused(now, from_ip, &id, "INVITE", "account not active");
                     self.auth_failed(now, from_ip);
-                    self.respond_plain(now, tx, 403);
+                    self.refuse_stateless(from, request, 403);
                 }
                 active
             }
             AuthOutcome::Challenge { stale } => {
-                self.send_challenge(now, tx, 407, stale);
+                self.challenge_stateless(now, from, request, 407, stale);
                 false
             }
             AuthOutcome::Forbidden { user, reason } => {
                 self.signin_log
                     .refused(now, from_ip, &user, "INVITE", reason);
                 self.auth_failed(now, from_ip);
-                self.respond_plain(now, tx, 403);
+                self.refuse_stateless(from, request, 403);
                 false
             }
         }
