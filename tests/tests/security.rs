@@ -147,3 +147,53 @@ async fn challenges_are_stateless() {
     }
     daemon.stop().await;
 }
+
+/// One source cannot hold every TCP connection: past `tcp_max_per_source`
+/// its new connections are closed at once, while other sources connect.
+#[tokio::test]
+async fn tcp_connections_are_capped_per_source() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sb.toml");
+    let text = admin_config_text(&dir.path().join("data"), "").replacen(
+        "sip_udp = \"127.0.0.1:0\"",
+        "sip_udp = \"127.0.0.1:0\"\nsip_tcp = \"127.0.0.1:0\"\ntcp_max_per_source = 2",
+        1,
+    );
+    std::fs::write(&file, text).unwrap();
+    let daemon = Daemon::start(Config::load(&file).unwrap()).await.unwrap();
+    let server = daemon.tcp_addr.unwrap();
+    let connect_from = |ip: &'static str| async move {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+        socket.connect(server).await.unwrap()
+    };
+    let _first = connect_from("127.0.0.8").await;
+    let _second = connect_from("127.0.0.8").await;
+    let mut third = connect_from("127.0.0.8").await;
+    let mut byte = [0u8; 1];
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(3), third.read(&mut byte))
+        .await
+        .expect("the third connection is closed at once");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+    // Another source still gets in (and is served).
+    let other = switchboard_tests::TcpUa::accepted(connect_from("127.0.0.9").await);
+    let mut other = other;
+    let resp = other.register("bob", "bob-pw").await;
+    assert_eq!(resp.status(), Some(200));
+    let (_, page) = api(
+        daemon.admin_addr.unwrap(),
+        "GET",
+        "/metrics",
+        None,
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    assert!(
+        page.as_str()
+            .unwrap()
+            .contains("switchboard_tcp_connections_refused_total 1"),
+        "{page}"
+    );
+    daemon.stop().await;
+}

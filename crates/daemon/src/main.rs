@@ -171,6 +171,11 @@ fn main() -> ExitCode {
         None => config.server.log_format,
     };
     init_logging(format);
+    // Each TCP client holds a descriptor: take all the system allows.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(open_files = limit, "open-file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open-file limit"),
+    }
     if cli.config.is_none() {
         tracing::info!(file = %path.display(), "no --config given: running the demo workspace from its copy");
     }

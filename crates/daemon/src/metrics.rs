@@ -59,6 +59,7 @@ pub struct Metrics {
     routing_seconds: Histogram,
     pub records_dropped: Counter,
     pub webhooks_dropped: Counter,
+    pub tcp_refused: Counter,
     pub admin_changes: Counter,
     pub admin_refused: Counter,
     calls_ringing: Gauge,
@@ -138,6 +139,7 @@ impl Metrics {
             ),
             records_dropped: counter("switchboard_call_records_dropped_total", vec![]),
             webhooks_dropped: counter("switchboard_webhooks_dropped_total", vec![]),
+            tcp_refused: counter("switchboard_tcp_connections_refused_total", vec![]),
             admin_changes: counter(
                 "switchboard_admin_changes_total",
                 vec![Label::new("result", "applied")],
@@ -171,6 +173,10 @@ impl Metrics {
         let d = |name: &'static str, text: &'static str| {
             r.describe_counter(name.into(), None, text.into());
         };
+        d(
+            "switchboard_tcp_connections_refused_total",
+            "TCP connections refused (per-source or total limit)",
+        );
         d(
             "switchboard_webhooks_dropped_total",
             "Webhook events dropped because the delivery thread fell behind",

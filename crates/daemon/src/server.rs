@@ -156,6 +156,7 @@ impl Daemon {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
 
         let shutdown = CancellationToken::new();
+        let metrics = Arc::new(Metrics::new());
         let (input_tx, input_rx) = mpsc::channel(8192);
         let mut tasks = Vec::new();
         if let Some(listener) = tcp {
@@ -168,6 +169,10 @@ impl Daemon {
                 input_tx.clone(),
                 shutdown.clone(),
                 idle,
+                TcpLimits {
+                    per_source: server.tcp_max_per_source,
+                    metrics: Arc::clone(&metrics),
+                },
             )));
         }
         let streams = Streams::new(StreamCtx {
@@ -181,7 +186,6 @@ impl Daemon {
             .map(|a| a.ip())
             .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
         let prompts = Arc::new(prompts);
-        let metrics = Arc::new(Metrics::new());
         let (records, records_writer) = crate::records::start_writer(&server.data_dir)?;
         let control = Arc::new(Control::new(
             input_tx.clone(),
@@ -603,20 +607,97 @@ async fn flush(
 /// An engine turn longer than this is logged: it delays every call in flight.
 const SLOW_TURN: Duration = Duration::from_millis(20);
 
-/// How long the rest of a started message may take to arrive.
+/// How long a message may take to arrive whole once its first byte came
+/// (a deadline for the message, not for each read: a sender of one byte
+/// every few seconds does not keep its connection).
 const PARTIAL_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a connection that carries no registration may stay quiet.
+const UNBOUND_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Most simultaneous TCP connections; more are refused until some close.
 const MAX_TCP_CONNECTIONS: usize = 10_000;
+
+/// Connections open per source address, shared by the accept loop and the
+/// connections it starts (each gives its place back when it ends).
+#[derive(Clone, Default)]
+struct PerSource(Arc<std::sync::Mutex<HashMap<std::net::IpAddr, usize>>>);
+
+impl PerSource {
+    /// A place for one more connection from `ip`, unless it has `max`.
+    fn take(&self, ip: std::net::IpAddr, max: usize) -> Option<SourcePlace> {
+        let mut open = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(ip).or_insert(0);
+        if *count >= max {
+            return None;
+        }
+        *count += 1;
+        Some(SourcePlace {
+            table: self.clone(),
+            ip,
+        })
+    }
+}
+
+struct SourcePlace {
+    table: PerSource,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for SourcePlace {
+    fn drop(&mut self) {
+        let mut open = self.table.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Refused connections are counted, and logged once a minute at most.
+struct Refusals {
+    count: u64,
+    logged: Option<Instant>,
+}
+
+impl Refusals {
+    fn refused(&mut self, metrics: &Metrics, peer: SocketAddr, why: &'static str) {
+        self.count += 1;
+        metrics.tcp_refused.increment(1);
+        let now = clock::now();
+        if self
+            .logged
+            .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(60))
+        {
+            tracing::warn!(%peer, why, refused_so_far = self.count, "tcp connections refused");
+            self.logged = Some(now);
+        }
+    }
+}
+
+/// What the TCP listener enforces besides the total.
+#[derive(Clone)]
+struct TcpLimits {
+    per_source: usize,
+    metrics: Arc<Metrics>,
+}
 
 async fn accept_loop(
     listener: TcpListener,
     inputs: mpsc::Sender<EngineInput>,
     shutdown: CancellationToken,
     idle_timeout: Duration,
+    limits: TcpLimits,
 ) {
     let mut next_id: u64 = 1;
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_TCP_CONNECTIONS));
+    let per_source = PerSource::default();
+    let mut refusals = Refusals {
+        count: 0,
+        logged: None,
+    };
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -630,8 +711,16 @@ async fn accept_loop(
                 continue;
             }
         };
+        let Some(place) = per_source.take(addr.ip(), limits.per_source) else {
+            refusals.refused(
+                &limits.metrics,
+                addr,
+                "too many connections from this source",
+            );
+            continue;
+        };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            tracing::warn!(peer = %addr, "too many tcp connections; refusing");
+            refusals.refused(&limits.metrics, addr, "too many connections in all");
             continue;
         };
         let id = next_id;
@@ -640,9 +729,20 @@ async fn accept_loop(
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _place = place;
             serve_connection(id, stream, addr, inputs, shutdown, idle_timeout).await;
         });
     }
+}
+
+/// Whether `bytes` are a 2xx to a REGISTER (the device signed in over
+/// this connection).
+fn registered(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"SIP/2.0 2")
+        && bytes
+            .windows(9)
+            .take(4096)
+            .any(|w| w.eq_ignore_ascii_case(b" REGISTER"))
 }
 
 /// What a task serving one TCP connection needs besides the stream.
@@ -732,8 +832,15 @@ async fn serve_stream(
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
     let pong = out_tx;
+    // Set once a 2xx to a REGISTER went out on the connection: it carries a
+    // registration, and may then stay quiet until the device's refresh.
+    let bound = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let bound_by_writer = Arc::clone(&bound);
     let write_task = tokio::spawn(async move {
         while let Some(bytes) = out_rx.recv().await {
+            if !bound_by_writer.load(std::sync::atomic::Ordering::Relaxed) && registered(&bytes) {
+                bound_by_writer.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             if writer.write_all(&bytes).await.is_err() {
                 break;
             }
@@ -745,13 +852,17 @@ async fn serve_stream(
     };
     let mut buf = BytesMut::with_capacity(8192);
     let mut pings = PingDetector::default();
+    // When the message in `buf` started arriving.
+    let mut partial_since: Option<Instant> = None;
     'read: loop {
-        // A started message must finish soon; a quiet connection may wait
-        // for its device's next refresh, but not forever.
-        let limit = if buf.is_empty() {
-            idle_timeout
-        } else {
-            PARTIAL_MESSAGE_TIMEOUT
+        // A started message must finish within its deadline; a quiet
+        // connection may wait for its device's next refresh when it
+        // carries a registration, and only briefly when it does not.
+        let limit = match partial_since {
+            Some(since) => PARTIAL_MESSAGE_TIMEOUT
+                .saturating_sub(clock::now().saturating_duration_since(since)),
+            None if bound.load(std::sync::atomic::Ordering::Relaxed) => idle_timeout,
+            None => UNBOUND_IDLE_TIMEOUT.min(idle_timeout),
         };
         let read = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -761,7 +872,7 @@ async fn serve_stream(
             Ok(Ok(0)) | Ok(Err(_)) => break,
             Ok(Ok(_)) => {}
             Err(_) => {
-                tracing::debug!(peer = %addr, "closing idle tcp connection");
+                tracing::debug!(peer = %addr, partial = partial_since.is_some(), "closing idle or slow tcp connection");
                 break;
             }
         }
@@ -793,6 +904,11 @@ async fn serve_stream(
                 }
             }
         }
+        partial_since = match (buf.is_empty(), partial_since) {
+            (true, _) => None,
+            (false, None) => Some(clock::now()),
+            (false, since) => since,
+        };
     }
     let _ = inputs.send(EngineInput::Disconnected { id }).await;
     write_task.abort();

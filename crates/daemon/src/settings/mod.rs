@@ -40,6 +40,8 @@ pub struct ServerConfig {
     /// Digest algorithms offered in challenges, most preferred first
     /// (RFC 8760 §2.4). Never empty, no duplicates.
     pub digest_algorithms: Vec<DigestAlgorithm>,
+    /// TCP connections one source address may hold open at once.
+    pub tcp_max_per_source: usize,
 }
 
 /// A string that `Debug` never shows.
@@ -101,6 +103,7 @@ pub struct RawServer {
     max_expires: Option<u32>,
     default_expires: Option<u32>,
     digest_algorithms: Option<Vec<String>>,
+    tcp_max_per_source: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -229,7 +232,12 @@ fn server_config(
         digest_algorithms.push(algorithm);
     }
 
+    let tcp_max_per_source = raw.tcp_max_per_source.unwrap_or(100);
+    if tcp_max_per_source == 0 {
+        errors.push("server.tcp_max_per_source", "must be at least 1");
+    }
     ServerConfig {
+        tcp_max_per_source: tcp_max_per_source.max(1) as usize,
         digest_algorithms,
         domain: raw.domain,
         sip_udp,
