@@ -529,3 +529,48 @@ async fn a_replayed_authorization_is_challenged_and_changes_nothing() {
     assert!(!bindings[0].contact.contains("127.0.0.5"));
     daemon.stop().await;
 }
+
+/// RFC 7616 §3.4.6: the digest `uri` must be the Request-URI, so that
+/// credentials computed for one request line do not serve another.
+#[tokio::test]
+async fn a_digest_for_another_uri_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start_in(dir.path(), "").await;
+    let mut phone = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
+    let mut first = Message::request(Method::Register, "sip:switchboard.test");
+    first.push(
+        HeaderName::Via,
+        &format!("SIP/2.0/UDP {};branch=z9hG4bKuri1", phone.addr),
+    );
+    first.push(HeaderName::From, "<sip:bob@switchboard.test>;tag=u");
+    first.push(HeaderName::To, "<sip:bob@switchboard.test>");
+    first.push(HeaderName::CallId, "uri-1");
+    first.push(HeaderName::CSeq, "1 REGISTER");
+    first.push(HeaderName::Contact, &format!("<sip:bob@{}>", phone.addr));
+    phone.send(&first).await;
+    let challenge = phone.final_response().await;
+    let auth = switchboard_tests::digest_answer(
+        &challenge,
+        HeaderName::WwwAuthenticate,
+        Algorithm::Md5,
+        "bob",
+        "bob-pw",
+        "REGISTER",
+        "sip:elsewhere.test",
+    );
+    let mut second = Message::request(Method::Register, "sip:switchboard.test");
+    second.push(
+        HeaderName::Via,
+        &format!("SIP/2.0/UDP {};branch=z9hG4bKuri2", phone.addr),
+    );
+    second.push(HeaderName::From, "<sip:bob@switchboard.test>;tag=u");
+    second.push(HeaderName::To, "<sip:bob@switchboard.test>");
+    second.push(HeaderName::CallId, "uri-1");
+    second.push(HeaderName::CSeq, "2 REGISTER");
+    second.push(HeaderName::Contact, &format!("<sip:bob@{}>", phone.addr));
+    second.push(HeaderName::Authorization, &auth);
+    phone.send(&second).await;
+    assert_eq!(phone.final_response().await.status(), Some(403));
+    assert!(!daemon.presence.user("bob").is_signed_in(now_ms()));
+    daemon.stop().await;
+}

@@ -144,6 +144,7 @@ impl Daemon {
         // double it (2^19 buckets) and cost cache misses on every lookup.
         cfg.transaction_capacity = (1 << 18) / 8 * 7;
         cfg.digest_algorithms = server.digest_algorithms.clone();
+        cfg.digest_uri_check = server.digest_uri_check;
         let wall_clock = WallClock::new(clock::now(), clock::wall());
         let engine = Engine::new(
             cfg,

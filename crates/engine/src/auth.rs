@@ -56,6 +56,18 @@ impl<B: Backend> Engine<B> {
             if creds.realm != realm {
                 continue;
             }
+            // Credentials computed for another request line (captured from
+            // a REGISTER and put in an INVITE, say) are not this request's.
+            if self.cfg.digest_uri_check
+                && !request
+                    .request_uri()
+                    .is_some_and(|r| sip::header::uri_eq(&creds.uri, r))
+            {
+                return AuthOutcome::Forbidden {
+                    user: creds.username.to_string(),
+                    reason: "digest uri is not the Request-URI",
+                };
+            }
             // An algorithm we did not offer is not a wrong password: the
             // client gets a fresh challenge with the ones we do.
             if !self.cfg.digest_algorithms.contains(&creds.algorithm) {

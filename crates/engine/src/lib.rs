@@ -112,6 +112,9 @@ pub struct EngineConfig {
     pub max_bindings_per_user: usize,
     /// Digest algorithms offered in challenges, most preferred first.
     pub digest_algorithms: Vec<DigestAlgorithm>,
+    /// The digest `uri` must name the Request-URI (RFC 7616 §3.4.6); off
+    /// only for clients that put something else there.
+    pub digest_uri_check: bool,
     /// Transactions the tables hold before growing (growth pauses the
     /// engine). Each call leaves about four transactions for 64*T1 = 32 s,
     /// so 229,376 (a 2^18-bucket table) covers about 1,800 calls per second
@@ -133,6 +136,7 @@ impl EngineConfig {
             max_call_duration: Duration::from_secs(4 * 3600),
             max_bindings_per_user: 16,
             digest_algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
+            digest_uri_check: true,
             transaction_capacity: 1024,
         }
     }

@@ -42,6 +42,8 @@ pub struct ServerConfig {
     pub digest_algorithms: Vec<DigestAlgorithm>,
     /// TCP connections one source address may hold open at once.
     pub tcp_max_per_source: usize,
+    /// Whether the digest `uri` must match the Request-URI.
+    pub digest_uri_check: bool,
 }
 
 /// A string that `Debug` never shows.
@@ -104,6 +106,7 @@ pub struct RawServer {
     default_expires: Option<u32>,
     digest_algorithms: Option<Vec<String>>,
     tcp_max_per_source: Option<u32>,
+    digest_uri_check: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -238,6 +241,7 @@ fn server_config(
     }
     ServerConfig {
         tcp_max_per_source: tcp_max_per_source.max(1) as usize,
+        digest_uri_check: raw.digest_uri_check.unwrap_or(true),
         digest_algorithms,
         domain: raw.domain,
         sip_udp,
