@@ -574,3 +574,40 @@ async fn a_digest_for_another_uri_is_refused() {
     assert!(!daemon.presence.user("bob").is_signed_in(now_ms()));
     daemon.stop().await;
 }
+
+/// A client that gives up on a challenge of several algorithms and asks
+/// again without credentials (baresip 1.0) is challenged with MD5 alone;
+/// others keep getting every algorithm.
+#[tokio::test]
+async fn a_retry_without_credentials_gets_an_md5_only_challenge() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start_in(dir.path(), "").await;
+    let mut phone = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
+    let register = |ua: &Ua, cseq: u32, call_id: &str| {
+        let mut m = Message::request(Method::Register, "sip:switchboard.test");
+        m.push(
+            HeaderName::Via,
+            &format!("SIP/2.0/UDP {};branch=z9hG4bKmd{cseq}{call_id}", ua.addr),
+        );
+        m.push(HeaderName::From, "<sip:bob@switchboard.test>;tag=m");
+        m.push(HeaderName::To, "<sip:bob@switchboard.test>");
+        m.push(HeaderName::CallId, call_id);
+        m.push(HeaderName::CSeq, &format!("{cseq} REGISTER"));
+        m.push(HeaderName::Contact, &format!("<sip:bob@{}>", ua.addr));
+        m
+    };
+    let challenges = |m: &Message| m.header_lines(HeaderName::WwwAuthenticate).count();
+    phone.send(&register(&phone, 1, "md5-a")).await;
+    assert_eq!(challenges(&phone.final_response().await), 2);
+    phone.send(&register(&phone, 2, "md5-a")).await;
+    let retry = phone.final_response().await;
+    assert_eq!(challenges(&retry), 1);
+    assert!(retry
+        .header(HeaderName::WwwAuthenticate)
+        .unwrap()
+        .contains("algorithm=MD5"));
+    // Another registration (another Call-ID) from the same address: both.
+    phone.send(&register(&phone, 1, "md5-b")).await;
+    assert_eq!(challenges(&phone.final_response().await), 2);
+    daemon.stop().await;
+}

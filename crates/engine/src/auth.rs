@@ -164,13 +164,36 @@ impl<B: Backend> Engine<B> {
         );
         let tag = self.ids.tag();
         let mut reply = response_to(request, status, reason_phrase(status), Some(&tag), false);
-        let header = if status == 407 {
-            HeaderName::ProxyAuthenticate
+        let (header, answer) = if status == 407 {
+            (
+                HeaderName::ProxyAuthenticate,
+                HeaderName::ProxyAuthorization,
+            )
         } else {
-            HeaderName::WwwAuthenticate
+            (HeaderName::WwwAuthenticate, HeaderName::Authorization)
         };
-        for &algorithm in &self.cfg.digest_algorithms {
-            reply.push(header, &auth::challenge(&realm, &nonce, algorithm, stale));
+        // Some clients (baresip 1.0) give up on a challenge that names an
+        // algorithm they do not know and ask again without credentials, in
+        // the same Call-ID: such a retry right after a challenge of several
+        // gets MD5 alone (when offered), which every client speaks.
+        let unanswered = request.header(answer).is_none();
+        let dialog = (from.addr.ip(), request.call_id().unwrap_or(""));
+        let md5_only = unanswered
+            && self.cfg.digest_algorithms.len() > 1
+            && self.cfg.digest_algorithms.contains(&auth::Algorithm::Md5)
+            && self.multi_challenged.recent(now, dialog);
+        if md5_only {
+            reply.push(
+                header,
+                &auth::challenge(&realm, &nonce, auth::Algorithm::Md5, stale),
+            );
+        } else {
+            for &algorithm in &self.cfg.digest_algorithms {
+                reply.push(header, &auth::challenge(&realm, &nonce, algorithm, stale));
+            }
+            if self.cfg.digest_algorithms.len() > 1 {
+                self.multi_challenged.note(now, dialog);
+            }
         }
         self.send_stateless(from, request, &reply);
     }
@@ -234,5 +257,37 @@ impl Replays {
                 true
             }
         }
+    }
+}
+
+/// Sources sent a challenge of several algorithms, and when, for the
+/// MD5-only fallback. Bounded: past its size it starts again.
+#[derive(Default)]
+pub(crate) struct MultiChallenged {
+    /// By source address and Call-ID.
+    at: std::collections::HashMap<(std::net::IpAddr, Box<str>), Instant>,
+}
+
+/// How soon an unanswered retry counts as a client that gave up.
+const FALLBACK_WINDOW: std::time::Duration = std::time::Duration::from_secs(32);
+const MAX_FALLBACK_SOURCES: usize = 16_384;
+
+impl MultiChallenged {
+    fn recent(&self, now: Instant, (ip, call_id): (std::net::IpAddr, &str)) -> bool {
+        self.at
+            .get(&(ip, Box::<str>::from(call_id)))
+            .is_some_and(|t| now.saturating_duration_since(*t) < FALLBACK_WINDOW)
+    }
+
+    fn note(&mut self, now: Instant, (ip, call_id): (std::net::IpAddr, &str)) {
+        let key = (ip, Box::<str>::from(call_id));
+        if self.at.len() >= MAX_FALLBACK_SOURCES && !self.at.contains_key(&key) {
+            self.at
+                .retain(|_, t| now.saturating_duration_since(*t) < FALLBACK_WINDOW);
+            if self.at.len() >= MAX_FALLBACK_SOURCES {
+                self.at.clear();
+            }
+        }
+        self.at.insert(key, now);
     }
 }

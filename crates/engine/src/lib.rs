@@ -242,6 +242,7 @@ pub struct Engine<B: Backend = Arc<Presence>> {
     signin_log: signin_log::SignInLog,
     guard: guard::Guard,
     replays: auth::Replays,
+    multi_challenged: auth::MultiChallenged,
 }
 
 impl<B: Backend> Engine<B> {
@@ -271,6 +272,7 @@ impl<B: Backend> Engine<B> {
             signin_log: signin_log::SignInLog::default(),
             guard: guard::Guard::default(),
             replays: auth::Replays::default(),
+            multi_challenged: auth::MultiChallenged::default(),
         }
     }
 
