@@ -2248,4 +2248,5 @@ fn a_device_registered_over_two_flows_rings_once_over_the_newer_one() {
     assert_eq!(invites_to(&mut sim, BOB_2).len(), 1, "RFC 5626: one flow");
 }
 mod answer;
+mod input_fuzz;
 mod redirect;

@@ -223,6 +223,13 @@ pub fn salvage_error_response(raw: &[u8], status: u16, reason: &str) -> Option<B
         return None;
     }
     out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+    // The copied lines are the request's own: when one of them is what
+    // made it unparsable (a bare CR inside it, say), the answer would not
+    // parse either, and no response is possible (found by the engine's
+    // input test).
+    if Message::parse(&out).is_err() {
+        return None;
+    }
     Some(Bytes::from(out))
 }
 
@@ -230,6 +237,15 @@ pub fn salvage_error_response(raw: &[u8], status: u16, reason: &str) -> Option<B
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn no_salvaged_answer_that_would_not_parse_itself() {
+        let raw = b"REGISTER sip:sim.test SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKf4;rport\r\n\
+            From: <sip:bob@sim.test>;tag=r1\r\nTo: <sip:bob@sim.test>\r\nCall-ID: reg-1\r\n\
+            CSeq: 1 REGISTER\r;;;\nContent-Length: 0\r\n\r\n";
+        assert!(Message::parse(raw).is_err());
+        assert_eq!(salvage_error_response(raw, 400, "Bad Request"), None);
+    }
 
     #[test]
     fn response_copies_dialog_headers_and_adds_tag() {
