@@ -533,7 +533,7 @@ async fn a_replayed_authorization_is_challenged_and_changes_nothing() {
 /// RFC 7616 §3.4.6: the digest `uri` must be the Request-URI, so that
 /// credentials computed for one request line do not serve another.
 #[tokio::test]
-async fn a_digest_for_another_uri_is_refused() {
+async fn a_digest_for_another_uri_is_not_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = start_in(dir.path(), "").await;
     let mut phone = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
@@ -570,7 +570,8 @@ async fn a_digest_for_another_uri_is_refused() {
     second.push(HeaderName::Contact, &format!("<sip:bob@{}>", phone.addr));
     second.push(HeaderName::Authorization, &auth);
     phone.send(&second).await;
-    assert_eq!(phone.final_response().await.status(), Some(403));
+    // A fresh challenge (not a counted failure: an SBC may rewrite it).
+    assert_eq!(phone.final_response().await.status(), Some(401));
     assert!(!daemon.presence.user("bob").is_signed_in(now_ms()));
     daemon.stop().await;
 }

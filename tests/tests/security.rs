@@ -197,3 +197,46 @@ async fn tcp_connections_are_capped_per_source() {
     );
     daemon.stop().await;
 }
+
+/// A UDP source address can be forged: answers over a nonce that was not
+/// sent to that address get a fresh challenge and count toward nothing,
+/// so a forger cannot get someone else's address banned.
+#[tokio::test]
+async fn forged_answers_are_challenged_and_ban_nobody() {
+    use switchboard_tests::sip::{HeaderName, Message, Method};
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = start(dir.path(), "").await;
+    let server = daemon.udp_addr.unwrap();
+    let mut victim = Ua::bind("127.0.0.10", server).await;
+    for i in 0..10 {
+        let mut m = Message::request(Method::Register, "sip:switchboard.test");
+        m.push(
+            HeaderName::Via,
+            &format!("SIP/2.0/UDP {};branch=z9hG4bKforged{i}", victim.addr),
+        );
+        m.push(HeaderName::From, "<sip:alice@switchboard.test>;tag=f");
+        m.push(HeaderName::To, "<sip:alice@switchboard.test>");
+        m.push(HeaderName::CallId, &format!("forged-{i}"));
+        m.push(HeaderName::CSeq, "1 REGISTER");
+        m.push(HeaderName::Contact, &format!("<sip:alice@{}>", victim.addr));
+        m.push(
+            HeaderName::Authorization,
+            "Digest username=\"alice\", realm=\"switchboard.test\", nonce=\"0123456789abcdef\", uri=\"sip:switchboard.test\", response=\"00000000000000000000000000000000\", algorithm=MD5",
+        );
+        victim.send(&m).await;
+        assert_eq!(
+            victim.final_response().await.status(),
+            Some(401),
+            "answer {i}"
+        );
+    }
+    // Not banned: the real owner signs in.
+    assert_eq!(
+        victim
+            .register("alice", "alice-pw", None, 300)
+            .await
+            .status(),
+        Some(200)
+    );
+    daemon.stop().await;
+}

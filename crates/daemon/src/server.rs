@@ -739,11 +739,20 @@ async fn accept_loop(
 /// Whether `bytes` are a 2xx to a REGISTER (the device signed in over
 /// this connection).
 fn registered(bytes: &[u8]) -> bool {
-    bytes.starts_with(b"SIP/2.0 2")
-        && bytes
-            .windows(9)
-            .take(4096)
-            .any(|w| w.eq_ignore_ascii_case(b" REGISTER"))
+    if !bytes.starts_with(b"SIP/2.0 2") {
+        return false;
+    }
+    // The CSeq line's method (our own response: one CSeq, no folding).
+    let head = &bytes[..bytes.len().min(8192)];
+    head.split(|&b| b == b'\n').any(|line| {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        line.len() > 5
+            && line[..5].eq_ignore_ascii_case(b"cseq:")
+            && line
+                .rsplit(|&b| b == b' ')
+                .next()
+                .is_some_and(|m| m.eq_ignore_ascii_case(b"REGISTER"))
+    })
 }
 
 /// What a task serving one TCP connection needs besides the stream.

@@ -405,16 +405,42 @@ fn the_cli_changes_a_running_daemon_and_sighup_reloads_its_file() {
 
     // A wrong password is logged once, with the source and the user.
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
     let local = socket.local_addr().unwrap();
-    let register = format!(
-        "REGISTER sip:switchboard.local SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKreg1\r\n\
-         From: <sip:bob@switchboard.local>;tag=1\r\nTo: <sip:bob@switchboard.local>\r\nCall-ID: cli-reg\r\n\
-         CSeq: 1 REGISTER\r\nContact: <sip:bob@{local}>\r\nAuthorization: Digest username=\"bob\", \
-         realm=\"switchboard.local\", nonce=\"bogus\", uri=\"sip:switchboard.local\", \
-         response=\"00000000000000000000000000000000\", algorithm=MD5\r\nContent-Length: 0\r\n\r\n"
+    let register = |branch: &str, auth: &str| {
+        format!(
+            "REGISTER sip:switchboard.local SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK{branch}\r\n\
+             From: <sip:bob@switchboard.local>;tag=1\r\nTo: <sip:bob@switchboard.local>\r\nCall-ID: cli-reg\r\n\
+             CSeq: 1 REGISTER\r\nContact: <sip:bob@{local}>\r\n{auth}Content-Length: 0\r\n\r\n"
+        )
+    };
+    // Only an answer to our own challenge counts: ask for one first.
+    socket
+        .send_to(
+            register("reg1", "").as_bytes(),
+            ("127.0.0.1", running.sip_port),
+        )
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = socket.recv_from(&mut buf).unwrap();
+    let challenge = String::from_utf8_lossy(&buf[..n]).into_owned();
+    let nonce = challenge
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_string();
+    let auth = format!(
+        "Authorization: Digest username=\"bob\", realm=\"switchboard.local\", nonce=\"{nonce}\", \
+         uri=\"sip:switchboard.local\", response=\"00000000000000000000000000000000\", algorithm=MD5\r\n"
     );
     socket
-        .send_to(register.as_bytes(), ("127.0.0.1", running.sip_port))
+        .send_to(
+            register("reg2", &auth).as_bytes(),
+            ("127.0.0.1", running.sip_port),
+        )
         .unwrap();
     let line = running.wait_for("authentication refused");
     assert!(

@@ -56,6 +56,16 @@ impl<B: Backend> Engine<B> {
             if creds.realm != realm {
                 continue;
             }
+            // An algorithm we did not offer is not a wrong password: the
+            // client gets a fresh challenge with the ones we do.
+            if !self.cfg.digest_algorithms.contains(&creds.algorithm) {
+                continue;
+            }
+            // Only an answer to a challenge we sent to this address counts:
+            // a nonce is bound to the address, so a sender that did not get
+            // our challenge (a spoofed source) gets a fresh one, and is
+            // neither refused nor counted toward a ban.
+            let nonce = self.nonces.check(&creds.nonce, &bound, now_unix);
             // Credentials computed for another request line (captured from
             // a REGISTER and put in an INVITE, say) are not this request's.
             if self.cfg.digest_uri_check
@@ -63,14 +73,6 @@ impl<B: Backend> Engine<B> {
                     .request_uri()
                     .is_some_and(|r| sip::header::uri_eq(&creds.uri, r))
             {
-                return AuthOutcome::Forbidden {
-                    user: creds.username.to_string(),
-                    reason: "digest uri is not the Request-URI",
-                };
-            }
-            // An algorithm we did not offer is not a wrong password: the
-            // client gets a fresh challenge with the ones we do.
-            if !self.cfg.digest_algorithms.contains(&creds.algorithm) {
                 continue;
             }
             let user = workspace
@@ -97,8 +99,12 @@ impl<B: Backend> Engine<B> {
                         auth::Algorithm::Sha256 => u.ha1_sha256.is_some(),
                     }
             });
-            let verified = auth::verify(&creds, method, &ha1) && has_secret;
-            match self.nonces.check(&creds.nonce, &bound, now_unix) {
+            let correct = auth::verify(&creds, method, &ha1) && has_secret;
+            // An invited or deactivated user's right password must not
+            // confirm itself: it is answered like a wrong one, everywhere.
+            let active = user.is_some_and(|u| u.status == directory::UserStatus::Active);
+            let verified = correct && active;
+            match nonce {
                 NonceStatus::Valid if verified => {
                     return AuthOutcome::User {
                         id: creds.username.to_string(),
@@ -106,14 +112,13 @@ impl<B: Backend> Engine<B> {
                         nc: creds.nc,
                     }
                 }
-                // RFC 2617 §3.2.1: a good response over an old nonce (stale,
-                // or from before a restart) earns a fresh challenge.
-                NonceStatus::Stale | NonceStatus::Invalid if verified => stale = true,
-                _ => {
+                NonceStatus::Valid => {
                     let reason = if user.is_none() {
                         "unknown user"
                     } else if !has_secret {
                         "no credential for this algorithm"
+                    } else if correct {
+                        "account not active"
                     } else {
                         "wrong password"
                     };
@@ -122,6 +127,12 @@ impl<B: Backend> Engine<B> {
                         reason,
                     };
                 }
+                // RFC 2617 §3.2.1: a good response over an old nonce (stale,
+                // or from before a restart) earns a fresh challenge; any
+                // other answer over a nonce not ours for this address, a
+                // plain one (the same for every user and password).
+                NonceStatus::Stale if verified => stale = true,
+                NonceStatus::Stale | NonceStatus::Invalid => {}
             }
         }
         AuthOutcome::Challenge { stale }
@@ -264,8 +275,9 @@ impl Replays {
 /// MD5-only fallback. Bounded: past its size it starts again.
 #[derive(Default)]
 pub(crate) struct MultiChallenged {
-    /// By source address and Call-ID.
-    at: std::collections::HashMap<(std::net::IpAddr, Box<str>), Instant>,
+    /// By source address and a hash of the Call-ID (a peer chooses the
+    /// Call-ID: its length must not decide what is kept).
+    at: std::collections::HashMap<(std::net::IpAddr, u64), Instant>,
 }
 
 /// How soon an unanswered retry counts as a client that gave up.
@@ -273,14 +285,22 @@ const FALLBACK_WINDOW: std::time::Duration = std::time::Duration::from_secs(32);
 const MAX_FALLBACK_SOURCES: usize = 16_384;
 
 impl MultiChallenged {
-    fn recent(&self, now: Instant, (ip, call_id): (std::net::IpAddr, &str)) -> bool {
+    fn key((ip, call_id): (std::net::IpAddr, &str)) -> (std::net::IpAddr, u64) {
+        // FNV-1a: collisions only cost an MD5-only challenge.
+        let hash = call_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        (ip, hash)
+    }
+
+    fn recent(&self, now: Instant, dialog: (std::net::IpAddr, &str)) -> bool {
         self.at
-            .get(&(ip, Box::<str>::from(call_id)))
+            .get(&Self::key(dialog))
             .is_some_and(|t| now.saturating_duration_since(*t) < FALLBACK_WINDOW)
     }
 
-    fn note(&mut self, now: Instant, (ip, call_id): (std::net::IpAddr, &str)) {
-        let key = (ip, Box::<str>::from(call_id));
+    fn note(&mut self, now: Instant, dialog: (std::net::IpAddr, &str)) {
+        let key = Self::key(dialog);
         if self.at.len() >= MAX_FALLBACK_SOURCES && !self.at.contains_key(&key) {
             self.at
                 .retain(|_, t| now.saturating_duration_since(*t) < FALLBACK_WINDOW);

@@ -1,10 +1,15 @@
 //! The guard: per-source counters and temporary bans, like Kamailio's pike
-//! with a fail2ban built in. A source that fails authentication (or asks
-//! for users that do not exist) `max_failures` times within the window, or
-//! sends more than `max_requests_per_second`, is banned: its datagrams are
-//! dropped unanswered. Each new ban of the same source lasts longer (the
-//! `ban_times` ladder, the last step repeating); a source that stays quiet
-//! for the longest step starts again from the first.
+//! with a fail2ban built in. A source that fails authentication (answers a
+//! challenge sent to that very address with wrong credentials, or for a
+//! user that does not exist or is not active) `max_failures` times within
+//! the window is banned: its datagrams are dropped unanswered. Each new ban
+//! of the same source lasts longer (the `ban_times` ladder, the last step
+//! repeating); a source quiet for the longest step starts again from the
+//! first. Requests past `max_requests_per_second` are dropped, but do not
+//! ban: a UDP source address can be forged, and a ban on a forged flood
+//! would lock out the address's real owner.
+//!
+//! Sources are keyed by address, IPv6 by its /64 (one host's whole prefix).
 //!
 //! Trunk sources and `[security] allow` are never banned (the caller
 //! checks). Time is passed in; it holds a bounded table.
@@ -29,6 +34,19 @@ struct Source {
     /// Bans so far (the ladder step of the next one), and the last one's end.
     bans: u32,
     banned_until: Option<Instant>,
+    /// When the last ban ended (for the ladder's reset).
+    last_ban_end: Option<Instant>,
+}
+
+/// The key of a source: the IPv4 address, or the IPv6 /64.
+pub(crate) fn source_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(bits))
+        }
+        v4 => v4,
+    }
 }
 
 /// A ban that just started, for the log and the metrics.
@@ -65,7 +83,7 @@ impl Guard {
         if self.banned == 0 {
             return false;
         }
-        let Some(source) = self.sources.get_mut(&ip) else {
+        let Some(source) = self.sources.get_mut(&source_key(ip)) else {
             return false;
         };
         match source.banned_until {
@@ -73,57 +91,73 @@ impl Guard {
                 self.dropped += 1;
                 true
             }
-            Some(_) => {
+            Some(until) => {
                 source.banned_until = None;
-                self.banned -= 1;
+                source.last_ban_end = Some(until);
+                self.banned = self.banned.saturating_sub(1);
                 false
             }
             None => false,
         }
     }
 
-    fn source(&mut self, now: Instant, ip: IpAddr) -> &mut Source {
-        if self.sources.len() >= MAX_SOURCES && !self.sources.contains_key(&ip) {
-            // Forget the sources neither banned nor recently failing.
+    /// The source's counters; `None` when the table is full of sources
+    /// banned now (a new one is then not tracked: bounded memory first).
+    fn source(&mut self, now: Instant, ip: IpAddr) -> Option<&mut Source> {
+        let key = source_key(ip);
+        if self.sources.len() >= MAX_SOURCES && !self.sources.contains_key(&key) {
+            // Forget the sources neither banned nor recently failing, then
+            // the failing ones.
             self.sources
                 .retain(|_, s| s.banned_until.is_some_and(|u| u > now) || s.failures > 0);
             if self.sources.len() >= MAX_SOURCES {
                 self.sources
                     .retain(|_, s| s.banned_until.is_some_and(|u| u > now));
             }
-            self.banned = self.sources.len();
+            self.banned = self
+                .sources
+                .values()
+                .filter(|s| s.banned_until.is_some())
+                .count();
+            if self.sources.len() >= MAX_SOURCES {
+                return None;
+            }
         }
-        self.sources.entry(ip).or_insert(Source {
+        Some(self.sources.entry(key).or_insert(Source {
             window: now,
             failures: 0,
             second: now,
             requests: 0,
             bans: 0,
             banned_until: None,
-        })
+            last_ban_end: None,
+        }))
     }
 
-    /// A request from `ip` (not a trunk, not allowed): bans a flood.
-    pub(crate) fn request(&mut self, now: Instant, ip: IpAddr, rules: &Security) -> Option<NewBan> {
+    /// A request from `ip` (not a trunk, not allowed): whether it is over
+    /// the source's rate and must be dropped.
+    pub(crate) fn over_rate(&mut self, now: Instant, ip: IpAddr, rules: &Security) -> bool {
         if rules.max_requests_per_second == 0 {
-            return None;
+            return false;
         }
-        let source = self.source(now, ip);
+        let Some(source) = self.source(now, ip) else {
+            return false;
+        };
         if now.saturating_duration_since(source.second) >= Duration::from_secs(1) {
             source.second = now;
             source.requests = 0;
         }
-        source.requests += 1;
+        source.requests = source.requests.saturating_add(1);
         if source.requests > rules.max_requests_per_second {
-            source.requests = 0;
-            return self.ban(now, ip, rules, "request flood");
+            self.dropped += 1;
+            return true;
         }
-        None
+        false
     }
 
     /// An authentication failure (or a request for an unknown user).
     pub(crate) fn failure(&mut self, now: Instant, ip: IpAddr, rules: &Security) -> Option<NewBan> {
-        let source = self.source(now, ip);
+        let source = self.source(now, ip)?;
         if now.saturating_duration_since(source.window) >= rules.failure_window {
             source.window = now;
             source.failures = 0;
@@ -148,12 +182,10 @@ impl Guard {
             .last()
             .copied()
             .unwrap_or(Duration::from_secs(60));
-        let source = self.source(now, ip);
+        let source = self.source(now, ip)?;
         // A long quiet spell since the last ban starts the ladder again.
-        if source
-            .banned_until
-            .is_some_and(|until| now.saturating_duration_since(until) > longest)
-        {
+        let last_end = source.banned_until.or(source.last_ban_end);
+        if last_end.is_some_and(|end| now.saturating_duration_since(end) > longest) {
             source.bans = 0;
         }
         let step = (source.bans as usize).min(rules.ban_times.len().saturating_sub(1));
@@ -167,7 +199,7 @@ impl Guard {
         }
         self.bans_total += 1;
         Some(NewBan {
-            source: ip,
+            source: source_key(ip),
             length,
             count,
             why,
@@ -176,7 +208,7 @@ impl Guard {
 
     /// Lifts the ban of `ip`; whether there was one.
     pub(crate) fn lift(&mut self, now: Instant, ip: IpAddr) -> bool {
-        match self.sources.get_mut(&ip) {
+        match self.sources.get_mut(&source_key(ip)) {
             Some(source) if source.banned_until.is_some_and(|u| u > now) => {
                 source.banned_until = None;
                 source.bans = 0;

@@ -414,7 +414,7 @@ impl<B: Backend> Engine<B> {
     }
 
     fn on_datagram(&mut self, now: Instant, from: Peer, bytes: Bytes) {
-        let ip = from.addr.ip();
+        let ip = from.addr.ip().to_canonical();
         // A banned source gets no answer at all.
         if self.guard.is_banned(now, ip) {
             return;
@@ -423,8 +423,7 @@ impl<B: Backend> Engine<B> {
             let workspace = self.workspace.load();
             if !workspace.directory.never_banned(ip) {
                 let rules = workspace.directory.security();
-                if let Some(ban) = self.guard.request(now, ip, rules) {
-                    log_ban(&ban);
+                if self.guard.over_rate(now, ip, rules) {
                     return;
                 }
             }
@@ -458,6 +457,7 @@ impl<B: Backend> Engine<B> {
     /// An authentication failure from `ip` (a wrong password, an unknown
     /// or inactive user): counted toward a ban unless the source is trusted.
     pub(crate) fn auth_failed(&mut self, now: Instant, ip: std::net::IpAddr) {
+        let ip = ip.to_canonical();
         let workspace = self.workspace.load();
         if workspace.directory.never_banned(ip) {
             return;
