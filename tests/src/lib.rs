@@ -687,3 +687,69 @@ pub async fn api(
     .await
     .expect("the request task")
 }
+
+/// The phone answers the INVITE it gets; returns it and its tag.
+pub async fn answer(phone: &mut Ua, media_port: u16) -> (Message, String) {
+    let invite = phone.expect_request(Method::Invite).await;
+    let tag = phone.unique("ph");
+    phone.respond(&invite, 180, Some(&tag), None).await;
+    phone
+        .respond(&invite, 200, Some(&tag), Some(&sdp_answer(media_port)))
+        .await;
+    phone.expect_request(Method::Ack).await;
+    (invite, tag)
+}
+
+/// The trunk calls `number`, gets the 200 and ACKs it.
+pub async fn answered_call(trunk: &mut Ua, phone: &mut Ua, number: &str) -> (Message, Message) {
+    let invite = trunk.invite(number, "+15551234567");
+    trunk.send(&invite).await;
+    answer(phone, 43000).await;
+    let ok = trunk.expect_response(200).await;
+    trunk.ack_2xx(&invite, &ok).await;
+    (invite, ok)
+}
+
+/// The trunk hangs an answered call up; the daemon's 200 to its BYE.
+pub async fn trunk_bye(trunk: &mut Ua, invite: &Message, ok: &Message) {
+    let target = ok
+        .values(HeaderName::Contact)
+        .next()
+        .and_then(sip::NameAddr::parse)
+        .unwrap()
+        .uri
+        .to_string();
+    trunk
+        .in_dialog(
+            Method::Bye,
+            &target,
+            invite.header(HeaderName::From).unwrap(),
+            ok.header(HeaderName::To).unwrap(),
+            invite.call_id().unwrap(),
+            2,
+        )
+        .await;
+    assert_eq!(trunk.final_response().await.status(), Some(200));
+}
+
+/// A REGISTER of `user` (at `switchboard.test`) from `ua`, in `call_id`
+/// with `cseq`, its Contact `ua`'s address and a branch of its own; callers
+/// add Expires or Authorization.
+pub fn register_request(ua: &Ua, user: &str, call_id: &str, cseq: u32) -> Message {
+    static BRANCHES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let branch = BRANCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut m = Message::request(Method::Register, "sip:switchboard.test");
+    m.push(
+        HeaderName::Via,
+        &format!("SIP/2.0/UDP {};branch=z9hG4bKrr{branch}", ua.addr),
+    );
+    m.push(
+        HeaderName::From,
+        &format!("<sip:{user}@switchboard.test>;tag=rr"),
+    );
+    m.push(HeaderName::To, &format!("<sip:{user}@switchboard.test>"));
+    m.push(HeaderName::CallId, call_id);
+    m.push(HeaderName::CSeq, &format!("{cseq} REGISTER"));
+    m.push(HeaderName::Contact, &format!("<sip:{user}@{}>", ua.addr));
+    m
+}

@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use switchboard::server::Daemon;
 use switchboard::settings::Config;
-use switchboard_tests::sip::{HeaderName, Message, Method, NameAddr};
-use switchboard_tests::{admin_config_text, api, sdp_answer, Ua, ADMIN_TOKEN};
+use switchboard_tests::sip::{Message, Method};
+use switchboard_tests::{admin_config_text, answered_call, api, trunk_bye, Ua, ADMIN_TOKEN};
 
 const TOKEN: Option<&str> = Some(ADMIN_TOKEN);
 
@@ -61,43 +61,11 @@ fn gate_on<'a>(explained: &'a Value, number: &str) -> &'a Value {
         .unwrap()
 }
 
-/// The trunk's call is answered by `phone`; returns the INVITE and the 200.
-async fn answered(trunk: &mut Ua, phone: &mut Ua, number: &str) -> (Message, Message) {
-    let invite = trunk.invite(number, "+15551234567");
-    trunk.send(&invite).await;
-    let leg = phone.expect_request(Method::Invite).await;
-    let tag = phone.unique("ph");
-    phone.respond(&leg, 180, Some(&tag), None).await;
-    phone
-        .respond(&leg, 200, Some(&tag), Some(&sdp_answer(42000)))
-        .await;
-    phone.expect_request(Method::Ack).await;
-    let ok = trunk.expect_response(200).await;
-    trunk.ack_2xx(&invite, &ok).await;
-    (invite, ok)
-}
-
+/// The trunk hangs up and the phone gets the BYE (and answers it).
 async fn hang_up(trunk: &mut Ua, phone: &mut Ua, invite: &Message, ok: &Message) {
-    let target = ok
-        .values(HeaderName::Contact)
-        .next()
-        .and_then(NameAddr::parse)
-        .unwrap()
-        .uri
-        .to_string();
-    trunk
-        .in_dialog(
-            Method::Bye,
-            &target,
-            invite.header(HeaderName::From).unwrap(),
-            ok.header(HeaderName::To).unwrap(),
-            invite.call_id().unwrap(),
-            2,
-        )
-        .await;
+    trunk_bye(trunk, invite, ok).await;
     let bye = phone.expect_request(Method::Bye).await;
     phone.respond(&bye, 200, None, None).await;
-    assert_eq!(trunk.final_response().await.status(), Some(200));
 }
 
 /// Call records are written off the call path: wait for `n` of them.
@@ -202,7 +170,7 @@ async fn a_newcomer_is_invited_activated_assigned_and_routed_then_rings() {
         Some(200)
     );
     let mut trunk = Ua::bind("127.0.0.1", running.sip).await;
-    let (invite, ok) = answered(&mut trunk, &mut nina, "+15550100").await;
+    let (invite, ok) = answered_call(&mut trunk, &mut nina, "+15550100").await;
 
     // While it is up: the call and the busy user are visible.
     let (_, calls) = running.get("/api/v1/calls").await;
@@ -503,7 +471,7 @@ async fn a_deactivated_user_is_signed_out_refused_and_not_rung() {
 
     // Bob is on a call when he is deactivated: it continues to its end.
     let mut trunk = Ua::bind("127.0.0.1", running.sip).await;
-    let (invite, ok) = answered(&mut trunk, &mut bob, "+15550200").await;
+    let (invite, ok) = answered_call(&mut trunk, &mut bob, "+15550200").await;
     let (status, user) = running
         .send("POST", "/api/v1/users/bob/deactivate", None)
         .await;

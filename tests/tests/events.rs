@@ -10,8 +10,8 @@ use std::path::Path;
 
 use switchboard::server::Daemon;
 use switchboard::settings::Config;
-use switchboard_tests::sip::{HeaderName, Message, Method, NameAddr};
-use switchboard_tests::{sdp_answer, test_config, test_config_text, Ua};
+use switchboard_tests::sip::Method;
+use switchboard_tests::{answered_call, test_config, test_config_text, trunk_bye, Ua};
 use tokio::sync::broadcast::Receiver;
 
 /// The next event that `pick` accepts, within 5 s (others are skipped).
@@ -39,49 +39,6 @@ async fn record(events: &mut Receiver<Event>) -> CallRecord {
         _ => None,
     })
     .await
-}
-
-/// The phone answers the INVITE it gets; returns it and its tag.
-async fn answer(phone: &mut Ua, media_port: u16) -> (Message, String) {
-    let invite = phone.expect_request(Method::Invite).await;
-    let tag = phone.unique("ph");
-    phone.respond(&invite, 180, Some(&tag), None).await;
-    phone
-        .respond(&invite, 200, Some(&tag), Some(&sdp_answer(media_port)))
-        .await;
-    phone.expect_request(Method::Ack).await;
-    (invite, tag)
-}
-
-/// The trunk calls `number`, gets the 200 and ACKs it.
-async fn answered_call(trunk: &mut Ua, phone: &mut Ua, number: &str) -> (Message, Message) {
-    let invite = trunk.invite(number, "+15551234567");
-    trunk.send(&invite).await;
-    answer(phone, 43000).await;
-    let ok = trunk.expect_response(200).await;
-    trunk.ack_2xx(&invite, &ok).await;
-    (invite, ok)
-}
-
-async fn trunk_bye(trunk: &mut Ua, invite: &Message, ok: &Message) {
-    let target = ok
-        .values(HeaderName::Contact)
-        .next()
-        .and_then(NameAddr::parse)
-        .unwrap()
-        .uri
-        .to_string();
-    trunk
-        .in_dialog(
-            Method::Bye,
-            &target,
-            invite.header(HeaderName::From).unwrap(),
-            ok.header(HeaderName::To).unwrap(),
-            invite.call_id().unwrap(),
-            2,
-        )
-        .await;
-    assert_eq!(trunk.final_response().await.status(), Some(200));
 }
 
 #[tokio::test]

@@ -537,16 +537,7 @@ async fn a_digest_for_another_uri_is_not_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let daemon = start_in(dir.path(), "").await;
     let mut phone = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
-    let mut first = Message::request(Method::Register, "sip:switchboard.test");
-    first.push(
-        HeaderName::Via,
-        &format!("SIP/2.0/UDP {};branch=z9hG4bKuri1", phone.addr),
-    );
-    first.push(HeaderName::From, "<sip:bob@switchboard.test>;tag=u");
-    first.push(HeaderName::To, "<sip:bob@switchboard.test>");
-    first.push(HeaderName::CallId, "uri-1");
-    first.push(HeaderName::CSeq, "1 REGISTER");
-    first.push(HeaderName::Contact, &format!("<sip:bob@{}>", phone.addr));
+    let first = switchboard_tests::register_request(&phone, "bob", "uri-1", 1);
     phone.send(&first).await;
     let challenge = phone.final_response().await;
     let auth = switchboard_tests::digest_answer(
@@ -558,16 +549,7 @@ async fn a_digest_for_another_uri_is_not_accepted() {
         "REGISTER",
         "sip:elsewhere.test",
     );
-    let mut second = Message::request(Method::Register, "sip:switchboard.test");
-    second.push(
-        HeaderName::Via,
-        &format!("SIP/2.0/UDP {};branch=z9hG4bKuri2", phone.addr),
-    );
-    second.push(HeaderName::From, "<sip:bob@switchboard.test>;tag=u");
-    second.push(HeaderName::To, "<sip:bob@switchboard.test>");
-    second.push(HeaderName::CallId, "uri-1");
-    second.push(HeaderName::CSeq, "2 REGISTER");
-    second.push(HeaderName::Contact, &format!("<sip:bob@{}>", phone.addr));
+    let mut second = switchboard_tests::register_request(&phone, "bob", "uri-1", 2);
     second.push(HeaderName::Authorization, &auth);
     phone.send(&second).await;
     // A fresh challenge (not a counted failure: an SBC may rewrite it).
@@ -585,17 +567,7 @@ async fn a_retry_without_credentials_gets_an_md5_only_challenge() {
     let daemon = start_in(dir.path(), "").await;
     let mut phone = Ua::bind("127.0.0.1", daemon.udp_addr.unwrap()).await;
     let register = |ua: &Ua, cseq: u32, call_id: &str| {
-        let mut m = Message::request(Method::Register, "sip:switchboard.test");
-        m.push(
-            HeaderName::Via,
-            &format!("SIP/2.0/UDP {};branch=z9hG4bKmd{cseq}{call_id}", ua.addr),
-        );
-        m.push(HeaderName::From, "<sip:bob@switchboard.test>;tag=m");
-        m.push(HeaderName::To, "<sip:bob@switchboard.test>");
-        m.push(HeaderName::CallId, call_id);
-        m.push(HeaderName::CSeq, &format!("{cseq} REGISTER"));
-        m.push(HeaderName::Contact, &format!("<sip:bob@{}>", ua.addr));
-        m
+        switchboard_tests::register_request(ua, "bob", call_id, cseq)
     };
     let challenges = |m: &Message| m.header_lines(HeaderName::WwwAuthenticate).count();
     phone.send(&register(&phone, 1, "md5-a")).await;

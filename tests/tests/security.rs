@@ -203,22 +203,14 @@ async fn tcp_connections_are_capped_per_source() {
 /// so a forger cannot get someone else's address banned.
 #[tokio::test]
 async fn forged_answers_are_challenged_and_ban_nobody() {
-    use switchboard_tests::sip::{HeaderName, Message, Method};
+    use switchboard_tests::sip::HeaderName;
     let dir = tempfile::tempdir().unwrap();
     let daemon = start(dir.path(), "").await;
     let server = daemon.udp_addr.unwrap();
     let mut victim = Ua::bind("127.0.0.10", server).await;
     for i in 0..10 {
-        let mut m = Message::request(Method::Register, "sip:switchboard.test");
-        m.push(
-            HeaderName::Via,
-            &format!("SIP/2.0/UDP {};branch=z9hG4bKforged{i}", victim.addr),
-        );
-        m.push(HeaderName::From, "<sip:alice@switchboard.test>;tag=f");
-        m.push(HeaderName::To, "<sip:alice@switchboard.test>");
-        m.push(HeaderName::CallId, &format!("forged-{i}"));
-        m.push(HeaderName::CSeq, "1 REGISTER");
-        m.push(HeaderName::Contact, &format!("<sip:alice@{}>", victim.addr));
+        let mut m =
+            switchboard_tests::register_request(&victim, "alice", &format!("forged-{i}"), 1);
         m.push(
             HeaderName::Authorization,
             "Digest username=\"alice\", realm=\"switchboard.test\", nonce=\"0123456789abcdef\", uri=\"sip:switchboard.test\", response=\"00000000000000000000000000000000\", algorithm=MD5",

@@ -365,6 +365,29 @@ fn find_user(directory: &Directory, id: &str) -> Result<directory::UserIdx, ApiE
         .ok_or_else(|| ApiError::unknown_user(id))
 }
 
+/// Edits one user's entry (`edit` gets the document, the running
+/// directory and the id), then answers with the user as they are now.
+async fn change_user(
+    api: &Api,
+    id: &str,
+    edit: impl FnOnce(&mut DocumentMut, &Directory, &str) -> Result<(), ApiError> + Send + 'static,
+) -> ApiResult {
+    let key = id.to_owned();
+    api.control.change(move |doc, d| edit(doc, d, &key)).await?;
+    user_now(&api.control, id)
+}
+
+/// The same for one number, in E.164.
+async fn change_number(
+    api: &Api,
+    e164: String,
+    edit: impl FnOnce(&mut DocumentMut, &Directory, &str) -> Result<(), ApiError> + Send + 'static,
+) -> ApiResult {
+    let key = e164.clone();
+    api.control.change(move |doc, d| edit(doc, d, &key)).await?;
+    number_now(&api.control, &e164).await
+}
+
 /// The view of user `id` in the running workspace.
 fn user_now(control: &Control, id: &str) -> ApiResult {
     let workspace = control.directory();
@@ -466,40 +489,34 @@ async fn patch_user(
     Path(id): Path<String>,
     Body(body): Body<UserPatch>,
 ) -> ApiResult {
-    let id_edit = id.to_owned();
-    api.control
-        .change(move |doc, _| {
-            let user = file::user_mut(doc, &id_edit)?;
-            if let Some(name) = &body.name {
-                user.insert("name", value(name));
+    change_user(&api, &id, move |doc, _, id| {
+        let user = file::user_mut(doc, id)?;
+        if let Some(name) = &body.name {
+            user.insert("name", value(name));
+        }
+        if let Some(max) = body.max_calls {
+            user.insert("max_calls", value(i64::from(max)));
+        }
+        match body.do_not_disturb {
+            Some(true) => {
+                user.insert("do_not_disturb", value(true));
             }
-            if let Some(max) = body.max_calls {
-                user.insert("max_calls", value(i64::from(max)));
+            Some(false) => {
+                user.remove("do_not_disturb");
             }
-            match body.do_not_disturb {
-                Some(true) => {
-                    user.insert("do_not_disturb", value(true));
-                }
-                Some(false) => {
-                    user.remove("do_not_disturb");
-                }
-                None => {}
-            }
-            Ok(())
-        })
-        .await?;
-    user_now(&api.control, &id)
+            None => {}
+        }
+        Ok(())
+    })
+    .await
 }
 
 async fn set_status(api: &Api, id: &str, status: UserStatus) -> ApiResult {
-    let id_edit = id.to_owned();
-    api.control
-        .change(move |doc, _| {
-            file::user_mut(doc, &id_edit)?.insert("status", value(status.as_str()));
-            Ok(())
-        })
-        .await?;
-    user_now(&api.control, id)
+    change_user(api, id, move |doc, _, id| {
+        file::user_mut(doc, id)?.insert("status", value(status.as_str()));
+        Ok(())
+    })
+    .await
 }
 
 #[utoipa::path(post, path = "/api/v1/users/{id}/activate", tag = "users",
@@ -733,21 +750,22 @@ async fn create_number(
         .ok_or_else(|| {
             ApiError::invalid_request(format!("`{}` is not an E.164 number", body.number))
         })?;
-    let e164_edit = e164.to_owned();
+    let key = e164.clone();
     api.control
         .change(move |doc, directory| {
-            if directory.number_index(&e164_edit).is_some() {
+            let e164 = key.as_str();
+            if directory.number_index(e164).is_some() {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,
                     "number_exists",
-                    format!("{e164_edit} is already one of the workspace's numbers"),
+                    format!("{e164} is already one of the workspace's numbers"),
                 ));
             }
             for member in &body.members {
                 find_user(directory, member)?;
             }
             let mut table = Table::new();
-            table.insert("number", value(&e164_edit));
+            table.insert("number", value(e164));
             table.insert("name", value(&body.name));
             table.insert("timezone", value(&body.timezone));
             let mut members = Array::new();
@@ -783,20 +801,17 @@ async fn patch_number(
     Body(body): Body<NumberPatch>,
 ) -> ApiResult {
     let e164 = e164(&number)?;
-    let e164_edit = e164.to_owned();
-    api.control
-        .change(move |doc, _| {
-            let table = file::number_mut(doc, &e164_edit)?;
-            if let Some(name) = &body.name {
-                table.insert("name", value(name));
-            }
-            if let Some(tz) = &body.timezone {
-                table.insert("timezone", value(tz));
-            }
-            Ok(())
-        })
-        .await?;
-    number_now(&api.control, &e164).await
+    change_number(&api, e164, move |doc, _, e164| {
+        let table = file::number_mut(doc, e164)?;
+        if let Some(name) = &body.name {
+            table.insert("name", value(name));
+        }
+        if let Some(tz) = &body.timezone {
+            table.insert("timezone", value(tz));
+        }
+        Ok(())
+    })
+    .await
 }
 
 #[utoipa::path(delete, path = "/api/v1/numbers/{number}", tag = "numbers",
@@ -826,15 +841,12 @@ async fn assign_member(
     Path((number, user)): Path<(String, String)>,
 ) -> ApiResult {
     let e164 = e164(&number)?;
-    let e164_edit = e164.to_owned();
-    api.control
-        .change(move |doc, directory| {
-            find_user(directory, &user)?;
-            file::push_string(file::number_mut(doc, &e164_edit)?, "members", &user);
-            Ok(())
-        })
-        .await?;
-    number_now(&api.control, &e164).await
+    change_number(&api, e164, move |doc, directory, e164| {
+        find_user(directory, &user)?;
+        file::push_string(file::number_mut(doc, e164)?, "members", &user);
+        Ok(())
+    })
+    .await
 }
 
 #[utoipa::path(delete, path = "/api/v1/numbers/{number}/members/{user}", tag = "numbers",
@@ -846,26 +858,23 @@ async fn unassign_member(
     Q(force): Q<Force>,
 ) -> ApiResult {
     let e164 = e164(&number)?;
-    let e164_edit = e164.to_owned();
-    api.control
-        .change(move |doc, _| {
-            let table = file::number_mut(doc, &e164_edit)?;
-            if !file::strings(table, "members").contains(&user) {
-                return Err(ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "not_a_member",
-                    format!("`{user}` is not a member of {e164_edit}"),
-                ));
-            }
-            // Only the ring list needs membership; destinations may name anyone.
-            if file::in_ring(table, &user, force.force) && !force.force {
-                return Err(still_routed(&user, std::slice::from_ref(&e164_edit)));
-            }
-            file::remove_string(table, "members", &user);
-            Ok(())
-        })
-        .await?;
-    number_now(&api.control, &e164).await
+    change_number(&api, e164, move |doc, _, e164| {
+        let table = file::number_mut(doc, e164)?;
+        if !file::strings(table, "members").contains(&user) {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_a_member",
+                format!("`{user}` is not a member of {e164}"),
+            ));
+        }
+        // Only the ring list needs membership; destinations may name anyone.
+        if file::in_ring(table, &user, force.force) && !force.force {
+            return Err(still_routed(&user, &[e164.to_string()]));
+        }
+        file::remove_string(table, "members", &user);
+        Ok(())
+    })
+    .await
 }
 
 #[utoipa::path(put, path = "/api/v1/numbers/{number}/routing", tag = "numbers", request_body = RoutingBody,
@@ -877,49 +886,46 @@ async fn set_routing(
     Body(body): Body<RoutingBody>,
 ) -> ApiResult {
     let e164 = e164(&number)?;
-    let e164_edit = e164.to_owned();
-    api.control
-        .change(move |doc, directory| {
-            let idx = directory.number_index(&e164_edit).ok_or_else(|| ApiError::unknown_number(&e164_edit))?;
-            let members = &directory.number(idx).members;
-            for user in &body.ring {
-                let member = directory.user_index(user).is_some_and(|u| members.contains(&u));
-                if !member {
-                    return Err(ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "not_a_member",
-                        format!("`{user}` is not a member of {e164_edit}: assign them first (PUT /api/v1/numbers/{e164_edit}/members/{user})"),
-                    ));
-                }
+    change_number(&api, e164, move |doc, directory, e164| {
+        let idx = directory.number_index(e164).ok_or_else(|| ApiError::unknown_number(e164))?;
+        let members = &directory.number(idx).members;
+        for user in &body.ring {
+            let member = directory.user_index(user).is_some_and(|u| members.contains(&u));
+            if !member {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "not_a_member",
+                    format!("`{user}` is not a member of {e164}: assign them first (PUT /api/v1/numbers/{e164}/members/{user})"),
+                ));
             }
-            let table = file::number_mut(doc, &e164_edit)?;
-            let routing = file::routing_mut(table)?;
-            routing.insert("strategy", value(&body.strategy));
-            let mut ring = Array::new();
-            for user in &body.ring {
-                ring.push(user.as_str());
+        }
+        let table = file::number_mut(doc, e164)?;
+        let routing = file::routing_mut(table)?;
+        routing.insert("strategy", value(&body.strategy));
+        let mut ring = Array::new();
+        for user in &body.ring {
+            ring.push(user.as_str());
+        }
+        routing.insert("ring", value(ring));
+        match body.step_timeout {
+            Some(s) => {
+                routing.insert("step_timeout", value(i64::from(s)));
             }
-            routing.insert("ring", value(ring));
-            match body.step_timeout {
-                Some(s) => {
-                    routing.insert("step_timeout", value(i64::from(s)));
-                }
-                None => {
-                    routing.remove("step_timeout");
-                }
+            None => {
+                routing.remove("step_timeout");
             }
-            if let Some(t) = body.ring_timeout {
-                table.insert("ring_timeout", value(i64::from(t)));
+        }
+        if let Some(t) = body.ring_timeout {
+            table.insert("ring_timeout", value(i64::from(t)));
+        }
+        for (key, destination) in [("no_answer", &body.no_answer), ("outside", &body.outside)] {
+            if let Some(d) = destination {
+                table.insert(key, item_from_json(d, key)?);
             }
-            for (key, destination) in [("no_answer", &body.no_answer), ("outside", &body.outside)] {
-                if let Some(d) = destination {
-                    table.insert(key, item_from_json(d, key)?);
-                }
-            }
-            Ok(())
-        })
-        .await?;
-    number_now(&api.control, &e164).await
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// The tables of a number that are set whole: hours, menu, voicemail and
@@ -956,17 +962,14 @@ async fn set_section(
             "{key} takes a JSON object"
         )));
     }
-    let e164_edit = e164.to_owned();
-    api.control
-        .change(move |doc, _| {
-            let item = item_from_json(&body, key)?;
-            // Destinations read best inline (`outside = { action = ... }`)
-            // only when short; a table keeps them readable either way.
-            file::number_mut(doc, &e164_edit)?.insert(key, item);
-            Ok(())
-        })
-        .await?;
-    number_now(&api.control, &e164).await
+    change_number(&api, e164, move |doc, _, e164| {
+        let item = item_from_json(&body, key)?;
+        // Destinations read best inline (`outside = { action = ... }`)
+        // only when short; a table keeps them readable either way.
+        file::number_mut(doc, e164)?.insert(key, item);
+        Ok(())
+    })
+    .await
 }
 
 #[utoipa::path(delete, path = "/api/v1/numbers/{number}/{section}", tag = "numbers",
@@ -978,14 +981,11 @@ async fn clear_section(
 ) -> ApiResult {
     let e164 = e164(&number)?;
     let key = section(&name)?;
-    let e164_edit = e164.to_owned();
-    api.control
-        .change(move |doc, _| {
-            file::number_mut(doc, &e164_edit)?.remove(key);
-            Ok(())
-        })
-        .await?;
-    number_now(&api.control, &e164).await
+    change_number(&api, e164, move |doc, _, e164| {
+        file::number_mut(doc, e164)?.remove(key);
+        Ok(())
+    })
+    .await
 }
 
 #[utoipa::path(get, path = "/api/v1/numbers/{number}/explain", tag = "explain",

@@ -309,20 +309,11 @@ fn record_of<V>(call: Call<V>, ended: Timestamp, outcome: CallOutcome) -> CallRe
         .legs
         .into_iter()
         .map(|leg| {
-            let outcome = leg.outcome.unwrap_or(LegOutcome::Cancelled);
-            match leg.target {
-                super::LegTarget::Device {
-                    user_id, contact, ..
-                } => RingAttempt {
-                    user: user_id.into(),
-                    device: contact,
-                    outcome,
-                },
-                super::LegTarget::Trunk { trunk, to } => RingAttempt {
-                    user: format!("trunk:{trunk}"),
-                    device: to,
-                    outcome,
-                },
+            let (user, device) = leg.target.party();
+            RingAttempt {
+                user,
+                device,
+                outcome: leg.outcome.unwrap_or(LegOutcome::Cancelled),
             }
         })
         .collect();
