@@ -140,6 +140,7 @@ fn percentiles(name: &str, mut samples: Vec<u64>) {
 fn sample(workspace: &ArcSwap<Workspace>, n: usize) -> Vec<u64> {
     let call = IncomingCall {
         dialled: "+15550000000",
+        caller: None,
     };
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
@@ -158,6 +159,7 @@ fn bench_decide(c: &mut Criterion) {
     let workspace = Arc::new(ArcSwap::new(Arc::clone(&a)));
     let call = IncomingCall {
         dialled: "+15550000000",
+        caller: None,
     };
 
     let mut group = c.benchmark_group("decide_50_of_100k");

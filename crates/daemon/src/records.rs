@@ -59,6 +59,13 @@ pub fn open(data_dir: &Path) -> rusqlite::Result<Connection> {
     // In WAL mode NORMAL never corrupts; a power cut may lose the last commits.
     db.pragma_update(None, "synchronous", "NORMAL")?;
     db.execute_batch(SCHEMA)?;
+    // Files from before outbound calls lack the column of who placed one.
+    let has_placed_by = db
+        .prepare("SELECT 1 FROM pragma_table_info('calls') WHERE name = 'placed_by'")?
+        .exists([])?;
+    if !has_placed_by {
+        db.execute_batch("ALTER TABLE calls ADD COLUMN placed_by TEXT")?;
+    }
     Ok(db)
 }
 
@@ -129,8 +136,9 @@ fn insert(db: &mut Connection, batch: &[Box<CallRecord>]) -> rusqlite::Result<()
         let mut statement = tx.prepare_cached(
             "INSERT INTO calls (call_id, direction, caller, dialled, number, started, answered,
                 ended, duration_ms, talk_ms, outcome, status, answered_by, answered_device,
-                hung_up_by, attempts, skipped)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
+                hung_up_by, attempts, skipped, placed_by)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+                ?18)",
         )?;
         for record in batch {
             let row = Row::of(record);
@@ -152,6 +160,7 @@ fn insert(db: &mut Connection, batch: &[Box<CallRecord>]) -> rusqlite::Result<()
                 row.hung_up_by,
                 row.attempts.to_string(),
                 row.skipped.to_string(),
+                row.placed_by,
             ])?;
         }
     }
@@ -162,10 +171,16 @@ fn insert(db: &mut Connection, batch: &[Box<CallRecord>]) -> rusqlite::Result<()
 #[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Row {
     pub call_id: String,
-    /// `inbound` (the only direction so far).
+    /// `inbound` (from a trunk), `outbound` (a user calling out through the
+    /// trunk) or `internal` (a user calling a colleague or one of the
+    /// workspace's numbers).
     pub direction: String,
+    /// The user who placed an outbound or internal call.
+    pub placed_by: Option<String>,
     pub caller: String,
     pub dialled: String,
+    /// The number dialled, when it is one of the workspace's; for an
+    /// outbound call, the caller's line shown as caller ID.
     pub number: Option<String>,
     /// RFC 3339, UTC.
     pub started: String,
@@ -200,7 +215,8 @@ impl Row {
         };
         Row {
             call_id: record.call_id.clone(),
-            direction: "inbound".into(),
+            direction: record.direction.as_str().into(),
+            placed_by: record.caller_user.clone(),
             caller: record.caller.clone(),
             dialled: record.dialled.clone(),
             number: record.number.clone(),
@@ -283,7 +299,7 @@ pub struct Query {
     /// Calls that ended at or after this RFC 3339 instant.
     pub since: Option<jiff::Timestamp>,
     pub number: Option<String>,
-    /// Calls this user answered, was rung for, or was skipped on.
+    /// Calls this user placed, answered, was rung for, or was skipped on.
     pub user: Option<String>,
     pub limit: usize,
 }
@@ -294,7 +310,7 @@ pub fn history(data_dir: &Path, query: &Query) -> rusqlite::Result<Vec<Row>> {
     let mut sql = String::from(
         "SELECT call_id, direction, caller, dialled, number, started, answered, ended,
             duration_ms, talk_ms, outcome, status, answered_by, answered_device, hung_up_by,
-            attempts, skipped FROM calls WHERE 1 = 1",
+            attempts, skipped, placed_by FROM calls WHERE 1 = 1",
     );
     let mut args: Vec<String> = Vec::new();
     if let Some(since) = query.since {
@@ -309,11 +325,11 @@ pub fn history(data_dir: &Path, query: &Query) -> rusqlite::Result<Vec<Row>> {
     }
     if let Some(user) = &query.user {
         sql.push_str(
-            " AND (answered_by = ?
+            " AND (answered_by = ? OR placed_by = ?
                 OR EXISTS (SELECT 1 FROM json_each(calls.attempts) WHERE json_extract(value, '$.user') = ?)
                 OR EXISTS (SELECT 1 FROM json_each(calls.skipped) WHERE json_extract(value, '$.user') = ?))",
         );
-        args.extend([user.clone(), user.clone(), user.clone()]);
+        args.extend([user.clone(), user.clone(), user.clone(), user.clone()]);
     }
     sql.push_str(" ORDER BY id DESC LIMIT ?");
     args.push(query.limit.to_string());
@@ -341,6 +357,7 @@ pub fn history(data_dir: &Path, query: &Query) -> rusqlite::Result<Vec<Row>> {
             hung_up_by: r.get(14)?,
             attempts: json(15)?,
             skipped: json(16)?,
+            placed_by: r.get(17)?,
         })
     })?;
     rows.collect()
@@ -370,6 +387,8 @@ mod tests {
         let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
         CallRecord {
             call_id: call_id.into(),
+            direction: engine::Direction::Inbound,
+            caller_user: None,
             dialled: "+15550100".into(),
             number: Some("+15550100".into()),
             caller: "sip:+33612345678@127.0.0.1".into(),

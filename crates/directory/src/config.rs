@@ -134,6 +134,7 @@ impl<S: ServerSection> Config<S> {
 
 const TOP_LEVEL_KEYS: &[&str] = &[
     "server", "plan", "trunks", "users", "numbers", "menus", "media", "webhooks", "security",
+    "outbound",
 ];
 
 #[derive(Deserialize)]
@@ -144,6 +145,16 @@ struct RawSecurity {
     failure_window: Option<u32>,
     ban_times: Option<Vec<u32>>,
     max_requests_per_second: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutboundRules {
+    country_code: Option<String>,
+    national_prefix: Option<String>,
+    deny: Option<Vec<String>>,
+    allow: Option<Vec<String>>,
+    emergency: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -192,6 +203,8 @@ struct RawUser {
     do_not_disturb: bool,
     timezone: Option<String>,
     hours: Option<RawHours>,
+    extension: Option<String>,
+    default_number: Option<String>,
 }
 
 /// `[numbers.hours]` / `[users.hours]`.
@@ -409,6 +422,7 @@ fn read_document<S: ServerSection>(
     let mut media = MediaSpec::default();
     let mut webhooks = Vec::new();
     let mut security = crate::SecuritySpec::default();
+    let mut outbound = crate::OutboundRulesSpec::default();
     for (key, value) in doc.iter() {
         match key.get_ref().as_ref() {
             "server" => server = read_one::<S::Raw>(value, "server", text, errors),
@@ -424,6 +438,17 @@ fn read_document<S: ServerSection>(
                         failure_window: s.failure_window,
                         ban_times: s.ban_times,
                         max_requests_per_second: s.max_requests_per_second,
+                    };
+                }
+            }
+            "outbound" => {
+                if let Some(o) = read_one::<RawOutboundRules>(value, "outbound", text, errors) {
+                    outbound = crate::OutboundRulesSpec {
+                        country_code: o.country_code,
+                        national_prefix: o.national_prefix,
+                        deny: o.deny,
+                        allow: o.allow,
+                        emergency: o.emergency,
                     };
                 }
             }
@@ -499,6 +524,8 @@ fn read_document<S: ServerSection>(
                 do_not_disturb: u.do_not_disturb,
                 timezone: u.timezone,
                 hours: u.hours.map(HoursSpec::from),
+                extension: u.extension,
+                default_number: u.default_number,
             })
             .collect(),
         numbers: numbers
@@ -527,6 +554,7 @@ fn read_document<S: ServerSection>(
         media,
         webhooks,
         security,
+        outbound,
     };
     Some(RawDocument { server, workspace })
 }

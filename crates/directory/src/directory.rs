@@ -52,6 +52,8 @@ pub struct WorkspaceSpec {
     pub webhooks: Vec<crate::WebhookSpec>,
     /// `[security]`.
     pub security: crate::SecuritySpec,
+    /// `[outbound]`.
+    pub outbound: crate::OutboundRulesSpec,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -101,6 +103,11 @@ pub struct UserSpec {
     pub timezone: Option<String>,
     /// Personal hours: outside them the user is skipped on every number.
     pub hours: Option<HoursSpec>,
+    /// Short number colleagues dial to ring this user (`"101"`).
+    pub extension: Option<String>,
+    /// The line (a number the user is a member of, as written) shown when
+    /// they call out; else their first line.
+    pub default_number: Option<String>,
 }
 
 impl Default for UserSpec {
@@ -116,6 +123,8 @@ impl Default for UserSpec {
             do_not_disturb: false,
             timezone: None,
             hours: None,
+            extension: None,
+            default_number: None,
         }
     }
 }
@@ -203,6 +212,11 @@ pub struct User {
     pub do_not_disturb: bool,
     /// Personal hours, in the user's own time zone.
     pub hours: Option<UserHours>,
+    /// Digits colleagues dial to ring them.
+    pub extension: Option<String>,
+    /// The numbers the user is a member of (their lines), in config order,
+    /// with the one they call out from first.
+    pub lines: Vec<NumberIdx>,
 }
 
 /// A user's own hours.
@@ -224,6 +238,8 @@ impl fmt::Debug for User {
             .field("max_calls", &self.max_calls)
             .field("do_not_disturb", &self.do_not_disturb)
             .field("hours", &self.hours)
+            .field("extension", &self.extension)
+            .field("lines", &self.lines)
             .finish()
     }
 }
@@ -374,6 +390,8 @@ pub struct Directory {
     media: MediaSettings,
     webhooks: Vec<crate::Webhook>,
     security: crate::Security,
+    user_by_extension: HashMap<String, UserIdx>,
+    outbound: crate::OutboundRules,
 }
 
 impl Directory {
@@ -437,6 +455,16 @@ impl Directory {
 
     pub fn user_index(&self, id: &str) -> Option<UserIdx> {
         self.user_by_id.get(id).copied()
+    }
+
+    /// The user whose `extension` is `digits`.
+    pub fn user_by_extension(&self, digits: &str) -> Option<UserIdx> {
+        self.user_by_extension.get(digits).copied()
+    }
+
+    /// `[outbound]`: the dialling rule, restrictions and emergency numbers.
+    pub fn outbound_rules(&self) -> &crate::OutboundRules {
+        &self.outbound
     }
 
     pub fn numbers(&self) -> &[Number] {
@@ -539,11 +567,14 @@ pub(crate) fn compile(ws: WorkspaceSpec, errors: &mut Errors<'_>) -> Directory {
 
     let trunks = compile_trunks(ws.trunks, errors);
     let has_outbound_trunk = trunks.iter().any(|t| t.outbound.is_some());
-    let (users, user_by_id) = compile_users(ws.users, errors);
     let mut prompts = Prompts::new(errors.origin());
     let media = compile_media(&ws.media, errors);
     let webhooks = crate::webhooks::compile_webhooks(ws.webhooks, errors);
     let security = crate::security::compile_security(ws.security, errors);
+    let outbound = crate::outbound::compile_outbound(ws.outbound, errors);
+    let default_numbers: Vec<Option<String>> =
+        ws.users.iter().map(|u| u.default_number.clone()).collect();
+    let (mut users, user_by_id) = compile_users(ws.users, errors);
     let (numbers, number_by_e164, menus) = compile_numbers(
         ws.numbers,
         &ws.menus,
@@ -552,6 +583,8 @@ pub(crate) fn compile(ws: WorkspaceSpec, errors: &mut Errors<'_>) -> Directory {
         &mut prompts,
         errors,
     );
+    assign_lines(&mut users, &numbers, &number_by_e164, &default_numbers, errors);
+    let user_by_extension = index_extensions(&users, &user_by_id, &outbound, errors);
 
     Directory {
         domain: ws.domain,
@@ -566,7 +599,82 @@ pub(crate) fn compile(ws: WorkspaceSpec, errors: &mut Errors<'_>) -> Directory {
         media,
         webhooks,
         security,
+        user_by_extension,
+        outbound,
     }
+}
+
+/// Each user's lines (the numbers listing them as members), the
+/// `default_number` first when it is one of them.
+fn assign_lines(
+    users: &mut [User],
+    numbers: &[Number],
+    by_e164: &HashMap<String, NumberIdx>,
+    default_numbers: &[Option<String>],
+    errors: &mut Errors<'_>,
+) {
+    for (n, number) in numbers.iter().enumerate() {
+        for &member in &number.members {
+            if let Some(user) = users.get_mut(member.0 as usize) {
+                user.lines.push(NumberIdx(n as u32));
+            }
+        }
+    }
+    for (i, (user, default)) in users.iter_mut().zip(default_numbers).enumerate() {
+        let Some(default) = default else {
+            continue;
+        };
+        let idx = normalize_e164(default).and_then(|e| by_e164.get(e.as_str()).copied());
+        match idx.and_then(|idx| user.lines.iter().position(|&l| l == idx)) {
+            Some(pos) => {
+                let line = user.lines.remove(pos);
+                user.lines.insert(0, line);
+            }
+            None if idx.is_some() => errors.push(
+                format!("users[{i}].default_number"),
+                format!(
+                    "`{default}` is not one of {}'s lines (add them to that number's members first)",
+                    user.id
+                ),
+            ),
+            None => errors.push(
+                format!("users[{i}].default_number"),
+                format!("`{default}` is not one of the workspace's numbers"),
+            ),
+        }
+    }
+}
+
+/// Extensions: digits, one user each, and neither a user id nor an
+/// emergency number (a colleague dialling it must reach one person).
+fn index_extensions(
+    users: &[User],
+    by_id: &HashMap<String, UserIdx>,
+    outbound: &crate::OutboundRules,
+    errors: &mut Errors<'_>,
+) -> HashMap<String, UserIdx> {
+    let mut by_extension: HashMap<String, UserIdx> = HashMap::new();
+    for (i, user) in users.iter().enumerate() {
+        let Some(ext) = &user.extension else {
+            continue;
+        };
+        let key = format!("users[{i}].extension");
+        if ext.is_empty() || ext.len() > 10 || !ext.bytes().all(|b| b.is_ascii_digit()) {
+            errors.push(key, format!("`{ext}` must be 1 to 10 digits (such as \"101\")"));
+        } else if let Some(first) = by_extension.get(ext) {
+            errors.push(
+                key,
+                format!("extension `{ext}` is already users[{}]'s", first.0),
+            );
+        } else if by_id.get(ext).is_some_and(|u| u.0 as usize != i) {
+            errors.push(key, format!("`{ext}` is another user's id"));
+        } else if outbound.emergency.iter().any(|e| e == ext) {
+            errors.push(key, format!("`{ext}` is an emergency number (outbound.emergency)"));
+        } else {
+            by_extension.insert(ext.clone(), UserIdx(i as u32));
+        }
+    }
+    by_extension
 }
 
 fn check_domain(domain: &str, errors: &mut Errors<'_>) {
@@ -727,6 +835,8 @@ fn compile_users(
             max_calls: spec.max_calls,
             do_not_disturb: spec.do_not_disturb,
             hours,
+            extension: spec.extension,
+            lines: Vec::new(),
         });
     }
     (users, by_id)

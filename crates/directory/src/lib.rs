@@ -28,6 +28,7 @@ mod e164;
 mod error;
 pub mod hours;
 mod media;
+mod outbound;
 mod security;
 mod webhooks;
 
@@ -43,6 +44,7 @@ pub use hours::{HoursSpec, Schedule, Window};
 pub use media::{
     MediaSettings, MediaSpec, Menu, MenuIdx, MenuSpec, Prompt, PromptIdx, Voicemail, VoicemailSpec,
 };
+pub use outbound::{NumberPattern, OutboundRules, OutboundRulesSpec, Restriction};
 pub use security::{Security, SecuritySpec};
 pub use webhooks::{Webhook, WebhookEvent, WebhookSpec};
 

@@ -33,9 +33,13 @@ pub enum Event {
 pub struct CallRecord {
     /// The caller's Call-ID.
     pub call_id: String,
+    pub direction: Direction,
+    /// The workspace user who placed the call (outbound and internal).
+    pub caller_user: Option<String>,
     /// What was dialled, as in the Request-URI.
     pub dialled: String,
-    /// The number in E.164, when it is one of the workspace's.
+    /// The number in E.164, when it is one of the workspace's: the number
+    /// dialled, or for an outbound call the caller's line shown as caller ID.
     pub number: Option<String>,
     /// The caller's address (the From URI).
     pub caller: String,
@@ -61,6 +65,27 @@ impl CallRecord {
         self.answered_by
             .and_then(|i| self.rang.get(i))
             .map(|a| a.user.as_str())
+    }
+}
+
+/// Who placed a call and where it goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// From a trunk to one of the workspace's numbers.
+    Inbound,
+    /// From a user, out through the trunk.
+    Outbound,
+    /// From a user to a colleague or one of the workspace's numbers.
+    Internal,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+            Direction::Internal => "internal",
+        }
     }
 }
 
@@ -180,6 +205,7 @@ pub enum CommandReply {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CallInfo {
     pub call_id: String,
+    pub direction: Direction,
     pub dialled: String,
     /// In E.164, when it is one of the workspace's numbers.
     pub number: Option<String>,

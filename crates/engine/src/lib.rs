@@ -45,7 +45,8 @@ use sip::validate::check_request;
 use sip::{HeaderName, Message, Method};
 
 pub use events::{
-    CallInfo, CallOutcome, CallRecord, Command, CommandError, CommandReply, Event, LegOutcome,
+    CallInfo, CallOutcome, CallRecord, Command, CommandError, CommandReply, Direction, Event,
+    LegOutcome,
     Party, RingAttempt, Skipped, Stats,
 };
 pub use guard::BanInfo;
@@ -715,7 +716,7 @@ pub(crate) const ALLOW_OUTSIDE_DIALOG: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS
 
 /// Methods relayed inside a call (advertised in the INVITEs and 2xx of calls).
 pub(crate) const ALLOW: &str =
-    "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, INFO, UPDATE, NOTIFY, REFER, MESSAGE";
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, INFO, UPDATE, NOTIFY, MESSAGE";
 
 /// Extensions we support, in leg INVITEs and OPTIONS answers.
 pub(crate) const SUPPORTED: &str = "100rel";

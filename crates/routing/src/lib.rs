@@ -24,6 +24,7 @@
 //! ([`ringable`]), so whoever became busy or signed out meanwhile is skipped
 //! without waiting.
 
+pub mod dial;
 pub mod hours;
 
 use std::time::Duration;
@@ -41,6 +42,9 @@ pub use hours::{OpenReason, Openness};
 pub struct IncomingCall<'a> {
     /// The user part of the Request-URI (or a `tel:` number) as dialled.
     pub dialled: &'a str,
+    /// The user placing the call, when it is one of the workspace's: never
+    /// rung by their own call (gate `caller`).
+    pub caller: Option<UserIdx>,
 }
 
 /// What a call does, step by step.
@@ -145,6 +149,8 @@ pub enum Gate {
     DoNotDisturb,
     /// Declined this call already (in a cascade, not rung again).
     Declined,
+    /// Placed this call (a user dialling their own line is not rung).
+    Caller,
 }
 
 impl Gate {
@@ -158,6 +164,7 @@ impl Gate {
             Gate::OutsideUserHours => "outside_user_hours",
             Gate::DoNotDisturb => "do_not_disturb",
             Gate::Declined => "declined",
+            Gate::Caller => "caller",
         }
     }
 }
@@ -194,7 +201,7 @@ where
     P: Registrations + Occupancy + ?Sized,
 {
     match find_number(directory, call.dialled) {
-        Some(number) => plan_number(directory, presence, number, at),
+        Some(number) => plan_number_for(directory, presence, number, at, call.caller),
         None => Plan::hang_up(None, 404),
     }
 }
@@ -215,6 +222,21 @@ pub fn plan_number<P>(directory: &Directory, presence: &P, idx: NumberIdx, at: T
 where
     P: Registrations + Occupancy + ?Sized,
 {
+    plan_number_for(directory, presence, idx, at, None)
+}
+
+/// [`plan_number`] for a call placed by `caller` (one of the workspace's
+/// users), who is skipped with gate `caller`.
+pub fn plan_number_for<P>(
+    directory: &Directory,
+    presence: &P,
+    idx: NumberIdx,
+    at: Timestamp,
+    caller: Option<UserIdx>,
+) -> Plan
+where
+    P: Registrations + Occupancy + ?Sized,
+{
     let number = directory.number(idx);
     let routing = &number.routing;
     let open = hours::state(number.hours.as_ref(), &number.timezone, at);
@@ -225,7 +247,12 @@ where
     let others = routing.not_in_ring.iter().map(|&user| (user, false));
     let total = number.members.len();
     for (seen, (user, in_routing)) in routed.chain(others).enumerate() {
-        match gate(directory, presence, user, in_routing, at) {
+        let stopped_by = if Some(user) == caller {
+            Some(Gate::Caller)
+        } else {
+            gate(directory, presence, user, in_routing, at)
+        };
+        match stopped_by {
             None => users.push(user),
             Some(gate) => {
                 if skipped.capacity() == 0 {
@@ -298,13 +325,14 @@ pub fn ring_group_tiers(group: &RingGroup) -> (Vec<Tier>, Duration) {
 }
 
 /// Of `users`, those who can ring at `at`, in order (the gates of a routed
-/// user, and not `declined` in this call), and the others with the gate
-/// that stops them. For a tier whose turn has come.
+/// user, not `declined` in this call, and not its `caller`), and the others
+/// with the gate that stops them. For a tier whose turn has come.
 pub fn ringable<P>(
     directory: &Directory,
     presence: &P,
     users: &[UserIdx],
     declined: &[UserIdx],
+    caller: Option<UserIdx>,
     at: Timestamp,
 ) -> (Vec<UserIdx>, Vec<MemberVerdict>)
 where
@@ -313,7 +341,9 @@ where
     let mut ring = Vec::with_capacity(users.len());
     let mut skipped = Vec::new();
     for &user in users {
-        let stopped_by = if declined.contains(&user) {
+        let stopped_by = if Some(user) == caller {
+            Some(Gate::Caller)
+        } else if declined.contains(&user) {
             Some(Gate::Declined)
         } else {
             gate(directory, presence, user, true, at)

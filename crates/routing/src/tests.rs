@@ -86,7 +86,7 @@ fn ids(dir: &Directory, users: &[UserIdx]) -> Vec<String> {
 }
 
 fn ringing(dir: &Directory, p: &Arc<Presence>, dialled: &str) -> Result<Vec<String>, u16> {
-    let plan = decide(dir, &p.view(dir), &IncomingCall { dialled }, now());
+    let plan = decide(dir, &p.view(dir), &IncomingCall { dialled, caller: None }, now());
     match plan.first_tier() {
         Some(tier) => {
             assert_eq!(plan.tiers.len(), 1, "one tier for a simultaneous number");
@@ -237,6 +237,7 @@ fn each_gate_as_a_table() {
             &view,
             &IncomingCall {
                 dialled: "+15550100",
+                caller: None,
             },
             now(),
         );

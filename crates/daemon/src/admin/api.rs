@@ -1246,6 +1246,7 @@ async fn calls(State(api): Shared) -> ApiResult {
                 json!({
                     "call_id": c.call_id,
                     "number": c.number,
+                    "direction": c.direction.as_str(),
                     "dialled": c.dialled,
                     "caller": c.caller,
                     "state": c.state,

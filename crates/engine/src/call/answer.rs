@@ -209,11 +209,14 @@ impl<B: Backend> Engine<B> {
         let Some(call) = self.calls.get_mut(key) else {
             return;
         };
+        let current = call.current_number();
         let Some(media) = call.media.as_mut() else {
             return;
         };
         let session = media.session;
-        let number_idx = call.plan.number.unwrap_or(call.number);
+        let Some(number_idx) = current else {
+            return;
+        };
         let workspace = std::sync::Arc::clone(&call.workspace);
         let number = workspace.directory.number(number_idx);
         let rings = !matches!(
@@ -529,10 +532,12 @@ impl<B: Backend> Engine<B> {
         let Some(call) = self.calls.get(key) else {
             return Vec::new();
         };
-        let number = call
-            .workspace
-            .directory
-            .number(call.plan.number.unwrap_or(call.number));
+        let Some(number) = call
+            .current_number()
+            .map(|n| call.workspace.directory.number(n))
+        else {
+            return Default::default();
+        };
         let mut sounds = match number.voicemail.greeting {
             Some(prompt) => vec![prompt_sound(&call.workspace, prompt)],
             None => vec![
@@ -550,10 +555,12 @@ impl<B: Backend> Engine<B> {
         let Some(call) = self.calls.get(key) else {
             return;
         };
-        let number = call
-            .workspace
-            .directory
-            .number(call.plan.number.unwrap_or(call.number));
+        let Some(number) = call
+            .current_number()
+            .map(|n| call.workspace.directory.number(n))
+        else {
+            return Default::default();
+        };
         let max_length = number.voicemail.max_length;
         if let Some(call) = self.calls.get_mut(key) {
             call.voicemail = true;
@@ -561,10 +568,12 @@ impl<B: Backend> Engine<B> {
         let Some(call) = self.calls.get(key) else {
             return;
         };
-        let number = call
-            .workspace
-            .directory
-            .number(call.plan.number.unwrap_or(call.number));
+        let Some(number) = call
+            .current_number()
+            .map(|n| call.workspace.directory.number(n))
+        else {
+            return Default::default();
+        };
         let meta = VoicemailMeta {
             caller: call.caller.uri.clone(),
             number: number.e164.clone(),

@@ -149,7 +149,10 @@ impl<B: Backend> Engine<B> {
         let Some(mut call) = self.calls.remove(key) else {
             return;
         };
-        if let Some(lease) = call.lease.take() {
+        for lease in [call.lease.take(), call.caller_lease.take()]
+            .into_iter()
+            .flatten()
+        {
             let active_calls = call.workspace.presence.release(&lease);
             let busy = active_calls >= self.max_calls_now(&lease.user);
             self.emit(Event::BusyChanged {
@@ -183,7 +186,7 @@ impl<B: Backend> Engine<B> {
         }
         tracing::debug!(
             call_id = %call.caller.dialog.call_id,
-            number = %call.workspace.directory.number(call.number).e164,
+            number = call.e164().as_deref().unwrap_or(""),
             ?outcome,
             "call ended"
         );
@@ -199,20 +202,27 @@ impl<B: Backend> Engine<B> {
     pub(crate) fn reject_record(
         &mut self,
         workspace: &Workspace<B::View>,
-        request: RequestSummary,
-        dialled: String,
-        plan: Plan,
+        refused: Refused,
+        plan: &Plan,
         at: Timestamp,
-        status: u16,
     ) {
         self.counters.calls_ended += 1;
+        let Refused {
+            summary,
+            dialled,
+            direction,
+            caller_user,
+            status,
+        } = refused;
         let record = CallRecord {
-            call_id: request.call_id,
+            call_id: summary.call_id,
+            direction,
+            caller_user: caller_user.map(|u| workspace.directory.user(u).id.clone()),
             number: plan
                 .number
                 .map(|n| workspace.directory.number(n).e164.clone()),
             dialled,
-            caller: request.caller,
+            caller: summary.caller,
             started: at,
             answered: None,
             ended: at,
@@ -285,6 +295,16 @@ impl<B: Backend> Engine<B> {
     }
 }
 
+/// A user's or trunk's INVITE refused before any call existed, as its
+/// record needs it.
+pub(crate) struct Refused {
+    pub(crate) summary: RequestSummary,
+    pub(crate) dialled: String,
+    pub(crate) direction: crate::events::Direction,
+    pub(crate) caller_user: Option<directory::UserIdx>,
+    pub(crate) status: u16,
+}
+
 /// Every member who did not ring, with its gate.
 fn skipped<V>(workspace: &Workspace<V>, verdicts: &[routing::MemberVerdict]) -> Vec<Skipped> {
     verdicts
@@ -305,6 +325,10 @@ fn record_of<V>(call: Call<V>, ended: Timestamp, outcome: CallOutcome) -> CallRe
         CallState::Ringing => None,
     };
     let skipped = skipped(&call.workspace, &call.skipped);
+    let number = call.e164();
+    let caller_user = call
+        .caller_user
+        .map(|u| call.workspace.directory.user(u).id.clone());
     let rang = call
         .legs
         .into_iter()
@@ -319,7 +343,9 @@ fn record_of<V>(call: Call<V>, ended: Timestamp, outcome: CallOutcome) -> CallRe
         .collect();
     CallRecord {
         call_id: call.caller.dialog.call_id,
-        number: Some(call.workspace.directory.number(call.number).e164.clone()),
+        direction: call.direction,
+        caller_user,
+        number,
         dialled: call.dialled,
         caller: call.caller.uri,
         started: call.started,

@@ -7,23 +7,25 @@
 //! tier) and the destinations after the tiers build on it.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use directory::{Strategy, UserIdx, UserStatus};
+use directory::{NumberIdx, Strategy, UserIdx, UserStatus};
 use presence::{Occupancy, Registrations, UserRef};
-use routing::IncomingCall;
+use routing::dial::{Dialled, Refusal};
+use routing::{IncomingCall, Plan};
 use sip::build::{contact_value, quoted, response_to};
 use sip::dialog::{tag_of, Dialog};
 use sip::header::Uri;
 use sip::transaction::{Peer, Transmit, TxId};
 use sip::{HeaderName, Message, Method};
 
-use super::plan::TierEnd;
+use super::end::Refused;
+use super::plan::{TierEnd, TrunkCall};
 use super::{Call, CallKey, CallState, CallTimer, Caller, Leg, LegId, LegState, LegTarget, Side};
 use crate::addressing::{binding_peer, local_addr};
 use crate::auth::AuthOutcome;
-use crate::events::LegOutcome;
+use crate::events::{Direction, LegOutcome};
 use crate::{Backend, Engine, Event, Output, TxCtx, Workspace, ALLOW, SUPPORTED};
 
 impl<B: Backend> Engine<B> {
@@ -36,36 +38,77 @@ impl<B: Backend> Engine<B> {
             return;
         }
         let workspace = self.workspace.load_full();
+        // A phone is told from a trunk by what it says it is (one of our
+        // users), not only by where it sends from: phones and trunks may
+        // share an address (loopback, a NAT).
         let from_trunk = workspace
             .directory
             .trunk_for_source(from.addr.ip())
-            .is_some();
+            .is_some()
+            && !names_a_user(&request, &workspace.directory);
         // Challenges and refusals are stateless: a transaction exists only
         // for a trunk's call or once the caller's credentials check out.
-        if !from_trunk && !self.authorise_caller(now, from, &request, &workspace) {
-            return;
-        }
+        let caller_user = if from_trunk {
+            None
+        } else {
+            match self.authorise_caller(now, from, &request, &workspace) {
+                Some(user) => Some(user),
+                None => return,
+            }
+        };
         let tx = self.tl.new_server(now, from, request, TxCtx::Plain);
         let Some(req) = self.tl.request(tx) else {
             return;
         };
         let at = self.clock.timestamp(now);
         let dialled = dialled_number(req.request_uri().unwrap_or("")).to_string();
-        let plan = routing::decide(
-            &workspace.directory,
-            &workspace.presence,
-            &IncomingCall { dialled: &dialled },
-            at,
-        );
-        let Some(number_idx) = plan.number else {
-            // Not one of the workspace's numbers: 404 before any call exists.
-            let summary = req_summary(req);
-            self.respond_plain(now, tx, 404);
-            self.reject_record(&workspace, summary, dialled, plan, at, 404);
+        let start = match caller_user {
+            None => {
+                let plan = routing::decide(
+                    &workspace.directory,
+                    &workspace.presence,
+                    &IncomingCall {
+                        dialled: &dialled,
+                        caller: None,
+                    },
+                    at,
+                );
+                if plan.number.is_none() {
+                    // Not one of the workspace's numbers: 404 before any call exists.
+                    let summary = req_summary(req);
+                    self.respond_plain(now, tx, 404);
+                    let refused = Refused {
+                        summary,
+                        dialled,
+                        direction: Direction::Inbound,
+                        caller_user: None,
+                        status: 404,
+                    };
+                    self.reject_record(&workspace, refused, &plan, at);
+                    return;
+                }
+                Start {
+                    number: plan.number,
+                    plan,
+                    direction: Direction::Inbound,
+                    out: None,
+                }
+            }
+            Some(user) => match self.place(now, tx, &workspace, user, &dialled, at) {
+                Some(start) => start,
+                None => return,
+            },
+        };
+        let Some(req) = self.tl.request(tx) else {
             return;
         };
-        let number = workspace.directory.number(number_idx);
-        let span = tracing::debug_span!("call", call_id = %caller_call_id, number = %number.e164);
+        let number = start.number.map(|n| workspace.directory.number(n).e164.as_str());
+        let span = tracing::debug_span!(
+            "call",
+            call_id = %caller_call_id,
+            number = number.unwrap_or(""),
+            direction = start.direction.as_str()
+        );
         let _enter = span.enter();
         let local_tag = self.ids.tag();
         let caller = Caller {
@@ -86,13 +129,15 @@ impl<B: Backend> Engine<B> {
             }),
         };
         let key = self.calls.next_key();
-        let skipped = plan.skipped.clone();
+        let skipped = start.plan.skipped.clone();
         let call = Call {
             workspace: Arc::clone(&workspace),
-            number: number_idx,
+            number: start.number,
             dialled,
+            direction: start.direction,
+            caller_user,
             caller,
-            plan,
+            plan: start.plan,
             step: 0,
             tier_from: 0,
             attempt_deadline: now,
@@ -103,6 +148,7 @@ impl<B: Backend> Engine<B> {
             legs: Vec::new(),
             state: CallState::Ringing,
             lease: None,
+            caller_lease: None,
             relayed_invite: None,
             media: None,
             leg_offer: None,
@@ -115,19 +161,129 @@ impl<B: Backend> Engine<B> {
         };
         self.tl.set_context(tx, TxCtx::Inbound(key));
         self.calls.insert(key, call);
-        self.start_plan(now, key);
+        match start.out {
+            Some(to) => {
+                let directory = &workspace.directory;
+                // The line shown as caller ID; an emergency call from a user
+                // without one shows the workspace's first number.
+                let shown = start
+                    .number
+                    .or_else(|| (!directory.numbers().is_empty()).then_some(NumberIdx(0)))
+                    .map(|n| directory.number(n).e164.clone())
+                    .unwrap_or_else(|| "anonymous".to_string());
+                let out = TrunkCall {
+                    to: &to,
+                    shown: &shown,
+                    diversion: None,
+                    asserted: true,
+                };
+                tracing::info!(user = ?caller_user.map(|u| &directory.user(u).id), "calling out");
+                self.ring_trunk(now, key, directory, out, OUTBOUND_TIMEOUT);
+            }
+            None => self.start_plan(now, key),
+        }
+    }
+
+    /// What a user's call does ([`routing::dial::dial`]), or its refusal,
+    /// answered on `tx` with a reason phrase and a `Warning` saying why,
+    /// logged and recorded.
+    fn place(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        workspace: &Workspace<B::View>,
+        user: UserIdx,
+        dialled: &str,
+        at: jiff::Timestamp,
+    ) -> Option<Start> {
+        let directory = &workspace.directory;
+        let outbound = |line: Option<NumberIdx>, to: String| Start {
+            number: line,
+            plan: empty_plan(line, OUTBOUND_TIMEOUT),
+            direction: Direction::Outbound,
+            out: Some(to),
+        };
+        match routing::dial::dial(directory, &workspace.presence, user, dialled, at) {
+            Ok(Dialled::Emergency { to, line }) => {
+                tracing::warn!(user = %directory.user(user).id, %to, "emergency call");
+                Some(outbound(line, to))
+            }
+            Ok(Dialled::External { to, line }) => Some(outbound(Some(line), to)),
+            Ok(Dialled::User(target)) => {
+                let mut plan = empty_plan(None, INTERNAL_RING_TIMEOUT);
+                plan.tiers.push(routing::Tier {
+                    users: vec![target],
+                    strategy: Strategy::Simultaneous,
+                    timeout: INTERNAL_RING_TIMEOUT,
+                });
+                Some(Start {
+                    number: None,
+                    plan,
+                    direction: Direction::Internal,
+                    out: None,
+                })
+            }
+            Ok(Dialled::Number(number)) => Some(Start {
+                number: Some(number),
+                plan: routing::plan_number_for(
+                    directory,
+                    &workspace.presence,
+                    number,
+                    at,
+                    Some(user),
+                ),
+                direction: Direction::Internal,
+                out: None,
+            }),
+            Err(refusal) => {
+                let status = refusal.status();
+                let why = refusal.reason();
+                tracing::info!(
+                    user = %directory.user(user).id,
+                    dialled,
+                    why = refusal.code(),
+                    pattern = ?match &refusal { Refusal::Denied { pattern } => pattern.as_deref(), _ => None },
+                    status,
+                    "call refused"
+                );
+                let tag = self.ids.tag();
+                let req = self.tl.request(tx)?;
+                let summary = req_summary(req);
+                let mut reply = response_to(req, status, why, Some(&tag), false);
+                reply.push_other(
+                    "Warning",
+                    &format!("399 {} {}", self.cfg.domain, quoted(why)),
+                );
+                self.tl.respond(now, tx, &reply);
+                let direction = match refusal {
+                    Refusal::NoLine | Refusal::Denied { .. } | Refusal::NoTrunk => {
+                        Direction::Outbound
+                    }
+                    _ => Direction::Internal,
+                };
+                let refused = Refused {
+                    summary,
+                    dialled: dialled.to_string(),
+                    direction,
+                    caller_user: Some(user),
+                    status,
+                };
+                self.reject_record(workspace, refused, &empty_plan(None, Duration::ZERO), at);
+                None
+            }
+        }
     }
 
     /// Digest auth of a caller that is not a trunk, before any
-    /// transaction exists. False when the INVITE was answered (challenged
-    /// or refused, statelessly).
+    /// transaction exists: the user placing the call, or `None` when the
+    /// INVITE was answered (challenged or refused, statelessly).
     fn authorise_caller(
         &mut self,
         now: Instant,
         from: Peer,
         request: &Message,
         workspace: &Workspace<B::View>,
-    ) -> bool {
+    ) -> Option<UserIdx> {
         let from_ip = from.addr.ip();
         let outcome = self.authenticate(now, request, HeaderName::ProxyAuthorization, from_ip);
         match self.accept_credentials(now, outcome) {
@@ -136,8 +292,8 @@ impl<B: Backend> Engine<B> {
                 let active = workspace
                     .directory
                     .user_index(&id)
-                    .is_some_and(|i| workspace.directory.user(i).status == UserStatus::Active);
-                if !active {
+                    .filter(|&i| workspace.directory.user(i).status == UserStatus::Active);
+                if active.is_none() {
                     self.signin_log
                         .refused(now, from_ip, &id, "INVITE", "account not active");
                     self.auth_failed(now, from_ip);
@@ -147,14 +303,14 @@ impl<B: Backend> Engine<B> {
             }
             AuthOutcome::Challenge { stale } => {
                 self.challenge_stateless(now, from, request, 407, stale);
-                false
+                None
             }
             AuthOutcome::Forbidden { user, reason } => {
                 self.signin_log
                     .refused(now, from_ip, &user, "INVITE", reason);
                 self.auth_failed(now, from_ip);
                 self.refuse_stateless(from, request, 403);
-                false
+                None
             }
         }
     }
@@ -177,9 +333,22 @@ impl<B: Backend> Engine<B> {
         };
         let max_forwards = req.max_forwards().unwrap_or(70).saturating_sub(1).min(70);
         let (content_type, body) = super::leg_offer(&self.calls, key, req);
-        let trusted = self.calls.get(key).is_some_and(|c| c.caller.from_trunk);
-        let (caller_name, caller_user) = caller_identity(req, trusted);
-        let display = quoted(&format!("{caller_name} ({line})"));
+        let call = self.calls.get(key);
+        let trusted = call.is_some_and(|c| c.caller.from_trunk);
+        let (caller_name, caller_user) = match call.and_then(|c| c.caller_user) {
+            // One of ours: shown as the directory knows them.
+            Some(u) => {
+                let placing = workspace.directory.user(u);
+                let dial_back = placing.extension.as_ref().unwrap_or(&placing.id);
+                (placing.name.clone(), dial_back.clone())
+            }
+            None => caller_identity(req, trusted),
+        };
+        let display = if line.is_empty() {
+            quoted(&caller_name)
+        } else {
+            quoted(&format!("{caller_name} ({line})"))
+        };
         let now_ms = self.clock.unix_ms(now);
         let mut legs = Vec::new();
         for &user_idx in users {
@@ -496,6 +665,35 @@ impl<B: Backend> Engine<B> {
             }
         }
 
+        // A user who placed the call is in it too (internal and outbound).
+        let placing = self
+            .calls
+            .get(key)
+            .and_then(|c| c.caller_user)
+            .map(|idx| (idx, Box::<str>::from(workspace.directory.user(idx).id.as_str())));
+        if let Some((idx, user_id)) = &placing {
+            let who = UserRef {
+                idx: *idx,
+                id: user_id,
+            };
+            let holder = self.lease_base.wrapping_add(key);
+            let lease = workspace.presence.take(who, holder, lease_until);
+            let caller_at_limit = lease.active_after >= self.max_calls_now(user_id);
+            self.emit(Event::BusyChanged {
+                user: user_id.clone(),
+                active_calls: lease.active_after,
+                busy: caller_at_limit,
+            });
+            if let Some(call) = self.calls.get_mut(key) {
+                call.caller_lease = Some(lease);
+            }
+            if caller_at_limit {
+                for (other_key, other_leg) in self.calls.ringing_for(user_id, key) {
+                    self.cancel_leg(now, other_key, other_leg, true);
+                }
+            }
+        }
+
         if bridged {
             // The caller talks to the relay already: it now joins the leg.
             self.bridge(key, response);
@@ -756,6 +954,57 @@ pub(crate) fn leg_id(n: usize) -> Option<LegId> {
 
 /// RFC 3326: what the other legs are told when one answered.
 pub(crate) const COMPLETED_ELSEWHERE: &str = "SIP;cause=200;text=\"Call completed elsewhere\"";
+
+/// How a new call starts: its plan, and for a call out the number the
+/// trunk leg calls.
+struct Start {
+    number: Option<NumberIdx>,
+    plan: Plan,
+    direction: Direction,
+    out: Option<String>,
+}
+
+/// A plan with no tier yet, hanging up (with the status the legs earn)
+/// when its tiers are done.
+fn empty_plan(number: Option<NumberIdx>, ring_timeout: Duration) -> Plan {
+    Plan {
+        number,
+        open: routing::Openness::ALWAYS,
+        tiers: Vec::new(),
+        ring_timeout,
+        then: directory::Destination::Hangup { status: None },
+        skipped: Vec::new(),
+    }
+}
+
+/// Whether a request says it comes from one of our users: credentials for
+/// one, or a From of our domain naming a user id or extension. Such an
+/// INVITE is a user's call wherever it comes from, and is authenticated.
+fn names_a_user(request: &Message, directory: &directory::Directory) -> bool {
+    let has_credentials = request.header(HeaderName::ProxyAuthorization).is_some()
+        || request.header(HeaderName::Authorization).is_some();
+    if has_credentials {
+        return true;
+    }
+    let Some(from) = request.from_header() else {
+        return false;
+    };
+    let Ok(uri) = Uri::parse(from.uri) else {
+        return false;
+    };
+    let Some(user) = uri.user else {
+        return false;
+    };
+    uri.host.eq_ignore_ascii_case(directory.domain())
+        && (directory.user_index(user).is_some() || directory.user_by_extension(user).is_some())
+}
+
+/// How long an outbound call may ring before the daemon gives up (the
+/// carrier's own Timer C is usually three minutes).
+pub(crate) const OUTBOUND_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// How long a call to a colleague rings.
+const INTERNAL_RING_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How often a ringing call tells its caller it still rings (§13.3.1.1
 /// asks for at least once a minute).

@@ -241,8 +241,14 @@ pub(crate) struct Call<V> {
     /// The snapshot the call was routed with, kept until it ends: its user
     /// indices, and the presence view its lease goes back to.
     pub(crate) workspace: Arc<Workspace<V>>,
-    pub(crate) number: NumberIdx,
+    /// The number the call is for: the one dialled, or for an outbound
+    /// call the caller's line (none for a call to a colleague, or an
+    /// emergency call from a user without a line).
+    pub(crate) number: Option<NumberIdx>,
     pub(crate) dialled: String,
+    pub(crate) direction: crate::events::Direction,
+    /// The workspace user who placed the call (outbound and internal).
+    pub(crate) caller_user: Option<UserIdx>,
     pub(crate) caller: Caller,
     /// What the call does, and how far it got: the tier being rung, the
     /// first of its legs, and when the whole attempt must stop.
@@ -264,6 +270,9 @@ pub(crate) struct Call<V> {
     pub(crate) state: CallState,
     /// The answering user's occupancy, held from answer to end.
     pub(crate) lease: Option<Lease>,
+    /// The calling user's, over the same span (a user placing a call is
+    /// busy with it like one taking a call).
+    pub(crate) caller_lease: Option<Lease>,
     pub(crate) relayed_invite: Option<RelayedInvite>,
     /// The daemon's own media for this call (message, voicemail, IVR).
     pub(crate) media: Option<Box<answer::MediaCall>>,
@@ -294,8 +303,9 @@ pub(crate) fn info<V>(call: &Call<V>) -> crate::events::CallInfo {
     };
     crate::events::CallInfo {
         call_id: call.caller.dialog.call_id.clone(),
+        direction: call.direction,
         dialled: call.dialled.clone(),
-        number: Some(call.workspace.directory.number(call.number).e164.clone()),
+        number: call.e164(),
         caller: call.caller.uri.clone(),
         state,
         ringing: call
@@ -341,6 +351,18 @@ pub(crate) fn leg_offer<V>(
 }
 
 impl<V> Call<V> {
+    /// The call's number in E.164 (see [`Call::number`]).
+    pub(crate) fn e164(&self) -> Option<String> {
+        self.number
+            .map(|n| self.workspace.directory.number(n).e164.clone())
+    }
+
+    /// The number whose plan the call follows now (a destination may have
+    /// moved it to another), else the one it was placed to or from.
+    pub(crate) fn current_number(&self) -> Option<directory::NumberIdx> {
+        self.plan.number.or(self.number)
+    }
+
     pub(crate) fn leg(&self, id: LegId) -> Option<&Leg> {
         self.legs.get(usize::from(id.0))
     }
@@ -384,8 +406,14 @@ impl<V> Call<V> {
             .all(|l| l.state == LegState::Done)
     }
 
-    /// 486 when every device was busy (or its user became busy), else 480.
+    /// 486 when every device was busy (or its user became busy), else 480;
+    /// an outbound call gives its caller the carrier's own refusal.
     pub(crate) fn failure_status(&self) -> u16 {
+        if self.direction == crate::events::Direction::Outbound {
+            if let Some(LegOutcome::Refused(status)) = self.legs.last().and_then(|l| l.outcome) {
+                return status;
+            }
+        }
         // A leg that sent the call on (a followed redirect) is not who failed.
         let mut tried = self.legs.iter().filter(|l| {
             !matches!(

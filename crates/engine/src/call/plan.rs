@@ -27,6 +27,18 @@ pub(crate) const MAX_DESTINATIONS: u8 = 8;
 /// `ring_timeout` is longer.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// A call out through the trunk: whom, shown as whom, and why.
+pub(crate) struct TrunkCall<'a> {
+    /// The number called (the Request-URI's user part).
+    pub(crate) to: &'a str,
+    /// The From's user part: the caller's number, or one of our lines.
+    pub(crate) shown: &'a str,
+    /// A `Diversion` (RFC 5806) for a forwarded call.
+    pub(crate) diversion: Option<&'a str>,
+    /// `shown` is one of our lines: also in `P-Asserted-Identity`.
+    pub(crate) asserted: bool,
+}
+
 /// Why a tier stopped ringing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum TierEnd {
@@ -85,6 +97,7 @@ impl<B: Backend> Engine<B> {
                 &workspace.presence,
                 &tier.users,
                 &call.declined,
+                call.caller_user,
                 at,
             );
             let deadline = (now + tier.timeout).min(call.attempt_deadline);
@@ -180,8 +193,13 @@ impl<B: Backend> Engine<B> {
             }
             Destination::Number(number) => {
                 let workspace = Arc::clone(&call.workspace);
-                call.plan =
-                    routing::plan_number(&workspace.directory, &workspace.presence, number, at);
+                call.plan = routing::plan_number_for(
+                    &workspace.directory,
+                    &workspace.presence,
+                    number,
+                    at,
+                    call.caller_user,
+                );
                 self.start_plan(now, key);
             }
             media @ (Destination::Voicemail | Destination::Ivr(_) | Destination::Message(_)) => {
@@ -195,52 +213,82 @@ impl<B: Backend> Engine<B> {
                     (true, true) => "no-answer",
                     (true, false) => "unavailable",
                 };
-                let number = call.plan.number.unwrap_or(call.number);
+                let Some(number) = call.current_number() else {
+                    return self.fail_call(now, key, 480, CallOutcome::Failed { status: 480 });
+                };
                 let workspace = Arc::clone(&call.workspace);
-                let timeout = workspace.directory.number(number).ring_timeout;
-                call.plan.tiers.clear();
-                call.plan.then = Destination::DEFAULT_NO_ANSWER;
-                call.step = 0;
-                call.attempt_deadline = now + timeout.max(FORWARD_TIMEOUT);
-                let e164 = workspace.directory.number(number).e164.clone();
-                match self.fork_forward(
-                    now,
-                    key,
-                    &workspace.directory,
-                    &to,
-                    caller_id,
-                    &e164,
-                    reason,
-                ) {
-                    Some(leg) => {
-                        let Some(call) = self.calls.get_mut(key) else {
-                            return;
-                        };
-                        call.tier_from = call.legs.len();
-                        let deadline = call.attempt_deadline;
-                        self.calls.add_legs(key, vec![leg]);
-                        self.calls.arm(key, deadline, CallTimer::RingTimeout);
-                        self.arm_still_ringing(now, key);
-                    }
-                    None => self.fail_call(now, key, 480, CallOutcome::Failed { status: 480 }),
-                }
+                let directory = &workspace.directory;
+                let timeout = directory.number(number).ring_timeout.max(FORWARD_TIMEOUT);
+                let e164 = directory.number(number).e164.clone();
+                let shown = match caller_id {
+                    CallerId::Caller => super::caller_invite(&self.tl, &self.calls, key)
+                        .and_then(|req| req.from_header())
+                        .and_then(|f| Uri::parse(f.uri).ok())
+                        .and_then(|u| u.user.map(str::to_string))
+                        .unwrap_or_else(|| e164.clone()),
+                    CallerId::Number => e164.clone(),
+                };
+                let diversion = format!(
+                    "<sip:{e164}@{}>;reason={reason};counter=1",
+                    self.cfg.domain
+                );
+                let out = TrunkCall {
+                    to: &to,
+                    shown: &shown,
+                    diversion: Some(&diversion),
+                    asserted: false,
+                };
+                self.ring_trunk(now, key, directory, out, timeout);
             }
         }
     }
 
-    /// A leg to the trunk's outbound side calling `to`, showing the caller
-    /// (or the number), with a `Diversion` naming the number (RFC 5806).
-    #[allow(clippy::too_many_arguments)]
-    fn fork_forward(
+    /// Rings `out` through the trunk for at most `timeout`, as the call's
+    /// only tier; a call that cannot (no trunk) fails with 480.
+    pub(crate) fn ring_trunk(
         &mut self,
         now: Instant,
         key: CallKey,
         directory: &directory::Directory,
-        to: &str,
-        caller_id: CallerId,
-        number: &str,
-        reason: &str,
+        out: TrunkCall<'_>,
+        timeout: Duration,
+    ) {
+        let Some(call) = self.calls.get_mut(key) else {
+            return;
+        };
+        call.plan.tiers.clear();
+        call.plan.then = Destination::DEFAULT_NO_ANSWER;
+        call.step = 0;
+        call.attempt_deadline = now + timeout;
+        match self.trunk_leg(now, key, directory, out) {
+            Some(leg) => {
+                let Some(call) = self.calls.get_mut(key) else {
+                    return;
+                };
+                call.tier_from = call.legs.len();
+                let deadline = call.attempt_deadline;
+                self.calls.add_legs(key, vec![leg]);
+                self.calls.arm(key, deadline, CallTimer::RingTimeout);
+                self.arm_still_ringing(now, key);
+            }
+            None => self.fail_call(now, key, 480, CallOutcome::Failed { status: 480 }),
+        }
+    }
+
+    /// A leg to the trunk's outbound side calling `out.to`.
+    fn trunk_leg(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        directory: &directory::Directory,
+        out: TrunkCall<'_>,
     ) -> Option<Leg> {
+        let TrunkCall {
+            to,
+            shown,
+            diversion,
+            asserted,
+        } = out;
         let trunk = directory.outbound_trunk()?;
         let outbound = trunk.outbound.as_ref()?;
         let first = self.calls.get(key)?.legs.len();
@@ -251,14 +299,6 @@ impl<B: Backend> Engine<B> {
         };
         let local_addr = self.local_addr(Transport::Udp);
         let uri = format!("sip:{to}@{}", outbound.address);
-        let shown = match caller_id {
-            CallerId::Caller => req
-                .from_header()
-                .and_then(|f| Uri::parse(f.uri).ok())
-                .and_then(|u| u.user.map(str::to_string))
-                .unwrap_or_else(|| number.to_string()),
-            CallerId::Number => number.to_string(),
-        };
         let local = format!("<sip:{shown}@{}>;tag={}", self.cfg.domain, self.ids.tag());
         let remote = format!("<{uri}>");
         let call_id = self.ids.call_id();
@@ -266,13 +306,17 @@ impl<B: Backend> Engine<B> {
         let (content_type, body) = super::leg_offer(&self.calls, key, req);
         let dialog = Dialog::uac(peer, call_id, local, remote, uri);
         let mut invite = dialog.invite(&mut self.ids, local_addr, max_forwards);
-        invite.push_other(
-            "Diversion",
-            &format!(
-                "<sip:{number}@{}>;reason={reason};counter=1",
-                self.cfg.domain
-            ),
-        );
+        if let Some(diversion) = diversion {
+            invite.push_other("Diversion", diversion);
+        }
+        if asserted {
+            // The carrier trusts us for the identity of our own lines
+            // (RFC 3325); the From says the same for those that do not.
+            invite.push(
+                HeaderName::PAssertedIdentity,
+                &format!("<sip:{shown}@{}>", self.cfg.domain),
+            );
+        }
         invite.push(HeaderName::Allow, ALLOW);
         if !body.is_empty() {
             // Late offer: no reliable 18x, whose offer a PRACK must answer.
@@ -287,7 +331,7 @@ impl<B: Backend> Engine<B> {
         let tx = self
             .tl
             .new_client(now, peer, invite, TxCtx::Leg(key, leg_id));
-        tracing::debug!(trunk = %trunk.name, "forwarding through the trunk");
+        tracing::debug!(trunk = %trunk.name, "calling out through the trunk");
         let target = LegTarget::Trunk {
             trunk: trunk.name.as_str().into(),
             to: to.to_string(),

@@ -84,16 +84,23 @@ impl<B: Backend> Engine<B> {
                 }
                 call.destinations += 1;
                 let (users, gated) =
-                    routing::ringable(directory, &workspace.presence, &[user], &call.declined, at);
+                    routing::ringable(
+                    directory,
+                    &workspace.presence,
+                    &[user],
+                    &call.declined,
+                    call.caller_user,
+                    at,
+                );
                 for verdict in gated {
                     if let Some(gate) = verdict.stopped_by {
                         call.note_skipped(verdict.user, gate);
                     }
                 }
-                let line = directory
-                    .number(call.plan.number.unwrap_or(call.number))
-                    .name
-                    .clone();
+                let line = call
+                    .current_number()
+                    .map(|n| directory.number(n).name.clone())
+                    .unwrap_or_default();
                 let legs = self.fork_users(now, key, &workspace, &line, &users);
                 if legs.is_empty() {
                     return false;
@@ -103,8 +110,7 @@ impl<B: Backend> Engine<B> {
                 true
             }
             RedirectTarget::Number(number) => {
-                let current = call.plan.number.unwrap_or(call.number);
-                if number == current || number == call.number {
+                if Some(number) == call.current_number() || Some(number) == call.number {
                     tracing::debug!("a redirect to the number being called: not followed");
                     return false;
                 }
@@ -120,7 +126,13 @@ impl<B: Backend> Engine<B> {
                             })
                     })
                     .collect();
-                call.plan = routing::plan_number(directory, &workspace.presence, number, at);
+                call.plan = routing::plan_number_for(
+                    directory,
+                    &workspace.presence,
+                    number,
+                    at,
+                    call.caller_user,
+                );
                 self.calls.disarm(key, CallTimer::RingTimeout);
                 for leg in ringing {
                     self.cancel_leg(now, key, leg, false);

@@ -138,6 +138,18 @@ impl<B: Backend> Engine<B> {
                 Side::Leg(_) => self.respond_plain(now, server_tx, 481),
             };
         }
+        if method == Method::Refer {
+            // Transfer (RFC 3515) is not carried out yet: the phone is told
+            // plainly, and keeps its call, rather than the REFER reaching a
+            // carrier that could not resolve our users' addresses.
+            let tag = self.ids.tag();
+            if let Some(req) = self.tl.request(server_tx) {
+                let mut reply = response_to(req, 405, "Method Not Allowed", Some(&tag), false);
+                reply.push(HeaderName::Allow, crate::ALLOW);
+                self.tl.respond(now, server_tx, &reply);
+            }
+            return;
+        }
         if method == Method::Bye {
             self.respond_plain(now, server_tx, 200);
             self.hang_up(now, key, side);
