@@ -264,7 +264,14 @@ pub fn outcome(record: &CallRecord) -> &'static str {
         .any(|a| matches!(a.outcome, LegOutcome::Refused(603 | 600)));
     match record.outcome {
         CallOutcome::Completed { .. } | CallOutcome::MaxDuration => match answered_by {
-            Some(a) if a.user.starts_with("trunk:") => "forwarded",
+            // A call out is answered by the trunk; an inbound one that the
+            // trunk answered was forwarded.
+            Some(a)
+                if a.user.starts_with("trunk:")
+                    && record.direction == engine::Direction::Inbound =>
+            {
+                "forwarded"
+            }
             Some(_) => "answered",
             None if record.voicemail => "voicemail",
             None => "abandoned",

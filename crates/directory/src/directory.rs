@@ -583,7 +583,13 @@ pub(crate) fn compile(ws: WorkspaceSpec, errors: &mut Errors<'_>) -> Directory {
         &mut prompts,
         errors,
     );
-    assign_lines(&mut users, &numbers, &number_by_e164, &default_numbers, errors);
+    assign_lines(
+        &mut users,
+        &numbers,
+        &number_by_e164,
+        &default_numbers,
+        errors,
+    );
     let user_by_extension = index_extensions(&users, &user_by_id, &outbound, errors);
 
     Directory {
@@ -660,7 +666,10 @@ fn index_extensions(
         };
         let key = format!("users[{i}].extension");
         if ext.is_empty() || ext.len() > 10 || !ext.bytes().all(|b| b.is_ascii_digit()) {
-            errors.push(key, format!("`{ext}` must be 1 to 10 digits (such as \"101\")"));
+            errors.push(
+                key,
+                format!("`{ext}` must be 1 to 10 digits (such as \"101\")"),
+            );
         } else if let Some(first) = by_extension.get(ext) {
             errors.push(
                 key,
@@ -669,7 +678,10 @@ fn index_extensions(
         } else if by_id.get(ext).is_some_and(|u| u.0 as usize != i) {
             errors.push(key, format!("`{ext}` is another user's id"));
         } else if outbound.emergency.iter().any(|e| e == ext) {
-            errors.push(key, format!("`{ext}` is an emergency number (outbound.emergency)"));
+            errors.push(
+                key,
+                format!("`{ext}` is an emergency number (outbound.emergency)"),
+            );
         } else {
             by_extension.insert(ext.clone(), UserIdx(i as u32));
         }

@@ -108,7 +108,7 @@ impl OutboundRules {
     /// number.
     pub fn is_emergency(&self, dialled: &str) -> bool {
         let digits: String = dialled.chars().filter(|c| !is_separator(*c)).collect();
-        self.emergency.iter().any(|e| *e == digits)
+        self.emergency.contains(&digits)
     }
 
     /// `dialled` as E.164: international forms as [`normalize_e164`] reads
@@ -288,8 +288,14 @@ mod tests {
             .finish()
             .map(|e| e.0.into_iter().map(|e| e.key).collect())
             .unwrap_or_default();
-        assert!(keys.contains(&"outbound.country_code".to_string()), "{keys:?}");
+        assert!(
+            keys.contains(&"outbound.country_code".to_string()),
+            "{keys:?}"
+        );
         assert!(keys.contains(&"outbound.deny[0]".to_string()), "{keys:?}");
-        assert!(keys.contains(&"outbound.emergency[0]".to_string()), "{keys:?}");
+        assert!(
+            keys.contains(&"outbound.emergency[0]".to_string()),
+            "{keys:?}"
+        );
     }
 }

@@ -46,8 +46,7 @@ use sip::{HeaderName, Message, Method};
 
 pub use events::{
     CallInfo, CallOutcome, CallRecord, Command, CommandError, CommandReply, Direction, Event,
-    LegOutcome,
-    Party, RingAttempt, Skipped, Stats,
+    LegOutcome, Party, RingAttempt, Skipped, Stats,
 };
 pub use guard::BanInfo;
 pub use sip::auth::Algorithm as DigestAlgorithm;

@@ -86,7 +86,15 @@ fn ids(dir: &Directory, users: &[UserIdx]) -> Vec<String> {
 }
 
 fn ringing(dir: &Directory, p: &Arc<Presence>, dialled: &str) -> Result<Vec<String>, u16> {
-    let plan = decide(dir, &p.view(dir), &IncomingCall { dialled, caller: None }, now());
+    let plan = decide(
+        dir,
+        &p.view(dir),
+        &IncomingCall {
+            dialled,
+            caller: None,
+        },
+        now(),
+    );
     match plan.first_tier() {
         Some(tier) => {
             assert_eq!(plan.tiers.len(), 1, "one tier for a simultaneous number");
@@ -326,4 +334,146 @@ fn a_user_outside_their_own_hours_is_skipped_on_every_number() {
         Some(Gate::OutsideUserHours)
     );
     assert_eq!(Gate::OutsideUserHours.as_str(), "outside_user_hours");
+}
+
+/// The Sales workspace with a trunk out, extensions, a second line for
+/// alice (her default), and the French dialling rule.
+fn dialling_workspace() -> Directory {
+    let mut users = vec![
+        user("alice", UserStatus::Active, 1),
+        user("bob", UserStatus::Active, 1),
+        user("carol", UserStatus::Active, 1),
+        user("frank", UserStatus::Active, 1),
+    ];
+    users[0].extension = Some("101".into());
+    users[0].default_number = Some("+15550200".into());
+    users[1].extension = Some("102".into());
+    let line = |number: &str, members: &[&str]| NumberSpec {
+        number: number.into(),
+        name: number.into(),
+        timezone: "Europe/Paris".into(),
+        members: members.iter().map(|m| m.to_string()).collect(),
+        strategy: Strategy::Simultaneous,
+        ring: members.iter().map(|m| m.to_string()).collect(),
+        ..NumberSpec::default()
+    };
+    let spec = WorkspaceSpec {
+        domain: "switchboard.test".into(),
+        seats: 10,
+        trunks: vec![TrunkSpec {
+            name: "carrier".into(),
+            sources: vec!["127.0.0.1/32".into()],
+            outbound: Some(directory::OutboundSpec {
+                address: "127.0.0.1:5070".into(),
+                ..Default::default()
+            }),
+        }],
+        users,
+        numbers: vec![
+            line("+15550100", &["alice", "bob", "carol"]),
+            line("+15550200", &["alice"]),
+        ],
+        outbound: directory::OutboundRulesSpec {
+            country_code: Some("+33".into()),
+            national_prefix: Some("0".into()),
+            deny: Some(vec!["+1900*".into()]),
+            emergency: Some(vec!["112".into(), "15".into()]),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Directory::from_workspace(spec, Path::new("test")).unwrap()
+}
+
+#[test]
+fn what_a_user_dials_goes_where_it_should_or_says_why_not() {
+    use dial::{dial, Dialled, Refusal};
+    let dir = dialling_workspace();
+    let p = Arc::new(Presence::new());
+    for id in ["alice", "bob", "carol", "frank"] {
+        sign_in(&p, id, NOW + 60_000);
+    }
+    let idx = |id: &str| dir.user_index(id).unwrap();
+    let line = |n: &str| dir.number_index(n).unwrap();
+    let view = p.view(&dir);
+    let from = |who: &str, dialled: &str| dial(&dir, &view, idx(who), dialled, now());
+
+    // Out, from the default line, then from the second line by prefix.
+    assert_eq!(
+        from("alice", "0612345678"),
+        Ok(Dialled::External {
+            to: "+33612345678".into(),
+            line: line("+15550200")
+        })
+    );
+    assert_eq!(
+        from("alice", "*2*0612345678"),
+        Ok(Dialled::External {
+            to: "+33612345678".into(),
+            line: line("+15550100")
+        })
+    );
+    assert_eq!(from("alice", "*3*0612345678"), Err(Refusal::NoSuchLine));
+    assert_eq!(from("frank", "0612345678"), Err(Refusal::NoLine));
+    assert_eq!(
+        from("alice", "+1 900 555 0100"),
+        Err(Refusal::Denied {
+            pattern: Some("+1900*".into())
+        })
+    );
+    // Colleagues by id or extension, our own numbers, and nobody.
+    assert_eq!(from("alice", "102"), Ok(Dialled::User(idx("bob"))));
+    assert_eq!(from("alice", "bob"), Ok(Dialled::User(idx("bob"))));
+    assert_eq!(from("alice", "101"), Err(Refusal::Yourself));
+    assert_eq!(
+        from("frank", "+15550100"),
+        Ok(Dialled::Number(line("+15550100")))
+    );
+    assert_eq!(from("frank", "nobody"), Err(Refusal::NoSuchDestination));
+
+    // Busy: a busy colleague is refused with 486, a busy caller too, but an
+    // emergency call goes out whatever the caller's state or lines.
+    take_calls(&dir, &p, "bob", 1);
+    let view = p.view(&dir);
+    let refusal = dial(&dir, &view, idx("alice"), "102", now()).unwrap_err();
+    assert_eq!((refusal.status(), refusal.reason()), (486, "User busy"));
+    let refusal = dial(&dir, &view, idx("bob"), "0612345678", now()).unwrap_err();
+    assert_eq!(refusal, Refusal::CallerBusy);
+    assert_eq!(
+        dial(&dir, &view, idx("bob"), "15", now()),
+        Ok(Dialled::Emergency {
+            to: "15".into(),
+            line: Some(line("+15550100"))
+        })
+    );
+    assert_eq!(
+        dial(&dir, &view, idx("frank"), "112", now()),
+        Ok(Dialled::Emergency {
+            to: "112".into(),
+            line: None
+        })
+    );
+}
+
+#[test]
+fn a_caller_is_never_rung_by_their_own_call() {
+    let dir = dialling_workspace();
+    let p = Arc::new(Presence::new());
+    for id in ["alice", "bob", "carol"] {
+        sign_in(&p, id, NOW + 60_000);
+    }
+    let alice = dir.user_index("alice").unwrap();
+    let call = IncomingCall {
+        dialled: "+15550100",
+        caller: Some(alice),
+    };
+    let plan = decide(&dir, &p.view(&dir), &call, now());
+    assert_eq!(ids(&dir, &plan.tiers[0].users), ["bob", "carol"]);
+    assert_eq!(
+        plan.skipped,
+        vec![MemberVerdict {
+            user: alice,
+            stopped_by: Some(Gate::Caller)
+        }]
+    );
 }

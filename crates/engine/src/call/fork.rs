@@ -102,7 +102,9 @@ impl<B: Backend> Engine<B> {
         let Some(req) = self.tl.request(tx) else {
             return;
         };
-        let number = start.number.map(|n| workspace.directory.number(n).e164.as_str());
+        let number = start
+            .number
+            .map(|n| workspace.directory.number(n).e164.as_str());
         let span = tracing::debug_span!(
             "call",
             call_id = %caller_call_id,
@@ -666,11 +668,12 @@ impl<B: Backend> Engine<B> {
         }
 
         // A user who placed the call is in it too (internal and outbound).
-        let placing = self
-            .calls
-            .get(key)
-            .and_then(|c| c.caller_user)
-            .map(|idx| (idx, Box::<str>::from(workspace.directory.user(idx).id.as_str())));
+        let placing = self.calls.get(key).and_then(|c| c.caller_user).map(|idx| {
+            (
+                idx,
+                Box::<str>::from(workspace.directory.user(idx).id.as_str()),
+            )
+        });
         if let Some((idx, user_id)) = &placing {
             let who = UserRef {
                 idx: *idx,

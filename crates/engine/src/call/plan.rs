@@ -228,10 +228,8 @@ impl<B: Backend> Engine<B> {
                         .unwrap_or_else(|| e164.clone()),
                     CallerId::Number => e164.clone(),
                 };
-                let diversion = format!(
-                    "<sip:{e164}@{}>;reason={reason};counter=1",
-                    self.cfg.domain
-                );
+                let diversion =
+                    format!("<sip:{e164}@{}>;reason={reason};counter=1", self.cfg.domain);
                 let out = TrunkCall {
                     to: &to,
                     shown: &shown,

@@ -83,8 +83,7 @@ impl<B: Backend> Engine<B> {
                     return false;
                 }
                 call.destinations += 1;
-                let (users, gated) =
-                    routing::ringable(
+                let (users, gated) = routing::ringable(
                     directory,
                     &workspace.presence,
                     &[user],
