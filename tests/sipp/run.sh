@@ -42,8 +42,8 @@
 # Environment:
 #   SB_SIPP_PORT     daemon UDP+TCP port, instead of port 0 (must be free)
 #   SB_SIPP_BASE     fixed sipp ports instead of drawn ones (must be free):
-#                    UAC +70..+72, phones +81..+83, REGISTER +90, probes +95,
-#                    garbage +99 (e.g. 25000)
+#                    UAC +70..+73, phones +81..+83, carrier +84,
+#                    REGISTER +90, probes +95, garbage +99 (e.g. 25000)
 #   SB_SIPP_KEEP=1   keep the temporary directory even when all passed
 #   RUST_LOG         daemon log filter (default info,switchboard=debug)
 #
@@ -139,10 +139,10 @@ PY
 if [[ -n "${SB_SIPP_BASE:-}" ]]; then
     BASE="$SB_SIPP_BASE"
     SIPP_PORTS=($((BASE + 70)) $((BASE + 71)) $((BASE + 72)) $((BASE + 81)) $((BASE + 82))
-        $((BASE + 83)) $((BASE + 90)) $((BASE + 95)) $((BASE + 99)))
+        $((BASE + 83)) $((BASE + 90)) $((BASE + 95)) $((BASE + 99)) $((BASE + 73)) $((BASE + 84)))
 else
-    mapfile -t SIPP_PORTS < <(port_tool pick 9)
-    if [[ ${#SIPP_PORTS[@]} -ne 9 ]]; then
+    mapfile -t SIPP_PORTS < <(port_tool pick 11)
+    if [[ ${#SIPP_PORTS[@]} -ne 11 ]]; then
         echo "tests/sipp: could not pick free ports for sipp" >&2
         exit 2
     fi
@@ -156,6 +156,8 @@ P_CAROL=${SIPP_PORTS[5]}   # carol's Contact (registered over TCP, never called)
 P_REG=${SIPP_PORTS[6]}     # REGISTER client
 P_PROBE=${SIPP_PORTS[7]}   # OPTIONS probe
 P_GARBAGE=${SIPP_PORTS[8]} # garbage.py
+P_OUT=${SIPP_PORTS[9]}     # alice's softphone calling out: uac_outbound
+P_CARRIER=${SIPP_PORTS[10]} # the carrier behind the trunk: uas_carrier
 # Fixed ports from the environment must be free now (drawn ones are).
 fixed_ports=()
 [[ -n "${SB_SIPP_PORT:-}" ]] && fixed_ports+=("$SB_SIPP_PORT")
@@ -245,6 +247,13 @@ seats = 10
 [[trunks]]
 name = "carrier"
 sources = ["127.0.0.1/32", "::1/128"]
+outbound = { address = "127.0.0.1:$P_CARRIER", username = "acct", password = "carrier-secret" }
+
+# National numbers are French: 06... goes out as +336...
+[outbound]
+country_code = "+33"
+national_prefix = "0"
+deny = ["+1900*"]
 
 [[users]]
 id = "alice"
@@ -323,6 +332,7 @@ printf 'SEQUENTIAL\ncarol;[authentication username=carol password=carol-secret];
     "$P_CAROL" >"$WORK/carol.csv"
 printf 'SEQUENTIAL\nalice;[authentication username=alice password=not-her-secret];%s;\nmallory;[authentication username=mallory password=whatever];%s;\n' \
     "$P_ALICE" "$P_ALICE" >"$WORK/bad.csv"
+printf 'SEQUENTIAL\nalice;[authentication username=alice password=alice-secret];\n' >"$WORK/caller.csv"
 printf 'SEQUENTIAL\ndave;[authentication username=dave password=dave-secret];%s;\n' \
     "$P_ALICE" >"$WORK/invited.csv"
 
@@ -963,6 +973,33 @@ check_restart() {
     fi
 }
 
+# A user's softphone (alice, from 127.0.0.1 like the trunk) dials a French
+# national number; the daemon answers its 407, takes the call out through
+# the trunk with alice's line as caller ID, and answers the carrier's own
+# 407 with the trunk's credentials.
+check_outbound() {
+    say "== outbound call: alice dials 0612345678, the carrier sees +33612345678 from +15550100"
+    local name="outbound call: uac_outbound (407, credentials) -> uas_carrier (407, trunk credentials)"
+    local dc dp pc="" rc_c=0 rc_p=0
+    dc=$(sipp_dir outbound_carrier)
+    dp=$(sipp_dir outbound_phone)
+    if ! uas_bg "$dc" 30 "$P_CARRIER" -sf "$SCEN/uas_carrier.xml" -m 1; then
+        abandon "$SIPP_PID"
+        fail "$name" "$dc"
+        return
+    fi
+    pc=$SIPP_PID
+    sipp_run "$dp" 30 "$DAEMON_UDP" -sf "$SCEN/uac_outbound.xml" -inf "$WORK/caller.csv" \
+        -s 0612345678 -p "$P_OUT" -m 1 -d 1000 || rc_p=$?
+    reap "$pc" || rc_c=$?
+    say "    exit codes: uac_outbound=$rc_p uas_carrier=$rc_c"
+    if [[ $rc_p -eq 0 && $rc_c -eq 0 ]]; then
+        pass "$name"
+    else
+        fail "$name" "$dp" "$dc"
+    fi
+}
+
 check_final() {
     say "== final state"
     if grep -q "panicked" "$LOG"; then
@@ -1001,6 +1038,7 @@ check_garbage
 check_trunk_call
 check_busy
 check_cancel
+check_outbound
 check_100rel
 check_restart
 check_final
