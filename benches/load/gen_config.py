@@ -13,9 +13,12 @@ With --hours every number gets business hours that are always open but
 must be evaluated (two windows a day, in Europe/Paris, and a closed date long
 past), to measure what hours cost a call.
 
+Every user is a member of a number, so every user can call out (their
+first line is their caller ID); --outbound gives the trunk its carrier.
+
 usage: gen_config.py OUT.toml --nums N [--reg-users M] --data-dir DIR
                      [--udp 127.0.0.1:5060] [--domain 127.0.0.1] [--ring-timeout S]
-                     [--hours]
+                     [--hours] [--outbound 127.0.0.1:5085]
 """
 import argparse
 
@@ -30,6 +33,8 @@ def main():
     ap.add_argument('--domain', default='127.0.0.1')
     ap.add_argument('--ring-timeout', type=int, default=30)
     ap.add_argument('--hours', action='store_true')
+    ap.add_argument('--outbound', help='the carrier (IP:port) behind the trunk for calls '
+                    'out (the "out" workload); no credentials')
     ap.add_argument('--media-prompt', help='add +15570000, whose IVR plays this WAV '
                     '(media sessions during the load: MEDIA_SESSIONS in run.sh)')
     a = ap.parse_args()
@@ -58,6 +63,8 @@ def main():
     w('[[trunks]]')
     w('name = "loadtrunk"')
     w('sources = ["127.0.0.1/32"]')
+    if a.outbound:
+        w('outbound = { address = "%s" }' % a.outbound)
     for u in users:
         w('')
         w('[[users]]')

@@ -8,6 +8,7 @@
 #   benches/load/run.sh single    # (2) calls routed to one user
 #   benches/load/run.sh fork      # (3) calls forked to four users, one answers
 #   benches/load/run.sh calls     # single + fork
+#   benches/load/run.sh out       # (7) users call out through the trunk (407 per call); Switchboard only
 #   benches/load/run.sh hunt      # (4) overlapping calls on shared numbers: busy skip, 486, all free at the end
 #   benches/load/run.sh held      # (5) many calls held at once: memory per held call
 #   benches/load/run.sh regheld   # (6) many registrations held: memory per registration
@@ -21,6 +22,7 @@
 #   NUMS [5000]                     numbers per range (<= 10000); users = 4*NUMS
 #   RATES_SINGLE ["1000 1200 1400 1600 1800"]   CPS steps, route to 1 user
 #   RATES_FORK   ["500 700 800 900"]            CPS steps, fork to 4 users
+#   RATES_OUT    ["400 600 800"]                CPS steps, calls out (each with a 407 round)
 #   REG_RATES ["2000 4000 6000 8000 10000"]     registrations/s steps
 #   REG_DURATION [20]  REG_USERS [100000]       seconds per REGISTER step; distinct AoRs
 #   HUNT_RATES ["40 200"]  HUNT_SPACING_MS [250]  HUNT_STEP_MS [100]
@@ -32,7 +34,7 @@
 #                                   by REGHELD_SETTLE s (> Timer J) before memory is read
 #   CHILDREN [8]                    kamailio UDP workers (-n)
 #   SIP_PORT [5060]                 daemon port; sipp uses SIP_PORT+10 (trunk),
-#                                   +11 (verify trunk), +21..+24 (phones), +30 (REGISTER)
+#                                   +11 (verify trunk), +21..+24 (phones), +25 (carrier), +30 (REGISTER)
 #   SB_BIN [<repo>/target/release/switchboard]   SKIP_BUILD [0]   SKIP_INSTALL [0]
 #   ANCHOR [<repo>/benches/load/kamailio]   the reference kamailio.cfg is taken from there
 #
@@ -49,7 +51,7 @@ RESULTS=$OUT/results.tsv
 
 usage() { sed -n '2,/^set -u/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 2; }
 case "$MODE" in
-  quick|full|reg|single|fork|calls|hunt|held|regheld) ;;
+  quick|full|reg|single|fork|calls|hunt|held|regheld|out) ;;
   table) python3 "$HERE/results_table.py" "${2:-$RESULTS}"; exit $? ;;
   *) usage ;;
 esac
@@ -60,6 +62,7 @@ HOLD_MS=${HOLD_MS:-2000}
 NUMS=${NUMS:-5000}
 RATES_SINGLE=${RATES_SINGLE:-"1000 1200 1400 1600 1800"}
 RATES_FORK=${RATES_FORK:-"500 700 800 900"}
+RATES_OUT=${RATES_OUT:-"400 600 800"}
 REG_RATES=${REG_RATES:-"2000 4000 6000 8000 10000"}
 REG_DURATION=${REG_DURATION:-20}
 REG_USERS=${REG_USERS:-100000}
@@ -78,7 +81,7 @@ SKIP_BUILD=${SKIP_BUILD:-0}
 SKIP_INSTALL=${SKIP_INSTALL:-0}
 SB_BIN=${SB_BIN:-$ROOT/target/release/switchboard}
 if [ "$MODE" = quick ]; then
-  DURATION=10; NUMS=1000; RATES_SINGLE=200; RATES_FORK=100; REG_RATES=2000
+  DURATION=10; NUMS=1000; RATES_SINGLE=200; RATES_FORK=100; RATES_OUT=100; REG_RATES=2000
   REG_DURATION=8; REG_USERS=16000; HUNT_RATES=40; HELD_CALLS=2000; HELD_RATE=500
   HELD_S=10; HELD_REGS=20000; HELD_REG_RATE=4000; REGHELD_SETTLE=${REGHELD_SETTLE_SET:-0}
 fi
@@ -86,6 +89,7 @@ USERS=$((4 * NUMS))
 IP=127.0.0.1
 SIP_PORT=${SIP_PORT:-5060}
 UAC_PORT=$((SIP_PORT + 10)); VERIFY_PORT=$((SIP_PORT + 11)); REG_PORT=$((SIP_PORT + 30))
+CARRIER_PORT=$((SIP_PORT + 25))
 UAS1=$((SIP_PORT + 21)); UAS2=$((SIP_PORT + 22)); UAS3=$((SIP_PORT + 23)); UAS4=$((SIP_PORT + 24))
 BUF=4194304                      # sipp -buff_size (pitfall 9)
 REG_SETUP_RATE=3000              # registrations/s before call steps (setup, not measured)
@@ -198,7 +202,8 @@ PY
     media=(--media-prompt "$OUT/cfg/long.wav")
   fi
   [ -s "$f" ] || python3 "$HERE/gen_config.py" "$f" --nums "$1" --reg-users "$2" \
-      --data-dir "$OUT/sbdata" --udp "$IP:$SIP_PORT" "${media[@]}" || die "gen_config failed"
+      --data-dir "$OUT/sbdata" --udp "$IP:$SIP_PORT" --outbound "$IP:$CARRIER_PORT" "${media[@]}" \
+      || die "gen_config failed"
   echo "$f"
 }
 
@@ -362,15 +367,25 @@ fmt() { awk -v a="$1" -v b="$2" -v s="${3:-1}" -v p="${4:-1}" 'BEGIN{ if (b+0 ==
 #   CPU + rate window [W, G-C-1], then a C-second capture of the trunk leg
 win() { W=5; C=5; [ "$1" -lt 20 ] && { W=2; C=2; }; SPAN=$(( $1 - W - C - 1 )); [ $SPAN -ge 2 ] || SPAN=2; }
 
-# --------------------------------------------- (2)(3) calls: single / fork ---
-call_step() {   # target single|fork rate
+# ------------------------------ (2)(3)(7) calls: single / fork / out ---
+# out: every user's softphone (users.csv, in turn) calls +33612345678; the
+# daemon challenges each INVITE (407), then takes it to the carrier, a
+# uas_answer on CARRIER_PORT (the trunk's outbound address). The latency
+# columns include the 407 round. Kamailio's anchor config has no outbound
+# route (no INVITE auth, caller-ID rewrite or trunk), so only Switchboard.
+call_step() {   # target single|fork|out rate
   local target=$1 mode=$2 r=$3
   local d=$OUT/$mode/${target}_r$r; rm -rf "$d"; mkdir -p "$d"
   log "$mode $target ${r} cps x ${DURATION}s"
   d_start "$target" "$NUMS" 0 "$d"
-  register_setup "$d" users "$USERS" || { d_stop; emit workload=$mode target=$target rate=$r check=FAIL note=registration; return; }
-  local to=$((DURATION + HOLD_MS / 1000 + 40)) csv
-  if [ "$mode" = fork ]; then
+  local to=$((DURATION + HOLD_MS / 1000 + 40)) csv scenario=uac_call dial=()
+  if [ "$mode" != out ]; then
+    register_setup "$d" users "$USERS" || { d_stop; emit workload=$mode target=$target rate=$r check=FAIL note=registration; return; }
+  fi
+  if [ "$mode" = out ]; then
+    csv=$OUT/csv/users.csv scenario=uac_outbound dial=(-s +33612345678)
+    start_phones "$d" $((to + 10)) "$SIPP_DIR/uas_answer.xml:$CARRIER_PORT"
+  elif [ "$mode" = fork ]; then
     csv=$OUT/csv/numbers_fork4.csv
     start_phones "$d" $((to + 10)) "$SIPP_DIR/uas_answer.xml:$UAS1" "$SIPP_DIR/uas_ring.xml:$UAS2" \
       "$SIPP_DIR/uas_ring.xml:$UAS3" "$SIPP_DIR/uas_ring.xml:$UAS4"
@@ -379,15 +394,15 @@ call_step() {   # target single|fork rate
     start_phones "$d" $((to + 10)) "$SIPP_DIR/uas_answer.xml:$UAS1"
   fi
   local drops0; drops0=$(udp_drops)
-  sipp_bg "$d" $((to + 20)) $IP:$SIP_PORT -sf "$SIPP_DIR/uac_call.xml" -inf "$csv" -i $IP -p $UAC_PORT \
+  sipp_bg "$d" $((to + 20)) $IP:$SIP_PORT -sf "$SIPP_DIR/$scenario.xml" -inf "$csv" "${dial[@]}" -i $IP -p $UAC_PORT \
       -r "$r" -m $((r * DURATION)) -d "$HOLD_MS" -timeout ${to}s -trace_stat -fd 1 -trace_err -trace_screen
   local uac=$SIPP_W
   win "$DURATION"
   sleep "$W"
   local k0 k1 t0 t1 s0 s1
-  k0=$(ticks $DPIDS); t0=$(now); s0=$(statnow "$d" uac_call)
+  k0=$(ticks $DPIDS); t0=$(now); s0=$(statnow "$d" $scenario)
   sleep "$SPAN"
-  k1=$(ticks $DPIDS); t1=$(now); s1=$(statnow "$d" uac_call)
+  k1=$(ticks $DPIDS); t1=$(now); s1=$(statnow "$d" $scenario)
   local memp; memp=$(mem_kb)
   capture $UAC_PORT "$C" "$d/trunk.pcap"
   wait "$uac"; local rc=$?; forget "$uac"
@@ -395,7 +410,7 @@ call_step() {   # target single|fork rate
   stop_phones
   local dw; dw=$(dlogwarn "$d")
   d_stop
-  local st; st=$(statfile "$d" uac_call)
+  local st; st=$(statfile "$d" $scenario)
   local tot ok fail retr unexp
   tot=$(statcol "$st" "OutgoingCall(C)"); ok=$(statcol "$st" "SuccessfulCall(C)"); fail=$(statcol "$st" "FailedCall(C)")
   retr=$(statcol "$st" "Retransmissions(C)"); unexp=$(statcol "$st" "FailedUnexpectedMessage(C)")
@@ -656,6 +671,8 @@ want() { [ "$MODE" = "$1" ] || [ "$MODE" = quick ] || [ "$MODE" = full ] || { [ 
 if want reg; then for r in $REG_RATES; do for t in $TARGETS; do reg_step "$t" "$r"; done; done; fi
 if want single; then for r in $RATES_SINGLE; do for t in $TARGETS; do call_step "$t" single "$r"; done; done; fi
 if want fork; then for r in $RATES_FORK; do for t in $TARGETS; do call_step "$t" fork "$r"; done; done; fi
+if want out; then for r in $RATES_OUT; do for t in $TARGETS; do
+  [ "$t" = switchboard ] && call_step "$t" out "$r"; done; done; fi
 if want hunt; then for r in $HUNT_RATES; do for t in $TARGETS; do hunt_step "$t" "$r"; done; done; fi
 if want held; then for t in $TARGETS; do held_step "$t"; done; fi
 if want regheld; then for t in $TARGETS; do regheld_step "$t"; done; fi

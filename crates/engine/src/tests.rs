@@ -2249,4 +2249,5 @@ fn a_device_registered_over_two_flows_rings_once_over_the_newer_one() {
 }
 mod answer;
 mod input_fuzz;
+mod outbound;
 mod redirect;
