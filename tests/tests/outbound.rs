@@ -434,6 +434,17 @@ async fn wrong_credentials_or_an_inactive_user_place_nothing() {
     assert_eq!(refusal_dave.reason(), refusal.reason());
     dave.ack_non_2xx(&invited, &refusal_dave).await;
     assert!(env.carrier.recv_within(WAIT / 3).await.is_none());
+
+    // The carrier's own calls (from the trunk's source, not naming one of
+    // our users) reach only the workspace's numbers: nothing goes back out.
+    let mut trunk = Ua::bind("127.0.0.1", env.server).await;
+    let relay = trunk.invite("0612345678", "+15551234567");
+    trunk.send(&relay).await;
+    assert_eq!(trunk.final_response().await.status(), Some(404));
+    let relay = trunk.invite("+33612345678", "alice");
+    trunk.send(&relay).await;
+    assert_eq!(trunk.final_response().await.status(), Some(404));
+    assert!(env.carrier.recv_within(WAIT / 3).await.is_none());
     env.daemon.stop().await;
 }
 

@@ -45,7 +45,8 @@ CREATE TABLE IF NOT EXISTS calls (
     answered_device TEXT,
     hung_up_by TEXT,
     attempts TEXT NOT NULL,
-    skipped TEXT NOT NULL
+    skipped TEXT NOT NULL,
+    placed_by TEXT
 );
 CREATE INDEX IF NOT EXISTS calls_by_end ON calls (ended);
 CREATE INDEX IF NOT EXISTS calls_by_number ON calls (number, ended);
@@ -59,12 +60,17 @@ pub fn open(data_dir: &Path) -> rusqlite::Result<Connection> {
     // In WAL mode NORMAL never corrupts; a power cut may lose the last commits.
     db.pragma_update(None, "synchronous", "NORMAL")?;
     db.execute_batch(SCHEMA)?;
-    // Files from before outbound calls lack the column of who placed one.
+    // Files from before outbound calls lack the column of who placed one
+    // (another process may add it at the same moment: that is fine too).
     let has_placed_by = db
         .prepare("SELECT 1 FROM pragma_table_info('calls') WHERE name = 'placed_by'")?
         .exists([])?;
     if !has_placed_by {
-        db.execute_batch("ALTER TABLE calls ADD COLUMN placed_by TEXT")?;
+        if let Err(e) = db.execute_batch("ALTER TABLE calls ADD COLUMN placed_by TEXT") {
+            if !e.to_string().contains("duplicate column") {
+                return Err(e);
+            }
+        }
     }
     Ok(db)
 }
@@ -264,11 +270,11 @@ pub fn outcome(record: &CallRecord) -> &'static str {
         .any(|a| matches!(a.outcome, LegOutcome::Refused(603 | 600)));
     match record.outcome {
         CallOutcome::Completed { .. } | CallOutcome::MaxDuration => match answered_by {
-            // A call out is answered by the trunk; an inbound one that the
-            // trunk answered was forwarded.
+            // A user's call out is answered by the trunk; any other call
+            // the trunk answered was forwarded.
             Some(a)
                 if a.user.starts_with("trunk:")
-                    && record.direction == engine::Direction::Inbound =>
+                    && record.direction != engine::Direction::Outbound =>
             {
                 "forwarded"
             }

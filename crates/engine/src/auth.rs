@@ -217,7 +217,15 @@ impl<B: Backend> Engine<B> {
         status: u16,
     ) {
         let tag = self.ids.tag();
-        let reply = response_to(request, status, reason_phrase(status), Some(&tag), false);
+        let mut reply = response_to(request, status, reason_phrase(status), Some(&tag), false);
+        if request.method() == Some(&sip::Method::Invite) {
+            // The same words for a wrong password, an unknown user and an
+            // inactive one: nothing to tell them apart by.
+            reply.push_other(
+                "Warning",
+                &format!("399 {} \"Wrong user name or password\"", self.cfg.domain),
+            );
+        }
         self.send_stateless(from, request, &reply);
     }
 }

@@ -114,15 +114,17 @@ where
     P: Registrations + Occupancy + ?Sized,
 {
     let user = directory.user(caller);
+    let rules = directory.outbound_rules();
     let (chosen, dialled) = match line_choice(dialled) {
         Some((k, rest)) => match user.lines.get(k - 1) {
             Some(&line) => (Some(line), rest),
+            // An emergency call goes out whatever line was asked for.
+            None if rules.is_emergency(rest) => (None, rest),
             None => return Err(Refusal::NoSuchLine),
         },
         None => (None, dialled),
     };
     let line = chosen.or_else(|| user.lines.first().copied());
-    let rules = directory.outbound_rules();
     if rules.is_emergency(dialled) {
         if directory.outbound_trunk().is_none() {
             return Err(Refusal::NoTrunk);
@@ -159,9 +161,8 @@ where
         }
         return Ok(Dialled::Number(number));
     }
-    let Some(line) = line else {
-        return Err(Refusal::NoLine);
-    };
+    // Restrictions first: a denied number is refused (and logged) as such,
+    // whoever dials it.
     if let Err(r) = rules.check(e164.as_str()) {
         let pattern = match r {
             Restriction::Denied(p) => Some(p.text.clone()),
@@ -169,6 +170,9 @@ where
         };
         return Err(Refusal::Denied { pattern });
     }
+    let Some(line) = line else {
+        return Err(Refusal::NoLine);
+    };
     if directory.outbound_trunk().is_none() {
         return Err(Refusal::NoTrunk);
     }
@@ -179,6 +183,23 @@ where
         to: e164.as_str().to_string(),
         line,
     })
+}
+
+/// Whether `dialled` (as `dial` reads it, a `*k*` prefix included) goes
+/// out through the trunk rather than to a colleague or one of our numbers:
+/// for the direction of a refused call's record.
+pub fn goes_out(directory: &Directory, dialled: &str) -> bool {
+    let dialled = line_choice(dialled).map_or(dialled, |(_, rest)| rest);
+    let rules = directory.outbound_rules();
+    if rules.is_emergency(dialled) {
+        return true;
+    }
+    if directory.user_index(dialled).is_some() || directory.user_by_extension(dialled).is_some() {
+        return false;
+    }
+    rules
+        .normalise(dialled)
+        .is_some_and(|e| directory.number_index(e.as_str()).is_none())
 }
 
 /// `*k*rest` → `(k, rest)` for k in 1..=9 and a non-empty rest.

@@ -414,6 +414,19 @@ fn what_a_user_dials_goes_where_it_should_or_says_why_not() {
         })
     );
     assert_eq!(from("alice", "*3*0612345678"), Err(Refusal::NoSuchLine));
+    assert_eq!(
+        from("frank", "*2*112"),
+        Ok(Dialled::Emergency {
+            to: "112".into(),
+            line: None
+        }),
+        "an emergency call goes out whatever line was asked for"
+    );
+    // A denied number is refused as such even without a line.
+    assert!(matches!(
+        from("frank", "+19005550100"),
+        Err(Refusal::Denied { .. })
+    ));
     assert_eq!(from("frank", "0612345678"), Err(Refusal::NoLine));
     assert_eq!(
         from("alice", "+1 900 555 0100"),

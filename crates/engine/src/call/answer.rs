@@ -181,6 +181,9 @@ impl<B: Backend> Engine<B> {
             call.answered = Some(at);
             call.caller.answered_by_us = true;
             call.caller.invite = self.tl.request(inbound_tx).cloned().map(Box::new);
+            // A user who called a mailbox or a menu is on a call too.
+            let lease_until = self.clock.unix_ms(max_deadline) + super::fork::LEASE_MARGIN_MS;
+            self.lease_caller(now, key, lease_until);
         }
         if let Some(req) = self.tl.request(inbound_tx) {
             let reason = if early { "Session Progress" } else { "OK" };

@@ -166,11 +166,9 @@ impl<B: Backend> Engine<B> {
         match start.out {
             Some(to) => {
                 let directory = &workspace.directory;
-                // The line shown as caller ID; an emergency call from a user
-                // without one shows the workspace's first number.
+                // The line shown as caller ID.
                 let shown = start
                     .number
-                    .or_else(|| (!directory.numbers().is_empty()).then_some(NumberIdx(0)))
                     .map(|n| directory.number(n).e164.clone())
                     .unwrap_or_else(|| "anonymous".to_string());
                 let out = TrunkCall {
@@ -208,7 +206,10 @@ impl<B: Backend> Engine<B> {
         match routing::dial::dial(directory, &workspace.presence, user, dialled, at) {
             Ok(Dialled::Emergency { to, line }) => {
                 tracing::warn!(user = %directory.user(user).id, %to, "emergency call");
-                Some(outbound(line, to))
+                // A user without a line shows the workspace's first number.
+                let shown =
+                    line.or_else(|| (!directory.numbers().is_empty()).then_some(NumberIdx(0)));
+                Some(outbound(shown, to))
             }
             Ok(Dialled::External { to, line }) => Some(outbound(Some(line), to)),
             Ok(Dialled::User(target)) => {
@@ -257,11 +258,13 @@ impl<B: Backend> Engine<B> {
                     &format!("399 {} {}", self.cfg.domain, quoted(why)),
                 );
                 self.tl.respond(now, tx, &reply);
-                let direction = match refusal {
-                    Refusal::NoLine | Refusal::Denied { .. } | Refusal::NoTrunk => {
-                        Direction::Outbound
-                    }
-                    _ => Direction::Internal,
+                let (direction, line) = if routing::dial::goes_out(directory, dialled) {
+                    (
+                        Direction::Outbound,
+                        directory.user(user).lines.first().copied(),
+                    )
+                } else {
+                    (Direction::Internal, None)
                 };
                 let refused = Refused {
                     summary,
@@ -270,7 +273,7 @@ impl<B: Backend> Engine<B> {
                     caller_user: Some(user),
                     status,
                 };
-                self.reject_record(workspace, refused, &empty_plan(None, Duration::ZERO), at);
+                self.reject_record(workspace, refused, &empty_plan(line, Duration::ZERO), at);
                 None
             }
         }
@@ -667,35 +670,7 @@ impl<B: Backend> Engine<B> {
             }
         }
 
-        // A user who placed the call is in it too (internal and outbound).
-        let placing = self.calls.get(key).and_then(|c| c.caller_user).map(|idx| {
-            (
-                idx,
-                Box::<str>::from(workspace.directory.user(idx).id.as_str()),
-            )
-        });
-        if let Some((idx, user_id)) = &placing {
-            let who = UserRef {
-                idx: *idx,
-                id: user_id,
-            };
-            let holder = self.lease_base.wrapping_add(key);
-            let lease = workspace.presence.take(who, holder, lease_until);
-            let caller_at_limit = lease.active_after >= self.max_calls_now(user_id);
-            self.emit(Event::BusyChanged {
-                user: user_id.clone(),
-                active_calls: lease.active_after,
-                busy: caller_at_limit,
-            });
-            if let Some(call) = self.calls.get_mut(key) {
-                call.caller_lease = Some(lease);
-            }
-            if caller_at_limit {
-                for (other_key, other_leg) in self.calls.ringing_for(user_id, key) {
-                    self.cancel_leg(now, other_key, other_leg, true);
-                }
-            }
-        }
+        self.lease_caller(now, key, lease_until);
 
         if bridged {
             // The caller talks to the relay already: it now joins the leg.
@@ -738,6 +713,38 @@ impl<B: Backend> Engine<B> {
         // user has reached their limit of calls.
         if let (true, Some((_, user_id))) = (at_limit, &answering) {
             for (other_key, other_leg) in self.calls.ringing_for(user_id, key) {
+                self.cancel_leg(now, other_key, other_leg, true);
+            }
+        }
+    }
+
+    /// A user who placed the call is in it too once it is answered (by a
+    /// colleague, the carrier, or the daemon's voicemail or menu): leased
+    /// like the user who answered, until `lease_until` at most. Once per call.
+    pub(crate) fn lease_caller(&mut self, now: Instant, key: CallKey, lease_until: u64) {
+        let Some(call) = self.calls.get(key) else {
+            return;
+        };
+        let (Some(idx), None) = (call.caller_user, &call.caller_lease) else {
+            return;
+        };
+        let workspace = Arc::clone(&call.workspace);
+        let user_id: Box<str> = workspace.directory.user(idx).id.as_str().into();
+        let who = UserRef { idx, id: &user_id };
+        let holder = self.lease_base.wrapping_add(key);
+        let lease = workspace.presence.take(who, holder, lease_until);
+        let at_limit = lease.active_after >= self.max_calls_now(&user_id);
+        self.emit(Event::BusyChanged {
+            user: user_id.clone(),
+            active_calls: lease.active_after,
+            busy: at_limit,
+        });
+        if let Some(call) = self.calls.get_mut(key) {
+            call.caller_lease = Some(lease);
+        }
+        if at_limit {
+            // Busy now: their devices stop ringing for other calls.
+            for (other_key, other_leg) in self.calls.ringing_for(&user_id, key) {
                 self.cancel_leg(now, other_key, other_leg, true);
             }
         }
@@ -984,9 +991,13 @@ fn empty_plan(number: Option<NumberIdx>, ring_timeout: Duration) -> Plan {
 /// one, or a From of our domain naming a user id or extension. Such an
 /// INVITE is a user's call wherever it comes from, and is authenticated.
 fn names_a_user(request: &Message, directory: &directory::Directory) -> bool {
-    let has_credentials = request.header(HeaderName::ProxyAuthorization).is_some()
-        || request.header(HeaderName::Authorization).is_some();
-    if has_credentials {
+    let domain = directory.domain();
+    // Credentials for our realm (a carrier's own, for its realm, do not count).
+    let ours = request
+        .header(HeaderName::ProxyAuthorization)
+        .and_then(|v| sip::auth::parse_credentials(v).ok())
+        .is_some_and(|c| c.realm.eq_ignore_ascii_case(domain));
+    if ours {
         return true;
     }
     let Some(from) = request.from_header() else {
@@ -995,11 +1006,10 @@ fn names_a_user(request: &Message, directory: &directory::Directory) -> bool {
     let Ok(uri) = Uri::parse(from.uri) else {
         return false;
     };
-    let Some(user) = uri.user else {
+    let (Some(user), true) = (uri.user, uri.host.eq_ignore_ascii_case(domain)) else {
         return false;
     };
-    uri.host.eq_ignore_ascii_case(directory.domain())
-        && (directory.user_index(user).is_some() || directory.user_by_extension(user).is_some())
+    directory.user_index(user).is_some() || directory.user_by_extension(user).is_some()
 }
 
 /// How long an outbound call may ring before the daemon gives up (the
@@ -1014,7 +1024,7 @@ const INTERNAL_RING_TIMEOUT: Duration = Duration::from_secs(60);
 pub(crate) const STILL_RINGING: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How long a lease outlives the call's own maximum duration.
-const LEASE_MARGIN_MS: u64 = 60_000;
+pub(crate) const LEASE_MARGIN_MS: u64 = 60_000;
 
 /// What the record needs of a refused INVITE.
 pub(crate) struct RequestSummary {

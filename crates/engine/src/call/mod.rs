@@ -411,7 +411,16 @@ impl<V> Call<V> {
     pub(crate) fn failure_status(&self) -> u16 {
         if self.direction == crate::events::Direction::Outbound {
             if let Some(LegOutcome::Refused(status)) = self.legs.last().and_then(|l| l.outcome) {
-                return status;
+                return match status {
+                    // The carrier refused the trunk's credentials: not a
+                    // challenge the phone could answer.
+                    401 | 407 => 403,
+                    // §16.7: a 503 is not passed on (it would take the
+                    // daemon for the unavailable one).
+                    503 => 500,
+                    300..=399 => 480,
+                    other => other,
+                };
             }
         }
         // A leg that sent the call on (a followed redirect) is not who failed.

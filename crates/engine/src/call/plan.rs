@@ -220,13 +220,22 @@ impl<B: Backend> Engine<B> {
                 let directory = &workspace.directory;
                 let timeout = directory.number(number).ring_timeout.max(FORWARD_TIMEOUT);
                 let e164 = directory.number(number).e164.clone();
-                let shown = match caller_id {
-                    CallerId::Caller => super::caller_invite(&self.tl, &self.calls, key)
+                // One of our users calling: their line, never what their
+                // phone's From claims (the carrier would show it).
+                let placing = call.caller_user.map(|u| {
+                    let user = directory.user(u);
+                    user.lines
+                        .first()
+                        .map_or_else(|| e164.clone(), |&l| directory.number(l).e164.clone())
+                });
+                let shown = match (caller_id, placing) {
+                    (CallerId::Number, _) => e164.clone(),
+                    (CallerId::Caller, Some(line)) => line,
+                    (CallerId::Caller, None) => super::caller_invite(&self.tl, &self.calls, key)
                         .and_then(|req| req.from_header())
                         .and_then(|f| Uri::parse(f.uri).ok())
                         .and_then(|u| u.user.map(str::to_string))
                         .unwrap_or_else(|| e164.clone()),
-                    CallerId::Number => e164.clone(),
                 };
                 let diversion =
                     format!("<sip:{e164}@{}>;reason={reason};counter=1", self.cfg.domain);

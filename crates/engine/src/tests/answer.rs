@@ -302,6 +302,26 @@ fn a_caller_hanging_up_during_voicemail_closes_the_session() {
 }
 
 #[test]
+fn a_user_who_reaches_a_mailbox_is_busy_until_they_hang_up() {
+    let mut sim = sim_with(DestinationSpec::Voicemail);
+    let invite =
+        super::outbound::place_offering(&mut sim, "alice", ALICE, "+15550100", "v5", OFFER);
+    let ok = sim
+        .take(ALICE)
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .expect("the daemon answers with the mailbox");
+    assert_eq!(sim.busy("alice"), 1, "on a call with the mailbox");
+    let mut caller = Side::caller(&invite, &ok);
+    caller.addr = ALICE;
+    caller.cseq = 2;
+    sim.deliver(ALICE, &caller.request_at(Method::Ack, 2, ""));
+    sim.deliver(ALICE, &caller.request(Method::Bye, ""));
+    assert_eq!(sim.busy("alice"), 0);
+    assert_eq!(sim.calls_left(), CallCounts::default());
+}
+
+#[test]
 fn an_ivr_key_barges_in_and_leads_to_its_destination() {
     let mut sim = sim_with(DestinationSpec::Ivr { menu: None });
     sim.deliver(TRUNK, &invite_with_offer("i1"));

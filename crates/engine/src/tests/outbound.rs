@@ -13,6 +13,7 @@ fn user_invite(
     dialled: &str,
     call_id: &str,
     challenge: Option<&Message>,
+    sdp: &str,
 ) -> Message {
     let uri = format!("sip:{dialled}@sim.test");
     let cseq = if challenge.is_some() { 2 } else { 1 };
@@ -39,19 +40,31 @@ fn user_invite(
         let value = sip::auth::authorization(&parsed, user, "pw", "INVITE", &uri, "c0ffee");
         m.push(HeaderName::ProxyAuthorization, &value);
     }
-    with_sdp(m, "v=0\r\n")
+    with_sdp(m, sdp)
 }
 
 /// `user` at `from` dials `dialled`: the 407, then the INVITE with
 /// credentials, which is returned.
 fn place(sim: &mut Sim, user: &str, from: &str, dialled: &str, call_id: &str) -> Message {
-    sim.deliver(from, &user_invite(user, from, dialled, call_id, None));
+    place_offering(sim, user, from, dialled, call_id, "v=0\r\n")
+}
+
+/// [`place`] with this SDP offer.
+pub(super) fn place_offering(
+    sim: &mut Sim,
+    user: &str,
+    from: &str,
+    dialled: &str,
+    call_id: &str,
+    sdp: &str,
+) -> Message {
+    sim.deliver(from, &user_invite(user, from, dialled, call_id, None, sdp));
     let challenge = sim
         .take(from)
         .into_iter()
         .find(|m| m.status() == Some(407))
         .expect("a 407 for the phone's first INVITE");
-    let invite = user_invite(user, from, dialled, call_id, Some(&challenge));
+    let invite = user_invite(user, from, dialled, call_id, Some(&challenge), sdp);
     sim.deliver(from, &invite);
     invite
 }
