@@ -8,7 +8,7 @@
 #   benches/load/run.sh single    # (2) calls routed to one user
 #   benches/load/run.sh fork      # (3) calls forked to four users, one answers
 #   benches/load/run.sh calls     # single + fork
-#   benches/load/run.sh out       # (7) users call out through the trunk (407 per call); Switchboard only
+#   benches/load/run.sh out       # (7) users call out through the trunk (407 per call)
 #   benches/load/run.sh hunt      # (4) overlapping calls on shared numbers: busy skip, 486, all free at the end
 #   benches/load/run.sh held      # (5) many calls held at once: memory per held call
 #   benches/load/run.sh regheld   # (6) many registrations held: memory per registration
@@ -187,6 +187,9 @@ gen_csv() {
   # kamailio.cfg from the anchor, with the listen port substituted when SIP_PORT != 5060
   sed -e "s/^listen=udp:127.0.0.1:5060/listen=udp:127.0.0.1:$SIP_PORT/" \
       -e "s/^alias=\"127.0.0.1:5060\"/alias=\"127.0.0.1:$SIP_PORT\"/" "$ANCHOR/kamailio.cfg" > "$OUT/kamailio.cfg"
+  # the "out" workload's own config (ours, not the anchor's), same substitution
+  sed -e "s/^listen=udp:127.0.0.1:5060/listen=udp:127.0.0.1:$SIP_PORT/" \
+      -e "s/^alias=\"127.0.0.1:5060\"/alias=\"127.0.0.1:$SIP_PORT\"/" "$HERE/kamailio/kamailio_out.cfg" > "$OUT/kamailio_out.cfg"
 }
 
 sb_config() {   # $1 = nums, $2 = reg users -> prints config path (generated once)
@@ -229,8 +232,9 @@ d_start() {
     timeout 7200 "$SB_BIN" --config "$cfg" >> "$dir/daemon.log" 2>&1 &
   else
     mkdir -p "$OUT/run"
-    timeout 7200 kamailio -f "$OUT/kamailio.cfg" -DD -E -m 1024 -M 16 -n "$CHILDREN" -Y "$OUT/run" \
-      -A "NUMS=$nums" -A "CTLSOCK=\"unix:$OUT/kamailio_ctl\"" >> "$dir/daemon.log" 2>&1 &
+    timeout 7200 kamailio -f "${KCFG:-$OUT/kamailio.cfg}" -DD -E -m 1024 -M 16 -n "$CHILDREN" -Y "$OUT/run" \
+      -A "NUMS=$nums" -A "CTLSOCK=\"unix:$OUT/kamailio_ctl\"" -A "CARRIER=\"$IP:$CARRIER_PORT\"" \
+      >> "$dir/daemon.log" 2>&1 &
   fi
   DWRAP=$!
   for i in $(seq 100); do
@@ -371,12 +375,15 @@ win() { W=5; C=5; [ "$1" -lt 20 ] && { W=2; C=2; }; SPAN=$(( $1 - W - C - 1 )); 
 # out: every user's softphone (users.csv, in turn) calls +33612345678; the
 # daemon challenges each INVITE (407), then takes it to the carrier, a
 # uas_answer on CARRIER_PORT (the trunk's outbound address). The latency
-# columns include the 407 round. Kamailio's anchor config has no outbound
-# route (no INVITE auth, caller-ID rewrite or trunk), so only Switchboard.
+# columns include the 407 round. The anchor's Kamailio config has no outbound
+# route, so Kamailio runs kamailio/kamailio_out.cfg (ours: digest check of
+# the caller, busy caller refused, deny prefix, From and P-Asserted-Identity
+# set to the line, record-routed to the carrier).
 call_step() {   # target single|fork|out rate
   local target=$1 mode=$2 r=$3
   local d=$OUT/$mode/${target}_r$r; rm -rf "$d"; mkdir -p "$d"
   log "$mode $target ${r} cps x ${DURATION}s"
+  KCFG=""; [ "$mode" = out ] && KCFG=$OUT/kamailio_out.cfg
   d_start "$target" "$NUMS" 0 "$d"
   local to=$((DURATION + HOLD_MS / 1000 + 40)) csv scenario=uac_call dial=()
   if [ "$mode" != out ]; then
@@ -671,8 +678,7 @@ want() { [ "$MODE" = "$1" ] || [ "$MODE" = quick ] || [ "$MODE" = full ] || { [ 
 if want reg; then for r in $REG_RATES; do for t in $TARGETS; do reg_step "$t" "$r"; done; done; fi
 if want single; then for r in $RATES_SINGLE; do for t in $TARGETS; do call_step "$t" single "$r"; done; done; fi
 if want fork; then for r in $RATES_FORK; do for t in $TARGETS; do call_step "$t" fork "$r"; done; done; fi
-if want out; then for r in $RATES_OUT; do for t in $TARGETS; do
-  [ "$t" = switchboard ] && call_step "$t" out "$r"; done; done; fi
+if want out; then for r in $RATES_OUT; do for t in $TARGETS; do call_step "$t" out "$r"; done; done; fi
 if want hunt; then for r in $HUNT_RATES; do for t in $TARGETS; do hunt_step "$t" "$r"; done; done; fi
 if want held; then for t in $TARGETS; do held_step "$t"; done; fi
 if want regheld; then for t in $TARGETS; do regheld_step "$t"; done; fi
