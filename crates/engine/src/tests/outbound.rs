@@ -231,3 +231,39 @@ fn a_busy_colleague_and_a_denied_number_are_refused_with_their_reasons() {
     );
     assert!(invites_to(&mut sim, CARRIER).is_empty());
 }
+
+#[test]
+fn hold_on_a_call_out_is_relayed_both_ways() {
+    let mut sim = Sim::with_directory(line(Strategy::Simultaneous, &["alice"], |_| {}), |_| {});
+    sim.sign_in("alice", ALICE);
+    let invite = place(&mut sim, "alice", ALICE, "+33612345678", "h1");
+    let out = invites_to(&mut sim, CARRIER).pop().unwrap();
+    sim.deliver(CARRIER, &reply(&out, 200, "car"));
+    let ok = finals(&mut sim, ALICE)
+        .into_iter()
+        .find(|m| m.status() == Some(200))
+        .unwrap();
+    let mut phone = Side::caller(&invite, &ok);
+    phone.addr = ALICE;
+    phone.cseq = 2;
+    sim.deliver(ALICE, &phone.request_at(Method::Ack, 2, ""));
+    // The phone puts the call on hold: the re-INVITE reaches the carrier.
+    sim.deliver(
+        ALICE,
+        &phone.request(Method::Invite, "v=0\r\na=sendonly\r\n"),
+    );
+    let hold = invites_to(&mut sim, CARRIER)
+        .pop()
+        .expect("relayed re-INVITE");
+    assert_eq!(hold.to_tag(), Some("car"), "inside the carrier's dialog");
+    assert_eq!(&hold.body()[..], b"v=0\r\na=sendonly\r\n");
+    sim.deliver(CARRIER, &reply(&hold, 200, "car"));
+    assert!(finals(&mut sim, ALICE)
+        .iter()
+        .any(|m| m.status() == Some(200)));
+    // The carrier sends an UPDATE back: it reaches the phone.
+    let mut carrier = Side::phone(CARRIER, &out, "car");
+    sim.deliver(CARRIER, &carrier.request(Method::Update, "v=0\r\no=c\r\n"));
+    assert_eq!(sim.take_requests(ALICE, Method::Update).len(), 1);
+    assert_eq!(sim.busy("alice"), 1, "still on the call");
+}
