@@ -3,12 +3,15 @@
 #
 #   bash tests/run.sh
 #
-# 1. installs sipp (Debian package sip-tester) and python3 when missing;
+# 1. installs sipp (Debian package sip-tester), python3 and python3-venv
+#    when missing;
 # 2. cargo fmt --check, the layer check (tests/check-layers.sh: no tokio
 #    and no clock in the sans-IO crates), clippy with warnings denied (and
 #    clippy.toml's clock rule), the unit and integration tests, a debug
 #    build of the daemon;
-# 3. the end-to-end sipp checks against that binary (tests/sipp/run.sh).
+# 3. the end-to-end sipp checks against that binary (tests/sipp/run.sh);
+# 4. the attack test: SIPVicious (from PyPI, in a venv) scans and guesses
+#    against that binary while real users sign in (tests/attack/sipvicious.sh).
 #
 # Stops at the first failing step and exits non-zero. Honours
 # CARGO_TARGET_DIR (where the daemon binary is looked for).
@@ -51,6 +54,8 @@ section "prerequisites"
 missing=()
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+# python3-venv: the attack test installs SIPVicious from PyPI in a venv.
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 if [[ ${#missing[@]} -gt 0 ]]; then
     if ! command -v apt-get >/dev/null 2>&1; then
         echo "tests/run.sh: missing ${missing[*]} and no apt-get to install them" >&2
@@ -73,5 +78,6 @@ step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnin
 step "cargo test" cargo test --workspace --locked
 step "cargo build (daemon, debug)" cargo build -p switchboard --locked
 step "sipp end-to-end" bash tests/sipp/run.sh "${CARGO_TARGET_DIR:-target}/debug/switchboard"
+step "attack (SIPVicious from PyPI)" bash tests/attack/sipvicious.sh "${CARGO_TARGET_DIR:-target}/debug/switchboard"
 
 section "all tests passed ($((SECONDS - START))s)"

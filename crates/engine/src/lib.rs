@@ -529,8 +529,16 @@ impl<B: Backend> Engine<B> {
         let Some(req) = self.tl.request(tx) else {
             return;
         };
-        if self.names_no_number(req) {
-            // Asked about a number that is not one of the workspace's.
+        // A carrier asks whether we serve a number; anyone else gets the
+        // same answer whatever the user part (no enumeration: svwar's
+        // OPTIONS scan finds nothing).
+        let from_trunk = self
+            .workspace
+            .load()
+            .directory
+            .trunk_for_source(from.addr.ip())
+            .is_some();
+        if from_trunk && self.names_no_number(req) {
             return self.respond_plain(now, tx, 404);
         }
         let mut ok = response_to(req, 200, "OK", Some(&self.ids.tag()), false);

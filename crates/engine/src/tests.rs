@@ -1790,6 +1790,20 @@ fn options_for_a_number_not_in_the_workspace_gets_404() {
         let answers = sim.take(TRUNK);
         assert_eq!(statuses(&answers), vec![200], "{uri}");
         assert!(answers[0].header(HeaderName::Allow).is_some());
+    } // From elsewhere every user part gets the same 200: nothing to tell a
+      // number, a user or nobody apart by.
+    for (uri, branch) in [
+        ("sip:+15559999@127.0.0.1", "o5"),
+        ("sip:3416763534@127.0.0.1", "o6"),
+        ("sip:alice@127.0.0.1", "o7"),
+        ("sip:nobody@127.0.0.1", "o8"),
+    ] {
+        let raw = options(uri, branch).encode();
+        let raw = String::from_utf8(raw.to_vec())
+            .unwrap()
+            .replace(TRUNK, "127.0.0.2:5070");
+        sim.deliver("127.0.0.2:5070", &Message::parse(raw.as_bytes()).unwrap());
+        assert_eq!(statuses(&sim.take("127.0.0.2:5070")), vec![200], "{uri}");
     }
 }
 
