@@ -11,7 +11,9 @@
 #    build of the daemon;
 # 3. the end-to-end sipp checks against that binary (tests/sipp/run.sh);
 # 4. the attack test: SIPVicious (from PyPI, in a venv) scans and guesses
-#    against that binary while real users sign in (tests/attack/sipvicious.sh).
+#    against that binary while real users sign in (tests/attack/sipvicious.sh);
+# 5. the cargo-fuzz targets, 60 s each from their committed seeds
+#    (tests/fuzz.sh; SB_FUZZ_SECONDS changes the time).
 #
 # Stops at the first failing step and exits non-zero. Honours
 # CARGO_TARGET_DIR (where the daemon binary is looked for).
@@ -79,5 +81,6 @@ step "cargo test" cargo test --workspace --locked
 step "cargo build (daemon, debug)" cargo build -p switchboard --locked
 step "sipp end-to-end" bash tests/sipp/run.sh "${CARGO_TARGET_DIR:-target}/debug/switchboard"
 step "attack (SIPVicious from PyPI)" bash tests/attack/sipvicious.sh "${CARGO_TARGET_DIR:-target}/debug/switchboard"
+step "fuzz (cargo-fuzz targets, bounded)" bash tests/fuzz.sh
 
 section "all tests passed ($((SECONDS - START))s)"

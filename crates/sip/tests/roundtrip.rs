@@ -641,7 +641,7 @@ proptest! {
     }
 }
 
-/// Inputs the fuzz target (crates/sip/fuzz/) once failed on, kept as files.
+/// Inputs the fuzz target (fuzz/, `parse`) once failed on, kept as files.
 #[test]
 fn fuzz_regressions() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fuzz_regressions");
