@@ -512,19 +512,39 @@ ring = ["bob"]
 
 /// A SIP peer over one TCP connection (RFC 3261 §18.3 framing).
 pub struct TcpUa {
-    stream: tokio::net::TcpStream,
+    stream: Box<dyn SipStream>,
     pub addr: SocketAddr,
     buf: Vec<u8>,
+    /// The Via token and the Contact's `transport`: `TCP` or `TLS`.
+    pub transport: &'static str,
 }
+
+/// A byte stream a SIP peer talks over: TCP, or TLS over TCP.
+pub trait SipStream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> SipStream for T {}
 
 impl TcpUa {
     pub async fn connect(server: SocketAddr) -> TcpUa {
         let stream = tokio::net::TcpStream::connect(server).await.unwrap();
         let addr = stream.local_addr().unwrap();
         TcpUa {
-            stream,
+            stream: Box::new(stream),
             addr,
             buf: Vec::new(),
+            transport: "TCP",
+        }
+    }
+
+    /// A TLS connection to `server`, trusting only `cert` (DER) and
+    /// checking that it names the server's IP address.
+    pub async fn connect_tls(server: SocketAddr, cert: &[u8]) -> TcpUa {
+        let stream = tls_connect(server, cert).await.expect("a TLS handshake");
+        let addr = stream.get_ref().0.local_addr().unwrap();
+        TcpUa {
+            stream: Box::new(stream),
+            addr,
+            buf: Vec::new(),
+            transport: "TLS",
         }
     }
 
@@ -532,9 +552,10 @@ impl TcpUa {
     pub fn accepted(stream: tokio::net::TcpStream) -> TcpUa {
         let addr = stream.local_addr().unwrap();
         TcpUa {
-            stream,
+            stream: Box::new(stream),
             addr,
             buf: Vec::new(),
+            transport: "TCP",
         }
     }
 
@@ -570,7 +591,11 @@ impl TcpUa {
 
     /// REGISTER with digest auth over this connection.
     pub async fn register(&mut self, user: &str, password: &str) -> Message {
-        let contact = format!("<sip:{user}@{};transport=tcp>", self.addr);
+        let contact = format!(
+            "<sip:{user}@{};transport={}>",
+            self.addr,
+            self.transport.to_ascii_lowercase()
+        );
         self.register_contact(user, password, &contact).await
     }
 
@@ -580,7 +605,10 @@ impl TcpUa {
             let mut m = Message::request(Method::Register, "sip:switchboard.test");
             m.push(
                 HeaderName::Via,
-                &format!("SIP/2.0/TCP {};branch=z9hG4bKtcp{cseq}", ua.addr),
+                &format!(
+                    "SIP/2.0/{} {};branch=z9hG4bKtcp{cseq}",
+                    ua.transport, ua.addr
+                ),
             );
             m.push(
                 HeaderName::From,
@@ -613,6 +641,28 @@ impl TcpUa {
         self.send(&second).await;
         self.recv().await
     }
+}
+
+/// A TLS client connection to `server` that trusts `cert` (DER) alone.
+pub async fn tls_connect(
+    server: SocketAddr,
+    cert: &[u8],
+) -> std::io::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use std::sync::Arc;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(cert.to_vec()))
+        .map_err(std::io::Error::other)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(std::io::Error::other)?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(server).await?;
+    let name = rustls::pki_types::ServerName::IpAddress(server.ip().into());
+    connector.connect(name, tcp).await
 }
 
 /// The token the admin tests configure.

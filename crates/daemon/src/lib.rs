@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod records;
 pub mod server;
 pub mod settings;
+pub mod tls;
 pub mod webhooks;
 
 /// The name errors give the embedded demo configuration (its prompts are

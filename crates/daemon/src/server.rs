@@ -48,6 +48,8 @@ const PERSIST_INTERVAL: Duration = Duration::from_secs(1);
 pub struct Daemon {
     pub udp_addr: Option<SocketAddr>,
     pub tcp_addr: Option<SocketAddr>,
+    /// Where SIP over TLS listens, when `server.sip_tls` is set.
+    pub tls_addr: Option<SocketAddr>,
     /// Where the admin HTTP API listens, when `server.admin_http` is set.
     pub admin_addr: Option<SocketAddr>,
     pub presence: Arc<Presence>,
@@ -122,11 +124,24 @@ impl Daemon {
             ),
             None => None,
         };
-        if udp.is_none() && tcp.is_none() {
-            anyhow::bail!("no SIP listener configured: set server.sip_udp or server.sip_tcp");
+        let tls = match (server.sip_tls, &server.tls_cert, &server.tls_key) {
+            (Some(addr), Some(cert), Some(key)) => {
+                let acceptor = crate::tls::acceptor(cert, key)?;
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding TLS {addr}"))?;
+                Some((listener, acceptor))
+            }
+            _ => None,
+        };
+        if udp.is_none() && tcp.is_none() && tls.is_none() {
+            anyhow::bail!(
+                "no SIP listener configured: set server.sip_udp, server.sip_tcp or server.sip_tls"
+            );
         }
         let udp_addr = udp.as_ref().map(|s| s.local_addr()).transpose()?;
         let tcp_addr = tcp.as_ref().map(|l| l.local_addr()).transpose()?;
+        let tls_addr = tls.as_ref().map(|(l, _)| l.local_addr()).transpose()?;
 
         let mut cfg = EngineConfig::new(&server.domain);
         // What peers see in Via and Contact: the advertised IP, else the bound one.
@@ -136,6 +151,7 @@ impl Daemon {
         };
         cfg.udp_addr = udp_addr.map(advertised);
         cfg.tcp_addr = tcp_addr.map(advertised);
+        cfg.tls_addr = tls_addr.map(advertised);
         cfg.min_expires = server.min_expires;
         cfg.max_expires = server.max_expires;
         cfg.default_expires = server.default_expires;
@@ -167,6 +183,21 @@ impl Daemon {
             let idle = Duration::from_secs(u64::from(server.max_expires) + 120);
             tasks.push(tokio::spawn(accept_loop(
                 listener,
+                None,
+                input_tx.clone(),
+                shutdown.clone(),
+                idle,
+                TcpLimits {
+                    per_source: server.tcp_max_per_source,
+                    metrics: Arc::clone(&metrics),
+                },
+            )));
+        }
+        if let Some((listener, acceptor)) = tls {
+            let idle = Duration::from_secs(u64::from(server.max_expires) + 120);
+            tasks.push(tokio::spawn(accept_loop(
+                listener,
+                Some(acceptor),
                 input_tx.clone(),
                 shutdown.clone(),
                 idle,
@@ -184,6 +215,7 @@ impl Daemon {
         let bind_ip = server
             .sip_udp
             .or(server.sip_tcp)
+            .or(server.sip_tls)
             .map(|a| a.ip())
             .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
         let prompts = Arc::new(prompts);
@@ -261,6 +293,7 @@ impl Daemon {
         tracing::info!(
             udp = ?udp_addr,
             tcp = ?tcp_addr,
+            tls = ?tls_addr,
             admin = ?admin_addr,
             domain = %server.domain,
             users = config.directory.users().len(),
@@ -271,6 +304,7 @@ impl Daemon {
         Ok(Daemon {
             udp_addr,
             tcp_addr,
+            tls_addr,
             admin_addr,
             presence,
             workspace,
@@ -599,7 +633,7 @@ async fn flush(
                     Err(e) => tracing::debug!(peer = %to.addr, error = %e, "udp send"),
                 }
             }
-            Transport::Tcp(id) => streams.send(id, to.addr, bytes),
+            Transport::Tcp(id) | Transport::Tls(id) => streams.send(id, to.addr, bytes),
             Transport::TcpConnect => streams.send_connecting(to.addr, bytes),
         }
     }
@@ -685,14 +719,23 @@ struct TcpLimits {
     metrics: Arc<Metrics>,
 }
 
+/// Ids of accepted TLS connections start here, apart from the TCP ones.
+const TLS_ID_BASE: u64 = 1 << 40;
+
+/// How long a TLS handshake may take once the connection is accepted.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Accepts connections on a TCP listener, or a TLS one with `tls`, and
+/// serves each in a task of its own.
 async fn accept_loop(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     inputs: mpsc::Sender<EngineInput>,
     shutdown: CancellationToken,
     idle_timeout: Duration,
     limits: TcpLimits,
 ) {
-    let mut next_id: u64 = 1;
+    let mut next_id: u64 = if tls.is_some() { TLS_ID_BASE } else { 1 };
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_TCP_CONNECTIONS));
     let per_source = PerSource::default();
     let mut refusals = Refusals {
@@ -728,10 +771,38 @@ async fn accept_loop(
         next_id += 1;
         let inputs = inputs.clone();
         let shutdown = shutdown.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let _place = place;
-            serve_connection(id, stream, addr, inputs, shutdown, idle_timeout).await;
+            let _ = stream.set_nodelay(true);
+            let Some(acceptor) = tls else {
+                let peer = Peer {
+                    transport: Transport::Tcp(id),
+                    addr,
+                };
+                return serve_connection(peer, stream, inputs, shutdown, idle_timeout).await;
+            };
+            let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+            let stream = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                done = handshake => match done {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(e)) => {
+                        tracing::debug!(peer = %addr, error = %e, "tls handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(peer = %addr, "tls handshake timed out");
+                        return;
+                    }
+                },
+            };
+            let peer = Peer {
+                transport: Transport::Tls(id),
+                addr,
+            };
+            serve_connection(peer, stream, inputs, shutdown, idle_timeout).await;
         });
     }
 }
@@ -763,14 +834,18 @@ struct StreamCtx {
     idle_timeout: Duration,
 }
 
-async fn serve_connection(
-    id: u64,
-    stream: TcpStream,
-    addr: SocketAddr,
+async fn serve_connection<S>(
+    peer: Peer,
+    stream: S,
     inputs: mpsc::Sender<EngineInput>,
     shutdown: CancellationToken,
     idle_timeout: Duration,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (Transport::Tcp(id) | Transport::Tls(id)) = peer.transport else {
+        return;
+    };
     let (out_tx, out_rx) = mpsc::channel::<Bytes>(1024);
     let announce = EngineInput::Connected {
         id,
@@ -784,7 +859,7 @@ async fn serve_connection(
         shutdown,
         idle_timeout,
     };
-    serve_stream(id, stream, addr, (out_tx, out_rx), ctx).await;
+    serve_stream(peer, stream, (out_tx, out_rx), ctx).await;
 }
 
 /// A connection the engine asked for (its writer already registered):
@@ -814,7 +889,12 @@ async fn open_connection(
     match stream {
         Some(stream) => {
             tracing::debug!(peer = %addr, id, "tcp connection opened to a device");
-            serve_stream(id, stream, addr, out, ctx).await;
+            let _ = stream.set_nodelay(true);
+            let peer = Peer {
+                transport: Transport::Tcp(id),
+                addr,
+            };
+            serve_stream(peer, stream, out, ctx).await;
         }
         None => {
             let _ = ctx
@@ -827,20 +907,24 @@ async fn open_connection(
 
 /// Reads and frames one connection's messages for the engine and writes
 /// what the engine sends on it, until either side closes it.
-async fn serve_stream(
-    id: u64,
-    stream: TcpStream,
-    addr: SocketAddr,
+async fn serve_stream<S>(
+    peer: Peer,
+    stream: S,
     (out_tx, mut out_rx): (mpsc::Sender<Bytes>, mpsc::Receiver<Bytes>),
     ctx: StreamCtx,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
     let StreamCtx {
         inputs,
         shutdown,
         idle_timeout,
     } = ctx;
-    let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
+    let addr = peer.addr;
+    let (Transport::Tcp(id) | Transport::Tls(id)) = peer.transport else {
+        return;
+    };
+    let (mut reader, mut writer) = tokio::io::split(stream);
     let pong = out_tx;
     // Set once a 2xx to a REGISTER went out on the connection: it carries a
     // registration, and may then stay quiet until the device's refresh.
@@ -851,15 +935,12 @@ async fn serve_stream(
             if !bound_by_writer.load(std::sync::atomic::Ordering::Relaxed) && registered(&bytes) {
                 bound_by_writer.store(true, std::sync::atomic::Ordering::Relaxed);
             }
-            if writer.write_all(&bytes).await.is_err() {
+            // (TLS buffers records: flush sends them; for TCP it is free.)
+            if writer.write_all(&bytes).await.is_err() || writer.flush().await.is_err() {
                 break;
             }
         }
     });
-    let peer = Peer {
-        transport: Transport::Tcp(id),
-        addr,
-    };
     let mut buf = BytesMut::with_capacity(8192);
     let mut pings = PingDetector::default();
     // When the message in `buf` started arriving.

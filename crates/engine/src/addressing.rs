@@ -20,6 +20,7 @@ pub(crate) fn local_addr(cfg: &EngineConfig, transport: Transport) -> SocketAddr
         Transport::Tcp(_) | Transport::TcpConnect => {
             cfg.tcp_addr.or(cfg.udp_addr).unwrap_or(fallback)
         }
+        Transport::Tls(_) => cfg.tls_addr.or(cfg.tcp_addr).unwrap_or(fallback),
     }
 }
 
@@ -72,16 +73,28 @@ pub(crate) use sip::transaction::response_peer as reply_peer;
 /// REGISTER came from; over TCP (a connection the driver opens) when the
 /// Contact says `;transport=tcp` or the binding was made over a TCP
 /// connection that is gone (restored after a restart), never over UDP
-/// then (RFC 3261 §19.1.1, RFC 3263 §4.1).
-pub(crate) fn binding_peer(binding: &Binding) -> Peer {
-    if let BindingTransport::Tcp {
-        connection: Some(id),
-    } = binding.transport
-    {
-        return Peer {
-            transport: Transport::Tcp(id),
-            addr: binding.source,
-        };
+/// then (RFC 3261 §19.1.1, RFC 3263 §4.1). A device signed in over TLS is
+/// reached over its connection only: `None` once that is gone.
+pub(crate) fn binding_peer(binding: &Binding) -> Option<Peer> {
+    match binding.transport {
+        BindingTransport::Tcp {
+            connection: Some(id),
+        } => {
+            return Some(Peer {
+                transport: Transport::Tcp(id),
+                addr: binding.source,
+            })
+        }
+        BindingTransport::Tls {
+            connection: Some(id),
+        } => {
+            return Some(Peer {
+                transport: Transport::Tls(id),
+                addr: binding.source,
+            })
+        }
+        BindingTransport::Tls { connection: None } => return None,
+        BindingTransport::Tcp { connection: None } | BindingTransport::Udp => {}
     }
     // The Contact says where the device listens; behind NAT it names a
     // private address we cannot reach, and the REGISTER's public source is
@@ -98,14 +111,14 @@ pub(crate) fn binding_peer(binding: &Binding) -> Peer {
         BindingTransport::Tcp { connection: None }
     ) || contact_transport(&binding.contact)
         .is_some_and(|t| t.eq_ignore_ascii_case("tcp"));
-    Peer {
+    Some(Peer {
         transport: if tcp {
             Transport::TcpConnect
         } else {
             Transport::Udp
         },
         addr,
-    }
+    })
 }
 
 /// The `transport` parameter of a Contact URI.
@@ -157,13 +170,13 @@ mod tests {
     /// Sans-IO only: these documentation addresses never reach a socket.
     #[test]
     fn a_private_contact_registered_from_a_public_address_is_called_at_the_source() {
-        let natted = binding_peer(&binding("sip:bob@10.0.0.5:5060", "203.0.113.7:40000"));
+        let natted = binding_peer(&binding("sip:bob@10.0.0.5:5060", "203.0.113.7:40000")).unwrap();
         assert_eq!(natted.addr, "203.0.113.7:40000".parse().unwrap());
         // A separate registering client on loopback: the Contact is right.
-        let local = binding_peer(&binding("sip:bob@127.0.0.1:5081", "127.0.0.1:5090"));
+        let local = binding_peer(&binding("sip:bob@127.0.0.1:5081", "127.0.0.1:5090")).unwrap();
         assert_eq!(local.addr, "127.0.0.1:5081".parse().unwrap());
         // A host name is never resolved: the REGISTER's source it is.
-        let named = binding_peer(&binding("sip:bob@phone.invalid", "127.0.0.1:5090"));
+        let named = binding_peer(&binding("sip:bob@phone.invalid", "127.0.0.1:5090")).unwrap();
         assert_eq!(named.addr, "127.0.0.1:5090".parse().unwrap());
     }
 
@@ -173,7 +186,7 @@ mod tests {
         b.transport = BindingTransport::Tcp {
             connection: Some(9),
         };
-        assert_eq!(binding_peer(&b).transport, Transport::Tcp(9));
+        assert_eq!(binding_peer(&b).unwrap().transport, Transport::Tcp(9));
     }
 
     #[test]
@@ -181,13 +194,25 @@ mod tests {
         // Restored after a restart: the connection is gone.
         let mut b = binding("sip:bob@127.0.0.1:5081", "127.0.0.1:40000");
         b.transport = BindingTransport::Tcp { connection: None };
-        let peer = binding_peer(&b);
+        let peer = binding_peer(&b).unwrap();
         assert_eq!(peer.transport, Transport::TcpConnect);
         assert_eq!(peer.addr, "127.0.0.1:5081".parse().unwrap());
         // Registered over UDP, but the Contact asks for TCP.
         let b = binding("sip:bob@127.0.0.1:5082;transport=TCP", "127.0.0.1:40000");
-        assert_eq!(binding_peer(&b).transport, Transport::TcpConnect);
+        assert_eq!(binding_peer(&b).unwrap().transport, Transport::TcpConnect);
         let b = binding("sip:bob@127.0.0.1:5082;transport=udp", "127.0.0.1:40000");
-        assert_eq!(binding_peer(&b).transport, Transport::Udp);
+        assert_eq!(binding_peer(&b).unwrap().transport, Transport::Udp);
+    }
+
+    #[test]
+    fn a_tls_binding_is_called_on_its_connection_or_not_at_all() {
+        let mut b = binding("sip:bob@127.0.0.1:5081;transport=tls", "127.0.0.1:40000");
+        b.transport = BindingTransport::Tls {
+            connection: Some(4),
+        };
+        assert_eq!(binding_peer(&b).unwrap().transport, Transport::Tls(4));
+        // Restored after a restart: no connection to reach it over.
+        b.transport = BindingTransport::Tls { connection: None };
+        assert_eq!(binding_peer(&b), None);
     }
 }

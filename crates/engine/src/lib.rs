@@ -39,7 +39,8 @@ use sip::auth::NonceIssuer;
 use sip::build::{reason_phrase, response_to, salvage_error_response};
 use sip::ids::IdGenerator;
 use sip::transaction::{
-    Output as TxOutput, Peer, RequestMatch, TimerConfig, Transactions, Transmit, TxEvent, TxId,
+    Output as TxOutput, Peer, RequestMatch, TimerConfig, Transactions, Transmit, Transport,
+    TxEvent, TxId,
 };
 use sip::validate::check_request;
 use sip::{HeaderName, Message, Method};
@@ -99,6 +100,8 @@ pub struct EngineConfig {
     pub udp_addr: Option<SocketAddr>,
     /// Our TCP address as written in Via and Contact.
     pub tcp_addr: Option<SocketAddr>,
+    /// The TLS listener's advertised address, when there is one.
+    pub tls_addr: Option<SocketAddr>,
     pub min_expires: u32,
     pub max_expires: u32,
     pub default_expires: u32,
@@ -128,6 +131,7 @@ impl EngineConfig {
             domain: domain.to_string(),
             udp_addr: None,
             tcp_addr: None,
+            tls_addr: None,
             min_expires: 60,
             max_expires: 3600,
             default_expires: 3600,
@@ -496,6 +500,14 @@ impl<B: Backend> Engine<B> {
             return;
         }
         let in_dialog = request.to_tag().is_some();
+        if method != Method::Ack
+            && !matches!(from.transport, Transport::Tls(_))
+            && asks_for_tls(&request)
+        {
+            // RFC 3261 §26.2.2: a sips: request wants TLS on every hop; over
+            // plain UDP or TCP it is refused, never served insecurely.
+            return self.reply_new(now, from, request, 416, None);
+        }
         match method {
             Method::Ack => self.on_ack(now, request),
             Method::Cancel => self.on_cancel(now, from, request),
@@ -716,6 +728,14 @@ fn names_this_server(request: &Message) -> bool {
         .request_uri()
         .and_then(|u| sip::header::Uri::parse(u).ok())
         .is_some_and(|u| u.user.is_none_or(|user| user == "switchboard"))
+}
+
+/// Whether the Request-URI is a `sips:` URI.
+fn asks_for_tls(request: &Message) -> bool {
+    request
+        .request_uri()
+        .and_then(|u| u.get(..5))
+        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("sips:"))
 }
 
 /// Methods accepted outside a dialog (OPTIONS answers, 405s).

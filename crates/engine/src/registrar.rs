@@ -224,6 +224,9 @@ impl<B: Backend> Engine<B> {
                     connection: Some(id),
                 },
                 Transport::TcpConnect => BindingTransport::Tcp { connection: None },
+                Transport::Tls(id) => BindingTransport::Tls {
+                    connection: Some(id),
+                },
             },
             max_bindings: self.cfg.max_bindings_per_user,
             change,
@@ -243,6 +246,7 @@ impl<B: Backend> Engine<B> {
             let transport = match from.transport {
                 Transport::Udp => "udp",
                 Transport::Tcp(_) | Transport::TcpConnect => "tcp",
+                Transport::Tls(_) => "tls",
             };
             self.signin_log
                 .changed(now, from.addr, user_id, transport, &contacts);

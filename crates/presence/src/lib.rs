@@ -79,6 +79,12 @@ pub enum BindingTransport {
         #[serde(skip)]
         connection: Option<u64>,
     },
+    /// A TLS connection; once it is gone (a restart) the device cannot be
+    /// reached until it registers again over a new one.
+    Tls {
+        #[serde(skip)]
+        connection: Option<u64>,
+    },
 }
 
 /// One registered device of a user (RFC 3261 §10.3).
@@ -403,11 +409,10 @@ impl Presence {
     pub fn drop_connection(&self, connection: u64, now_ms: u64) -> Vec<(Box<str>, usize)> {
         let mut dropped = Vec::new();
         for entry in self.users.iter() {
-            let on_it = |b: &Binding| {
-                b.transport
-                    == BindingTransport::Tcp {
-                        connection: Some(connection),
-                    }
+            let on_it = |b: &Binding| match b.transport {
+                BindingTransport::Tcp { connection: c }
+                | BindingTransport::Tls { connection: c } => c == Some(connection),
+                BindingTransport::Udp => false,
             };
             if entry.value().snapshot().iter().any(on_it) {
                 let left = entry.value().update(now_ms, |list| {

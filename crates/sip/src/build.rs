@@ -113,6 +113,9 @@ pub fn contact_value(local: SocketAddr, transport: Transport) -> String {
         Transport::Tcp(_) | Transport::TcpConnect => {
             format!("<sip:switchboard@{local};transport=tcp>")
         }
+        // RFC 5630: sips: asks for TLS on every hop, which we cannot promise
+        // beyond our own; `transport=tls` says how to reach us.
+        Transport::Tls(_) => format!("<sip:switchboard@{local};transport=tls>"),
     }
 }
 

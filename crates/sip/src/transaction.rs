@@ -77,6 +77,9 @@ pub enum Transport {
     /// §18.1.1; a Contact's `;transport=tcp`, a TCP binding restored after
     /// a restart). Never the transport of a received message.
     TcpConnect,
+    /// A TLS connection (RFC 3261 §26.2.1), named by the daemon's
+    /// connection id. Reached only over the connection the device opened.
+    Tls(u64),
 }
 
 impl Transport {
@@ -89,6 +92,7 @@ impl Transport {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp(_) | Transport::TcpConnect => "TCP",
+            Transport::Tls(_) => "TLS",
         }
     }
 }

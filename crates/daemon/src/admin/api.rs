@@ -1217,6 +1217,7 @@ async fn registrations(State(api): Shared) -> Json<Value> {
                         "transport": match b.transport {
                             presence::BindingTransport::Udp => "udp",
                             presence::BindingTransport::Tcp { .. } => "tcp",
+                            presence::BindingTransport::Tls { .. } => "tls",
                         },
                         "source": b.source.to_string(),
                         "expires": expires,

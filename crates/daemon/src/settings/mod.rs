@@ -26,6 +26,11 @@ pub struct ServerConfig {
     /// Contact. Required when a listener binds a wildcard address.
     pub advertise: Option<std::net::IpAddr>,
     pub sip_tcp: Option<SocketAddr>,
+    /// SIP over TLS (RFC 3261 §26.2.1), with the certificate chain and
+    /// private key (PEM files, resolved against the config file's folder).
+    pub sip_tls: Option<SocketAddr>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     pub admin_http: Option<SocketAddr>,
     /// The bearer token of the admin API (`server.admin_token`; the
     /// `SWITCHBOARD_ADMIN_TOKEN` environment variable wins over it).
@@ -97,6 +102,9 @@ pub struct RawServer {
     sip_udp: Option<String>,
     advertise: Option<String>,
     sip_tcp: Option<String>,
+    sip_tls: Option<String>,
+    tls_cert: Option<String>,
+    tls_key: Option<String>,
     admin_http: Option<String>,
     admin_token: Option<String>,
     data_dir: Option<String>,
@@ -139,6 +147,7 @@ fn server_config(
     };
     let sip_udp = addr("sip_udp", raw.sip_udp);
     let sip_tcp = addr("sip_tcp", raw.sip_tcp);
+    let sip_tls = addr("sip_tls", raw.sip_tls);
     let admin_http = addr("admin_http", raw.admin_http);
     let advertise = match raw.advertise {
         None => None,
@@ -154,7 +163,11 @@ fn server_config(
         },
     };
     // Via and Contact must name an address peers can reach; 0.0.0.0 is not one.
-    for (key, bound) in [("sip_udp", sip_udp), ("sip_tcp", sip_tcp)] {
+    for (key, bound) in [
+        ("sip_udp", sip_udp),
+        ("sip_tcp", sip_tcp),
+        ("sip_tls", sip_tls),
+    ] {
         if bound.is_some_and(|a| a.ip().is_unspecified()) && advertise.is_none() {
             errors.push(
                 format!("server.{key}"),
@@ -235,6 +248,24 @@ fn server_config(
         digest_algorithms.push(algorithm);
     }
 
+    let tls_cert = raw.tls_cert.map(|p| base_dir.join(p));
+    let tls_key = raw.tls_key.map(|p| base_dir.join(p));
+    if sip_tls.is_some() {
+        for (key, path) in [("tls_cert", &tls_cert), ("tls_key", &tls_key)] {
+            if path.is_none() {
+                errors.push(
+                    format!("server.{key}"),
+                    "is required with server.sip_tls (a PEM file; scripts/tls-cert.sh makes a self-signed one)",
+                );
+            }
+        }
+    } else if tls_cert.is_some() || tls_key.is_some() {
+        errors.push(
+            "server.sip_tls",
+            "tls_cert and tls_key are set but no sip_tls listener uses them",
+        );
+    }
+
     let tcp_max_per_source = raw.tcp_max_per_source.unwrap_or(100);
     if tcp_max_per_source == 0 {
         errors.push("server.tcp_max_per_source", "must be at least 1");
@@ -247,6 +278,9 @@ fn server_config(
         sip_udp,
         advertise,
         sip_tcp,
+        sip_tls,
+        tls_cert,
+        tls_key,
         admin_http,
         admin_token,
         data_dir: base_dir.join(data_dir),

@@ -367,7 +367,10 @@ impl<B: Backend> Engine<B> {
                     tracing::warn!("a call reached the most legs it can hold; no more are rung");
                     return legs;
                 };
-                let peer = binding_peer(&binding);
+                let Some(peer) = binding_peer(&binding) else {
+                    // Signed in over a TLS connection that is gone.
+                    continue;
+                };
                 let local_addr = self.local_addr(peer.transport);
                 let call_id = self.ids.call_id();
                 let local = format!(
