@@ -6,10 +6,13 @@
 #                     and every earlier finding (crates/sip/tests/);
 #   * engine_input  - a stream of datagrams from several sources into one
 #                     engine under a manual clock; seeds: fuzz/seeds/.
-# A crash, a failed assertion or a leak fails the run: the input is kept in
-# fuzz/artifacts/<target>/ and its path printed; copy it into the target's
-# regression folder (crates/sip/tests/fuzz_regressions/ for parse) so that
-# the test suite replays it.
+# A crash, a failed assertion, a leak or an input slower than 10 s fails
+# the run: the input is printed (base64) and kept under
+# $CARGO_TARGET_DIR/fuzz-findings/ (target/ by default: it outlives CI's
+# throwaway copy of the repository); copy it into the target's regression
+# folder (crates/sip/tests/fuzz_regressions/ for parse,
+# fuzz/regressions/engine_input/ for engine_input) and the test suite
+# replays it from then on.
 #
 # cargo-fuzz (crates.io, pinned) is installed when missing. libFuzzer needs
 # nightly compiler flags; RUSTC_BOOTSTRAP=1 lets the pinned stable
@@ -43,12 +46,21 @@ for target in parse engine_input; do
     log="$WORK/$target.log"
     rc=0
     cargo fuzz run "$target" "$corpus" -- -max_total_time="$SECS" -dict=sip.dict \
-        -print_final_stats=1 -rss_limit_mb=2048 >"$log" 2>&1 || rc=$?
+        -print_final_stats=1 -rss_limit_mb=2048 -timeout=10 >"$log" 2>&1 || rc=$?
     runs=$(awk '/stat::number_of_executed_units/ {print $NF}' "$log" | tail -1)
     grep -E '^#[0-9]+[[:space:]]+DONE' "$log" | tail -1 || true
     if [[ $rc -ne 0 ]]; then
         tail -n 60 "$log"
-        echo "tests/fuzz: $target found a failing input (see above; kept in fuzz/artifacts/$target/)" >&2
+        findings="${CARGO_TARGET_DIR:-$ROOT/target}/fuzz-findings/$target"
+        mkdir -p "$findings"
+        for input in "$ROOT/fuzz/artifacts/$target"/*; do
+            [[ -f "$input" ]] || continue
+            cp "$input" "$findings/"
+            echo "---- $(basename "$input") ($(wc -c <"$input") bytes), base64:"
+            base64 -w 76 "$input" | head -c 20000
+            echo
+        done
+        echo "tests/fuzz: $target found a failing input (above; kept in $findings)" >&2
         exit 1
     fi
     echo "$target: ${runs:-0} executions, no crash"

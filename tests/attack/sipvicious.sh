@@ -85,11 +85,12 @@ fail() { echo "  FAIL  $*"; FAILED=1; }
 # one for the carrier on 127.0.0.9: free ones, chosen by binding port 0.
 read -r P_PHONE P_REG P_TRUNK < <(python3 - <<'PY'
 import socket
-ports = []
+# All bound at once, so that the kernel cannot hand out one port twice.
+socks = []
 for ip in ("127.0.0.3", "127.0.0.3", "127.0.0.9"):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind((ip, 0))
-    ports.append(s.getsockname()[1]); s.close()
-print(*ports)
+    socks.append(s)
+print(*[s.getsockname()[1] for s in socks])
 PY
 )
 
@@ -165,10 +166,15 @@ real_users() { # NAME SECONDS: prints "ok failed rate"
     (cd "$dir" && timeout $(($2 + 40)) sipp "127.0.0.1:$PORT" -sf "$ROOT/tests/sipp/register_auth.xml" \
         -inf "$WORK/users.csv" -i 127.0.0.3 -p "$P_REG" -r "$RATE" -m "$n" -timeout $(($2 + 30))s \
         -nostdin -buff_size 4194304 -trace_stat -trace_err >/dev/null 2>&1) || true
+    local stats
+    stats=$(ls "$dir"/register_auth_*_.csv 2>/dev/null | head -1)
+    if [[ -z "$stats" ]]; then
+        echo "0 -1 0" # sipp wrote no statistics: it did not run
+        return
+    fi
     awk -F';' 'NR==1{for(i=1;i<=NF;i++){h[$i]=i}} END{
         ok=$h["SuccessfulCall(C)"]; bad=$h["FailedCall(C)"]; split($h["ElapsedTime(C)"], t, ":");
-        secs=t[1]*3600+t[2]*60+t[3]+t[4]/1e6; printf "%d %d %.0f\n", ok, bad, (secs > 0 ? ok/secs : 0)}' \
-        "$dir"/register_auth_*_.csv
+        secs=t[1]*3600+t[2]*60+t[3]+t[4]/1e6; printf "%d %d %.0f\n", ok, bad, (secs > 0 ? ok/secs : 0)}' "$stats"
 }
 
 echo "== real users without an attack"
@@ -189,7 +195,7 @@ fi
 
 # The attack runs while the real users sign in again, for long enough to
 # cover all of it (checked below).
-WINDOW=$((SECONDS_EACH * 5))
+WINDOW=$((SECONDS_EACH * 8))
 echo "== the attack (svwar, then svcrack), real users signing in for ${WINDOW}s meanwhile"
 real_users attacked "$WINDOW" >"$WORK/attacked.txt" &
 attack_start=$SECONDS
@@ -198,19 +204,27 @@ REAL_PID=$!
 
 printf '%s\n' alice bob carol dave admin root test 100 101 102 103 200 1000 >"$WORK/names.txt"
 found=0
+# svwar takes either a dictionary or a range: the names, then extensions.
 for method in REGISTER INVITE OPTIONS; do
-    out="$WORK/svwar-$method.out"
-    timeout 120 "$SV/sipvicious_svwar" --force -m "$method" -d "$WORK/names.txt" -e100-150 \
-        127.0.0.1 -p "$PORT" >"$out" 2>&1 || true
-    # A found extension is a table row: "| name | reqauth |".
-    rows=$(grep -cE '^\| [^ ]' "$out" | head -1 || true)
-    rows=$(( ${rows:-0} > 0 ? rows - 1 : 0 )) # minus the header row
-    found=$((found + rows))
-    if [[ $rows -eq 0 ]]; then
-        pass "svwar -m $method: found nothing ($(grep -c . "$out") lines of output)"
-    else
-        fail "svwar -m $method reported $rows names: $(grep -E '^\| ' "$out" | tr '\n' ' ')"
-    fi
+    for what in names extensions; do
+        out="$WORK/svwar-$method-$what.out"
+        if [[ $what == names ]]; then set -- -d "$WORK/names.txt"; else set -- -e100-150; fi
+        rc=0
+        timeout 120 "$SV/sipvicious_svwar" -v --force -m "$method" "$@" \
+            127.0.0.1 -p "$PORT" >"$out" 2>&1 || rc=$?
+        # A found extension is a table row ("| name | reqauth |") and exit
+        # code 40; 30 is svwar failing to scan at all (no answer).
+        rows=$(grep -cE '^\| [^ ]' "$out" || true)
+        rows=$((rows > 0 ? rows - 1 : 0)) # minus the header row
+        found=$((found + rows))
+        if ! grep -q 'Ok SIP device found' "$out"; then
+            fail "svwar -m $method ($what) did not reach the server (exit $rc): $(tail -2 "$out" | tr '\n' ' ')"
+        elif [[ $rows -eq 0 && $rc -eq 0 ]]; then
+            pass "svwar -m $method ($what): found nothing"
+        else
+            fail "svwar -m $method ($what) reported $rows names (exit $rc): $(grep -E '^\| ' "$out" | tr '\n' ' ')"
+        fi
+    done
 done
 
 # alice's password is line 40 of 60; svcrack stops once nothing answers.
@@ -219,13 +233,19 @@ import sys
 words = ["password%d" % i for i in range(1, 40)] + ["alice-secret"] + ["guess%d" % i for i in range(20)]
 open(sys.argv[1], "w").write("\n".join(words) + "\n")
 PY
+log_before=$(wc -l <"$LOG")
 timeout 120 "$SV/sipvicious_svcrack" -vv -u alice -d "$WORK/passwords.txt" --maximumtime=5 \
     127.0.0.1 -p "$PORT" >"$WORK/svcrack.out" 2>&1 || true
-# Each attempt is logged before it is sent; the one after the ban gets no answer.
+# svcrack sends one guess at a time and logs it before sending; the guess
+# after the ban gets no answer, and svcrack gives up after 5 s of silence.
 attempts=$(grep -c 'trying ' "$WORK/svcrack.out" || true)
 answered=$((attempts > 0 ? attempts - 1 : 0))
 if grep -qiE 'alice-secret|found a password|\| alice' "$WORK/svcrack.out"; then
     fail "svcrack found alice's password"
+elif ! tail -n +"$((log_before + 1))" "$LOG" | grep -q 'source banned source=127.0.0.1 '; then
+    fail "svcrack was not banned ($attempts attempts)"
+elif [[ $answered -lt 1 || $answered -gt 5 ]]; then
+    fail "svcrack had $answered attempts answered; the ban comes at 5 failures"
 elif grep -q 'source banned source=127.0.0.1 ' "$LOG"; then
     pass "svcrack banned after $answered answered attempts (its attempt $attempts got no answer), password not found"
 else
@@ -266,8 +286,8 @@ fi
 if grep -q 'panicked' "$LOG"; then fail "a panic in the daemon log"; fi
 
 echo "== figures"
-echo "svwar names found: $found (REGISTER, INVITE, OPTIONS; 13 names and 51 extensions each)"
+echo "svwar names found: $found (REGISTER, INVITE, OPTIONS scans; 13 names, then extensions 100-150)"
 echo "svcrack attempts answered before the ban: $answered (password at attempt 40: not reached)"
 echo "the attack took ${attack_took}s"
-echo "real users' REGISTER/s at $RATE/s offered: $rate0 without the attack, ${rate1:-0} during it"
+echo "real users' REGISTER/s at $RATE/s offered: $rate0 without the attack, ${rate1:-0} in the ${WINDOW}s around it (all served: ${ok1:-0} of $((RATE * WINDOW)))"
 [[ $FAILED -eq 0 ]] && echo "tests/attack: all checks passed"

@@ -104,13 +104,65 @@ async fn sips_uris_are_taken_over_tls_and_refused_without_it() {
     let ok = phone.register_contact("bob", "bob-pw", &contact).await;
     assert_eq!(ok.status(), Some(200), "{ok}");
 
-    // The same scheme over plain UDP: refused, not served insecurely.
+    // A sips: INVITE over TLS from alice's phone to bob: taken (and
+    // authenticated like any user's call), and bob rings over his TLS
+    // connection.
+    let mut alice = TcpUa::connect_tls(tls, &der).await;
+    let mut invite = Message::request(Method::Invite, "sips:bob@switchboard.test");
+    invite.push(
+        HeaderName::Via,
+        &format!("SIP/2.0/TLS {};branch=z9hG4bKsips1", alice.addr),
+    );
+    invite.push(HeaderName::From, "<sips:alice@switchboard.test>;tag=s1");
+    invite.push(HeaderName::To, "<sips:bob@switchboard.test>");
+    invite.push(HeaderName::CallId, "sips-call");
+    invite.push(HeaderName::CSeq, "1 INVITE");
+    invite.push(HeaderName::MaxForwards, "70");
+    invite.push(HeaderName::Contact, &format!("<sips:alice@{}>", alice.addr));
+    alice.send(&invite).await;
+    let challenge = alice.recv().await;
+    assert_eq!(challenge.status(), Some(407), "{challenge}");
+    let creds = switchboard_tests::digest_answer(
+        &challenge,
+        HeaderName::ProxyAuthenticate,
+        switchboard_tests::sip::auth::Algorithm::Md5,
+        "alice",
+        "alice-pw",
+        "INVITE",
+        "sips:bob@switchboard.test",
+    );
+    let mut second = Message::request(Method::Invite, "sips:bob@switchboard.test");
+    second.push(
+        HeaderName::Via,
+        &format!("SIP/2.0/TLS {};branch=z9hG4bKsips2", alice.addr),
+    );
+    second.push(HeaderName::From, "<sips:alice@switchboard.test>;tag=s1");
+    second.push(HeaderName::To, "<sips:bob@switchboard.test>");
+    second.push(HeaderName::CallId, "sips-call");
+    second.push(HeaderName::CSeq, "2 INVITE");
+    second.push(HeaderName::MaxForwards, "70");
+    second.push(HeaderName::Contact, &format!("<sips:alice@{}>", alice.addr));
+    second.push(HeaderName::ProxyAuthorization, &creds);
+    alice.send(&second).await;
+    let rung = phone.recv().await;
+    assert_eq!(rung.method(), Some(&Method::Invite), "{rung}");
+    assert!(rung
+        .header(HeaderName::Via)
+        .unwrap()
+        .starts_with("SIP/2.0/TLS "));
+
+    // The same scheme over plain UDP and TCP: refused, not served insecurely.
     let mut plain = Ua::bind("127.0.0.1", udp).await;
     let mut register = switchboard_tests::register_request(&plain, "bob", "sips-udp", 1);
     register.set_request_uri("sips:switchboard.test");
     plain.send(&register).await;
     let refused = plain.final_response().await;
     assert_eq!(refused.status(), Some(416), "{refused}");
+    // ...and a sips: Contact we would have to call over UDP.
+    let mut register = switchboard_tests::register_request(&plain, "bob", "sips-udp-2", 1);
+    register.set(HeaderName::Contact, &format!("<sips:bob@{}>", plain.addr));
+    plain.send(&register).await;
+    assert_eq!(plain.final_response().await.status(), Some(416));
     daemon.stop().await;
 }
 
@@ -152,6 +204,32 @@ async fn a_missing_or_wrong_certificate_is_refused_at_start_naming_the_key() {
         text.contains("server.tls_cert") && text.contains("server.tls_key"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn closing_the_tls_connection_signs_the_phone_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let der = certificate(dir.path());
+    let (daemon, _udp, tls) = start(dir.path()).await;
+    let mut phone = TcpUa::connect_tls(tls, &der).await;
+    assert_eq!(
+        phone.register("alice", "alice-pw").await.status(),
+        Some(200)
+    );
+    assert_eq!(daemon.presence.user("alice").snapshot().len(), 1);
+    drop(phone);
+    for _ in 0..50 {
+        if daemon.presence.user("alice").snapshot().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        daemon.presence.user("alice").snapshot().len(),
+        0,
+        "RFC 5626: the flow is gone"
+    );
+    daemon.stop().await;
 }
 
 #[tokio::test]

@@ -176,6 +176,12 @@ impl Daemon {
         let metrics = Arc::new(Metrics::new());
         let (input_tx, input_rx) = mpsc::channel(8192);
         let mut tasks = Vec::new();
+        let limits = TcpLimits {
+            per_source: server.tcp_max_per_source,
+            metrics: Arc::clone(&metrics),
+            open_per_source: PerSource::default(),
+            total: Arc::new(tokio::sync::Semaphore::new(MAX_TCP_CONNECTIONS)),
+        };
         if let Some(listener) = tcp {
             // Devices refresh at most every max_expires; a connection silent
             // for longer (plus a margin) has no live registration to serve.
@@ -187,10 +193,7 @@ impl Daemon {
                 input_tx.clone(),
                 shutdown.clone(),
                 idle,
-                TcpLimits {
-                    per_source: server.tcp_max_per_source,
-                    metrics: Arc::clone(&metrics),
-                },
+                limits.clone(),
             )));
         }
         if let Some((listener, acceptor)) = tls {
@@ -201,10 +204,7 @@ impl Daemon {
                 input_tx.clone(),
                 shutdown.clone(),
                 idle,
-                TcpLimits {
-                    per_source: server.tcp_max_per_source,
-                    metrics: Arc::clone(&metrics),
-                },
+                limits.clone(),
             )));
         }
         let streams = Streams::new(StreamCtx {
@@ -712,11 +712,14 @@ impl Refusals {
     }
 }
 
-/// What the TCP listener enforces besides the total.
+/// What the TCP and TLS listeners enforce, together: connections per
+/// source and in all count both kinds.
 #[derive(Clone)]
 struct TcpLimits {
     per_source: usize,
     metrics: Arc<Metrics>,
+    open_per_source: PerSource,
+    total: Arc<tokio::sync::Semaphore>,
 }
 
 /// Ids of accepted TLS connections start here, apart from the TCP ones.
@@ -736,8 +739,8 @@ async fn accept_loop(
     limits: TcpLimits,
 ) {
     let mut next_id: u64 = if tls.is_some() { TLS_ID_BASE } else { 1 };
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_TCP_CONNECTIONS));
-    let per_source = PerSource::default();
+    let permits = Arc::clone(&limits.total);
+    let per_source = limits.open_per_source.clone();
     let mut refusals = Refusals {
         count: 0,
         logged: None,
@@ -1003,6 +1006,8 @@ async fn serve_stream<S>(
     }
     let _ = inputs.send(EngineInput::Disconnected { id }).await;
     write_task.abort();
+    // (A TLS close_notify is not sent: the peer sees the TCP close, which
+    // RFC 8446 §6.1 lets it treat as the end.)
 }
 
 /// Expires lapsed bindings and journals changed ones, once a second and at

@@ -23,6 +23,8 @@ pub mod events;
 mod guard;
 pub mod media;
 mod registrar;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod replay;
 mod signin_log;
 
 use std::collections::VecDeque;
@@ -730,12 +732,21 @@ fn names_this_server(request: &Message) -> bool {
         .is_some_and(|u| u.user.is_none_or(|user| user == "switchboard"))
 }
 
-/// Whether the Request-URI is a `sips:` URI.
+/// Whether the request needs TLS: a `sips:` Request-URI, or a REGISTER of
+/// a `sips:` Contact (we would then call it over a plain transport).
 fn asks_for_tls(request: &Message) -> bool {
-    request
-        .request_uri()
-        .and_then(|u| u.get(..5))
-        .is_some_and(|scheme| scheme.eq_ignore_ascii_case("sips:"))
+    let sips = |uri: &str| {
+        uri.get(..5)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("sips:"))
+    };
+    if request.request_uri().is_some_and(sips) {
+        return true;
+    }
+    request.method() == Some(&Method::Register)
+        && request
+            .values(HeaderName::Contact)
+            .filter_map(sip::NameAddr::parse)
+            .any(|c| sips(c.uri))
 }
 
 /// Methods accepted outside a dialog (OPTIONS answers, 405s).

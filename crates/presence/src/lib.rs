@@ -87,6 +87,15 @@ pub enum BindingTransport {
     },
 }
 
+impl Binding {
+    /// Whether the binding still means something after a restart: not
+    /// expired, and not made over a TLS connection (gone with the process;
+    /// the daemon never opens one, so the device must register again).
+    pub fn restorable(&self, now_ms: u64) -> bool {
+        self.expires_at_ms > now_ms && !matches!(self.transport, BindingTransport::Tls { .. })
+    }
+}
+
 /// One registered device of a user (RFC 3261 §10.3).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Binding {
@@ -394,7 +403,7 @@ impl Presence {
         for (user, bindings) in stored.users {
             let live: Vec<Binding> = bindings
                 .into_iter()
-                .filter(|b| b.expires_at_ms > now_ms)
+                .filter(|b| b.restorable(now_ms))
                 .collect();
             count += live.len();
             self.user(&user).update(now_ms, |list| *list = live);

@@ -95,7 +95,7 @@ impl RegistrationStore {
                     let live: Vec<Binding> = entry
                         .bindings
                         .into_iter()
-                        .filter(|b| b.expires_at_ms > now_ms)
+                        .filter(|b| b.restorable(now_ms))
                         .collect();
                     presence
                         .user(&entry.user)
@@ -245,5 +245,30 @@ mod tests {
         let again = Presence::new();
         RegistrationStore::open(dir.path(), &again, 1_000).unwrap();
         assert!(again.user("alice").is_signed_in(1_000));
+    }
+
+    #[test]
+    fn a_binding_made_over_tls_does_not_outlive_the_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Presence::new();
+        let (mut store, _) = RegistrationStore::open(dir.path(), &p, 0).unwrap();
+        p.user("alice").update(0, |l| {
+            let mut tls = binding("sips:a@h:1", 10_000);
+            tls.transport = BindingTransport::Tls {
+                connection: Some(3),
+            };
+            l.push(tls);
+            l.push(binding("sip:a@h:2", 10_000));
+        });
+        p.mark_changed("alice");
+        store.flush(&p).unwrap();
+        store.compact(&p).unwrap();
+        drop(store);
+        // The snapshot and, after a crash, the journal: only the UDP one.
+        let restored = Presence::new();
+        let (_, count) = RegistrationStore::open(dir.path(), &restored, 1_000).unwrap();
+        assert_eq!(count, 1);
+        let left = restored.user("alice").snapshot();
+        assert_eq!(left[0].contact, "sip:a@h:2");
     }
 }

@@ -192,3 +192,29 @@ fn a_seeded_stream_of_datagrams_never_panics_and_leaves_no_transaction() {
         );
     }
 }
+
+/// The fuzz target's seeds and every finding it made, replayed through
+/// the same harness (`crate::replay`): a finding copied into
+/// `fuzz/regressions/engine_input/` fails here until it is fixed.
+#[test]
+#[allow(clippy::disallowed_methods)] // an origin for the fake clock
+fn the_fuzz_targets_seeds_and_findings_replay_cleanly() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+    let mut replayed = 0;
+    for folder in ["seeds/engine_input", "regressions/engine_input"] {
+        let Ok(entries) = std::fs::read_dir(root.join(folder)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "md") {
+                continue;
+            }
+            let data = std::fs::read(&path).unwrap();
+            let outcome = std::panic::catch_unwind(|| crate::replay::run(&data, Instant::now()));
+            assert!(outcome.is_ok(), "{} fails", path.display());
+            replayed += 1;
+        }
+    }
+    assert!(replayed >= 6, "the seeds are there ({replayed} replayed)");
+}
