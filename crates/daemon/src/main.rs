@@ -192,6 +192,7 @@ fn main() -> ExitCode {
     runtime.block_on(async move {
         // Before the start: a SIGHUP during it must not kill the daemon.
         let hangups = hangup_signals();
+        let grace = config.server.shutdown_grace;
         let daemon = match Daemon::start(config).await {
             Ok(d) => d,
             Err(e) => {
@@ -200,10 +201,12 @@ fn main() -> ExitCode {
             }
         };
         let token = daemon.shutdown_token();
+        let control = std::sync::Arc::clone(&daemon.control);
         tokio::spawn(async move {
             wait_for_signal().await;
             tracing::info!("shutting down");
-            token.cancel();
+            // A second SIGTERM (or Ctrl-C) stops at once.
+            switchboard::server::stop_gracefully(control, token, grace, wait_for_signal()).await;
         });
         tokio::spawn(reload_on_hangup(
             hangups,

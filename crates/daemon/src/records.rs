@@ -269,19 +269,21 @@ pub fn outcome(record: &CallRecord) -> &'static str {
         .iter()
         .any(|a| matches!(a.outcome, LegOutcome::Refused(603 | 600)));
     match record.outcome {
-        CallOutcome::Completed { .. } | CallOutcome::MaxDuration => match answered_by {
-            // A user's call out is answered by the trunk; any other call
-            // the trunk answered was forwarded.
-            Some(a)
-                if a.user.starts_with("trunk:")
-                    && record.direction != engine::Direction::Outbound =>
-            {
-                "forwarded"
+        CallOutcome::Completed { .. } | CallOutcome::MaxDuration | CallOutcome::Shutdown => {
+            match answered_by {
+                // A user's call out is answered by the trunk; any other call
+                // the trunk answered was forwarded.
+                Some(a)
+                    if a.user.starts_with("trunk:")
+                        && record.direction != engine::Direction::Outbound =>
+                {
+                    "forwarded"
+                }
+                Some(_) => "answered",
+                None if record.voicemail => "voicemail",
+                None => "abandoned",
             }
-            Some(_) => "answered",
-            None if record.voicemail => "voicemail",
-            None => "abandoned",
-        },
+        }
         CallOutcome::NotAcknowledged => "not_acknowledged",
         CallOutcome::Rejected { status: 486 } | CallOutcome::Failed { status: 486 } => "busy",
         CallOutcome::Rejected { .. } => "rejected",

@@ -390,6 +390,58 @@ struct Streams {
     ctx: StreamCtx,
 }
 
+/// Stops the daemon gently (SIGTERM): new calls get `503` with
+/// `Retry-After`, calls in progress have `grace` to end by themselves, then
+/// the rest are hung up (BYE on each side) and `token` is cancelled, which
+/// saves the registrations and the call records. `sooner` (a second
+/// signal) cuts the grace short: the calls are hung up at once.
+pub async fn stop_gracefully(
+    control: Arc<Control>,
+    token: CancellationToken,
+    grace: Duration,
+    sooner: impl std::future::Future<Output = ()>,
+) {
+    let retry_after_secs = grace.as_secs().clamp(1, 3600) as u32;
+    let calls = match control.command(Command::Drain { retry_after_secs }).await {
+        Ok(CommandReply::Draining { calls }) => calls,
+        _ => 0,
+    };
+    tracing::info!(
+        calls,
+        grace_s = grace.as_secs(),
+        "stopping: new calls get 503, calls in progress may go on for the grace period"
+    );
+    let wait = async {
+        let deadline = clock::now() + grace;
+        loop {
+            let left = match control.command(Command::Calls).await {
+                Ok(CommandReply::Calls(calls)) => calls.len(),
+                _ => 0,
+            };
+            if left == 0 || clock::now() >= deadline {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    };
+    let left = tokio::select! {
+        left = wait => left,
+        () = sooner => {
+            tracing::info!("a second signal: hanging up now");
+            usize::MAX
+        }
+    };
+    if left > 0 {
+        if let Ok(CommandReply::HungUp { calls }) = control.command(Command::HangUpAll).await {
+            tracing::info!(calls, "calls hung up");
+        }
+        // The BYEs are on their way out of the engine loop already; a
+        // moment lets them leave the sockets before the listeners close.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    token.cancel();
+}
+
 /// Ids of connections we open start here, far from the accepted ones'.
 const OPENED_ID_BASE: u64 = 1 << 48;
 

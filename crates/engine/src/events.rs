@@ -145,6 +145,9 @@ pub enum CallOutcome {
     NotAcknowledged,
     /// Answered and ended by the maximum call duration.
     MaxDuration,
+    /// Answered and hung up by the daemon as it stopped (its grace period
+    /// for calls in progress ran out).
+    Shutdown,
 }
 
 impl CallOutcome {
@@ -153,7 +156,8 @@ impl CallOutcome {
         match self {
             CallOutcome::Completed { .. }
             | CallOutcome::NotAcknowledged
-            | CallOutcome::MaxDuration => 200,
+            | CallOutcome::MaxDuration
+            | CallOutcome::Shutdown => 200,
             CallOutcome::Rejected { status }
             | CallOutcome::Failed { status }
             | CallOutcome::NoAnswer { status } => status,
@@ -187,6 +191,12 @@ pub enum Command {
     Bans,
     /// Lifts the ban of a source.
     Unban(std::net::IpAddr),
+    /// The daemon is stopping: new calls get `503` with this `Retry-After`
+    /// (seconds); calls in progress go on, and so do registrations.
+    Drain { retry_after_secs: u32 },
+    /// The grace period is over: every call is hung up (BYE on each side
+    /// that is up, 503 to a caller still ringing).
+    HangUpAll,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -199,6 +209,14 @@ pub enum CommandReply {
     Bans(Vec<crate::BanInfo>),
     /// Whether there was a ban to lift.
     Unbanned(bool),
+    /// Draining: the calls still in progress.
+    Draining {
+        calls: usize,
+    },
+    /// The calls just hung up.
+    HungUp {
+        calls: usize,
+    },
 }
 
 /// A call in progress, as the admin API lists it.

@@ -248,6 +248,8 @@ pub struct Engine<B: Backend = Arc<Presence>> {
     signin_log: signin_log::SignInLog,
     guard: guard::Guard,
     replays: auth::Replays,
+    /// Set while the daemon stops: the `Retry-After` new calls get with 503.
+    draining: Option<u32>,
     multi_challenged: auth::MultiChallenged,
 }
 
@@ -278,6 +280,7 @@ impl<B: Backend> Engine<B> {
             signin_log: signin_log::SignInLog::default(),
             guard: guard::Guard::default(),
             replays: auth::Replays::default(),
+            draining: None,
             multi_challenged: auth::MultiChallenged::default(),
         }
     }
@@ -352,6 +355,18 @@ impl<B: Backend> Engine<B> {
                 })
             }
             Command::Stats => Ok(CommandReply::Stats(self.stats(now))),
+            Command::Drain { retry_after_secs } => {
+                self.draining = Some(retry_after_secs);
+                tracing::info!(calls = self.calls.len(), "draining: new calls get 503");
+                Ok(CommandReply::Draining {
+                    calls: self.calls.len(),
+                })
+            }
+            Command::HangUpAll => {
+                let calls = self.hang_up_all(now);
+                self.drain(now);
+                Ok(CommandReply::HungUp { calls })
+            }
             Command::Calls => Ok(CommandReply::Calls(
                 self.calls.iter().map(call::info).collect(),
             )),
@@ -417,6 +432,10 @@ impl<B: Backend> Engine<B> {
             tracing::debug!(connection, %user, "bindings of a closed connection removed");
             self.emit(Event::RegistrationChanged { user, devices });
         }
+        // A call whose phone talked over that connection has lost it: it
+        // ends now rather than when the other side hangs up.
+        self.connection_lost(now, connection);
+        self.drain(now);
     }
 
     fn on_datagram(&mut self, now: Instant, from: Peer, bytes: Bytes) {

@@ -49,6 +49,9 @@ pub struct ServerConfig {
     pub tcp_max_per_source: usize,
     /// Whether the digest `uri` must match the Request-URI.
     pub digest_uri_check: bool,
+    /// On SIGTERM, how long calls in progress may go on (new ones get 503)
+    /// before they are hung up and the daemon stops.
+    pub shutdown_grace: std::time::Duration,
 }
 
 /// A string that `Debug` never shows.
@@ -82,6 +85,7 @@ const DEFAULT_DATA_DIR: &str = "data";
 const DEFAULT_MIN_EXPIRES: u32 = 60;
 const DEFAULT_MAX_EXPIRES: u32 = 3600;
 const DEFAULT_DEFAULT_EXPIRES: u32 = 3600;
+const DEFAULT_SHUTDOWN_GRACE: u32 = 30;
 
 impl ServerSection for ServerConfig {
     type Raw = RawServer;
@@ -115,6 +119,7 @@ pub struct RawServer {
     digest_algorithms: Option<Vec<String>>,
     tcp_max_per_source: Option<u32>,
     digest_uri_check: Option<bool>,
+    shutdown_grace: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -273,6 +278,9 @@ fn server_config(
     ServerConfig {
         tcp_max_per_source: tcp_max_per_source.max(1) as usize,
         digest_uri_check: raw.digest_uri_check.unwrap_or(true),
+        shutdown_grace: std::time::Duration::from_secs(u64::from(
+            raw.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+        )),
         digest_algorithms,
         domain: raw.domain,
         sip_udp,

@@ -15,7 +15,7 @@ use sip::Method;
 
 use super::fork::RequestSummary;
 use super::plan::TierEnd;
-use super::{Call, CallKey, CallState, CallTimer, LegState, Side};
+use super::{Call, CallKey, CallState, CallTimer, LegId, LegState, Side};
 use crate::events::{CallOutcome, CallRecord, LegOutcome, Party, RingAttempt, Skipped};
 use crate::{Backend, Engine, Event, TxCtx, Workspace};
 
@@ -243,6 +243,105 @@ impl<B: Backend> Engine<B> {
             .directory
             .user_index(user)
             .map_or(1, |i| workspace.directory.user(i).max_calls)
+    }
+
+    /// The daemon stops and its grace period is over: every call ends, with
+    /// a BYE on each side that is up and 503 to a caller still ringing.
+    /// Returns how many calls there were.
+    pub(crate) fn hang_up_all(&mut self, now: Instant) -> usize {
+        let keys = self.calls.keys();
+        for &key in &keys {
+            let Some(call) = self.calls.get(key) else {
+                continue;
+            };
+            match call.state {
+                CallState::Answered(winner) => {
+                    if !call.callee_hung_up {
+                        self.send_bye(now, key, Side::Leg(winner));
+                    }
+                    self.send_bye(now, key, Side::Caller);
+                    self.end_call(now, key, CallOutcome::Shutdown);
+                }
+                CallState::Media => {
+                    self.send_bye(now, key, Side::Caller);
+                    self.end_call(now, key, CallOutcome::Shutdown);
+                }
+                CallState::Ringing => {
+                    self.fail_call(now, key, 503, CallOutcome::Rejected { status: 503 })
+                }
+            }
+        }
+        keys.len()
+    }
+
+    /// A stream connection closed: every call with a side over it ends.
+    /// The other side of an answered call gets a BYE; a caller whose own
+    /// connection went is gone, so its ringing legs are cancelled; a leg
+    /// still ringing over it has failed.
+    pub(crate) fn connection_lost(&mut self, now: Instant, connection: u64) {
+        let over = |peer: sip::transaction::Peer| {
+            matches!(
+                peer.transport,
+                sip::transaction::Transport::Tcp(id) | sip::transaction::Transport::Tls(id)
+                    if id == connection
+            )
+        };
+        for key in self.calls.keys() {
+            let Some(call) = self.calls.get(key) else {
+                continue;
+            };
+            let caller_lost = over(call.caller.dialog.peer);
+            let lost_legs: Vec<LegId> = (0..call.legs.len() as u16)
+                .map(LegId)
+                .filter(|&id| {
+                    call.leg(id)
+                        .is_some_and(|l| l.state != LegState::Done && over(l.dialog.peer))
+                })
+                .collect();
+            if !caller_lost && lost_legs.is_empty() {
+                continue;
+            }
+            tracing::info!(call_id = %call.caller.dialog.call_id, caller_lost, "a phone's connection closed during its call");
+            match call.state {
+                CallState::Answered(winner) => {
+                    if caller_lost {
+                        if !call.callee_hung_up {
+                            self.send_bye(now, key, Side::Leg(winner));
+                        }
+                        let outcome = CallOutcome::Completed {
+                            hung_up_by: Party::Caller,
+                        };
+                        self.end_call(now, key, outcome);
+                    } else if lost_legs.contains(&winner) {
+                        self.send_bye(now, key, Side::Caller);
+                        let outcome = CallOutcome::Completed {
+                            hung_up_by: Party::Callee,
+                        };
+                        self.end_call(now, key, outcome);
+                    }
+                }
+                CallState::Media | CallState::Ringing if caller_lost => {
+                    let outcome = if call.state == CallState::Media || call.caller.answered_by_us {
+                        CallOutcome::Completed {
+                            hung_up_by: Party::Caller,
+                        }
+                    } else {
+                        CallOutcome::CallerCancelled
+                    };
+                    // Nobody is left to tell; end_call cancels the legs.
+                    self.end_call(now, key, outcome);
+                }
+                CallState::Ringing => {
+                    for leg in lost_legs {
+                        if let Some(leg) = self.calls.get_mut(key).and_then(|c| c.leg_mut(leg)) {
+                            leg.finish(LegOutcome::NoResponse);
+                        }
+                    }
+                    self.fail_if_every_leg_failed(now, key);
+                }
+                CallState::Media => {}
+            }
+        }
     }
 
     /// BYE from `side` of an answered call: the other side is hung up too.

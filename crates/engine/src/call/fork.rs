@@ -37,6 +37,18 @@ impl<B: Backend> Engine<B> {
             self.reply_new(now, from, request, 482, None);
             return;
         }
+        if let Some(retry_after) = self.draining {
+            // Stopping: the caller tries again later (or another node).
+            let value = retry_after.to_string();
+            self.reply_new(
+                now,
+                from,
+                request,
+                503,
+                Some((HeaderName::RetryAfter, &value)),
+            );
+            return;
+        }
         let workspace = self.workspace.load_full();
         // A phone is told from a trunk by what it says it is (one of our
         // users), not only by where it sends from: phones and trunks may

@@ -102,6 +102,11 @@ impl<V> Calls<V> {
         }
     }
 
+    /// The keys of every call, in no particular order.
+    pub(crate) fn keys(&self) -> Vec<CallKey> {
+        self.calls.keys().copied().collect()
+    }
+
     /// Every call, in no particular order (for the admin API's list).
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Call<V>> {
         self.calls.values()
