@@ -146,3 +146,46 @@ async fn a_phone_whose_tcp_connection_closes_mid_call_ends_it_and_is_free_again(
     assert_eq!(bob.recv().await.method(), Some(&Method::Invite));
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn a_phone_that_vanishes_without_a_bye_is_noticed_within_the_liveness_timeout() {
+    let (daemon, _dir) = start("liveness_timeout = 10").await;
+    let server = daemon.udp_addr.unwrap();
+    let mut bob = Ua::bind("127.0.0.1", server).await;
+    assert_eq!(
+        bob.register("bob", "bob-pw", None, 300).await.status(),
+        Some(200)
+    );
+    let mut trunk = Ua::bind("127.0.0.1", server).await;
+    answered_call(&mut trunk, &mut bob, "+15550200").await;
+    // bob's phone goes silent (it will not answer its probe); the carrier
+    // answers its own probes, and gets the BYE.
+    drop(bob);
+    let started = std::time::Instant::now();
+    let bye = loop {
+        let m = trunk
+            .recv_within(Duration::from_secs(12))
+            .await
+            .expect("a probe or the BYE within the liveness timeout");
+        match m.method() {
+            Some(Method::Options) => {
+                let ok = switchboard_tests::sip::build::response_to(&m, 200, "OK", None, false);
+                trunk.send(&ok).await;
+            }
+            Some(Method::Bye) => break m,
+            _ => {}
+        }
+    };
+    assert!(
+        started.elapsed() <= Duration::from_secs(11),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(bye.method(), Some(&Method::Bye));
+    assert_eq!(
+        daemon.presence.user("bob").active_calls(),
+        0,
+        "bob is free again"
+    );
+    daemon.stop().await;
+}

@@ -161,6 +161,7 @@ impl Daemon {
         cfg.transaction_capacity = (1 << 18) / 8 * 7;
         cfg.digest_algorithms = server.digest_algorithms.clone();
         cfg.digest_uri_check = server.digest_uri_check;
+        cfg.liveness_timeout = server.liveness_timeout;
         let wall_clock = WallClock::new(clock::now(), clock::wall());
         let engine = Engine::new(
             cfg,

@@ -104,6 +104,9 @@ pub struct EngineConfig {
     pub tcp_addr: Option<SocketAddr>,
     /// The TLS listener's advertised address, when there is one.
     pub tls_addr: Option<SocketAddr>,
+    /// A side of an answered call that vanished without a BYE is noticed
+    /// within this (in-dialog OPTIONS every half of it).
+    pub liveness_timeout: Duration,
     pub min_expires: u32,
     pub max_expires: u32,
     pub default_expires: u32,
@@ -134,6 +137,7 @@ impl EngineConfig {
             udp_addr: None,
             tcp_addr: None,
             tls_addr: None,
+            liveness_timeout: Duration::from_secs(120),
             min_expires: 60,
             max_expires: 3600,
             default_expires: 3600,
@@ -225,6 +229,8 @@ pub(crate) enum TxCtx {
     ReInvite(CallKey),
     /// A request we originate whose answer does not matter (BYE, CANCEL).
     Fire,
+    /// A liveness probe (in-dialog OPTIONS) to one side of a call.
+    Probe(CallKey, call::Side),
 }
 
 /// The registrar and B2BUA, over a presence backend (the local one unless
@@ -714,6 +720,9 @@ impl<B: Backend> Engine<B> {
                 TxCtx::Relay(call, server_tx) => {
                     self.on_relay_final(now, call, server_tx, Some(response))
                 }
+                TxCtx::Probe(call, side) => {
+                    self.on_probe_answer(now, call, side, response.status())
+                }
                 _ => {}
             },
             TxEvent::Retransmitted2xx { tx, ctx, response } => match ctx {
@@ -724,6 +733,7 @@ impl<B: Backend> Engine<B> {
             TxEvent::Timeout { tx, ctx } => match ctx {
                 TxCtx::Leg(call, leg) => self.on_leg_timeout(now, tx, call, leg),
                 TxCtx::Relay(call, server_tx) => self.on_relay_final(now, call, server_tx, None),
+                TxCtx::Probe(call, side) => self.on_probe_answer(now, call, side, None),
                 _ => {}
             },
             TxEvent::AckTimeout { ctx, status, .. } => match (ctx, status) {

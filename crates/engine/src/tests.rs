@@ -2263,6 +2263,7 @@ fn a_device_registered_over_two_flows_rings_once_over_the_newer_one() {
 }
 mod answer;
 mod input_fuzz;
+mod liveness;
 mod lost;
 mod outbound;
 mod redirect;

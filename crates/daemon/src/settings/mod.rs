@@ -52,6 +52,8 @@ pub struct ServerConfig {
     /// On SIGTERM, how long calls in progress may go on (new ones get 503)
     /// before they are hung up and the daemon stops.
     pub shutdown_grace: std::time::Duration,
+    /// How soon a side of a call that vanished without a BYE is noticed.
+    pub liveness_timeout: std::time::Duration,
 }
 
 /// A string that `Debug` never shows.
@@ -120,6 +122,7 @@ pub struct RawServer {
     tcp_max_per_source: Option<u32>,
     digest_uri_check: Option<bool>,
     shutdown_grace: Option<u32>,
+    liveness_timeout: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -271,6 +274,14 @@ fn server_config(
         );
     }
 
+    let liveness_timeout = raw.liveness_timeout.unwrap_or(120);
+    if liveness_timeout < 10 {
+        errors.push(
+            "server.liveness_timeout",
+            format!("{liveness_timeout} s is too short: at least 10 (each side is probed every half of it)"),
+        );
+    }
+
     let tcp_max_per_source = raw.tcp_max_per_source.unwrap_or(100);
     if tcp_max_per_source == 0 {
         errors.push("server.tcp_max_per_source", "must be at least 1");
@@ -278,6 +289,7 @@ fn server_config(
     ServerConfig {
         tcp_max_per_source: tcp_max_per_source.max(1) as usize,
         digest_uri_check: raw.digest_uri_check.unwrap_or(true),
+        liveness_timeout: std::time::Duration::from_secs(u64::from(liveness_timeout.max(10))),
         shutdown_grace: std::time::Duration::from_secs(u64::from(
             raw.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
         )),

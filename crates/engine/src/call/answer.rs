@@ -202,6 +202,7 @@ impl<B: Backend> Engine<B> {
                 self.calls.disarm(key, CallTimer::RingTimeout);
                 self.calls.disarm(key, CallTimer::StillRinging);
                 self.calls.arm(key, max_deadline, CallTimer::MaxDuration);
+                self.arm_liveness(now, key);
             }
         }
         self.media_step(now, key, destination);

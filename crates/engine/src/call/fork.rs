@@ -172,6 +172,7 @@ impl<B: Backend> Engine<B> {
             still_ringing: false,
             answered: None,
             voicemail: false,
+            probes: Default::default(),
         };
         self.tl.set_context(tx, TxCtx::Inbound(key));
         self.calls.insert(key, call);
@@ -718,6 +719,7 @@ impl<B: Backend> Engine<B> {
             self.send_answer(now, key, ok);
         }
         self.calls.arm(key, max_deadline, CallTimer::MaxDuration);
+        self.arm_liveness(now, key);
         self.calls.disarm(key, CallTimer::StillRinging);
         // Every other device of this call stops ringing, told that the call
         // was taken (so phones do not log a missed call)...

@@ -14,6 +14,8 @@
 //!   the other (BYE, re-INVITE, UPDATE, INFO, ACK);
 //! - [`answer`]: the destinations where the daemon answers (message,
 //!   voicemail, IVR), through the media runtime;
+//! - [`liveness`]: in-dialog OPTIONS to both sides of an answered call,
+//!   so a side that vanished without a BYE ends the call;
 //! - [`end`]: the single exit of a call, which releases busy state and
 //!   emits the call record.
 //!
@@ -23,6 +25,7 @@
 mod answer;
 mod end;
 mod fork;
+mod liveness;
 mod plan;
 mod redirect;
 mod relay;
@@ -67,6 +70,8 @@ pub(crate) enum CallTimer {
     Media,
     /// The caller's reliable provisional is due again (RFC 3262 §3).
     ReliableProvisional,
+    /// Time to check both sides are still there (in-dialog OPTIONS).
+    Liveness,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -289,6 +294,8 @@ pub(crate) struct Call<V> {
     pub(crate) answered: Option<Timestamp>,
     /// The caller reached a mailbox (its recording started).
     pub(crate) voicemail: bool,
+    /// Liveness probes sent and not answered yet.
+    pub(crate) probes: liveness::Probes,
 }
 
 /// What the admin API shows of a call in progress.
