@@ -75,6 +75,7 @@ pub struct Metrics {
     bans_active: Gauge,
     bans_total: Counter,
     banned_dropped: Counter,
+    overload_refused: Counter,
 }
 
 impl Metrics {
@@ -161,6 +162,7 @@ impl Metrics {
             bans_active: gauge("switchboard_bans_active", vec![]),
             bans_total: counter("switchboard_bans_total", vec![]),
             banned_dropped: counter("switchboard_banned_datagrams_dropped_total", vec![]),
+            overload_refused: counter("switchboard_overload_refused_total", vec![]),
             recorder,
             handle,
         };
@@ -266,6 +268,7 @@ impl Metrics {
             self.bans_active.set(s.bans_active as f64);
             self.bans_total.absolute(s.bans_total);
             self.banned_dropped.absolute(s.banned_dropped);
+            self.overload_refused.absolute(s.overload_refused);
         }
         self.handle.render()
     }

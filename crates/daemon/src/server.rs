@@ -162,6 +162,7 @@ impl Daemon {
         cfg.digest_algorithms = server.digest_algorithms.clone();
         cfg.digest_uri_check = server.digest_uri_check;
         cfg.liveness_timeout = server.liveness_timeout;
+        cfg.overload_transactions = server.overload_transactions;
         let wall_clock = WallClock::new(clock::now(), clock::wall());
         let engine = Engine::new(
             cfg,

@@ -272,6 +272,9 @@ pub struct Stats {
     pub calls_ended: u64,
     pub calls_completed: u64,
     pub registrations: u64,
+    /// New INVITEs and REGISTERs refused with 503 because the transaction
+    /// table was past its threshold, since start.
+    pub overload_refused: u64,
 }
 
 /// The engine's running totals.
@@ -281,6 +284,7 @@ pub(crate) struct Counters {
     pub calls_ended: u64,
     pub calls_completed: u64,
     pub registrations: u64,
+    pub overload_refused: u64,
 }
 
 impl Counters {
@@ -290,6 +294,7 @@ impl Counters {
             calls_completed: self.calls_completed,
             registrations: self.registrations,
             parse_errors: self.parse_errors,
+            overload_refused: self.overload_refused,
             ..Stats::default()
         }
     }

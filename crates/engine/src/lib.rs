@@ -104,6 +104,10 @@ pub struct EngineConfig {
     pub tcp_addr: Option<SocketAddr>,
     /// The TLS listener's advertised address, when there is one.
     pub tls_addr: Option<SocketAddr>,
+    /// Live transactions past which new INVITEs get 503 (and, past a
+    /// quarter more, new REGISTERs): overload is shed, and the calls up keep
+    /// their in-dialog requests and responses.
+    pub overload_transactions: usize,
     /// A side of an answered call that vanished without a BYE is noticed
     /// within this (in-dialog OPTIONS every half of it).
     pub liveness_timeout: Duration,
@@ -138,6 +142,7 @@ impl EngineConfig {
             tcp_addr: None,
             tls_addr: None,
             liveness_timeout: Duration::from_secs(120),
+            overload_transactions: 500_000,
             min_expires: 60,
             max_expires: 3600,
             default_expires: 3600,
@@ -256,6 +261,8 @@ pub struct Engine<B: Backend = Arc<Presence>> {
     replays: auth::Replays,
     /// Set while the daemon stops: the `Retry-After` new calls get with 503.
     draining: Option<u32>,
+    /// When overload was last logged.
+    overload_logged: Option<Instant>,
     multi_challenged: auth::MultiChallenged,
 }
 
@@ -287,6 +294,7 @@ impl<B: Backend> Engine<B> {
             guard: guard::Guard::default(),
             replays: auth::Replays::default(),
             draining: None,
+            overload_logged: None,
             multi_challenged: auth::MultiChallenged::default(),
         }
     }
@@ -535,6 +543,14 @@ impl<B: Backend> Engine<B> {
             // plain UDP or TCP it is refused, never served insecurely.
             return self.reply_new(now, from, request, 416, None);
         }
+        if !in_dialog && self.overloaded(now, &method) {
+            // Shed statelessly (no transaction: that is what is short).
+            let tag = self.ids.tag();
+            let mut reply = response_to(&request, 503, "Service Unavailable", Some(&tag), false);
+            reply.push(HeaderName::RetryAfter, "5");
+            self.send_stateless(from, &request, &reply);
+            return;
+        }
         match method {
             Method::Ack => self.on_ack(now, request),
             Method::Cancel => self.on_cancel(now, from, request),
@@ -585,6 +601,37 @@ impl<B: Backend> Engine<B> {
         ok.push(HeaderName::Accept, "application/sdp");
         ok.push(HeaderName::Supported, SUPPORTED);
         self.tl.respond(now, tx, &ok);
+    }
+
+    /// Whether a new request of `method` is shed: INVITEs once the live
+    /// transactions reach `overload_transactions`, REGISTERs a quarter
+    /// later (signing in again matters more than a new call), the rest
+    /// never (CANCEL, ACK and OPTIONS cost little and end things). Logged
+    /// once a minute.
+    fn overloaded(&mut self, now: Instant, method: &Method) -> bool {
+        let limit = self.cfg.overload_transactions;
+        let live = self.tl.len();
+        let shed = match method {
+            Method::Invite => live >= limit,
+            Method::Register => live >= limit.saturating_add(limit / 4),
+            _ => false,
+        };
+        if shed {
+            self.counters.overload_refused += 1;
+            let due = self
+                .overload_logged
+                .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(60));
+            if due {
+                tracing::warn!(
+                    transactions = live,
+                    limit,
+                    refused_so_far = self.counters.overload_refused,
+                    "overloaded: new calls get 503"
+                );
+                self.overload_logged = Some(now);
+            }
+        }
+        shed
     }
 
     fn on_response(&mut self, now: Instant, response: Message) {

@@ -2266,4 +2266,5 @@ mod input_fuzz;
 mod liveness;
 mod lost;
 mod outbound;
+mod overload;
 mod redirect;

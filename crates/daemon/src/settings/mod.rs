@@ -54,6 +54,8 @@ pub struct ServerConfig {
     pub shutdown_grace: std::time::Duration,
     /// How soon a side of a call that vanished without a BYE is noticed.
     pub liveness_timeout: std::time::Duration,
+    /// Live transactions past which new calls are shed with 503.
+    pub overload_transactions: usize,
 }
 
 /// A string that `Debug` never shows.
@@ -123,6 +125,7 @@ pub struct RawServer {
     digest_uri_check: Option<bool>,
     shutdown_grace: Option<u32>,
     liveness_timeout: Option<u32>,
+    overload_transactions: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -282,6 +285,14 @@ fn server_config(
         );
     }
 
+    let overload_transactions = raw.overload_transactions.unwrap_or(500_000);
+    if overload_transactions < 100 {
+        errors.push(
+            "server.overload_transactions",
+            "must be at least 100 (a call holds several transactions)",
+        );
+    }
+
     let tcp_max_per_source = raw.tcp_max_per_source.unwrap_or(100);
     if tcp_max_per_source == 0 {
         errors.push("server.tcp_max_per_source", "must be at least 1");
@@ -290,6 +301,7 @@ fn server_config(
         tcp_max_per_source: tcp_max_per_source.max(1) as usize,
         digest_uri_check: raw.digest_uri_check.unwrap_or(true),
         liveness_timeout: std::time::Duration::from_secs(u64::from(liveness_timeout.max(10))),
+        overload_transactions: overload_transactions.max(100) as usize,
         shutdown_grace: std::time::Duration::from_secs(u64::from(
             raw.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
         )),

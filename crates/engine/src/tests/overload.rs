@@ -1,0 +1,38 @@
+//! Overload, in simulated time: past `overload_transactions` live
+//! transactions new INVITEs get 503 with Retry-After (statelessly), new
+//! REGISTERs a quarter later, while the calls up keep their BYEs; below
+//! the threshold again, calls are taken.
+
+use super::*;
+
+#[test]
+fn past_the_threshold_new_calls_are_shed_and_calls_up_go_on() {
+    let mut sim = Sim::new(|cfg| cfg.overload_transactions = 4);
+    sim.sign_in("bob", BOB_1);
+    // One call up (its INVITE transactions linger for Timer L/M).
+    let (mut caller, _phone) = answered_call(&mut sim, "ov1");
+    // More calls ring until the table is past the threshold.
+    for i in 0..3 {
+        sim.deliver(TRUNK, &trunk_invite(&format!("ov-ring-{i}")));
+    }
+    let _ = sim.take(TRUNK);
+    let before = sim.engine.stats(sim.now).transactions;
+    assert!(before >= 4, "{before} transactions");
+    let refused = sim.engine.stats(sim.now).overload_refused;
+    // A new call: 503 with Retry-After, and no transaction for it.
+    sim.deliver(TRUNK, &trunk_invite("ov-shed"));
+    let shed = sim.take(TRUNK);
+    assert_eq!(statuses(&shed), vec![503]);
+    assert_eq!(shed[0].header(HeaderName::RetryAfter), Some("5"));
+    assert_eq!(sim.engine.stats(sim.now).transactions, before);
+    assert_eq!(sim.engine.stats(sim.now).overload_refused, refused + 1);
+    // The call up still hangs up normally.
+    sim.deliver(TRUNK, &caller.request(Method::Bye, ""));
+    assert!(statuses(&sim.take(TRUNK)).contains(&200));
+    assert_eq!(sim.take_requests(BOB_1, Method::Bye).len(), 1);
+    // Once the transactions are gone, calls are taken again.
+    sim.advance_to(200.0);
+    let _ = sim.take(TRUNK);
+    sim.deliver(TRUNK, &trunk_invite("ov-after"));
+    assert!(!statuses(&sim.take(TRUNK)).contains(&503));
+}
