@@ -202,11 +202,18 @@ fn main() -> ExitCode {
         };
         let token = daemon.shutdown_token();
         let control = std::sync::Arc::clone(&daemon.control);
+        // Every SIGTERM and Ctrl-C, from one listener made now: a second
+        // one during the grace period is never missed.
+        let mut stops = stop_signals();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            if stops.recv().await.is_none() {
+                return;
+            }
             tracing::info!("shutting down");
-            // A second SIGTERM (or Ctrl-C) stops at once.
-            switchboard::server::stop_gracefully(control, token, grace, wait_for_signal()).await;
+            let second = async move {
+                let _ = stops.recv().await;
+            };
+            switchboard::server::stop_gracefully(control, token, grace, second).await;
         });
         tokio::spawn(reload_on_hangup(
             hangups,
@@ -413,24 +420,30 @@ fn explain(config: &Config, number: &str, at: Option<&str>, json: bool) -> ExitC
     }
 }
 
-async fn wait_for_signal() {
+/// A channel that gets one message per SIGTERM or Ctrl-C, from listeners
+/// registered before it returns.
+fn stop_signals() -> tokio::sync::mpsc::UnboundedReceiver<()> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while term.recv().await.is_some() {
+                    if tx.send(()).is_err() {
+                        break;
+                    }
                 }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            });
         }
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
+    tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            if tx.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    rx
 }

@@ -446,8 +446,12 @@ impl<B: Backend> Engine<B> {
             tracing::debug!(connection, %user, "bindings of a closed connection removed");
             self.emit(Event::RegistrationChanged { user, devices });
         }
-        // A call whose phone talked over that connection has lost it: it
-        // ends now rather than when the other side hangs up.
+        // Its transactions end (a leg ringing over it fails as on a
+        // timeout), then every call with a side over it ends now rather
+        // than when the other side hangs up.
+        self.tl.connection_closed(Transport::Tcp(connection));
+        self.tl.connection_closed(Transport::Tls(connection));
+        self.drain(now);
         self.connection_lost(now, connection);
         self.drain(now);
     }

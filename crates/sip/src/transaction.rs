@@ -773,6 +773,36 @@ impl<C: Clone> Transactions<C> {
         }
     }
 
+    /// A stream connection closed: nothing sent over `transport` (its
+    /// `Tcp(id)` or `Tls(id)`) can arrive any more. Client transactions
+    /// still waiting fail at once (a `Timeout` event, as a transport error
+    /// gives); server INVITE transactions that never sent a final response
+    /// are dropped, as no response could reach their peer (RFC 3261
+    /// §18.2.2). A walk over the table: for rare events only.
+    pub fn connection_closed(&mut self, transport: Transport) {
+        let gone: Vec<(TxId, bool)> = self
+            .txs
+            .iter()
+            .filter(|(_, tx)| tx.peer.transport == transport)
+            .filter_map(|(&id, tx)| match (tx.kind, tx.state) {
+                (
+                    Kind::ClientInvite | Kind::ClientNonInvite,
+                    State::Calling | State::Trying | State::Proceeding,
+                ) => Some((id, true)),
+                (Kind::ServerInvite, State::Proceeding) => Some((id, false)),
+                _ => None,
+            })
+            .collect();
+        for (id, client) in gone {
+            let ctx = self.txs.get(&id).map(|tx| tx.ctx.clone());
+            self.terminate(id);
+            if let (true, Some(ctx)) = (client, ctx) {
+                self.out
+                    .push_back(Output::Event(TxEvent::Timeout { tx: id, ctx }));
+            }
+        }
+    }
+
     /// Removes a transaction at once (e.g. a TU that abandons a CANCEL).
     pub fn terminate(&mut self, id: TxId) {
         if let Some(tx) = self.txs.remove(&id) {

@@ -15,7 +15,7 @@ use sip::Method;
 
 use super::fork::RequestSummary;
 use super::plan::TierEnd;
-use super::{Call, CallKey, CallState, CallTimer, LegId, LegState, Side};
+use super::{Call, CallKey, CallState, CallTimer, LegState, Side};
 use crate::events::{CallOutcome, CallRecord, LegOutcome, Party, RingAttempt, Skipped};
 use crate::{Backend, Engine, Event, TxCtx, Workspace};
 
@@ -275,10 +275,10 @@ impl<B: Backend> Engine<B> {
         keys.len()
     }
 
-    /// A stream connection closed: every call with a side over it ends.
-    /// The other side of an answered call gets a BYE; a caller whose own
-    /// connection went is gone, so its ringing legs are cancelled; a leg
-    /// still ringing over it has failed.
+    /// A stream connection closed (its transactions already ended, so a leg
+    /// ringing over it has failed): every call with an answered side over
+    /// it ends. The other side of an answered call gets a BYE; a caller
+    /// whose own connection went is gone, and its legs stop ringing.
     pub(crate) fn connection_lost(&mut self, now: Instant, connection: u64) {
         let over = |peer: sip::transaction::Peer| {
             matches!(
@@ -292,56 +292,71 @@ impl<B: Backend> Engine<B> {
                 continue;
             };
             let caller_lost = over(call.caller.dialog.peer);
-            let lost_legs: Vec<LegId> = (0..call.legs.len() as u16)
-                .map(LegId)
-                .filter(|&id| {
-                    call.leg(id)
-                        .is_some_and(|l| l.state != LegState::Done && over(l.dialog.peer))
-                })
-                .collect();
-            if !caller_lost && lost_legs.is_empty() {
+            let winner_lost = match call.state {
+                CallState::Answered(winner) => {
+                    call.leg(winner).is_some_and(|l| over(l.dialog.peer))
+                }
+                _ => false,
+            };
+            if !caller_lost && !winner_lost {
                 continue;
             }
             tracing::info!(call_id = %call.caller.dialog.call_id, caller_lost, "a phone's connection closed during its call");
-            match call.state {
-                CallState::Answered(winner) => {
-                    if caller_lost {
-                        if !call.callee_hung_up {
-                            self.send_bye(now, key, Side::Leg(winner));
-                        }
-                        let outcome = CallOutcome::Completed {
-                            hung_up_by: Party::Caller,
-                        };
-                        self.end_call(now, key, outcome);
-                    } else if lost_legs.contains(&winner) {
-                        self.send_bye(now, key, Side::Caller);
-                        let outcome = CallOutcome::Completed {
-                            hung_up_by: Party::Callee,
-                        };
-                        self.end_call(now, key, outcome);
-                    }
-                }
-                CallState::Media | CallState::Ringing if caller_lost => {
-                    let outcome = if call.state == CallState::Media || call.caller.answered_by_us {
-                        CallOutcome::Completed {
-                            hung_up_by: Party::Caller,
-                        }
-                    } else {
-                        CallOutcome::CallerCancelled
-                    };
-                    // Nobody is left to tell; end_call cancels the legs.
-                    self.end_call(now, key, outcome);
-                }
-                CallState::Ringing => {
-                    for leg in lost_legs {
-                        if let Some(leg) = self.calls.get_mut(key).and_then(|c| c.leg_mut(leg)) {
-                            leg.finish(LegOutcome::NoResponse);
-                        }
-                    }
-                    self.fail_if_every_leg_failed(now, key);
-                }
-                CallState::Media => {}
+            if caller_lost {
+                self.side_gone(now, key, Side::Caller);
+            } else if let CallState::Answered(winner) = call.state {
+                self.side_gone(now, key, Side::Leg(winner));
             }
+        }
+    }
+
+    /// One side of a call is gone without a BYE (its connection closed,
+    /// or it stopped answering): the call ends, with a BYE to the other
+    /// side when that side is up. A caller that has not ACKed our 200 yet
+    /// is not sent a BYE before its ACK (§15): the call ends then, or at
+    /// the ACK timeout.
+    pub(crate) fn side_gone(&mut self, now: Instant, key: CallKey, side: Side) {
+        let Some(call) = self.calls.get(key) else {
+            return;
+        };
+        match (call.state, side) {
+            (CallState::Answered(winner), Side::Caller) => {
+                if !call.callee_hung_up {
+                    self.send_bye(now, key, Side::Leg(winner));
+                }
+                let outcome = CallOutcome::Completed {
+                    hung_up_by: Party::Caller,
+                };
+                self.end_call(now, key, outcome);
+            }
+            (CallState::Answered(_), Side::Leg(_)) => {
+                if !call.caller.acked {
+                    if let Some(call) = self.calls.get_mut(key) {
+                        call.callee_hung_up = true;
+                    }
+                    return;
+                }
+                self.send_bye(now, key, Side::Caller);
+                let outcome = CallOutcome::Completed {
+                    hung_up_by: Party::Callee,
+                };
+                self.end_call(now, key, outcome);
+            }
+            (CallState::Media, _) => {
+                let outcome = CallOutcome::Completed {
+                    hung_up_by: Party::Caller,
+                };
+                self.end_call(now, key, outcome);
+            }
+            (CallState::Ringing, _) if call.caller.answered_by_us => {
+                let outcome = CallOutcome::Completed {
+                    hung_up_by: Party::Caller,
+                };
+                self.end_call(now, key, outcome);
+            }
+            // Still ringing: nobody is left to tell (its INVITE's
+            // transaction went with the connection); the legs stop.
+            (CallState::Ringing, _) => self.end_call(now, key, CallOutcome::CallerCancelled),
         }
     }
 

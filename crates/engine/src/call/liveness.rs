@@ -11,7 +11,6 @@ use std::time::Instant;
 use sip::Method;
 
 use super::{CallKey, CallState, CallTimer, Side};
-use crate::events::{CallOutcome, Party};
 use crate::{Backend, Engine, TxCtx};
 
 /// Which probe of a call is out: the caller's, the answering leg's.
@@ -107,17 +106,6 @@ impl<B: Backend> Engine<B> {
             return;
         };
         tracing::info!(call_id = %call.caller.dialog.call_id, ?side, why, "a side of the call is gone: hanging up");
-        let hung_up_by = match side {
-            Side::Caller => Party::Caller,
-            Side::Leg(_) => Party::Callee,
-        };
-        match (call.state, side) {
-            (CallState::Answered(winner), Side::Caller) if !call.callee_hung_up => {
-                self.send_bye(now, key, Side::Leg(winner));
-            }
-            (CallState::Answered(_), Side::Leg(_)) => self.send_bye(now, key, Side::Caller),
-            _ => {}
-        }
-        self.end_call(now, key, CallOutcome::Completed { hung_up_by });
+        self.side_gone(now, key, side);
     }
 }

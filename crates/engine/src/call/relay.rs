@@ -27,7 +27,11 @@ impl<B: Backend> Engine<B> {
         let Some(call) = self.calls.get_mut(key) else {
             return;
         };
-        if side == Side::Caller && seq == call.caller.invite_cseq {
+        // The ACK of our own 2xx carries our To tag; an ACK of a 503 we sent
+        // statelessly (a copy of the INVITE shed by overload or a drain)
+        // carries another, and confirms nothing.
+        let ours = ack.to_tag() == Some(call.caller.dialog.local_tag());
+        if side == Side::Caller && seq == call.caller.invite_cseq && ours {
             self.tl.confirm_2xx(call.caller.tx);
             call.caller.acked = true;
             if call.callee_hung_up {
@@ -65,6 +69,9 @@ impl<B: Backend> Engine<B> {
                 }
             }
             return;
+        }
+        if side == Side::Caller && seq == call.caller.invite_cseq {
+            return; // the ACK of a stateless refusal
         }
         // The ACK for a relayed re-INVITE: pass it on with the same body.
         let Some(relay) = call.relayed_invite.as_ref() else {

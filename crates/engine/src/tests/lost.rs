@@ -45,6 +45,12 @@ fn an_answered_call_ends_when_the_phones_connection_closes() {
     sim.collect();
     assert_eq!(sim.take_requests(TRUNK, Method::Bye).len(), 1);
     assert_eq!(sim.busy("bob"), 0, "free for the next call");
+    sim.advance_to(120.0);
+    assert_eq!(
+        sim.engine.stats(sim.now).transactions,
+        0,
+        "nothing left behind"
+    );
     let record = sim
         .records()
         .into_iter()
@@ -80,4 +86,8 @@ fn a_leg_ringing_over_a_closed_connection_fails_at_once() {
         (sim.calls_left().ringing, sim.calls_left().answered),
         (0, 0)
     );
+    // Nothing is left behind: the leg's transaction went with the
+    // connection (in Proceeding no timer would ever have ended it).
+    sim.advance_to(120.0);
+    assert_eq!(sim.engine.stats(sim.now).transactions, 0);
 }
