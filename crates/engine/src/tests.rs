@@ -2268,3 +2268,4 @@ mod lost;
 mod outbound;
 mod overload;
 mod redirect;
+mod simulation;
