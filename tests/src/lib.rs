@@ -341,6 +341,21 @@ impl Ua {
         call_id: &str,
         cseq: u32,
     ) -> Message {
+        let m = self.dialog_request(method, target, local, remote, call_id, cseq);
+        self.send(&m).await;
+        m
+    }
+
+    /// [`Ua::in_dialog`]'s request, built but not sent (to add headers).
+    pub fn dialog_request(
+        &mut self,
+        method: Method,
+        target: &str,
+        local: &str,
+        remote: &str,
+        call_id: &str,
+        cseq: u32,
+    ) -> Message {
         let mut m = Message::request(method.clone(), target);
         m.push(HeaderName::Via, &self.via());
         m.push(HeaderName::From, local);
@@ -349,8 +364,41 @@ impl Ua {
         m.push(HeaderName::CSeq, &format!("{cseq} {method}"));
         m.push(HeaderName::MaxForwards, "70");
         m.push(HeaderName::Contact, &format!("<sip:ua@{}>", self.addr));
-        self.send(&m).await;
         m
+    }
+
+    /// A request of ours in the dialog `invite` (ours) and its `ok` made,
+    /// to the Contact the 200 gave.
+    pub fn caller_request(
+        &mut self,
+        method: Method,
+        invite: &Message,
+        ok: &Message,
+        cseq: u32,
+    ) -> Message {
+        let target = ok
+            .values(HeaderName::Contact)
+            .next()
+            .and_then(sip::NameAddr::parse)
+            .unwrap()
+            .uri
+            .to_string();
+        self.dialog_request(
+            method,
+            &target,
+            invite.header(HeaderName::From).unwrap(),
+            ok.header(HeaderName::To).unwrap(),
+            invite.call_id().unwrap(),
+            cseq,
+        )
+    }
+
+    /// We hang up the call `invite` and `ok` set up (BYE of CSeq `cseq`);
+    /// the other side's 200 to it.
+    pub async fn hang_up(&mut self, invite: &Message, ok: &Message, cseq: u32) {
+        let bye = self.caller_request(Method::Bye, invite, ok, cseq);
+        self.send(&bye).await;
+        assert_eq!(self.final_response().await.status(), Some(200));
     }
 }
 
@@ -762,24 +810,7 @@ pub async fn answered_call(trunk: &mut Ua, phone: &mut Ua, number: &str) -> (Mes
 
 /// The trunk hangs an answered call up; the daemon's 200 to its BYE.
 pub async fn trunk_bye(trunk: &mut Ua, invite: &Message, ok: &Message) {
-    let target = ok
-        .values(HeaderName::Contact)
-        .next()
-        .and_then(sip::NameAddr::parse)
-        .unwrap()
-        .uri
-        .to_string();
-    trunk
-        .in_dialog(
-            Method::Bye,
-            &target,
-            invite.header(HeaderName::From).unwrap(),
-            ok.header(HeaderName::To).unwrap(),
-            invite.call_id().unwrap(),
-            2,
-        )
-        .await;
-    assert_eq!(trunk.final_response().await.status(), Some(200));
+    trunk.hang_up(invite, ok, 2).await;
 }
 
 /// A REGISTER of `user` (at `switchboard.test`) from `ua`, in `call_id`

@@ -199,28 +199,6 @@ async fn ack(phone: &mut Ua, invite: &Message) -> Message {
     ok
 }
 
-/// A BYE from the caller's side of an answered call.
-async fn caller_bye(phone: &mut Ua, invite: &Message, ok: &Message) {
-    let target = ok
-        .values(HeaderName::Contact)
-        .next()
-        .and_then(switchboard_tests::sip::NameAddr::parse)
-        .unwrap()
-        .uri
-        .to_string();
-    phone
-        .in_dialog(
-            Method::Bye,
-            &target,
-            invite.header(HeaderName::From).unwrap(),
-            ok.header(HeaderName::To).unwrap(),
-            invite.call_id().unwrap(),
-            3,
-        )
-        .await;
-    assert_eq!(phone.final_response().await.status(), Some(200));
-}
-
 #[tokio::test]
 async fn a_user_calls_out_with_their_line_and_is_busy_for_inbound_calls_meanwhile() {
     let mut env = start().await;
@@ -263,7 +241,7 @@ async fn a_user_calls_out_with_their_line_and_is_busy_for_inbound_calls_meanwhil
     bob.expect_request(Method::Bye).await;
 
     // Alice hangs up: the carrier is told.
-    caller_bye(&mut alice, &invite, &ok).await;
+    alice.hang_up(&invite, &ok, 3).await;
     let bye = env.carrier.expect_request(Method::Bye).await;
     env.carrier.respond(&bye, 200, None, None).await;
 
@@ -321,7 +299,7 @@ async fn an_internal_call_by_extension_rings_every_device_and_a_busy_colleague_g
     assert_eq!(trunk.final_response().await.status(), Some(486));
     alice.expect_no_request().await;
 
-    caller_bye(&mut alice, &invite, &ok).await;
+    alice.hang_up(&invite, &ok, 3).await;
     bob_desk.expect_request(Method::Bye).await;
     let row = env.record_by("alice", invite.call_id().unwrap()).await;
     assert_eq!(row.direction, "internal");
@@ -346,7 +324,7 @@ async fn calling_the_workspaces_own_number_follows_its_routing_without_ringing_t
     let ok = alice.expect_response(200).await;
     alice.ack_2xx(&invite, &ok).await;
     alice.expect_no_request().await;
-    caller_bye(&mut alice, &invite, &ok).await;
+    alice.hang_up(&invite, &ok, 3).await;
     bob.expect_request(Method::Bye).await;
     let row = env.record_by("alice", invite.call_id().unwrap()).await;
     assert_eq!(row.direction, "internal");
@@ -406,7 +384,7 @@ async fn restrictions_refuse_with_a_reason_and_emergency_numbers_always_go_out()
         .await;
     env.carrier.expect_request(Method::Ack).await;
     let ok = ack(&mut frank, &emergency).await;
-    caller_bye(&mut frank, &emergency, &ok).await;
+    frank.hang_up(&emergency, &ok, 3).await;
     let bye = env.carrier.expect_request(Method::Bye).await;
     env.carrier.respond(&bye, 200, None, None).await;
 
@@ -455,43 +433,14 @@ async fn a_transfer_request_is_refused_plainly_and_the_call_goes_on() {
     let invite = dial(&mut alice, "alice", "alice-pw", "0612345678").await;
     carrier_answers(&mut env.carrier).await;
     let ok = ack(&mut alice, &invite).await;
-    let target = ok
-        .values(HeaderName::Contact)
-        .next()
-        .and_then(switchboard_tests::sip::NameAddr::parse)
-        .unwrap()
-        .uri
-        .to_string();
-    let mut refer = Message::request(Method::Refer, &target);
-    let branch = alice.unique("z9hG4bKref");
-    refer.push(
-        HeaderName::Via,
-        &format!("SIP/2.0/UDP {};branch={branch};rport", alice.addr),
-    );
-    refer.push(HeaderName::From, invite.header(HeaderName::From).unwrap());
-    refer.push(HeaderName::To, ok.header(HeaderName::To).unwrap());
-    refer.push(HeaderName::CallId, invite.call_id().unwrap());
-    refer.push(HeaderName::CSeq, "3 REFER");
-    refer.push(HeaderName::MaxForwards, "70");
+    let mut refer = alice.caller_request(Method::Refer, &invite, &ok, 3);
     refer.push_other("Refer-To", "<sip:bob@switchboard.test>");
     alice.send(&refer).await;
     let refused = alice.expect_response(405).await;
     let allow = refused.header(HeaderName::Allow).unwrap();
     assert!(!allow.contains("REFER"), "{allow}");
     // The call is still up: the BYE goes through to the carrier.
-    let mut bye = Message::request(Method::Bye, &target);
-    let branch = alice.unique("z9hG4bKbye");
-    bye.push(
-        HeaderName::Via,
-        &format!("SIP/2.0/UDP {};branch={branch};rport", alice.addr),
-    );
-    bye.push(HeaderName::From, invite.header(HeaderName::From).unwrap());
-    bye.push(HeaderName::To, ok.header(HeaderName::To).unwrap());
-    bye.push(HeaderName::CallId, invite.call_id().unwrap());
-    bye.push(HeaderName::CSeq, "4 BYE");
-    bye.push(HeaderName::MaxForwards, "70");
-    alice.send(&bye).await;
-    assert_eq!(alice.final_response().await.status(), Some(200));
+    alice.hang_up(&invite, &ok, 4).await;
     env.carrier.expect_request(Method::Bye).await;
     env.daemon.stop().await;
 }

@@ -23,17 +23,22 @@ async fn start(extra_server: &str) -> (Daemon, tempfile::TempDir) {
     (Daemon::start(config).await.unwrap(), dir)
 }
 
+/// bob signed in over UDP and on an answered call from the trunk.
+async fn bob_on_a_call(daemon: &Daemon) -> (Ua, Ua) {
+    let server = daemon.udp_addr.unwrap();
+    let mut bob = Ua::bind("127.0.0.1", server).await;
+    let signed_in = bob.register("bob", "bob-pw", None, 300).await;
+    assert_eq!(signed_in.status(), Some(200));
+    let mut trunk = Ua::bind("127.0.0.1", server).await;
+    answered_call(&mut trunk, &mut bob, "+15550200").await;
+    (bob, trunk)
+}
+
 #[tokio::test]
 async fn a_graceful_stop_refuses_new_calls_lets_calls_up_finish_then_hangs_up() {
     let (daemon, _dir) = start("shutdown_grace = 2").await;
     let server = daemon.udp_addr.unwrap();
-    let mut bob = Ua::bind("127.0.0.1", server).await;
-    assert_eq!(
-        bob.register("bob", "bob-pw", None, 300).await.status(),
-        Some(200)
-    );
-    let mut trunk = Ua::bind("127.0.0.1", server).await;
-    let (_invite, _ok) = answered_call(&mut trunk, &mut bob, "+15550200").await;
+    let (mut bob, mut trunk) = bob_on_a_call(&daemon).await;
 
     let token = daemon.shutdown_token();
     let stopping = tokio::spawn(stop_gracefully(
@@ -72,14 +77,7 @@ async fn a_graceful_stop_refuses_new_calls_lets_calls_up_finish_then_hangs_up() 
 #[tokio::test]
 async fn a_second_signal_hangs_up_at_once() {
     let (daemon, _dir) = start("shutdown_grace = 60").await;
-    let server = daemon.udp_addr.unwrap();
-    let mut bob = Ua::bind("127.0.0.1", server).await;
-    assert_eq!(
-        bob.register("bob", "bob-pw", None, 300).await.status(),
-        Some(200)
-    );
-    let mut trunk = Ua::bind("127.0.0.1", server).await;
-    answered_call(&mut trunk, &mut bob, "+15550200").await;
+    let (mut bob, mut trunk) = bob_on_a_call(&daemon).await;
     let (second, second_rx) = tokio::sync::oneshot::channel::<()>();
     let stopping = tokio::spawn(stop_gracefully(
         std::sync::Arc::clone(&daemon.control),
@@ -150,14 +148,7 @@ async fn a_phone_whose_tcp_connection_closes_mid_call_ends_it_and_is_free_again(
 #[tokio::test]
 async fn a_phone_that_vanishes_without_a_bye_is_noticed_within_the_liveness_timeout() {
     let (daemon, _dir) = start("liveness_timeout = 10").await;
-    let server = daemon.udp_addr.unwrap();
-    let mut bob = Ua::bind("127.0.0.1", server).await;
-    assert_eq!(
-        bob.register("bob", "bob-pw", None, 300).await.status(),
-        Some(200)
-    );
-    let mut trunk = Ua::bind("127.0.0.1", server).await;
-    answered_call(&mut trunk, &mut bob, "+15550200").await;
+    let (bob, mut trunk) = bob_on_a_call(&daemon).await;
     // bob's phone goes silent (it will not answer its probe); the carrier
     // answers its own probes, and gets the BYE.
     drop(bob);

@@ -302,65 +302,20 @@ impl<B: Backend> Engine<B> {
                 continue;
             }
             tracing::info!(call_id = %call.caller.dialog.call_id, caller_lost, "a phone's connection closed during its call");
+            // Gone without a BYE is hung up, as far as the call goes (a
+            // caller's INVITE transaction went with the connection, so a
+            // ringing call ends without a response nobody could get).
             if caller_lost {
-                self.side_gone(now, key, Side::Caller);
+                self.hang_up(now, key, Side::Caller);
             } else if let CallState::Answered(winner) = call.state {
-                self.side_gone(now, key, Side::Leg(winner));
+                self.hang_up(now, key, Side::Leg(winner));
             }
         }
     }
 
-    /// One side of a call is gone without a BYE (its connection closed,
-    /// or it stopped answering): the call ends, with a BYE to the other
-    /// side when that side is up. A caller that has not ACKed our 200 yet
-    /// is not sent a BYE before its ACK (§15): the call ends then, or at
-    /// the ACK timeout.
-    pub(crate) fn side_gone(&mut self, now: Instant, key: CallKey, side: Side) {
-        let Some(call) = self.calls.get(key) else {
-            return;
-        };
-        match (call.state, side) {
-            (CallState::Answered(winner), Side::Caller) => {
-                if !call.callee_hung_up {
-                    self.send_bye(now, key, Side::Leg(winner));
-                }
-                let outcome = CallOutcome::Completed {
-                    hung_up_by: Party::Caller,
-                };
-                self.end_call(now, key, outcome);
-            }
-            (CallState::Answered(_), Side::Leg(_)) => {
-                if !call.caller.acked {
-                    if let Some(call) = self.calls.get_mut(key) {
-                        call.callee_hung_up = true;
-                    }
-                    return;
-                }
-                self.send_bye(now, key, Side::Caller);
-                let outcome = CallOutcome::Completed {
-                    hung_up_by: Party::Callee,
-                };
-                self.end_call(now, key, outcome);
-            }
-            (CallState::Media, _) => {
-                let outcome = CallOutcome::Completed {
-                    hung_up_by: Party::Caller,
-                };
-                self.end_call(now, key, outcome);
-            }
-            (CallState::Ringing, _) if call.caller.answered_by_us => {
-                let outcome = CallOutcome::Completed {
-                    hung_up_by: Party::Caller,
-                };
-                self.end_call(now, key, outcome);
-            }
-            // Still ringing: nobody is left to tell (its INVITE's
-            // transaction went with the connection); the legs stop.
-            (CallState::Ringing, _) => self.end_call(now, key, CallOutcome::CallerCancelled),
-        }
-    }
-
-    /// BYE from `side` of an answered call: the other side is hung up too.
+    /// BYE from `side` of an answered call (or `side` gone without one: its
+    /// connection closed, or its liveness probe failed): the other side is
+    /// hung up too. No BYE to a caller before it ACKs our 2xx (§15).
     pub(crate) fn hang_up(&mut self, now: Instant, key: CallKey, side: Side) {
         let Some(call) = self.calls.get(key) else {
             return;

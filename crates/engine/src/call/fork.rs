@@ -190,7 +190,7 @@ impl<B: Backend> Engine<B> {
                     diversion: None,
                     asserted: true,
                 };
-                tracing::info!(user = ?caller_user.map(|u| &directory.user(u).id), "calling out");
+                tracing::debug!(user = ?caller_user.map(|u| &directory.user(u).id), "calling out");
                 self.ring_trunk(now, key, directory, out, OUTBOUND_TIMEOUT);
             }
             None => self.start_plan(now, key),

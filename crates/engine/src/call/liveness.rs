@@ -106,6 +106,6 @@ impl<B: Backend> Engine<B> {
             return;
         };
         tracing::info!(call_id = %call.caller.dialog.call_id, ?side, why, "a side of the call is gone: hanging up");
-        self.side_gone(now, key, side);
+        self.hang_up(now, key, side);
     }
 }

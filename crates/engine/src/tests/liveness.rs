@@ -8,18 +8,7 @@ use super::*;
 /// An answered trunk call to bob (on BOB_1) with a 20 s liveness timeout.
 fn answered(call_id: &str) -> Sim {
     let mut sim = Sim::new(|cfg| cfg.liveness_timeout = Duration::from_secs(20));
-    sim.sign_in("bob", BOB_1);
-    let invite = trunk_invite(call_id);
-    sim.deliver(TRUNK, &invite);
-    let ib = invites_to(&mut sim, BOB_1).pop().unwrap();
-    sim.deliver(BOB_1, &reply(&ib, 200, "b"));
-    let ok = sim
-        .take(TRUNK)
-        .into_iter()
-        .find(|m| m.status() == Some(200))
-        .unwrap();
-    let caller = Side::caller(&invite, &ok);
-    sim.deliver(TRUNK, &caller.request_at(Method::Ack, 1, ""));
+    answered_call(&mut sim, call_id);
     let _ = sim.take(BOB_1);
     assert_eq!(sim.busy("bob"), 1);
     sim
