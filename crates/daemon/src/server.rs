@@ -88,6 +88,11 @@ pub(crate) enum EngineInput {
     },
     /// A media session's report.
     Media(engine::media::MediaEvent),
+    /// Registration changes through this number are on disk (or failed to be).
+    Persisted {
+        through: u64,
+        saved: bool,
+    },
 }
 
 impl Daemon {
@@ -163,6 +168,8 @@ impl Daemon {
         cfg.digest_uri_check = server.digest_uri_check;
         cfg.liveness_timeout = server.liveness_timeout;
         cfg.overload_transactions = server.overload_transactions;
+        // A REGISTER's 200 waits for the journal's fsync (group commit).
+        cfg.durable_registrations = true;
         let wall_clock = WallClock::new(clock::now(), clock::wall());
         let engine = Engine::new(
             cfg,
@@ -258,6 +265,7 @@ impl Daemon {
             }
             None => None,
         };
+        let (persist_tx, persist_rx) = tokio::sync::watch::channel(0u64);
         let media = MediaRuntime::start(MediaCtx {
             inputs: input_tx.clone(),
             prompts: Arc::clone(&prompts),
@@ -279,6 +287,7 @@ impl Daemon {
                 webhooks: crate::webhooks::start(workspace.clone())
                     .context("starting the webhook thread")?,
                 workspace: workspace.clone(),
+                persist: persist_tx,
             },
         )));
         tasks.push(tokio::spawn(persist_loop(
@@ -288,6 +297,10 @@ impl Daemon {
                 wall_clock,
                 workspace: workspace.clone(),
                 events: events.clone(),
+            },
+            Commits {
+                requests: persist_rx,
+                inputs: input_tx.clone(),
             },
             shutdown.clone(),
         )));
@@ -502,6 +515,8 @@ struct Outlets {
     webhooks: crate::webhooks::WebhookSink,
     /// To see whether the running workspace has webhooks at all.
     workspace: WorkspaceReader,
+    /// The last registration change the engine wants on disk.
+    persist: tokio::sync::watch::Sender<u64>,
 }
 
 async fn engine_loop(
@@ -588,6 +603,9 @@ async fn engine_loop(
                     Some(EngineInput::Media(event)) => {
                         engine.handle_input(now, Input::Media(event));
                     }
+                    Some(EngineInput::Persisted { through, saved }) => {
+                        engine.handle_input(now, Input::Persisted { through, saved });
+                    }
                     Some(EngineInput::ConnectFailed { id, to }) => {
                         streams.closed(id);
                         engine.handle_input(now, Input::ConnectFailed { to });
@@ -666,6 +684,10 @@ async fn flush(
             Output::Timeout(next) => return (sent, next),
             Output::Media(command) => {
                 media.command(command);
+                continue;
+            }
+            Output::Persist { through } => {
+                outlets.persist.send_replace(through);
                 continue;
             }
         };
@@ -1065,7 +1087,12 @@ async fn serve_stream<S>(
 }
 
 /// Expires lapsed bindings and journals changed ones, once a second and at
-/// shutdown. File IO runs on the blocking pool, never on the engine's thread.
+/// shutdown, and commits REGISTERs the engine holds the 200 of: as soon as
+/// one asks, the journal is written and synced with every change made so
+/// far, then the engine is told which requests that covered. While one sync
+/// runs the next batch gathers (group commit), so one fsync serves many
+/// REGISTERs at any rate. File IO runs on the blocking pool, never on the
+/// engine's thread.
 /// What the persistence task needs besides the store: the engine's own
 /// mapping of instants to wall-clock time (so that expiries are judged by
 /// the clock that set them), and where to report what lapsed.
@@ -1075,29 +1102,49 @@ struct Sweep {
     events: broadcast::Sender<Event>,
 }
 
+/// The engine's requests to make registrations durable, and where to say
+/// they are.
+struct Commits {
+    requests: tokio::sync::watch::Receiver<u64>,
+    inputs: mpsc::Sender<EngineInput>,
+}
+
 async fn persist_loop(
     presence: Arc<Presence>,
     store: RegistrationStore,
     sweep: Sweep,
+    mut commits: Commits,
     shutdown: CancellationToken,
 ) {
     let mut ticker = tokio::time::interval(PERSIST_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut store = Some(store);
+    let mut committed = 0u64;
+    let mut requests_open = true;
     loop {
-        let stopping = tokio::select! {
-            _ = shutdown.cancelled() => true,
-            _ = ticker.tick() => false,
+        let (stopping, sweep_due) = tokio::select! {
+            _ = shutdown.cancelled() => (true, true),
+            _ = ticker.tick() => (false, true),
+            changed = commits.requests.changed(), if requests_open => {
+                requests_open = changed.is_ok();
+                (false, false)
+            }
         };
+        // Read before the journal is written: every change the engine made
+        // before asking for `through` is then in this write.
+        let through = *commits.requests.borrow_and_update();
         let Some(mut current) = store.take() else {
             break;
         };
         let p = Arc::clone(&presence);
         let now_ms = sweep.wall_clock.unix_ms(clock::now());
         let result = tokio::task::spawn_blocking(move || {
-            let expired = p.expire(now_ms);
-            // A lease nobody released (a call lost by a bug) lapses here.
-            let lapsed = p.expire_leases(now_ms);
+            let (expired, lapsed) = if sweep_due {
+                // A lease nobody released (a call lost by a bug) lapses here.
+                (p.expire(now_ms), p.expire_leases(now_ms))
+            } else {
+                (Vec::new(), Vec::new())
+            };
             let flushed = current.flush(&p);
             let compacted = if stopping {
                 current.compact(&p).map(|_| 0)
@@ -1107,6 +1154,16 @@ async fn persist_loop(
             (current, flushed.and(compacted), expired, lapsed)
         })
         .await;
+        if let Ok((_, outcome, _, _)) = &result {
+            if through > committed {
+                committed = through;
+                let saved = outcome.is_ok();
+                let _ = commits
+                    .inputs
+                    .send(EngineInput::Persisted { through, saved })
+                    .await;
+            }
+        }
         match result {
             Ok((current, outcome, expired, lapsed)) => {
                 if let Err(e) = outcome {

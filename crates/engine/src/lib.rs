@@ -132,6 +132,11 @@ pub struct EngineConfig {
     /// so 229,376 (a 2^18-bucket table) covers about 1,800 calls per second
     /// without a pause.
     pub transaction_capacity: usize,
+    /// A REGISTER's `200 OK` waits until the driver reports the binding
+    /// durable ([`Output::Persist`], then [`Input::Persisted`]): a
+    /// registration acknowledged is never lost to a crash. Off, the 200 goes
+    /// at once (tests, and a driver without a store).
+    pub durable_registrations: bool,
 }
 
 impl EngineConfig {
@@ -153,6 +158,7 @@ impl EngineConfig {
             digest_algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
             digest_uri_check: true,
             transaction_capacity: 1024,
+            durable_registrations: false,
         }
     }
 }
@@ -175,6 +181,10 @@ pub enum Input {
     ConnectFailed { to: SocketAddr },
     /// What the media runtime reports for a session.
     Media(media::MediaEvent),
+    /// Every registration change up to [`Output::Persist`]'s `through` is on
+    /// disk (`saved`), or writing it failed: the REGISTERs waiting for it get
+    /// their `200 OK`, or a `500` they can retry.
+    Persisted { through: u64, saved: bool },
 }
 
 /// What the engine asks of the driver, from [`Engine::poll_output`].
@@ -184,6 +194,13 @@ pub enum Output {
     Event(Event),
     /// For the media runtime (sessions the daemon answers with).
     Media(media::MediaCommand),
+    /// Registration changes are waiting to be made durable; once every
+    /// change made so far is on disk, answer with [`Input::Persisted`] and
+    /// this `through` (a later request covers the earlier ones: one write
+    /// and one sync serve a whole batch).
+    Persist {
+        through: u64,
+    },
     /// Nothing more to do now: call `handle_input(.., Input::Timeout)` at
     /// this instant (`None`: no timer armed).
     Timeout(Option<Instant>),
@@ -264,6 +281,8 @@ pub struct Engine<B: Backend = Arc<Presence>> {
     /// When overload was last logged.
     overload_logged: Option<Instant>,
     multi_challenged: auth::MultiChallenged,
+    /// REGISTER answers waiting for their binding to be durable.
+    awaiting_disk: registrar::AwaitingDisk,
 }
 
 impl<B: Backend> Engine<B> {
@@ -296,6 +315,7 @@ impl<B: Backend> Engine<B> {
             draining: None,
             overload_logged: None,
             multi_challenged: auth::MultiChallenged::default(),
+            awaiting_disk: registrar::AwaitingDisk::default(),
         }
     }
 
@@ -325,6 +345,10 @@ impl<B: Backend> Engine<B> {
             Input::ConnectionClosed { connection } => self.on_connection_closed(now, connection),
             Input::Media(event) => {
                 self.on_media_event(now, event);
+                self.drain(now);
+            }
+            Input::Persisted { through, saved } => {
+                self.on_persisted(now, through, saved);
                 self.drain(now);
             }
             Input::ConnectFailed { to } => {

@@ -6,6 +6,7 @@
 //! which applies it whole or not at all. It answers with the bindings after
 //! the change and reports a change of devices as an event.
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use directory::UserStatus;
@@ -120,7 +121,39 @@ impl<B: Backend> Engine<B> {
                 response_to(req, 403, "Forbidden (too many devices)", Some(&tag), false)
             }
         };
+        if self.cfg.durable_registrations && reply.status() == Some(200) {
+            // Held in Trying (a retransmission is absorbed, not answered)
+            // until the binding is on disk.
+            let through = self.awaiting_disk.hold(tx, reply);
+            self.out.push_back(crate::Output::Persist { through });
+            return;
+        }
         self.tl.respond(now, tx, &reply);
+    }
+
+    /// The driver made every change up to `through` durable (or failed to).
+    pub(crate) fn on_persisted(&mut self, now: Instant, through: u64, saved: bool) {
+        while let Some((tx, reply)) = self.awaiting_disk.release(through) {
+            if saved {
+                self.tl.respond(now, tx, &reply);
+            } else {
+                // The binding stays in memory and is written at the next
+                // attempt; the phone is told it may not be durable yet.
+                let Some(req) = self.tl.request(tx) else {
+                    continue;
+                };
+                let tag = self.ids.tag();
+                let mut refused = response_to(
+                    req,
+                    500,
+                    "Server Internal Error (registration not saved)",
+                    Some(&tag),
+                    false,
+                );
+                refused.push(HeaderName::RetryAfter, "5");
+                self.tl.respond(now, tx, &refused);
+            }
+        }
     }
 
     /// RFC 3261 §10.3 steps 5 to 8 for an authenticated user. Returns the
@@ -288,6 +321,32 @@ impl<B: Backend> Engine<B> {
             })
         };
         ours(req.request_uri()) && ours(req.to_header().map(|t| t.uri))
+    }
+}
+
+/// REGISTER answers held until the driver says their binding is durable,
+/// in the order they were made (a batch is released by its last number).
+#[derive(Default)]
+pub(crate) struct AwaitingDisk {
+    held: VecDeque<(u64, TxId, Message)>,
+    last: u64,
+}
+
+impl AwaitingDisk {
+    /// Holds an answer; returns the number that releases it.
+    fn hold(&mut self, tx: TxId, reply: Message) -> u64 {
+        self.last += 1;
+        self.held.push_back((self.last, tx, reply));
+        self.last
+    }
+
+    /// The oldest answer covered by `through`.
+    fn release(&mut self, through: u64) -> Option<(TxId, Message)> {
+        if self.held.front().is_some_and(|(n, _, _)| *n <= through) {
+            self.held.pop_front().map(|(_, tx, reply)| (tx, reply))
+        } else {
+            None
+        }
     }
 }
 

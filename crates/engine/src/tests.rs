@@ -31,6 +31,8 @@ struct Sim {
     media: Vec<media::MediaCommand>,
     /// The number of the last `Play` sent to each session.
     last_play: std::collections::HashMap<u64, u32>,
+    /// The last `Output::Persist` asked for.
+    persist: Option<u64>,
 }
 
 const T0_MS: i64 = 1_700_000_000_000;
@@ -113,6 +115,7 @@ impl Sim {
             events: Vec::new(),
             media: Vec::new(),
             last_play: std::collections::HashMap::new(),
+            persist: None,
         }
     }
 
@@ -172,6 +175,7 @@ impl Sim {
                     }
                     self.media.push(c)
                 }
+                Output::Persist { through } => self.persist = Some(through),
                 Output::Timeout(at) => return at,
             }
         }
@@ -1996,6 +2000,60 @@ fn the_registrar_refuses_a_domain_that_is_not_ours_with_404() {
         ok[0].header(HeaderName::Date),
         Some("Tue, 14 Nov 2023 22:13:20 GMT")
     );
+}
+
+#[test]
+fn a_registers_200_waits_until_the_binding_is_on_disk() {
+    let mut sim = Sim::new(|cfg| cfg.durable_registrations = true);
+    sim.deliver(ALICE, &register("alice", "sim.test", 1, None));
+    let challenge = sim.take(ALICE).pop().unwrap();
+    let signed = register("alice", "sim.test", 2, Some(&challenge));
+    sim.deliver(ALICE, &signed);
+    // Bound in memory, but not acknowledged: the driver is asked to save.
+    assert!(sim.take(ALICE).is_empty());
+    assert!(sim.presence.user("alice").is_signed_in(T0_MS as u64 + 1));
+    let first = sim.persist.take().expect("a save asked for");
+    // A retransmission while the disk works is absorbed, not answered.
+    sim.deliver(ALICE, &signed);
+    assert!(sim.take(ALICE).is_empty());
+    // A second phone's REGISTER joins the next batch.
+    sim.deliver(ALICE, &register("bob", "sim.test", 3, None));
+    let challenge = sim.take(ALICE).pop().unwrap();
+    let mut bobs = register("bob", "sim.test", 4, Some(&challenge));
+    bobs.set(HeaderName::CallId, "reg-bob");
+    sim.deliver(ALICE, &bobs);
+    let second = sim.persist.take().expect("a second save asked for");
+    assert!(second > first);
+    // The first batch is durable: only alice's 200 goes.
+    sim.engine.handle_input(
+        sim.now,
+        Input::Persisted {
+            through: first,
+            saved: true,
+        },
+    );
+    sim.collect();
+    let ok = sim.take(ALICE);
+    assert_eq!(statuses(&ok), vec![200]);
+    assert_eq!(ok[0].call_id(), Some("reg-domain"));
+    // Now the retransmission gets the same 200 from the transaction.
+    sim.deliver(ALICE, &signed);
+    assert_eq!(statuses(&sim.take(ALICE)), vec![200]);
+    // The write of bob's batch failed: told to retry, never a false 200.
+    sim.engine.handle_input(
+        sim.now,
+        Input::Persisted {
+            through: second,
+            saved: false,
+        },
+    );
+    sim.collect();
+    let refused = sim.take(ALICE);
+    assert_eq!(statuses(&refused), vec![500]);
+    assert_eq!(refused[0].header(HeaderName::RetryAfter), Some("5"));
+    // Nothing is left waiting.
+    sim.advance_to(120.0);
+    assert_eq!(sim.engine.transaction_count(), 0);
 }
 
 #[test]
