@@ -5,7 +5,9 @@
 //! The writer batches: it commits what arrived within a second (or every
 //! 1,000 records) in one transaction, so a crash loses at most the calls
 //! that ended in the last second, and SQLite's journal never leaves a
-//! corrupt file. (A commit costs more than an insert: batching keeps the
+//! corrupt file. A call answered is kept in `calls_up` until it ends; what
+//! is still there at the next start was up when the process died, and is
+//! recorded with outcome `interrupted`. (A commit costs more than an insert: batching keeps the
 //! writer's CPU per call small at every rate.) It must not be on the call path: the engine task only pushes a
 //! record into a bounded queue and never waits.
 
@@ -15,7 +17,7 @@ use std::time::Duration;
 
 use engine::{CallOutcome, CallRecord, LegOutcome, Party};
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 /// Records waiting for the writer; past this, records are dropped (and
@@ -49,6 +51,10 @@ CREATE TABLE IF NOT EXISTS calls (
     placed_by TEXT
 );
 CREATE INDEX IF NOT EXISTS calls_by_end ON calls (ended);
+CREATE TABLE IF NOT EXISTS calls_up (
+    call_id TEXT PRIMARY KEY,
+    row TEXT NOT NULL
+);
 CREATE INDEX IF NOT EXISTS calls_by_number ON calls (number, ended);
 ";
 
@@ -75,37 +81,101 @@ pub fn open(data_dir: &Path) -> rusqlite::Result<Connection> {
     Ok(db)
 }
 
+/// What the writer is given.
+enum Entry {
+    /// A call ended: its record.
+    Ended(Box<CallRecord>),
+    /// A call was answered: kept until it ends.
+    Up(Box<CallRecord>),
+}
+
 /// The sending end the engine task holds.
 #[derive(Clone)]
 pub struct RecordSink {
-    queue: mpsc::SyncSender<Box<CallRecord>>,
+    queue: mpsc::SyncSender<Entry>,
 }
 
 impl RecordSink {
     /// Queues a record for the writer; `false` when it had to be dropped.
     pub fn push(&self, record: Box<CallRecord>) -> bool {
-        self.queue.try_send(record).is_ok()
+        self.queue.try_send(Entry::Ended(record)).is_ok()
+    }
+
+    /// Queues a call just answered (its record so far); `false` when it had
+    /// to be dropped.
+    pub fn push_up(&self, record: Box<CallRecord>) -> bool {
+        self.queue.try_send(Entry::Up(record)).is_ok()
     }
 }
 
 /// Starts the writer thread on `data_dir`; it stops once every sink is
 /// dropped and the queue is written.
 pub fn start_writer(data_dir: &Path) -> anyhow::Result<(RecordSink, std::thread::JoinHandle<()>)> {
-    let db = open(data_dir).map_err(|e| {
+    let mut db = open(data_dir).map_err(|e| {
         anyhow::anyhow!(
             "opening the call records {}: {e}",
             data_dir.join(FILE_NAME).display()
         )
     })?;
-    let (tx, rx) = mpsc::sync_channel::<Box<CallRecord>>(QUEUE);
+    let interrupted = record_interrupted(&mut db, crate::clock::wall()).map_err(|e| {
+        anyhow::anyhow!(
+            "recording the calls a crash interrupted in {}: {e}",
+            data_dir.join(FILE_NAME).display()
+        )
+    })?;
+    if interrupted > 0 {
+        tracing::warn!(
+            calls = interrupted,
+            "calls that were up when the daemon last stopped without ending them recorded as interrupted"
+        );
+    }
+    let (tx, rx) = mpsc::sync_channel::<Entry>(QUEUE);
     let handle = std::thread::Builder::new()
         .name("call-records".into())
         .spawn(move || write_loop(db, rx))?;
     Ok((RecordSink { queue: tx }, handle))
 }
 
-fn write_loop(mut db: Connection, rx: mpsc::Receiver<Box<CallRecord>>) {
-    let mut batch: Vec<Box<CallRecord>> = Vec::new();
+/// Moves every call left in `calls_up` (up when the process died) into
+/// `calls` with outcome `interrupted`, ended at `now` (when the crash came
+/// is not known; this is when it was noticed). Returns how many.
+fn record_interrupted(db: &mut Connection, now: jiff::Timestamp) -> rusqlite::Result<usize> {
+    let tx = db.transaction()?;
+    let kept: Vec<String> = {
+        let mut statement = tx.prepare("SELECT row FROM calls_up")?;
+        let rows = statement.query_map([], |r| r.get::<_, String>(0))?;
+        rows.collect::<rusqlite::Result<_>>()?
+    };
+    let mut rows = Vec::with_capacity(kept.len());
+    for json in kept {
+        let mut row: Row = match serde_json::from_str(&json) {
+            Ok(row) => row,
+            Err(e) => {
+                tracing::warn!(error = %e, "an unreadable kept call skipped");
+                continue;
+            }
+        };
+        let ms = |from: &str| {
+            from.parse::<jiff::Timestamp>()
+                .map(|t| now.as_millisecond().saturating_sub(t.as_millisecond()))
+                .unwrap_or(0)
+        };
+        row.ended = now.to_string();
+        row.duration_ms = ms(&row.started);
+        row.talk_ms = row.answered.as_deref().map(ms);
+        row.outcome = "interrupted".into();
+        rows.push(row);
+    }
+    for row in &rows {
+        insert_row(&tx, row)?;
+    }
+    tx.execute("DELETE FROM calls_up", [])?;
+    tx.commit()?;
+    Ok(rows.len())
+}
+
+fn write_loop(mut db: Connection, rx: mpsc::Receiver<Entry>) {
+    let mut batch: Vec<Entry> = Vec::new();
     let mut open = true;
     while open {
         // Wait for the first record of a batch, then gather for up to a
@@ -136,45 +206,63 @@ fn write_loop(mut db: Connection, rx: mpsc::Receiver<Box<CallRecord>>) {
     }
 }
 
-fn insert(db: &mut Connection, batch: &[Box<CallRecord>]) -> rusqlite::Result<()> {
+fn insert(db: &mut Connection, batch: &[Entry]) -> rusqlite::Result<()> {
     let tx = db.transaction()?;
-    {
-        let mut statement = tx.prepare_cached(
-            "INSERT INTO calls (call_id, direction, caller, dialled, number, started, answered,
-                ended, duration_ms, talk_ms, outcome, status, answered_by, answered_device,
-                hung_up_by, attempts, skipped, placed_by)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-                ?18)",
-        )?;
-        for record in batch {
-            let row = Row::of(record);
-            statement.execute(params![
-                row.call_id,
-                row.direction,
-                row.caller,
-                row.dialled,
-                row.number,
-                row.started,
-                row.answered,
-                row.ended,
-                row.duration_ms,
-                row.talk_ms,
-                row.outcome,
-                row.status,
-                row.answered_by,
-                row.answered_device,
-                row.hung_up_by,
-                row.attempts.to_string(),
-                row.skipped.to_string(),
-                row.placed_by,
-            ])?;
+    for entry in batch {
+        match entry {
+            Entry::Ended(record) => {
+                insert_row(&tx, &Row::of(record))?;
+                if record.answered.is_some() {
+                    tx.prepare_cached("DELETE FROM calls_up WHERE call_id = ?1")?
+                        .execute(params![record.call_id])?;
+                }
+            }
+            Entry::Up(record) => {
+                let row = serde_json::to_string(&Row::of(record))
+                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO calls_up (call_id, row) VALUES (?1, ?2)",
+                )?
+                .execute(params![record.call_id, row])?;
+            }
         }
     }
     tx.commit()
 }
 
+fn insert_row(tx: &rusqlite::Transaction<'_>, row: &Row) -> rusqlite::Result<()> {
+    let mut statement = tx.prepare_cached(
+        "INSERT INTO calls (call_id, direction, caller, dialled, number, started, answered,
+            ended, duration_ms, talk_ms, outcome, status, answered_by, answered_device,
+            hung_up_by, attempts, skipped, placed_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
+            ?18)",
+    )?;
+    statement.execute(params![
+        row.call_id,
+        row.direction,
+        row.caller,
+        row.dialled,
+        row.number,
+        row.started,
+        row.answered,
+        row.ended,
+        row.duration_ms,
+        row.talk_ms,
+        row.outcome,
+        row.status,
+        row.answered_by,
+        row.answered_device,
+        row.hung_up_by,
+        row.attempts.to_string(),
+        row.skipped.to_string(),
+        row.placed_by,
+    ])?;
+    Ok(())
+}
+
 /// One call as stored and as the API shows it.
-#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Row {
     pub call_id: String,
     /// `inbound` (from a trunk), `outbound` (a user calling out through the
@@ -197,7 +285,9 @@ pub struct Row {
     pub talk_ms: Option<i64>,
     /// `answered`, `voicemail`, `no_answer`, `busy`, `declined`,
     /// `caller_cancelled`, `rejected`, `forwarded`, `abandoned` (hung up in
-    /// a menu or during a message), `not_acknowledged`.
+    /// a menu or during a message), `not_acknowledged`, `interrupted`
+    /// (answered and still up when the daemon died; `ended` is when the
+    /// next start noticed).
     pub outcome: String,
     /// The final status the caller got.
     pub status: i64,
@@ -285,6 +375,7 @@ pub fn outcome(record: &CallRecord) -> &'static str {
             }
         }
         CallOutcome::NotAcknowledged => "not_acknowledged",
+        CallOutcome::Interrupted => "interrupted",
         CallOutcome::Rejected { status: 486 } | CallOutcome::Failed { status: 486 } => "busy",
         CallOutcome::Rejected { .. } => "rejected",
         CallOutcome::CallerCancelled if record.voicemail => "voicemail",
@@ -430,6 +521,59 @@ mod tests {
             voicemail: false,
             outcome,
         }
+    }
+
+    #[test]
+    fn a_call_up_when_the_process_died_is_recorded_as_interrupted_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sink, writer) = start_writer(dir.path()).unwrap();
+        let up = |id: &str| {
+            let mut r = record(id, CallOutcome::Interrupted);
+            r.ended = r.answered.unwrap();
+            Box::new(r)
+        };
+        assert!(sink.push_up(up("left-up")));
+        assert!(sink.push_up(up("ended")));
+        let answered = CallOutcome::Completed {
+            hung_up_by: Party::Caller,
+        };
+        assert!(sink.push(Box::new(record("ended", answered))));
+        // The process dies: nothing ends "left-up" (the writer's last commit
+        // is all there is).
+        drop(sink);
+        writer.join().unwrap();
+        let all = |dir: &Path| {
+            history(
+                dir,
+                &Query {
+                    limit: 10,
+                    ..Query::default()
+                },
+            )
+            .unwrap()
+        };
+        assert_eq!(all(dir.path()).len(), 1, "only the call that ended");
+
+        let (sink, writer) = start_writer(dir.path()).unwrap();
+        let rows = all(dir.path());
+        assert_eq!(rows.len(), 2);
+        let interrupted = rows.iter().find(|r| r.call_id == "left-up").unwrap();
+        assert_eq!(interrupted.outcome, "interrupted");
+        assert_eq!(interrupted.status, 200);
+        assert_eq!(interrupted.answered_by.as_deref(), Some("alice"));
+        assert!(interrupted.talk_ms.unwrap() > 60_000, "ended when noticed");
+        assert_eq!(
+            rows.iter().filter(|r| r.call_id == "ended").count(),
+            1,
+            "a call that ended is not recorded twice"
+        );
+        drop(sink);
+        writer.join().unwrap();
+        // Recorded once: a third start finds nothing left up.
+        let (sink, writer) = start_writer(dir.path()).unwrap();
+        assert_eq!(all(dir.path()).len(), 2);
+        drop(sink);
+        writer.join().unwrap();
     }
 
     #[test]

@@ -677,6 +677,11 @@ async fn flush(
                         outlets.metrics.webhooks_dropped.increment(1);
                     }
                 }
+                if let Event::CallAnswered(record) = &event {
+                    if !outlets.records.push_up(record.clone()) {
+                        outlets.metrics.records_dropped.increment(1);
+                    }
+                }
                 // No listener is not an error: nobody asked for them.
                 let _ = outlets.events.send(event);
                 continue;

@@ -14,6 +14,12 @@ pub enum Event {
     /// A call reached its end, however it ended (one per caller INVITE that
     /// got past authentication).
     CallEnded(Box<CallRecord>),
+    /// A call was answered (by a device, the carrier, or our mailbox or
+    /// menu): its record so far, with outcome [`CallOutcome::Interrupted`]
+    /// and `ended` at the answer. A store keeps it until the call's
+    /// `CallEnded`, so that a call still up when the process died gets a
+    /// record at the next start.
+    CallAnswered(Box<CallRecord>),
     /// A user's number of signed-in devices changed (a REGISTER that added
     /// or removed one, or a stream connection that closed). Expiry is
     /// swept outside the engine and not reported here.
@@ -148,6 +154,10 @@ pub enum CallOutcome {
     /// Answered and hung up by the daemon as it stopped (its grace period
     /// for calls in progress ran out).
     Shutdown,
+    /// Answered and still up when the daemon died (`kill -9`, a crash, a
+    /// power cut): recorded at the next start from what was kept at the
+    /// answer, never by a running engine.
+    Interrupted,
 }
 
 impl CallOutcome {
@@ -157,7 +167,8 @@ impl CallOutcome {
             CallOutcome::Completed { .. }
             | CallOutcome::NotAcknowledged
             | CallOutcome::MaxDuration
-            | CallOutcome::Shutdown => 200,
+            | CallOutcome::Shutdown
+            | CallOutcome::Interrupted => 200,
             CallOutcome::Rejected { status }
             | CallOutcome::Failed { status }
             | CallOutcome::NoAnswer { status } => status,

@@ -2057,6 +2057,32 @@ fn a_registers_200_waits_until_the_binding_is_on_disk() {
 }
 
 #[test]
+fn an_answered_call_is_announced_so_a_crash_cannot_lose_it() {
+    let mut sim = Sim::new(|_| {});
+    sim.sign_in("bob", BOB_1);
+    sim.deliver(TRUNK, &trunk_invite("up1"));
+    let ib = invites_to(&mut sim, BOB_1).pop().unwrap();
+    assert!(!sim
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::CallAnswered(_))));
+    sim.deliver(BOB_1, &reply(&ib, 200, "bob-tag"));
+    let up: Vec<&CallRecord> = sim
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::CallAnswered(r) => Some(r.as_ref()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(up.len(), 1);
+    assert_eq!(up[0].outcome, CallOutcome::Interrupted);
+    assert_eq!(up[0].answered_by_user(), Some("bob"));
+    assert_eq!(up[0].call_id, "up1");
+    assert_eq!(Some(up[0].ended), up[0].answered);
+}
+
+#[test]
 fn a_phones_bye_waits_for_the_callers_ack() {
     let mut sim = Sim::new(|_| {});
     sim.sign_in("bob", BOB_1);

@@ -203,6 +203,7 @@ impl<B: Backend> Engine<B> {
                 self.calls.disarm(key, CallTimer::StillRinging);
                 self.calls.arm(key, max_deadline, CallTimer::MaxDuration);
                 self.arm_liveness(now, key);
+                self.announce_answered(key);
             }
         }
         self.media_step(now, key, destination);

@@ -195,8 +195,18 @@ impl<B: Backend> Engine<B> {
         if call.answered.is_some() {
             self.counters.calls_completed += 1;
         }
-        let record = record_of(call, self.clock.timestamp(now), outcome);
+        let record = record_of(&call, self.clock.timestamp(now), outcome);
         self.emit(Event::CallEnded(Box::new(record)));
+    }
+
+    /// Tells the record store that the call is up (see [`Event::CallAnswered`]).
+    pub(crate) fn announce_answered(&mut self, key: CallKey) {
+        let Some(call) = self.calls.get(key) else {
+            return;
+        };
+        let at = call.answered.unwrap_or(call.started);
+        let record = record_of(call, at, CallOutcome::Interrupted);
+        self.emit(Event::CallAnswered(Box::new(record)));
     }
 
     /// The record of an INVITE refused before any leg existed.
@@ -388,7 +398,7 @@ fn skipped<V>(workspace: &Workspace<V>, verdicts: &[routing::MemberVerdict]) -> 
         .collect()
 }
 
-fn record_of<V>(call: Call<V>, ended: Timestamp, outcome: CallOutcome) -> CallRecord {
+fn record_of<V>(call: &Call<V>, ended: Timestamp, outcome: CallOutcome) -> CallRecord {
     let answered_by = match call.state {
         CallState::Answered(leg) => Some(usize::from(leg.0)),
         CallState::Media => None,
@@ -401,7 +411,7 @@ fn record_of<V>(call: Call<V>, ended: Timestamp, outcome: CallOutcome) -> CallRe
         .map(|u| call.workspace.directory.user(u).id.clone());
     let rang = call
         .legs
-        .into_iter()
+        .iter()
         .map(|leg| {
             let (user, device) = leg.target.party();
             RingAttempt {
@@ -412,12 +422,12 @@ fn record_of<V>(call: Call<V>, ended: Timestamp, outcome: CallOutcome) -> CallRe
         })
         .collect();
     CallRecord {
-        call_id: call.caller.dialog.call_id,
+        call_id: call.caller.dialog.call_id.clone(),
         direction: call.direction,
         caller_user,
         number,
-        dialled: call.dialled,
-        caller: call.caller.uri,
+        dialled: call.dialled.clone(),
+        caller: call.caller.uri.clone(),
         started: call.started,
         answered: call.answered,
         ended,

@@ -733,6 +733,7 @@ impl<B: Backend> Engine<B> {
                 self.cancel_leg(now, other_key, other_leg, true);
             }
         }
+        self.announce_answered(key);
     }
 
     /// A user who placed the call is in it too once it is answered (by a
