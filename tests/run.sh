@@ -8,7 +8,8 @@
 # 2. cargo fmt --check, the layer check (tests/check-layers.sh: no tokio
 #    and no clock in the sans-IO crates), clippy with warnings denied (and
 #    clippy.toml's clock rule), the unit and integration tests, a debug
-#    build of the daemon;
+#    build of the daemon; the deterministic simulation's long run (200
+#    seeds of 10,000 simulated seconds, release build);
 # 3. the end-to-end sipp checks against that binary (tests/sipp/run.sh);
 # 4. the attack test: SIPVicious (from PyPI, in a venv) scans and guesses
 #    against that binary while real users sign in (tests/attack/sipvicious.sh);
@@ -78,6 +79,9 @@ step "cargo fmt" cargo fmt --all -- --check
 step "layers (no tokio, no clock in the sans-IO crates)" bash tests/check-layers.sh
 step "cargo clippy" cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test" cargo test --workspace --locked
+step "simulation (200 seeds x 10,000 simulated s, release)" \
+    env SB_SIM_SEEDS=200 SB_SIM_SECONDS=10000 \
+    cargo test --release --locked -p engine --lib simulation -- --nocapture
 step "cargo build (daemon, debug)" cargo build -p switchboard --locked
 step "sipp end-to-end" bash tests/sipp/run.sh "${CARGO_TARGET_DIR:-target}/debug/switchboard"
 step "attack (SIPVicious from PyPI)" bash tests/attack/sipvicious.sh "${CARGO_TARGET_DIR:-target}/debug/switchboard"

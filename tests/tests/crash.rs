@@ -209,7 +209,7 @@ async fn after_kill_9_registrations_are_back_nobody_is_busy_calls_up_are_interru
 
     // What is on disk, before anything starts: every acknowledged binding.
     let on_disk = presence::Presence::new();
-    let now_ms = jiff::Timestamp::now().as_millisecond() as u64;
+    let now_ms = switchboard::clock::unix_ms();
     presence::RegistrationStore::read(dir.path(), &on_disk, now_ms).unwrap();
     let lost: Vec<String> = (0..LATE_USERS)
         .map(|i| format!("u{i:02}"))

@@ -232,3 +232,67 @@ async fn forged_answers_are_challenged_and_ban_nobody() {
     );
     daemon.stop().await;
 }
+
+/// A message that never finishes, or grows past what one may hold, costs
+/// its connection: closed at `tcp_message_timeout` or `tcp_max_message`,
+/// and counted by limit in the metrics.
+#[tokio::test]
+async fn tcp_messages_that_never_finish_or_grow_too_large_close_their_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sb.toml");
+    let text = admin_config_text(&dir.path().join("data"), "").replacen(
+        "sip_udp = \"127.0.0.1:0\"",
+        "sip_udp = \"127.0.0.1:0\"\nsip_tcp = \"127.0.0.1:0\"\ntcp_message_timeout = 1\ntcp_max_message = 2048",
+        1,
+    );
+    std::fs::write(&file, text).unwrap();
+    let daemon = Daemon::start(Config::load(&file).unwrap()).await.unwrap();
+    let server = daemon.tcp_addr.unwrap();
+    let closed = |mut stream: tokio::net::TcpStream| async move {
+        let mut byte = [0u8; 1];
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut byte)).await;
+        matches!(read, Ok(Ok(0) | Err(_)))
+    };
+    // Half a message, then nothing: closed once its second is up.
+    let mut slow = tokio::net::TcpStream::connect(server).await.unwrap();
+    slow.write_all(b"REGISTER sip:switchboard.test SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bKs\r\n")
+        .await
+        .unwrap();
+    assert!(
+        closed(slow).await,
+        "the unfinished message's connection stays open"
+    );
+    // Headers that never end, past 2,048 bytes: closed at once.
+    let mut big = tokio::net::TcpStream::connect(server).await.unwrap();
+    let mut request = b"REGISTER sip:switchboard.test SIP/2.0\r\n".to_vec();
+    while request.len() < 3000 {
+        request.extend_from_slice(b"X-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
+    }
+    big.write_all(&request).await.unwrap();
+    assert!(
+        closed(big).await,
+        "the oversized message's connection stays open"
+    );
+    // A whole message is still served.
+    let mut ua = switchboard_tests::TcpUa::connect(server).await;
+    assert_eq!(ua.register("bob", "bob-pw").await.status(), Some(200));
+    let (_, page) = api(
+        daemon.admin_addr.unwrap(),
+        "GET",
+        "/metrics",
+        None,
+        Some(ADMIN_TOKEN),
+    )
+    .await;
+    let page = page.as_str().unwrap().to_string();
+    for line in [
+        "switchboard_limit_hits_total{limit=\"tcp_message_timeout\"} 1",
+        "switchboard_limit_hits_total{limit=\"tcp_message_size\"} 1",
+        "switchboard_limit_hits_total{limit=\"calls\"} 0",
+    ] {
+        assert!(page.contains(line), "no {line:?} in\n{page}");
+    }
+    daemon.stop().await;
+}

@@ -76,6 +76,42 @@ pub struct Metrics {
     bans_total: Counter,
     banned_dropped: Counter,
     overload_refused: Counter,
+    /// The engine's limits, by [`engine::Limit`] (absolute, from its stats).
+    engine_limits: Vec<Counter>,
+    /// The stream limits, by [`StreamLimit`], and when each was last logged
+    /// (Unix seconds).
+    stream_limits: Vec<(Counter, std::sync::atomic::AtomicU64)>,
+}
+
+/// A limit enforced on a TCP or TLS connection, outside the engine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamLimit {
+    /// `tcp_max_connections`: a connection refused because so many are open.
+    Connections,
+    /// `tcp_max_per_source`: refused because its source has so many open.
+    ConnectionsPerSource,
+    /// `tcp_max_message`: closed for buffering more than a message may hold.
+    MessageSize,
+    /// `tcp_message_timeout`: closed for a message that never finished.
+    MessageTimeout,
+}
+
+impl StreamLimit {
+    const ALL: [StreamLimit; 4] = [
+        StreamLimit::Connections,
+        StreamLimit::ConnectionsPerSource,
+        StreamLimit::MessageSize,
+        StreamLimit::MessageTimeout,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamLimit::Connections => "tcp_connections",
+            StreamLimit::ConnectionsPerSource => "tcp_connections_per_source",
+            StreamLimit::MessageSize => "tcp_message_size",
+            StreamLimit::MessageTimeout => "tcp_message_timeout",
+        }
+    }
 }
 
 impl Metrics {
@@ -163,6 +199,27 @@ impl Metrics {
             bans_total: counter("switchboard_bans_total", vec![]),
             banned_dropped: counter("switchboard_banned_datagrams_dropped_total", vec![]),
             overload_refused: counter("switchboard_overload_refused_total", vec![]),
+            engine_limits: engine::Limit::ALL
+                .iter()
+                .map(|l| {
+                    counter(
+                        "switchboard_limit_hits_total",
+                        vec![Label::new("limit", l.as_str())],
+                    )
+                })
+                .collect(),
+            stream_limits: StreamLimit::ALL
+                .iter()
+                .map(|l| {
+                    (
+                        counter(
+                            "switchboard_limit_hits_total",
+                            vec![Label::new("limit", l.as_str())],
+                        ),
+                        std::sync::atomic::AtomicU64::new(0),
+                    )
+                })
+                .collect(),
             recorder,
             handle,
         };
@@ -192,6 +249,10 @@ impl Metrics {
             "SIP responses received and sent, by class",
         );
         d("switchboard_calls_total", "Calls ended, by outcome");
+        d(
+            "switchboard_limit_hits_total",
+            "Times a limit on what peers can make the daemon hold was reached, by limit",
+        );
         d(
             "switchboard_call_records_dropped_total",
             "Call records dropped because the writer fell behind",
@@ -247,6 +308,33 @@ impl Metrics {
         }
     }
 
+    /// A stream limit was reached by `peer`: counted, and logged once a
+    /// minute at most per limit.
+    pub fn limit_hit(&self, limit: StreamLimit, peer: std::net::SocketAddr) {
+        let Some((counter, logged)) = self.stream_limits.get(limit as usize) else {
+            return;
+        };
+        counter.increment(1);
+        let now = crate::clock::unix_ms() / 1000;
+        let last = logged.load(std::sync::atomic::Ordering::Relaxed);
+        if now >= last + 60
+            && logged
+                .compare_exchange(
+                    last,
+                    now,
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            tracing::warn!(
+                limit = limit.as_str(),
+                %peer,
+                "limit reached (logged once a minute at most)"
+            );
+        }
+    }
+
     pub fn routing_decision(&self, took: std::time::Duration) {
         self.routing_seconds.record(took.as_secs_f64());
     }
@@ -269,6 +357,9 @@ impl Metrics {
             self.bans_total.absolute(s.bans_total);
             self.banned_dropped.absolute(s.banned_dropped);
             self.overload_refused.absolute(s.overload_refused);
+            for (counter, limit) in self.engine_limits.iter().zip(engine::Limit::ALL) {
+                counter.absolute(s.limit_hits.get(limit));
+            }
         }
         self.handle.render()
     }

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use engine::{CallOutcome, CallRecord, LegOutcome, Party};
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::json;
 
 /// Records waiting for the writer; past this, records are dropped (and
@@ -52,8 +52,25 @@ CREATE TABLE IF NOT EXISTS calls (
 );
 CREATE INDEX IF NOT EXISTS calls_by_end ON calls (ended);
 CREATE TABLE IF NOT EXISTS calls_up (
-    call_id TEXT PRIMARY KEY,
-    row TEXT NOT NULL
+    id INTEGER PRIMARY KEY,
+    call_id TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    caller TEXT NOT NULL,
+    dialled TEXT NOT NULL,
+    number TEXT,
+    started TEXT NOT NULL,
+    answered TEXT,
+    ended TEXT NOT NULL,
+    duration_ms INTEGER NOT NULL,
+    talk_ms INTEGER,
+    outcome TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    answered_by TEXT,
+    answered_device TEXT,
+    hung_up_by TEXT,
+    attempts TEXT NOT NULL,
+    skipped TEXT NOT NULL,
+    placed_by TEXT
 );
 CREATE INDEX IF NOT EXISTS calls_by_number ON calls (number, ended);
 ";
@@ -141,41 +158,46 @@ pub fn start_writer(data_dir: &Path) -> anyhow::Result<(RecordSink, std::thread:
 /// is not known; this is when it was noticed). Returns how many.
 fn record_interrupted(db: &mut Connection, now: jiff::Timestamp) -> rusqlite::Result<usize> {
     let tx = db.transaction()?;
-    let kept: Vec<String> = {
-        let mut statement = tx.prepare("SELECT row FROM calls_up")?;
-        let rows = statement.query_map([], |r| r.get::<_, String>(0))?;
+    let ended = now.to_string();
+    let ms_to_now = |from: &str| {
+        from.parse::<jiff::Timestamp>()
+            .map(|t| now.as_millisecond().saturating_sub(t.as_millisecond()))
+            .unwrap_or(0)
+    };
+    let left: Vec<(i64, String, Option<String>)> = {
+        let mut statement = tx.prepare("SELECT id, started, answered FROM calls_up")?;
+        let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect::<rusqlite::Result<_>>()?
     };
-    let mut rows = Vec::with_capacity(kept.len());
-    for json in kept {
-        let mut row: Row = match serde_json::from_str(&json) {
-            Ok(row) => row,
-            Err(e) => {
-                tracing::warn!(error = %e, "an unreadable kept call skipped");
-                continue;
-            }
-        };
-        let ms = |from: &str| {
-            from.parse::<jiff::Timestamp>()
-                .map(|t| now.as_millisecond().saturating_sub(t.as_millisecond()))
-                .unwrap_or(0)
-        };
-        row.ended = now.to_string();
-        row.duration_ms = ms(&row.started);
-        row.talk_ms = row.answered.as_deref().map(ms);
-        row.outcome = "interrupted".into();
-        rows.push(row);
-    }
-    for row in &rows {
-        insert_row(&tx, row)?;
+    for (id, started, answered) in &left {
+        tx.execute(
+            &format!(
+                "INSERT INTO calls ({COLUMNS}) SELECT call_id, direction, caller, dialled, number,
+                    started, answered, ?1, ?2, ?3, 'interrupted', status, answered_by,
+                    answered_device, NULL, attempts, skipped, placed_by
+                 FROM calls_up WHERE id = ?4"
+            ),
+            params![
+                ended,
+                ms_to_now(started),
+                answered.as_deref().map(ms_to_now),
+                id
+            ],
+        )?;
     }
     tx.execute("DELETE FROM calls_up", [])?;
     tx.commit()?;
-    Ok(rows.len())
+    Ok(left.len())
 }
+
+/// The columns of `calls` and `calls_up` that a record fills, in order.
+const COLUMNS: &str = "call_id, direction, caller, dialled, number, started, answered, ended,
+    duration_ms, talk_ms, outcome, status, answered_by, answered_device, hung_up_by, attempts,
+    skipped, placed_by";
 
 fn write_loop(mut db: Connection, rx: mpsc::Receiver<Entry>) {
     let mut batch: Vec<Entry> = Vec::new();
+    let mut up = CallsUp::default();
     let mut open = true;
     while open {
         // Wait for the first record of a batch, then gather for up to a
@@ -199,45 +221,70 @@ fn write_loop(mut db: Connection, rx: mpsc::Receiver<Entry>) {
                 }
             }
         }
-        if let Err(e) = insert(&mut db, &batch) {
+        if let Err(e) = insert(&mut db, &batch, &mut up) {
             tracing::error!(error = %e, records = batch.len(), "writing call records");
         }
         batch.clear();
     }
 }
 
-fn insert(db: &mut Connection, batch: &[Entry]) -> rusqlite::Result<()> {
+/// The rows of `calls_up` this writer made, by Call-ID.
+#[derive(Default)]
+struct CallsUp(std::collections::HashMap<String, i64>);
+
+/// Writes one batch in one transaction. A call answered and ended within
+/// the batch never touches `calls_up`: the commit is atomic, so a crash
+/// loses both or neither.
+fn insert(db: &mut Connection, batch: &[Entry], up: &mut CallsUp) -> rusqlite::Result<()> {
+    let ended_here: std::collections::HashSet<&str> = batch
+        .iter()
+        .filter_map(|e| match e {
+            Entry::Ended(r) if r.answered.is_some() => Some(r.call_id.as_str()),
+            _ => None,
+        })
+        .collect();
     let tx = db.transaction()?;
+    let mut made = Vec::new();
+    let mut gone = Vec::new();
     for entry in batch {
         match entry {
             Entry::Ended(record) => {
-                insert_row(&tx, &Row::of(record))?;
-                if record.answered.is_some() {
-                    tx.prepare_cached("DELETE FROM calls_up WHERE call_id = ?1")?
-                        .execute(params![record.call_id])?;
+                insert_row(&tx, "calls", &Row::of(record))?;
+                if let Some(&id) = up.0.get(&record.call_id) {
+                    tx.prepare_cached("DELETE FROM calls_up WHERE id = ?1")?
+                        .execute(params![id])?;
+                    gone.push(record.call_id.as_str());
                 }
             }
+            Entry::Up(record) if ended_here.contains(record.call_id.as_str()) => {}
             Entry::Up(record) => {
-                let row = serde_json::to_string(&Row::of(record))
-                    .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
-                tx.prepare_cached(
-                    "INSERT OR REPLACE INTO calls_up (call_id, row) VALUES (?1, ?2)",
-                )?
-                .execute(params![record.call_id, row])?;
+                if let Some(&id) = up.0.get(&record.call_id) {
+                    // Answered again (a menu's choice picked up): the newer
+                    // record replaces the older.
+                    tx.prepare_cached("DELETE FROM calls_up WHERE id = ?1")?
+                        .execute(params![id])?;
+                }
+                insert_row(&tx, "calls_up", &Row::of(record))?;
+                made.push((record.call_id.clone(), tx.last_insert_rowid()));
             }
         }
     }
-    tx.commit()
+    tx.commit()?;
+    // Only what was committed is remembered.
+    for call_id in gone {
+        up.0.remove(call_id);
+    }
+    up.0.extend(made);
+    Ok(())
 }
 
-fn insert_row(tx: &rusqlite::Transaction<'_>, row: &Row) -> rusqlite::Result<()> {
-    let mut statement = tx.prepare_cached(
-        "INSERT INTO calls (call_id, direction, caller, dialled, number, started, answered,
-            ended, duration_ms, talk_ms, outcome, status, answered_by, answered_device,
-            hung_up_by, attempts, skipped, placed_by)
+/// Inserts `row` into `table` (`calls`, or `calls_up`).
+fn insert_row(tx: &rusqlite::Transaction<'_>, table: &str, row: &Row) -> rusqlite::Result<()> {
+    let mut statement = tx.prepare_cached(&format!(
+        "INSERT INTO {table} ({COLUMNS})
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-            ?18)",
-    )?;
+            ?18)"
+    ))?;
     statement.execute(params![
         row.call_id,
         row.direction,
@@ -262,7 +309,7 @@ fn insert_row(tx: &rusqlite::Transaction<'_>, row: &Row) -> rusqlite::Result<()>
 }
 
 /// One call as stored and as the API shows it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct Row {
     pub call_id: String,
     /// `inbound` (from a trunk), `outbound` (a user calling out through the
@@ -532,11 +579,16 @@ mod tests {
             r.ended = r.answered.unwrap();
             Box::new(r)
         };
-        assert!(sink.push_up(up("left-up")));
-        assert!(sink.push_up(up("ended")));
         let answered = CallOutcome::Completed {
             hung_up_by: Party::Caller,
         };
+        assert!(sink.push_up(up("left-up")));
+        assert!(sink.push_up(up("ended")));
+        // A call answered and ended within one batch.
+        assert!(sink.push_up(up("short")));
+        assert!(sink.push(Box::new(record("short", answered))));
+        // The writer commits within a second; this one ends after that.
+        std::thread::sleep(Duration::from_millis(1300));
         assert!(sink.push(Box::new(record("ended", answered))));
         // The process dies: nothing ends "left-up" (the writer's last commit
         // is all there is).
@@ -552,26 +604,26 @@ mod tests {
             )
             .unwrap()
         };
-        assert_eq!(all(dir.path()).len(), 1, "only the call that ended");
+        assert_eq!(all(dir.path()).len(), 2, "only the calls that ended");
 
         let (sink, writer) = start_writer(dir.path()).unwrap();
         let rows = all(dir.path());
-        assert_eq!(rows.len(), 2);
+        assert_eq!(rows.len(), 3);
         let interrupted = rows.iter().find(|r| r.call_id == "left-up").unwrap();
         assert_eq!(interrupted.outcome, "interrupted");
         assert_eq!(interrupted.status, 200);
         assert_eq!(interrupted.answered_by.as_deref(), Some("alice"));
         assert!(interrupted.talk_ms.unwrap() > 60_000, "ended when noticed");
-        assert_eq!(
-            rows.iter().filter(|r| r.call_id == "ended").count(),
-            1,
-            "a call that ended is not recorded twice"
-        );
+        for id in ["ended", "short"] {
+            let rows: Vec<_> = rows.iter().filter(|r| r.call_id == id).collect();
+            assert_eq!(rows.len(), 1, "a call that ended is not recorded twice");
+            assert_eq!(rows[0].outcome, "answered");
+        }
         drop(sink);
         writer.join().unwrap();
         // Recorded once: a third start finds nothing left up.
         let (sink, writer) = start_writer(dir.path()).unwrap();
-        assert_eq!(all(dir.path()).len(), 2);
+        assert_eq!(all(dir.path()).len(), 3);
         drop(sink);
         writer.join().unwrap();
     }

@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::Control;
 use crate::media_runtime::{MediaCtx, MediaRuntime, PromptStore};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, StreamLimit};
 use crate::records::RecordSink;
 use tokio_util::sync::CancellationToken;
 
@@ -168,6 +168,9 @@ impl Daemon {
         cfg.digest_uri_check = server.digest_uri_check;
         cfg.liveness_timeout = server.liveness_timeout;
         cfg.overload_transactions = server.overload_transactions;
+        cfg.max_calls = server.max_calls;
+        cfg.max_legs_per_call = server.max_legs_per_call;
+        cfg.max_bindings_per_user = server.max_bindings_per_user;
         // A REGISTER's 200 waits for the journal's fsync (group commit).
         cfg.durable_registrations = true;
         let wall_clock = WallClock::new(clock::now(), clock::wall());
@@ -189,38 +192,36 @@ impl Daemon {
             per_source: server.tcp_max_per_source,
             metrics: Arc::clone(&metrics),
             open_per_source: PerSource::default(),
-            total: Arc::new(tokio::sync::Semaphore::new(MAX_TCP_CONNECTIONS)),
+            total: Arc::new(tokio::sync::Semaphore::new(server.tcp_max_connections)),
         };
-        if let Some(listener) = tcp {
+        let stream_ctx = StreamCtx {
+            inputs: input_tx.clone(),
+            shutdown: shutdown.clone(),
             // Devices refresh at most every max_expires; a connection silent
             // for longer (plus a margin) has no live registration to serve.
             // (The same bound applies to connections we open.)
-            let idle = Duration::from_secs(u64::from(server.max_expires) + 120);
+            idle_timeout: Duration::from_secs(u64::from(server.max_expires) + 120),
+            max_message: server.tcp_max_message,
+            message_timeout: server.tcp_message_timeout,
+            metrics: Arc::clone(&metrics),
+        };
+        if let Some(listener) = tcp {
             tasks.push(tokio::spawn(accept_loop(
                 listener,
                 None,
-                input_tx.clone(),
-                shutdown.clone(),
-                idle,
+                stream_ctx.clone(),
                 limits.clone(),
             )));
         }
         if let Some((listener, acceptor)) = tls {
-            let idle = Duration::from_secs(u64::from(server.max_expires) + 120);
             tasks.push(tokio::spawn(accept_loop(
                 listener,
                 Some(acceptor),
-                input_tx.clone(),
-                shutdown.clone(),
-                idle,
+                stream_ctx.clone(),
                 limits.clone(),
             )));
         }
-        let streams = Streams::new(StreamCtx {
-            inputs: input_tx.clone(),
-            shutdown: shutdown.clone(),
-            idle_timeout: Duration::from_secs(u64::from(server.max_expires) + 120),
-        });
+        let streams = Streams::new(stream_ctx);
         let bind_ip = server
             .sip_udp
             .or(server.sip_tcp)
@@ -723,16 +724,8 @@ async fn flush(
 /// An engine turn longer than this is logged: it delays every call in flight.
 const SLOW_TURN: Duration = Duration::from_millis(20);
 
-/// How long a message may take to arrive whole once its first byte came
-/// (a deadline for the message, not for each read: a sender of one byte
-/// every few seconds does not keep its connection).
-const PARTIAL_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// How long a connection that carries no registration may stay quiet.
 const UNBOUND_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Most simultaneous TCP connections; more are refused until some close.
-const MAX_TCP_CONNECTIONS: usize = 10_000;
 
 /// Connections open per source address, shared by the accept loop and the
 /// connections it starts (each gives its place back when it ends).
@@ -772,25 +765,11 @@ impl Drop for SourcePlace {
     }
 }
 
-/// Refused connections are counted, and logged once a minute at most.
-struct Refusals {
-    count: u64,
-    logged: Option<Instant>,
-}
-
-impl Refusals {
-    fn refused(&mut self, metrics: &Metrics, peer: SocketAddr, why: &'static str) {
-        self.count += 1;
-        metrics.tcp_refused.increment(1);
-        let now = clock::now();
-        if self
-            .logged
-            .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(60))
-        {
-            tracing::warn!(%peer, why, refused_so_far = self.count, "tcp connections refused");
-            self.logged = Some(now);
-        }
-    }
+/// A connection refused at a limit: counted (in all and by limit), and
+/// logged once a minute at most.
+fn refuse_connection(metrics: &Metrics, peer: SocketAddr, limit: StreamLimit) {
+    metrics.tcp_refused.increment(1);
+    metrics.limit_hit(limit, peer);
 }
 
 /// What the TCP and TLS listeners enforce, together: connections per
@@ -814,18 +793,13 @@ const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 async fn accept_loop(
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    inputs: mpsc::Sender<EngineInput>,
-    shutdown: CancellationToken,
-    idle_timeout: Duration,
+    ctx: StreamCtx,
     limits: TcpLimits,
 ) {
+    let shutdown = ctx.shutdown.clone();
     let mut next_id: u64 = if tls.is_some() { TLS_ID_BASE } else { 1 };
     let permits = Arc::clone(&limits.total);
     let per_source = limits.open_per_source.clone();
-    let mut refusals = Refusals {
-        count: 0,
-        logged: None,
-    };
     loop {
         let accepted = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -840,21 +814,16 @@ async fn accept_loop(
             }
         };
         let Some(place) = per_source.take(addr.ip(), limits.per_source) else {
-            refusals.refused(
-                &limits.metrics,
-                addr,
-                "too many connections from this source",
-            );
+            refuse_connection(&limits.metrics, addr, StreamLimit::ConnectionsPerSource);
             continue;
         };
         let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
-            refusals.refused(&limits.metrics, addr, "too many connections in all");
+            refuse_connection(&limits.metrics, addr, StreamLimit::Connections);
             continue;
         };
         let id = next_id;
         next_id += 1;
-        let inputs = inputs.clone();
-        let shutdown = shutdown.clone();
+        let ctx = ctx.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
@@ -865,11 +834,11 @@ async fn accept_loop(
                     transport: Transport::Tcp(id),
                     addr,
                 };
-                return serve_connection(peer, stream, inputs, shutdown, idle_timeout).await;
+                return serve_connection(peer, stream, ctx).await;
             };
             let handshake = tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
             let stream = tokio::select! {
-                _ = shutdown.cancelled() => return,
+                _ = ctx.shutdown.cancelled() => return,
                 done = handshake => match done {
                     Ok(Ok(stream)) => stream,
                     Ok(Err(e)) => {
@@ -886,7 +855,7 @@ async fn accept_loop(
                 transport: Transport::Tls(id),
                 addr,
             };
-            serve_connection(peer, stream, inputs, shutdown, idle_timeout).await;
+            serve_connection(peer, stream, ctx).await;
         });
     }
 }
@@ -916,15 +885,15 @@ struct StreamCtx {
     inputs: mpsc::Sender<EngineInput>,
     shutdown: CancellationToken,
     idle_timeout: Duration,
+    /// `server.tcp_max_message`: bytes buffered for one message.
+    max_message: usize,
+    /// `server.tcp_message_timeout`: time for a message to arrive whole.
+    message_timeout: Duration,
+    metrics: Arc<Metrics>,
 }
 
-async fn serve_connection<S>(
-    peer: Peer,
-    stream: S,
-    inputs: mpsc::Sender<EngineInput>,
-    shutdown: CancellationToken,
-    idle_timeout: Duration,
-) where
+async fn serve_connection<S>(peer: Peer, stream: S, ctx: StreamCtx)
+where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
 {
     let (Transport::Tcp(id) | Transport::Tls(id)) = peer.transport else {
@@ -935,14 +904,9 @@ async fn serve_connection<S>(
         id,
         writer: out_tx.clone(),
     };
-    if inputs.send(announce).await.is_err() {
+    if ctx.inputs.send(announce).await.is_err() {
         return;
     }
-    let ctx = StreamCtx {
-        inputs,
-        shutdown,
-        idle_timeout,
-    };
     serve_stream(peer, stream, (out_tx, out_rx), ctx).await;
 }
 
@@ -1003,6 +967,9 @@ async fn serve_stream<S>(
         inputs,
         shutdown,
         idle_timeout,
+        max_message,
+        message_timeout,
+        metrics,
     } = ctx;
     let addr = peer.addr;
     let (Transport::Tcp(id) | Transport::Tls(id)) = peer.transport else {
@@ -1034,8 +1001,9 @@ async fn serve_stream<S>(
         // connection may wait for its device's next refresh when it
         // carries a registration, and only briefly when it does not.
         let limit = match partial_since {
-            Some(since) => PARTIAL_MESSAGE_TIMEOUT
-                .saturating_sub(clock::now().saturating_duration_since(since)),
+            Some(since) => {
+                message_timeout.saturating_sub(clock::now().saturating_duration_since(since))
+            }
             None if bound.load(std::sync::atomic::Ordering::Relaxed) => idle_timeout,
             None => UNBOUND_IDLE_TIMEOUT.min(idle_timeout),
         };
@@ -1048,6 +1016,9 @@ async fn serve_stream<S>(
             Ok(Ok(_)) => {}
             Err(_) => {
                 tracing::debug!(peer = %addr, partial = partial_since.is_some(), "closing idle or slow tcp connection");
+                if partial_since.is_some() {
+                    metrics.limit_hit(StreamLimit::MessageTimeout, addr);
+                }
                 break;
             }
         }
@@ -1075,9 +1046,18 @@ async fn serve_stream<S>(
                 Err(e) => {
                     // A stream we cannot frame cannot be resynchronised: close it.
                     tracing::debug!(peer = %addr, error = %e, "closing tcp connection");
+                    if matches!(e, sip::framing::FrameError::TooLarge) {
+                        metrics.limit_hit(StreamLimit::MessageSize, addr);
+                    }
                     break 'read;
                 }
             }
+        }
+        if buf.len() > max_message {
+            // More than a whole message may hold, and still incomplete.
+            tracing::debug!(peer = %addr, buffered = buf.len(), "closing tcp connection: message too large");
+            metrics.limit_hit(StreamLimit::MessageSize, addr);
+            break 'read;
         }
         partial_since = match (buf.is_empty(), partial_since) {
             (true, _) => None,

@@ -286,6 +286,8 @@ pub struct Stats {
     /// New INVITEs and REGISTERs refused with 503 because the transaction
     /// table was past its threshold, since start.
     pub overload_refused: u64,
+    /// Times each limit was reached, since start.
+    pub limit_hits: crate::limits::LimitCounts,
 }
 
 /// The engine's running totals.

@@ -21,6 +21,7 @@ mod auth;
 mod call;
 pub mod events;
 mod guard;
+pub mod limits;
 pub mod media;
 mod registrar;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -52,6 +53,7 @@ pub use events::{
     LegOutcome, Party, RingAttempt, Skipped, Stats,
 };
 pub use guard::BanInfo;
+pub use limits::{Limit, LimitCounts};
 pub use sip::auth::Algorithm as DigestAlgorithm;
 
 pub use call::CallCounts;
@@ -122,6 +124,10 @@ pub struct EngineConfig {
     pub max_call_duration: Duration,
     /// Devices per user.
     pub max_bindings_per_user: usize,
+    /// Calls in progress at once; past it new INVITEs get 503.
+    pub max_calls: usize,
+    /// Devices one call rings at once; past it the rest are not rung.
+    pub max_legs_per_call: usize,
     /// Digest algorithms offered in challenges, most preferred first.
     pub digest_algorithms: Vec<DigestAlgorithm>,
     /// The digest `uri` must name the Request-URI (RFC 7616 §3.4.6); off
@@ -155,6 +161,8 @@ impl EngineConfig {
             nonce_lifetime: Duration::from_secs(300),
             max_call_duration: Duration::from_secs(4 * 3600),
             max_bindings_per_user: 16,
+            max_calls: 50_000,
+            max_legs_per_call: 100,
             digest_algorithms: vec![DigestAlgorithm::Sha256, DigestAlgorithm::Md5],
             digest_uri_check: true,
             transaction_capacity: 1024,
@@ -278,8 +286,8 @@ pub struct Engine<B: Backend = Arc<Presence>> {
     replays: auth::Replays,
     /// Set while the daemon stops: the `Retry-After` new calls get with 503.
     draining: Option<u32>,
-    /// When overload was last logged.
-    overload_logged: Option<Instant>,
+    /// Each limit reached: counted, logged once a minute.
+    limit_hits: limits::LimitHits,
     multi_challenged: auth::MultiChallenged,
     /// REGISTER answers waiting for their binding to be durable.
     awaiting_disk: registrar::AwaitingDisk,
@@ -313,7 +321,7 @@ impl<B: Backend> Engine<B> {
             guard: guard::Guard::default(),
             replays: auth::Replays::default(),
             draining: None,
-            overload_logged: None,
+            limit_hits: limits::LimitHits::default(),
             multi_challenged: auth::MultiChallenged::default(),
             awaiting_disk: registrar::AwaitingDisk::default(),
         }
@@ -440,6 +448,7 @@ impl<B: Backend> Engine<B> {
             call_timers: counts.timers,
             transactions: self.tl.len(),
             retransmissions: self.tl.retransmissions(),
+            limit_hits: self.limit_hits.counts(),
             bans_active: self.guard.active(now),
             bans_total: self.guard.bans_total,
             banned_dropped: self.guard.dropped,
@@ -634,8 +643,8 @@ impl<B: Backend> Engine<B> {
     /// Whether a new request of `method` is shed: INVITEs once the live
     /// transactions reach `overload_transactions`, REGISTERs a quarter
     /// later (signing in again matters more than a new call), the rest
-    /// never (CANCEL, ACK and OPTIONS cost little and end things). Logged
-    /// once a minute.
+    /// never (CANCEL, ACK and OPTIONS cost little and end things); new
+    /// INVITEs also once `max_calls` calls are up. Logged once a minute.
     fn overloaded(&mut self, now: Instant, method: &Method) -> bool {
         let limit = self.cfg.overload_transactions;
         let live = self.tl.len();
@@ -646,20 +655,16 @@ impl<B: Backend> Engine<B> {
         };
         if shed {
             self.counters.overload_refused += 1;
-            let due = self
-                .overload_logged
-                .is_none_or(|at| now.saturating_duration_since(at) >= Duration::from_secs(60));
-            if due {
-                tracing::warn!(
-                    transactions = live,
-                    limit,
-                    refused_so_far = self.counters.overload_refused,
-                    "overloaded: new calls get 503"
-                );
-                self.overload_logged = Some(now);
-            }
+            self.limit_hits.hit(now, Limit::Transactions, live, limit);
+            return true;
         }
-        shed
+        let calls = self.calls.len();
+        if *method == Method::Invite && calls >= self.cfg.max_calls {
+            self.limit_hits
+                .hit(now, Limit::Calls, calls, self.cfg.max_calls);
+            return true;
+        }
+        false
     }
 
     fn on_response(&mut self, now: Instant, response: Message) {

@@ -72,6 +72,11 @@ impl<B: Backend> Engine<B> {
             Err(RegisterError::Store(BindError::TooMany)) => Some("too many devices"),
             _ => None,
         };
+        if matches!(result, Err(RegisterError::Store(BindError::TooMany))) {
+            let max = self.cfg.max_bindings_per_user;
+            self.limit_hits
+                .hit(now, crate::Limit::BindingsPerUser, max, max);
+        }
         if let Some(reason) = refusal {
             self.signin_log
                 .refused(now, from.addr.ip(), &user_id, "REGISTER", reason);

@@ -26,7 +26,7 @@
 //! | M | RFC 6026 §8.4 | 64*T1 | client INVITE `Accepted`: pass 2xx retransmits up |
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::collections::{BinaryHeap, VecDeque};
 use std::fmt::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -218,12 +218,12 @@ struct Tx<C> {
 /// Every live transaction of one endpoint.
 pub struct Transactions<C> {
     timers: TimerConfig,
-    /// Boxed: the table grows to hundreds of thousands of entries under
-    /// load (transactions linger 64*T1), and growing it moves every entry
-    /// in one go; moving pointers instead of whole transactions keeps that
-    /// pause from stalling every call in flight.
-    txs: HashMap<TxId, Box<Tx<C>>>,
-    index: HashMap<String, TxId>,
+    /// Sharded and boxed: the table grows to hundreds of thousands of
+    /// entries under load (transactions linger 64*T1); a shard grows alone
+    /// (a sixty-fourth of the entries rehashed at a time), and moving
+    /// pointers instead of whole transactions keeps even that short.
+    txs: ShardedMap<TxId, Box<Tx<C>>>,
+    index: ShardedMap<String, TxId>,
     heap: BinaryHeap<Reverse<(Instant, TxId, Timer)>>,
     next_id: u64,
     out: VecDeque<Output<C>>,
@@ -236,14 +236,13 @@ impl<C: Clone> Transactions<C> {
         Transactions::with_capacity(timers, 0)
     }
 
-    /// Room for `capacity` live transactions before any table grows. Growing
-    /// a hash table rehashes every entry in one go (tens of milliseconds at
-    /// 100k entries), so a server sizes for its expected load up front.
+    /// Room for `capacity` live transactions before any table grows (the
+    /// tables grow a shard at a time past it; see [`shards`]).
     pub fn with_capacity(timers: TimerConfig, capacity: usize) -> Self {
         Transactions {
             timers,
-            txs: HashMap::with_capacity(capacity),
-            index: HashMap::with_capacity(capacity),
+            txs: ShardedMap::with_capacity(capacity),
+            index: ShardedMap::with_capacity(capacity),
             heap: BinaryHeap::with_capacity(capacity * 2),
             next_id: 1,
             out: VecDeque::new(),
@@ -911,6 +910,16 @@ fn client_key_of_response(response: &Message) -> Option<String> {
     let via = response.top_via()?;
     let cseq = response.cseq()?;
     Some(client_key(via.branch()?, cseq.method))
+}
+
+mod shards;
+use shards::{ShardKey, ShardedMap};
+
+impl ShardKey for TxId {
+    /// Ids are handed out in sequence: their low bits spread them evenly.
+    fn shard(&self) -> usize {
+        self.0 as usize & (shards::SHARDS - 1)
+    }
 }
 
 #[cfg(test)]

@@ -56,6 +56,18 @@ pub struct ServerConfig {
     pub liveness_timeout: std::time::Duration,
     /// Live transactions past which new calls are shed with 503.
     pub overload_transactions: usize,
+    /// Calls in progress at once; new INVITEs past it get 503.
+    pub max_calls: usize,
+    /// Devices one call rings at once.
+    pub max_legs_per_call: usize,
+    /// Devices one user may sign in.
+    pub max_bindings_per_user: usize,
+    /// TCP and TLS connections open at once, from everyone.
+    pub tcp_max_connections: usize,
+    /// Bytes one connection may buffer for a message not yet complete.
+    pub tcp_max_message: usize,
+    /// How long a message may take to arrive whole once its first byte came.
+    pub tcp_message_timeout: std::time::Duration,
 }
 
 /// A string that `Debug` never shows.
@@ -126,6 +138,12 @@ pub struct RawServer {
     shutdown_grace: Option<u32>,
     liveness_timeout: Option<u32>,
     overload_transactions: Option<u32>,
+    max_calls: Option<u32>,
+    max_legs_per_call: Option<u32>,
+    max_bindings_per_user: Option<u32>,
+    tcp_max_connections: Option<u32>,
+    tcp_max_message: Option<u32>,
+    tcp_message_timeout: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -297,7 +315,72 @@ fn server_config(
     if tcp_max_per_source == 0 {
         errors.push("server.tcp_max_per_source", "must be at least 1");
     }
+    let mut at_least =
+        |key: &'static str, value: Option<u32>, default: u32, min: u32, why: &str| {
+            let value = value.unwrap_or(default);
+            if value < min {
+                errors.push(key, format!("{value} is too small: at least {min} ({why})"));
+            }
+            value.max(min)
+        };
+    let max_calls = at_least(
+        "server.max_calls",
+        raw.max_calls,
+        50_000,
+        1,
+        "or no call could be taken",
+    );
+    let max_legs_per_call = at_least(
+        "server.max_legs_per_call",
+        raw.max_legs_per_call,
+        100,
+        1,
+        "a call rings at least one device",
+    );
+    let max_bindings_per_user = at_least(
+        "server.max_bindings_per_user",
+        raw.max_bindings_per_user,
+        16,
+        1,
+        "a user signs in at least one device",
+    );
+    let tcp_max_connections = at_least(
+        "server.tcp_max_connections",
+        raw.tcp_max_connections,
+        10_000,
+        1,
+        "or no connection could be accepted",
+    );
+    let tcp_message_timeout = at_least(
+        "server.tcp_message_timeout",
+        raw.tcp_message_timeout,
+        30,
+        1,
+        "seconds for a message to arrive whole",
+    );
+    let tcp_max_message = at_least(
+        "server.tcp_max_message",
+        raw.tcp_max_message,
+        sip::message::MAX_MESSAGE_SIZE as u32,
+        1024,
+        "an INVITE with its SDP needs a few kilobytes",
+    );
+    if tcp_max_message as usize > sip::message::MAX_MESSAGE_SIZE {
+        errors.push(
+            "server.tcp_max_message",
+            format!(
+                "{tcp_max_message} is above the largest SIP message the parser takes ({} bytes)",
+                sip::message::MAX_MESSAGE_SIZE
+            ),
+        );
+    }
     ServerConfig {
+        max_calls: max_calls as usize,
+        max_legs_per_call: max_legs_per_call as usize,
+        max_bindings_per_user: max_bindings_per_user as usize,
+        tcp_max_connections: tcp_max_connections as usize,
+        tcp_max_message: (tcp_max_message as usize).min(sip::message::MAX_MESSAGE_SIZE),
+        tcp_message_timeout: std::time::Duration::from_secs(u64::from(tcp_message_timeout)),
         tcp_max_per_source: tcp_max_per_source.max(1) as usize,
         digest_uri_check: raw.digest_uri_check.unwrap_or(true),
         liveness_timeout: std::time::Duration::from_secs(u64::from(liveness_timeout.max(10))),

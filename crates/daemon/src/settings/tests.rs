@@ -392,6 +392,72 @@ fn inconsistent_expires_are_refused() {
 }
 
 #[test]
+fn limits_are_set_or_refused_with_their_key() {
+    let text = base_with(
+        "sip_udp",
+        "max_calls = 500\nmax_legs_per_call = 8\nmax_bindings_per_user = 4\n\
+         tcp_max_connections = 50\ntcp_max_message = 16384\ntcp_message_timeout = 5\nsip_udp",
+    );
+    let server = parse(&text).unwrap().server;
+    assert_eq!(server.max_calls, 500);
+    assert_eq!(server.max_legs_per_call, 8);
+    assert_eq!(server.max_bindings_per_user, 4);
+    assert_eq!(server.tcp_max_connections, 50);
+    assert_eq!(server.tcp_max_message, 16384);
+    assert_eq!(server.tcp_message_timeout, Duration::from_secs(5));
+    let defaults = parse(BASE).unwrap().server;
+    assert_eq!(
+        (
+            defaults.max_calls,
+            defaults.max_legs_per_call,
+            defaults.max_bindings_per_user
+        ),
+        (50_000, 100, 16)
+    );
+    assert_eq!(
+        (defaults.tcp_max_connections, defaults.tcp_max_message),
+        (10_000, 65_535)
+    );
+    let cases = [
+        ("max_calls = 0", "server.max_calls", "at least 1"),
+        (
+            "max_legs_per_call = 0",
+            "server.max_legs_per_call",
+            "at least 1",
+        ),
+        (
+            "max_bindings_per_user = 0",
+            "server.max_bindings_per_user",
+            "at least 1",
+        ),
+        (
+            "tcp_max_connections = 0",
+            "server.tcp_max_connections",
+            "at least 1",
+        ),
+        (
+            "tcp_message_timeout = 0",
+            "server.tcp_message_timeout",
+            "at least 1",
+        ),
+        (
+            "tcp_max_message = 100",
+            "server.tcp_max_message",
+            "at least 1024",
+        ),
+        (
+            "tcp_max_message = 70000",
+            "server.tcp_max_message",
+            "largest SIP message",
+        ),
+    ];
+    for (line, key, reason) in cases {
+        let text = base_with("sip_udp", &format!("{line}\nsip_udp"));
+        assert_has(&errors_of(&text), key, reason);
+    }
+}
+
+#[test]
 fn other_user_and_number_rules() {
     let cases = [
         (

@@ -376,8 +376,11 @@ impl<B: Backend> Engine<B> {
                 id: &user.id,
             };
             for binding in one_flow_per_instance(workspace.presence.lookup(who, now_ms)) {
-                let Some(leg) = leg_id(first + legs.len()) else {
-                    tracing::warn!("a call reached the most legs it can hold; no more are rung");
+                let count = first + legs.len();
+                let max = self.cfg.max_legs_per_call;
+                let Some(leg) = leg_id(count).filter(|_| count < max) else {
+                    self.limit_hits
+                        .hit(now, crate::Limit::LegsPerCall, count, max);
                     return legs;
                 };
                 let Some(peer) = binding_peer(&binding) else {

@@ -36,3 +36,43 @@ fn past_the_threshold_new_calls_are_shed_and_calls_up_go_on() {
     sim.deliver(TRUNK, &trunk_invite("ov-after"));
     assert!(!statuses(&sim.take(TRUNK)).contains(&503));
 }
+
+#[test]
+fn past_max_calls_new_calls_get_503_and_are_counted() {
+    let mut sim = Sim::new(|cfg| cfg.max_calls = 2);
+    sim.sign_in("bob", BOB_1);
+    sim.sign_in("alice", ALICE);
+    sim.deliver(TRUNK, &trunk_invite("mc1"));
+    sim.deliver(TRUNK, &trunk_invite("mc2"));
+    let _ = sim.take(TRUNK);
+    assert_eq!(sim.engine.stats(sim.now).calls_ringing, 2);
+    sim.deliver(TRUNK, &trunk_invite("mc3"));
+    let shed = sim.take(TRUNK);
+    assert_eq!(statuses(&shed), vec![503]);
+    assert_eq!(shed[0].header(HeaderName::RetryAfter), Some("5"));
+    let stats = sim.engine.stats(sim.now);
+    assert_eq!(stats.calls_ringing, 2, "no call made for it");
+    assert_eq!(stats.limit_hits.get(crate::Limit::Calls), 1);
+    assert_eq!(stats.limit_hits.get(crate::Limit::Transactions), 0);
+    // A call ends: there is room again.
+    sim.deliver(TRUNK, &cancel_of(&trunk_invite("mc1")));
+    let _ = sim.take(TRUNK);
+    sim.deliver(TRUNK, &trunk_invite("mc4"));
+    assert!(!statuses(&sim.take(TRUNK)).contains(&503));
+}
+
+#[test]
+fn a_call_rings_at_most_max_legs_per_call_devices() {
+    let mut sim = Sim::new(|cfg| cfg.max_legs_per_call = 1);
+    sim.sign_in("alice", ALICE);
+    sim.sign_in("bob", BOB_1);
+    sim.deliver(TRUNK, &trunk_invite("ml1"));
+    let rung = [ALICE, BOB_1]
+        .iter()
+        .map(|addr| sim.take_requests(addr, Method::Invite).len())
+        .sum::<usize>();
+    assert_eq!(rung, 1, "one device of the two");
+    let stats = sim.engine.stats(sim.now);
+    assert_eq!(stats.legs, 1);
+    assert_eq!(stats.limit_hits.get(crate::Limit::LegsPerCall), 1);
+}

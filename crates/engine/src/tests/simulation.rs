@@ -626,22 +626,29 @@ struct Summary {
     retransmissions: u64,
 }
 
-/// Calls per run, over this many simulated seconds (then ten quiet
-/// minutes): about one call every five seconds on a four-user number.
-const CALLS: u32 = 200;
+/// Simulated seconds per run by default (then ten quiet minutes), and how
+/// often a call comes: about one every five seconds on a four-user number.
 const SECONDS: u64 = 1_000;
+const SECONDS_PER_CALL: u64 = 5;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
 
 #[test]
 fn seeded_simulations_keep_every_invariant() {
-    // CI's bound; SB_SIM_SEEDS runs more (a long run before a release).
-    let seeds: u64 = std::env::var("SB_SIM_SEEDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(100);
+    // cargo test's bound; SB_SIM_SEEDS and SB_SIM_SECONDS run more (the
+    // test command's release step, and a long run before a release).
+    let seeds = env_or("SB_SIM_SEEDS", 100);
+    let seconds = env_or("SB_SIM_SECONDS", SECONDS).max(SECONDS_PER_CALL);
+    let calls = (seconds / SECONDS_PER_CALL) as u32;
     let mut failures = Vec::new();
     let mut total = Summary::default();
     for seed in 0..seeds {
-        match run(0x5eed_0000 + seed, CALLS, SECONDS) {
+        match run(0x5eed_0000 + seed, calls, seconds) {
             Ok(s) => {
                 total.placed += s.placed;
                 total.answered += s.answered;
@@ -660,7 +667,7 @@ fn seeded_simulations_keep_every_invariant() {
     // The runs did something: calls placed, answered and ended, over a
     // network lossy enough to need retransmissions.
     assert!(
-        total.placed >= CALLS * seeds as u32,
+        total.placed >= calls * seeds as u32,
         "placed {}",
         total.placed
     );
@@ -671,6 +678,10 @@ fn seeded_simulations_keep_every_invariant() {
         total.placed
     );
     assert!(total.retransmissions > 0);
+    println!(
+        "{seeds} seeds x {seconds} s: {} calls placed, {} answered, every invariant held",
+        total.placed, total.answered
+    );
     assert_eq!(
         total.ended_by_engine, total.placed,
         "every call placed has its record"

@@ -1,0 +1,116 @@
+//! Limits on what peers can make the engine hold: live transactions (the
+//! overload threshold), calls in progress, legs of one call, devices of one
+//! user. This module counts each time one is reached, for the metrics, and
+//! logs it at most once a minute per limit, so that a flood leaves a trace
+//! without drowning the log. It refuses nothing itself: the caller compares
+//! with its configured limit and answers the peer.
+
+use std::time::{Duration, Instant};
+
+/// One of the engine's limits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// `overload_transactions`: new INVITEs (and later REGISTERs) get 503.
+    Transactions,
+    /// `max_calls`: new INVITEs get 503.
+    Calls,
+    /// `max_legs_per_call`: no more devices ring for that call.
+    LegsPerCall,
+    /// `max_bindings_per_user`: the REGISTER adding one more gets 403.
+    BindingsPerUser,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 4] = [
+        Limit::Transactions,
+        Limit::Calls,
+        Limit::LegsPerCall,
+        Limit::BindingsPerUser,
+    ];
+
+    /// The name in metrics (`limit` label) and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::Transactions => "transactions",
+            Limit::Calls => "calls",
+            Limit::LegsPerCall => "legs_per_call",
+            Limit::BindingsPerUser => "bindings_per_user",
+        }
+    }
+}
+
+/// How often a limit being hit is logged, at most.
+const LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Times each limit was reached since start.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimitCounts([u64; 4]);
+
+impl LimitCounts {
+    pub fn get(&self, limit: Limit) -> u64 {
+        self.0[limit as usize]
+    }
+}
+
+/// Times each limit was reached since start, and when each was last logged.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct LimitHits {
+    hits: [u64; 4],
+    logged: [Option<Instant>; 4],
+}
+
+impl LimitHits {
+    /// `limit` was reached: `value` of `max`.
+    pub(crate) fn hit(&mut self, now: Instant, limit: Limit, value: usize, max: usize) {
+        let i = limit as usize;
+        self.hits[i] += 1;
+        let due = self.logged[i].is_none_or(|at| now.saturating_duration_since(at) >= LOG_EVERY);
+        if due {
+            tracing::warn!(
+                limit = limit.as_str(),
+                value,
+                max,
+                hits_so_far = self.hits[i],
+                "limit reached (logged once a minute at most)"
+            );
+            self.logged[i] = Some(now);
+        }
+    }
+
+    pub(crate) fn counts(&self) -> LimitCounts {
+        LimitCounts(self.hits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_hit_counts_and_each_limit_is_logged_apart() {
+        let mut hits = LimitHits::default();
+        #[allow(clippy::disallowed_methods)]
+        let t0 = Instant::now();
+        hits.hit(t0, Limit::Calls, 10, 10);
+        hits.hit(t0 + Duration::from_secs(1), Limit::Calls, 10, 10);
+        assert_eq!(
+            hits.logged[Limit::Calls as usize],
+            Some(t0),
+            "not logged again within a minute"
+        );
+        hits.hit(t0 + Duration::from_secs(1), Limit::LegsPerCall, 5, 5);
+        assert_eq!(
+            hits.logged[Limit::LegsPerCall as usize],
+            Some(t0 + Duration::from_secs(1))
+        );
+        hits.hit(t0 + Duration::from_secs(61), Limit::Calls, 10, 10);
+        assert_eq!(
+            hits.logged[Limit::Calls as usize],
+            Some(t0 + Duration::from_secs(61))
+        );
+        let counts = hits.counts();
+        assert_eq!(counts.get(Limit::Calls), 3);
+        assert_eq!(counts.get(Limit::LegsPerCall), 1);
+        assert_eq!(counts.get(Limit::Transactions), 0);
+    }
+}
