@@ -18,7 +18,6 @@ use std::time::Duration;
 use engine::{CallOutcome, CallRecord, LegOutcome, Party};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
-use serde_json::json;
 
 /// Records waiting for the writer; past this, records are dropped (and
 /// counted) rather than slowing the engine.
@@ -249,7 +248,7 @@ fn insert(db: &mut Connection, batch: &[Entry], up: &mut CallsUp) -> rusqlite::R
     for entry in batch {
         match entry {
             Entry::Ended(record) => {
-                insert_row(&tx, "calls", &Row::of(record))?;
+                insert_record(&tx, "calls", record)?;
                 if let Some(&id) = up.0.get(&record.call_id) {
                     tx.prepare_cached("DELETE FROM calls_up WHERE id = ?1")?
                         .execute(params![id])?;
@@ -264,7 +263,7 @@ fn insert(db: &mut Connection, batch: &[Entry], up: &mut CallsUp) -> rusqlite::R
                     tx.prepare_cached("DELETE FROM calls_up WHERE id = ?1")?
                         .execute(params![id])?;
                 }
-                insert_row(&tx, "calls_up", &Row::of(record))?;
+                insert_record(&tx, "calls_up", record)?;
                 made.push((record.call_id.clone(), tx.last_insert_rowid()));
             }
         }
@@ -278,8 +277,18 @@ fn insert(db: &mut Connection, batch: &[Entry], up: &mut CallsUp) -> rusqlite::R
     Ok(())
 }
 
-/// Inserts `row` into `table` (`calls`, or `calls_up`).
-fn insert_row(tx: &rusqlite::Transaction<'_>, table: &str, row: &Row) -> rusqlite::Result<()> {
+/// Inserts `record` into `table` (`calls`, or `calls_up`). The lists are
+/// serialised straight from the record (building JSON values first cost
+/// more than the insert itself).
+fn insert_record(
+    tx: &rusqlite::Transaction<'_>,
+    table: &str,
+    record: &CallRecord,
+) -> rusqlite::Result<()> {
+    let to_sql = |e: serde_json::Error| rusqlite::Error::ToSqlConversionFailure(Box::new(e));
+    let attempts = serde_json::to_string(&attempts(record)).map_err(to_sql)?;
+    let skipped = serde_json::to_string(&skipped(record)).map_err(to_sql)?;
+    let row = Row::without_lists(record);
     let mut statement = tx.prepare_cached(&format!(
         "INSERT INTO {table} ({COLUMNS})
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
@@ -301,8 +310,8 @@ fn insert_row(tx: &rusqlite::Transaction<'_>, table: &str, row: &Row) -> rusqlit
         row.answered_by,
         row.answered_device,
         row.hung_up_by,
-        row.attempts.to_string(),
-        row.skipped.to_string(),
+        attempts,
+        skipped,
         row.placed_by,
     ])?;
     Ok(())
@@ -352,6 +361,14 @@ pub struct Row {
 
 impl Row {
     pub fn of(record: &CallRecord) -> Row {
+        let mut row = Row::without_lists(record);
+        row.attempts = serde_json::to_value(attempts(record)).unwrap_or_default();
+        row.skipped = serde_json::to_value(skipped(record)).unwrap_or_default();
+        row
+    }
+
+    /// Every column but `attempts` and `skipped` (left null).
+    fn without_lists(record: &CallRecord) -> Row {
         let answered_attempt = record.answered_by.and_then(|i| record.rang.get(i));
         let ms = |from: jiff::Timestamp, to: jiff::Timestamp| {
             to.as_millisecond().saturating_sub(from.as_millisecond())
@@ -381,21 +398,53 @@ impl Row {
                 } => Some("callee".into()),
                 _ => None,
             },
-            attempts: record
-                .rang
-                .iter()
-                .map(|a| {
-                    let (result, status) = leg_result(a.outcome);
-                    json!({"user": a.user, "device": a.device, "result": result, "status": status})
-                })
-                .collect(),
-            skipped: record
-                .skipped
-                .iter()
-                .map(|s| json!({"user": s.user, "gate": s.gate.as_str()}))
-                .collect(),
+            attempts: serde_json::Value::Null,
+            skipped: serde_json::Value::Null,
         }
     }
+}
+
+/// One ring attempt as stored and shown.
+#[derive(Serialize)]
+struct Attempt<'a> {
+    user: &'a str,
+    device: &'a str,
+    result: &'static str,
+    status: Option<u16>,
+}
+
+/// One member who did not ring, as stored and shown.
+#[derive(Serialize)]
+struct SkippedMember<'a> {
+    user: &'a str,
+    gate: &'static str,
+}
+
+fn attempts(record: &CallRecord) -> Vec<Attempt<'_>> {
+    record
+        .rang
+        .iter()
+        .map(|a| {
+            let (result, status) = leg_result(a.outcome);
+            Attempt {
+                user: &a.user,
+                device: &a.device,
+                result,
+                status,
+            }
+        })
+        .collect()
+}
+
+fn skipped(record: &CallRecord) -> Vec<SkippedMember<'_>> {
+    record
+        .skipped
+        .iter()
+        .map(|s| SkippedMember {
+            user: &s.user,
+            gate: s.gate.as_str(),
+        })
+        .collect()
 }
 
 /// The outcome's stable name.
