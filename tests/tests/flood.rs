@@ -61,7 +61,7 @@ async fn an_invite_flood_is_shed_the_call_up_completes_and_the_daemon_recovers()
             );
             flooder.send_to(invite.as_bytes(), server).await.unwrap();
             sent += 1;
-            if sent % 64 == 0 {
+            if sent.is_multiple_of(64) {
                 // Let the daemon's task run on a small runtime.
                 tokio::task::yield_now().await;
             }

@@ -220,7 +220,7 @@ pub struct Transactions<C> {
     timers: TimerConfig,
     /// Sharded and boxed: the table grows to hundreds of thousands of
     /// entries under load (transactions linger 64*T1); a shard grows alone
-    /// (a sixty-fourth of the entries rehashed at a time), and moving
+    /// (a 256th of the entries rehashed at a time), and moving
     /// pointers instead of whole transactions keeps even that short.
     txs: ShardedMap<TxId, Box<Tx<C>>>,
     index: ShardedMap<String, TxId>,
