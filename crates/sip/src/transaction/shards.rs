@@ -16,6 +16,7 @@ use std::hash::Hash;
 
 /// Shards per map: a power of two.
 pub(crate) const SHARDS: usize = 256;
+const _: () = assert!(SHARDS.is_power_of_two());
 
 /// Which shard a key (and anything that borrows as it) lives in.
 pub(crate) trait ShardKey {
@@ -37,7 +38,7 @@ impl ShardKey for str {
         let mut tail = [0u8; 8];
         tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
         h = (h ^ u64::from_le_bytes(tail)).wrapping_mul(0x0100_0000_01b3);
-        (h >> 58) as usize & (SHARDS - 1)
+        (h >> (64 - SHARDS.trailing_zeros())) as usize
     }
 }
 
