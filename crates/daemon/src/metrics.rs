@@ -335,6 +335,14 @@ impl Metrics {
         }
     }
 
+    /// Folds the histogram samples recorded since the last call into their
+    /// buckets. Until then every sample is kept (metrics-util's atomic
+    /// bucket): without this, a daemon nobody scrapes grows by a sample per
+    /// INVITE, found by `flood_memory` as 24 bytes per INVITE.
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep();
+    }
+
     pub fn routing_decision(&self, took: std::time::Duration) {
         self.routing_seconds.record(took.as_secs_f64());
     }

@@ -275,6 +275,10 @@ impl Daemon {
             shutdown: shutdown.clone(),
         })
         .context("starting the media thread")?;
+        tasks.push(tokio::spawn(metrics_upkeep(
+            Arc::clone(&metrics),
+            shutdown.clone(),
+        )));
         tasks.push(tokio::spawn(engine_loop(
             engine,
             udp,
@@ -1069,6 +1073,19 @@ async fn serve_stream<S>(
     write_task.abort();
     // (A TLS close_notify is not sent: the peer sees the TCP close, which
     // RFC 8446 §6.1 lets it treat as the end.)
+}
+
+/// Folds the metrics' histogram samples into buckets every few seconds,
+/// whether or not anyone scrapes them (the memory they take stays flat).
+async fn metrics_upkeep(metrics: Arc<Metrics>, shutdown: CancellationToken) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(5));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = ticker.tick() => metrics.upkeep(),
+        }
+    }
 }
 
 /// Expires lapsed bindings and journals changed ones, once a second and at
