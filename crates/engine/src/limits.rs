@@ -80,37 +80,10 @@ impl LimitHits {
     pub(crate) fn counts(&self) -> LimitCounts {
         LimitCounts(self.hits)
     }
-}
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_hit_counts_and_each_limit_is_logged_apart() {
-        let mut hits = LimitHits::default();
-        #[allow(clippy::disallowed_methods)]
-        let t0 = Instant::now();
-        hits.hit(t0, Limit::Calls, 10, 10);
-        hits.hit(t0 + Duration::from_secs(1), Limit::Calls, 10, 10);
-        assert_eq!(
-            hits.logged[Limit::Calls as usize],
-            Some(t0),
-            "not logged again within a minute"
-        );
-        hits.hit(t0 + Duration::from_secs(1), Limit::LegsPerCall, 5, 5);
-        assert_eq!(
-            hits.logged[Limit::LegsPerCall as usize],
-            Some(t0 + Duration::from_secs(1))
-        );
-        hits.hit(t0 + Duration::from_secs(61), Limit::Calls, 10, 10);
-        assert_eq!(
-            hits.logged[Limit::Calls as usize],
-            Some(t0 + Duration::from_secs(61))
-        );
-        let counts = hits.counts();
-        assert_eq!(counts.get(Limit::Calls), 3);
-        assert_eq!(counts.get(Limit::LegsPerCall), 1);
-        assert_eq!(counts.get(Limit::Transactions), 0);
+    /// When `limit` was last logged (for the tests, in `tests/overload.rs`).
+    #[cfg(test)]
+    pub(crate) fn logged_at(&self, limit: Limit) -> Option<Instant> {
+        self.logged[limit as usize]
     }
 }

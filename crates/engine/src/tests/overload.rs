@@ -76,3 +76,31 @@ fn a_call_rings_at_most_max_legs_per_call_devices() {
     assert_eq!(stats.legs, 1);
     assert_eq!(stats.limit_hits.get(crate::Limit::LegsPerCall), 1);
 }
+
+#[test]
+fn every_limit_hit_counts_and_each_limit_is_logged_apart_once_a_minute() {
+    use crate::limits::{Limit, LimitHits};
+    let t0 = Sim::new(|_| {}).now;
+    let mut hits = LimitHits::default();
+    hits.hit(t0, Limit::Calls, 10, 10);
+    hits.hit(t0 + Duration::from_secs(1), Limit::Calls, 10, 10);
+    assert_eq!(
+        hits.logged_at(Limit::Calls),
+        Some(t0),
+        "not again within a minute"
+    );
+    hits.hit(t0 + Duration::from_secs(1), Limit::LegsPerCall, 5, 5);
+    assert_eq!(
+        hits.logged_at(Limit::LegsPerCall),
+        Some(t0 + Duration::from_secs(1))
+    );
+    hits.hit(t0 + Duration::from_secs(61), Limit::Calls, 10, 10);
+    assert_eq!(
+        hits.logged_at(Limit::Calls),
+        Some(t0 + Duration::from_secs(61))
+    );
+    let counts = hits.counts();
+    assert_eq!(counts.get(Limit::Calls), 3);
+    assert_eq!(counts.get(Limit::LegsPerCall), 1);
+    assert_eq!(counts.get(Limit::Transactions), 0);
+}
