@@ -243,7 +243,7 @@ async fn tcp_messages_that_never_finish_or_grow_too_large_close_their_connection
     let file = dir.path().join("sb.toml");
     let text = admin_config_text(&dir.path().join("data"), "").replacen(
         "sip_udp = \"127.0.0.1:0\"",
-        "sip_udp = \"127.0.0.1:0\"\nsip_tcp = \"127.0.0.1:0\"\ntcp_message_timeout = 1\ntcp_max_message = 2048",
+        "sip_udp = \"127.0.0.1:0\"\nsip_tcp = \"127.0.0.1:0\"\ntcp_message_timeout = 1\ntcp_max_message = 8192",
         1,
     );
     std::fs::write(&file, text).unwrap();
@@ -264,10 +264,10 @@ async fn tcp_messages_that_never_finish_or_grow_too_large_close_their_connection
         closed(slow).await,
         "the unfinished message's connection stays open"
     );
-    // Headers that never end, past 2,048 bytes: closed at once.
+    // Headers that never end, past 8,192 bytes: closed at once.
     let mut big = tokio::net::TcpStream::connect(server).await.unwrap();
     let mut request = b"REGISTER sip:switchboard.test SIP/2.0\r\n".to_vec();
-    while request.len() < 3000 {
+    while request.len() < 10_000 {
         request.extend_from_slice(b"X-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n");
     }
     big.write_all(&request).await.unwrap();

@@ -50,27 +50,6 @@ CREATE TABLE IF NOT EXISTS calls (
     placed_by TEXT
 );
 CREATE INDEX IF NOT EXISTS calls_by_end ON calls (ended);
-CREATE TABLE IF NOT EXISTS calls_up (
-    id INTEGER PRIMARY KEY,
-    call_id TEXT NOT NULL,
-    direction TEXT NOT NULL,
-    caller TEXT NOT NULL,
-    dialled TEXT NOT NULL,
-    number TEXT,
-    started TEXT NOT NULL,
-    answered TEXT,
-    ended TEXT NOT NULL,
-    duration_ms INTEGER NOT NULL,
-    talk_ms INTEGER,
-    outcome TEXT NOT NULL,
-    status INTEGER NOT NULL,
-    answered_by TEXT,
-    answered_device TEXT,
-    hung_up_by TEXT,
-    attempts TEXT NOT NULL,
-    skipped TEXT NOT NULL,
-    placed_by TEXT
-);
 CREATE INDEX IF NOT EXISTS calls_by_number ON calls (number, ended);
 ";
 
@@ -94,6 +73,9 @@ pub fn open(data_dir: &Path) -> rusqlite::Result<Connection> {
             }
         }
     }
+    // The calls up now: the same columns as `calls` (copied from it, so the
+    // two never drift apart), rows named by their rowid.
+    db.execute_batch("CREATE TABLE IF NOT EXISTS calls_up AS SELECT * FROM calls WHERE 0")?;
     Ok(db)
 }
 
@@ -164,7 +146,7 @@ fn record_interrupted(db: &mut Connection, now: jiff::Timestamp) -> rusqlite::Re
             .unwrap_or(0)
     };
     let left: Vec<(i64, String, Option<String>)> = {
-        let mut statement = tx.prepare("SELECT id, started, answered FROM calls_up")?;
+        let mut statement = tx.prepare("SELECT rowid, started, answered FROM calls_up")?;
         let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect::<rusqlite::Result<_>>()?
     };
@@ -174,7 +156,7 @@ fn record_interrupted(db: &mut Connection, now: jiff::Timestamp) -> rusqlite::Re
                 "INSERT INTO calls ({COLUMNS}) SELECT call_id, direction, caller, dialled, number,
                     started, answered, ?1, ?2, ?3, 'interrupted', status, answered_by,
                     answered_device, NULL, attempts, skipped, placed_by
-                 FROM calls_up WHERE id = ?4"
+                 FROM calls_up WHERE rowid = ?4"
             ),
             params![
                 ended,
@@ -231,47 +213,46 @@ fn write_loop(mut db: Connection, rx: mpsc::Receiver<Entry>) {
 #[derive(Default)]
 struct CallsUp(std::collections::HashMap<String, i64>);
 
-/// Writes one batch in one transaction. A call answered and ended within
-/// the batch never touches `calls_up`: the commit is atomic, so a crash
-/// loses both or neither.
+/// Writes one batch in one transaction, in order. The calls answered are
+/// written to `calls_up` at the end, as the batch leaves them: a call
+/// answered and ended within the batch never touches it (the commit is
+/// atomic, so a crash loses both or neither), and a call answered twice
+/// keeps its last record only.
 fn insert(db: &mut Connection, batch: &[Entry], up: &mut CallsUp) -> rusqlite::Result<()> {
-    let ended_here: std::collections::HashSet<&str> = batch
-        .iter()
-        .filter_map(|e| match e {
-            Entry::Ended(r) if r.answered.is_some() => Some(r.call_id.as_str()),
-            _ => None,
-        })
-        .collect();
     let tx = db.transaction()?;
-    let mut made = Vec::new();
+    let mut pending: std::collections::HashMap<&str, &CallRecord> =
+        std::collections::HashMap::new();
     let mut gone = Vec::new();
+    let forget = |call_id: &str, gone: &mut Vec<String>| -> rusqlite::Result<()> {
+        if let Some(&row) = up.0.get(call_id) {
+            tx.prepare_cached("DELETE FROM calls_up WHERE rowid = ?1")?
+                .execute(params![row])?;
+            gone.push(call_id.to_string());
+        }
+        Ok(())
+    };
     for entry in batch {
         match entry {
             Entry::Ended(record) => {
                 insert_record(&tx, "calls", record)?;
-                if let Some(&id) = up.0.get(&record.call_id) {
-                    tx.prepare_cached("DELETE FROM calls_up WHERE id = ?1")?
-                        .execute(params![id])?;
-                    gone.push(record.call_id.as_str());
-                }
+                pending.remove(record.call_id.as_str());
+                forget(&record.call_id, &mut gone)?;
             }
-            Entry::Up(record) if ended_here.contains(record.call_id.as_str()) => {}
             Entry::Up(record) => {
-                if let Some(&id) = up.0.get(&record.call_id) {
-                    // Answered again (a menu's choice picked up): the newer
-                    // record replaces the older.
-                    tx.prepare_cached("DELETE FROM calls_up WHERE id = ?1")?
-                        .execute(params![id])?;
-                }
-                insert_record(&tx, "calls_up", record)?;
-                made.push((record.call_id.clone(), tx.last_insert_rowid()));
+                forget(&record.call_id, &mut gone)?;
+                pending.insert(&record.call_id, record);
             }
         }
+    }
+    let mut made = Vec::with_capacity(pending.len());
+    for (call_id, record) in pending {
+        insert_record(&tx, "calls_up", record)?;
+        made.push((call_id.to_string(), tx.last_insert_rowid()));
     }
     tx.commit()?;
     // Only what was committed is remembered.
     for call_id in gone {
-        up.0.remove(call_id);
+        up.0.remove(&call_id);
     }
     up.0.extend(made);
     Ok(())
@@ -633,6 +614,9 @@ mod tests {
         };
         assert!(sink.push_up(up("left-up")));
         assert!(sink.push_up(up("ended")));
+        // A call answered twice (a menu, then a user) within one batch.
+        assert!(sink.push_up(up("twice")));
+        assert!(sink.push_up(up("twice")));
         // A call answered and ended within one batch.
         assert!(sink.push_up(up("short")));
         assert!(sink.push(Box::new(record("short", answered))));
@@ -657,7 +641,12 @@ mod tests {
 
         let (sink, writer) = start_writer(dir.path()).unwrap();
         let rows = all(dir.path());
-        assert_eq!(rows.len(), 3);
+        assert_eq!(rows.len(), 4);
+        assert_eq!(
+            rows.iter().filter(|r| r.call_id == "twice").count(),
+            1,
+            "a call answered twice is interrupted once"
+        );
         let interrupted = rows.iter().find(|r| r.call_id == "left-up").unwrap();
         assert_eq!(interrupted.outcome, "interrupted");
         assert_eq!(interrupted.status, 200);
@@ -672,7 +661,7 @@ mod tests {
         writer.join().unwrap();
         // Recorded once: a third start finds nothing left up.
         let (sink, writer) = start_writer(dir.path()).unwrap();
-        assert_eq!(all(dir.path()).len(), 3);
+        assert_eq!(all(dir.path()).len(), 4);
         drop(sink);
         writer.join().unwrap();
     }

@@ -306,6 +306,7 @@ impl Daemon {
             Commits {
                 requests: persist_rx,
                 inputs: input_tx.clone(),
+                reported: 0,
             },
             shutdown.clone(),
         )));
@@ -336,8 +337,8 @@ impl Daemon {
         })
     }
 
-    /// The engine's events from now on (call records, registration and
-    /// busy changes). A listener that falls more than a few thousand
+    /// The engine's events from now on (calls answered and call records,
+    /// registration and busy changes). A listener that falls more than a few thousand
     /// events behind misses some (and is told so by `recv`).
     pub fn events(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
@@ -1036,6 +1037,13 @@ async fn serve_stream<S>(
                         let _ = pong.try_send(Bytes::from_static(b"\r\n"));
                     }
                 }
+                Ok(Frame::Message(n)) if n > max_message => {
+                    // Whole, but larger than a message may be here: the
+                    // same answer whichever way TCP split it.
+                    tracing::debug!(peer = %addr, bytes = n, "closing tcp connection: message too large");
+                    metrics.limit_hit(StreamLimit::MessageSize, addr);
+                    break 'read;
+                }
                 Ok(Frame::Message(n)) => {
                     pings.reset();
                     let bytes = buf.split_to(n).freeze();
@@ -1088,13 +1096,6 @@ async fn metrics_upkeep(metrics: Arc<Metrics>, shutdown: CancellationToken) {
     }
 }
 
-/// Expires lapsed bindings and journals changed ones, once a second and at
-/// shutdown, and commits REGISTERs the engine holds the 200 of: as soon as
-/// one asks, the journal is written and synced with every change made so
-/// far, then the engine is told which requests that covered. While one sync
-/// runs the next batch gathers (group commit), so one fsync serves many
-/// REGISTERs at any rate. File IO runs on the blocking pool, never on the
-/// engine's thread.
 /// What the persistence task needs besides the store: the engine's own
 /// mapping of instants to wall-clock time (so that expiries are judged by
 /// the clock that set them), and where to report what lapsed.
@@ -1109,8 +1110,31 @@ struct Sweep {
 struct Commits {
     requests: tokio::sync::watch::Receiver<u64>,
     inputs: mpsc::Sender<EngineInput>,
+    /// The last number reported to the engine.
+    reported: u64,
 }
 
+impl Commits {
+    /// Tells the engine whether the changes through `through` are on disk
+    /// (once per number: a later report covers the earlier ones).
+    async fn report(&mut self, through: u64, saved: bool) {
+        if through > self.reported {
+            self.reported = through;
+            let _ = self
+                .inputs
+                .send(EngineInput::Persisted { through, saved })
+                .await;
+        }
+    }
+}
+
+/// Expires lapsed bindings and journals changed ones, once a second and at
+/// shutdown, and commits REGISTERs the engine holds the 200 of: as soon as
+/// one asks, the journal is written and synced with every change made so
+/// far, then the engine is told which requests that covered. While one sync
+/// runs the next batch gathers (group commit), so one fsync serves many
+/// REGISTERs at any rate. File IO runs on the blocking pool, never on the
+/// engine's thread.
 async fn persist_loop(
     presence: Arc<Presence>,
     store: RegistrationStore,
@@ -1121,7 +1145,6 @@ async fn persist_loop(
     let mut ticker = tokio::time::interval(PERSIST_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut store = Some(store);
-    let mut committed = 0u64;
     let mut requests_open = true;
     loop {
         let (stopping, sweep_due) = tokio::select! {
@@ -1136,7 +1159,14 @@ async fn persist_loop(
         // before asking for `through` is then in this write.
         let through = *commits.requests.borrow_and_update();
         let Some(mut current) = store.take() else {
-            break;
+            // The store was lost (its task panicked): nothing can be made
+            // durable any more, so every REGISTER waiting is told so (a
+            // 500 it may retry elsewhere), never left without an answer.
+            if stopping {
+                break;
+            }
+            commits.report(through, false).await;
+            continue;
         };
         let p = Arc::clone(&presence);
         let now_ms = sweep.wall_clock.unix_ms(clock::now());
@@ -1147,7 +1177,14 @@ async fn persist_loop(
             } else {
                 (Vec::new(), Vec::new())
             };
-            let flushed = current.flush(&p);
+            let flushed = current.flush(&p).map(|(_, compaction)| {
+                // The changes are durable; only the folding failed (tried
+                // again at the next write).
+                if let Some(e) = compaction {
+                    tracing::error!(error = %e, "compacting the registrations journal");
+                }
+                0
+            });
             let compacted = if stopping {
                 current.compact(&p).map(|_| 0)
             } else {
@@ -1156,15 +1193,10 @@ async fn persist_loop(
             (current, flushed.and(compacted), expired, lapsed)
         })
         .await;
-        if let Ok((_, outcome, _, _)) = &result {
-            if through > committed {
-                committed = through;
-                let saved = outcome.is_ok();
-                let _ = commits
-                    .inputs
-                    .send(EngineInput::Persisted { through, saved })
-                    .await;
-            }
+        // (Not while stopping: the engine no longer reads its inputs, and
+        // what this write saved is restored at the next start.)
+        if let (Ok((_, outcome, _, _)), false) = (&result, stopping) {
+            commits.report(through, outcome.is_ok()).await;
         }
         match result {
             Ok((current, outcome, expired, lapsed)) => {
@@ -1198,8 +1230,10 @@ async fn persist_loop(
                 }
             }
             Err(e) => {
-                tracing::error!(error = %e, "registration store task failed");
-                break;
+                tracing::error!(error = %e, "registration store task failed: registrations are no longer saved");
+                if !stopping {
+                    commits.report(through, false).await;
+                }
             }
         }
         if stopping {

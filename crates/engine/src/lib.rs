@@ -126,7 +126,8 @@ pub struct EngineConfig {
     pub max_bindings_per_user: usize,
     /// Calls in progress at once; past it new INVITEs get 503.
     pub max_calls: usize,
-    /// Devices one call rings at once; past it the rest are not rung.
+    /// Legs one call may make over its whole life (every device of every
+    /// step); past it no more are rung.
     pub max_legs_per_call: usize,
     /// Digest algorithms offered in challenges, most preferred first.
     pub digest_algorithms: Vec<DigestAlgorithm>,

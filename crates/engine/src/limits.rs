@@ -44,7 +44,7 @@ const LOG_EVERY: Duration = Duration::from_secs(60);
 
 /// Times each limit was reached since start.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct LimitCounts([u64; 4]);
+pub struct LimitCounts([u64; Limit::ALL.len()]);
 
 impl LimitCounts {
     pub fn get(&self, limit: Limit) -> u64 {
@@ -55,8 +55,8 @@ impl LimitCounts {
 /// Times each limit was reached since start, and when each was last logged.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct LimitHits {
-    hits: [u64; 4],
-    logged: [Option<Instant>; 4],
+    hits: [u64; Limit::ALL.len()],
+    logged: [Option<Instant>; Limit::ALL.len()],
 }
 
 impl LimitHits {

@@ -114,11 +114,16 @@ impl RegistrationStore {
     }
 
     /// Appends the users changed since the last flush and syncs the journal.
-    /// Returns how many users were written.
-    pub fn flush(&mut self, presence: &Presence) -> Result<usize, StoreError> {
+    /// Returns how many users were written, and the error of a compaction
+    /// that failed after them (they are durable all the same: the journal
+    /// keeps them until a compaction succeeds).
+    pub fn flush(
+        &mut self,
+        presence: &Presence,
+    ) -> Result<(usize, Option<StoreError>), StoreError> {
         let changed = presence.take_changed();
         if changed.is_empty() {
-            return Ok(0);
+            return Ok((0, None));
         }
         let mut out = Vec::with_capacity(changed.len() * 256);
         for user in &changed {
@@ -137,20 +142,25 @@ impl RegistrationStore {
             .write_all(&out)
             .and_then(|()| self.journal.sync_data());
         if let Err(source) = written {
-            // Not durable yet: keep them for the next attempt.
+            // Not durable yet: keep them for the next attempt, and cut off
+            // what part of this write landed (a torn line that the next
+            // write would extend is a line replay cannot read, and replay
+            // stops there). Append mode: later writes go to the new end.
             for user in &changed {
                 presence.mark_changed(user);
             }
+            let _ = self.journal.set_len(self.journal_bytes);
             return Err(StoreError::Io {
                 path: self.journal_path.clone(),
                 source,
             });
         }
         self.journal_bytes += out.len() as u64;
+        let mut compaction = None;
         if self.journal_bytes > MIN_COMPACT_BYTES.max(self.snapshot_bytes) {
-            self.compact(presence)?;
+            compaction = self.compact(presence).err();
         }
-        Ok(changed.len())
+        Ok((changed.len(), compaction))
     }
 
     /// Writes a full snapshot and empties the journal.
@@ -222,7 +232,7 @@ mod tests {
         p.user("bob")
             .update(0, |l| l.push(binding("sip:b@h:1", 10_000)));
         p.mark_changed("bob");
-        assert_eq!(store.flush(&p).unwrap(), 2);
+        assert_eq!(store.flush(&p).unwrap().0, 2);
         // bob signs out; then a crash tears the next line.
         p.user("bob").update(0, |l| l.clear());
         p.mark_changed("bob");

@@ -917,7 +917,7 @@ use shards::{ShardKey, ShardedMap};
 
 impl ShardKey for TxId {
     /// Ids are handed out in sequence: their low bits spread them evenly.
-    fn shard(&self) -> usize {
+    fn shard(&self, _seed: u64) -> usize {
         self.0 as usize & (shards::SHARDS - 1)
     }
 }

@@ -58,7 +58,7 @@ pub struct ServerConfig {
     pub overload_transactions: usize,
     /// Calls in progress at once; new INVITEs past it get 503.
     pub max_calls: usize,
-    /// Devices one call rings at once.
+    /// Devices one call may ring, over its whole life.
     pub max_legs_per_call: usize,
     /// Devices one user may sign in.
     pub max_bindings_per_user: usize,
@@ -362,8 +362,8 @@ fn server_config(
         "server.tcp_max_message",
         raw.tcp_max_message,
         sip::message::MAX_MESSAGE_SIZE as u32,
-        1024,
-        "an INVITE with its SDP needs a few kilobytes",
+        8192,
+        "an INVITE with its SDP and a few proxies' headers needs several kilobytes",
     );
     if tcp_max_message as usize > sip::message::MAX_MESSAGE_SIZE {
         errors.push(

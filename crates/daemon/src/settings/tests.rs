@@ -441,9 +441,9 @@ fn limits_are_set_or_refused_with_their_key() {
             "at least 1",
         ),
         (
-            "tcp_max_message = 100",
+            "tcp_max_message = 4096",
             "server.tcp_max_message",
-            "at least 1024",
+            "at least 8192",
         ),
         (
             "tcp_max_message = 70000",

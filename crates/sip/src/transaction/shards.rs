@@ -2,10 +2,10 @@
 //! owner for long: a hash map doubles by rehashing every entry at once
 //! (about 65 ms at 229,376 transactions on this machine), while one shard
 //! of this map holds a 256th of the entries and rehashes only those.
-//! The shard of a key comes from [`ShardKey`], a cheap function of the key,
-//! not from the map's own hasher; each shard keeps std's randomly seeded
-//! hasher, so that a peer choosing keys can crowd a shard but never
-//! degrade its lookups.
+//! The shard of a key comes from [`ShardKey`], a cheap function of the key
+//! and a seed drawn per map (a peer choosing keys cannot aim them at one
+//! shard without knowing it); each shard keeps std's randomly seeded
+//! hasher for its lookups.
 //!
 //! It owns the split and nothing else: no ordering, no iteration order
 //! promises, no locking (one owner, like the rest of the transaction layer).
@@ -20,15 +20,15 @@ const _: () = assert!(SHARDS.is_power_of_two());
 
 /// Which shard a key (and anything that borrows as it) lives in.
 pub(crate) trait ShardKey {
-    fn shard(&self) -> usize;
+    fn shard(&self, seed: u64) -> usize;
 }
 
 impl ShardKey for str {
     /// A multiply-xor over the key eight bytes at a time: transaction keys
     /// are branch-based, any of their bytes may be the one that differs,
     /// and this runs on every lookup (a byte-wise hash cost ten times more).
-    fn shard(&self) -> usize {
-        let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
+    fn shard(&self, seed: u64) -> usize {
+        let mut h: u64 = 0x9e37_79b9_7f4a_7c15 ^ seed;
         let mut chunks = self.as_bytes().chunks_exact(8);
         for chunk in &mut chunks {
             let mut word = [0u8; 8];
@@ -43,23 +43,26 @@ impl ShardKey for str {
 }
 
 impl ShardKey for String {
-    fn shard(&self) -> usize {
-        self.as_str().shard()
+    fn shard(&self, seed: u64) -> usize {
+        self.as_str().shard(seed)
     }
 }
 
 pub(crate) struct ShardedMap<K, V> {
     shards: Vec<HashMap<K, V>>,
     len: usize,
+    seed: u64,
 }
 
 impl<K: Hash + Eq + ShardKey, V> ShardedMap<K, V> {
     /// Room for `capacity` entries spread evenly before any shard grows.
     pub(crate) fn with_capacity(capacity: usize) -> Self {
         let each = capacity.div_ceil(SHARDS);
+        use std::hash::BuildHasher;
         ShardedMap {
             shards: (0..SHARDS).map(|_| HashMap::with_capacity(each)).collect(),
             len: 0,
+            seed: std::collections::hash_map::RandomState::new().hash_one(SHARDS),
         }
     }
 
@@ -76,7 +79,7 @@ impl<K: Hash + Eq + ShardKey, V> ShardedMap<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ShardKey + ?Sized,
     {
-        self.shards[key.shard()].get(key)
+        self.shards[key.shard(self.seed)].get(key)
     }
 
     pub(crate) fn get_mut<Q>(&mut self, key: &Q) -> Option<&mut V>
@@ -84,11 +87,11 @@ impl<K: Hash + Eq + ShardKey, V> ShardedMap<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ShardKey + ?Sized,
     {
-        self.shards[key.shard()].get_mut(key)
+        self.shards[key.shard(self.seed)].get_mut(key)
     }
 
     pub(crate) fn insert(&mut self, key: K, value: V) -> Option<V> {
-        let old = self.shards[key.shard()].insert(key, value);
+        let old = self.shards[key.shard(self.seed)].insert(key, value);
         if old.is_none() {
             self.len += 1;
         }
@@ -100,7 +103,7 @@ impl<K: Hash + Eq + ShardKey, V> ShardedMap<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ShardKey + ?Sized,
     {
-        let removed = self.shards[key.shard()].remove(key);
+        let removed = self.shards[key.shard(self.seed)].remove(key);
         if removed.is_some() {
             self.len -= 1;
         }
