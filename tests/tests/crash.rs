@@ -12,11 +12,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use media::g711::Law;
-use media::rtp::{classify, Datagram, RtpSender};
 use switchboard_tests::sip::Method;
-use switchboard_tests::{answered_call, test_config_text, Ua};
-use tokio::net::UdpSocket;
+use switchboard_tests::{answered_call, test_config_text, Rtp, Ua};
 
 /// Users who sign in just before the kill.
 const LATE_USERS: usize = 40;
@@ -85,72 +82,6 @@ action = "voicemail"
     test_config_text(dir, &extra).replacen("seats = 20", "seats = 100", 1)
 }
 
-/// A caller's RTP socket.
-struct Rtp {
-    socket: UdpSocket,
-    sender: RtpSender,
-}
-
-impl Rtp {
-    async fn bind() -> Rtp {
-        Rtp {
-            socket: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
-            sender: RtpSender::new(9, 1, 0),
-        }
-    }
-
-    fn offer(&self) -> String {
-        format!(
-            "v=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-             m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
-            self.socket.local_addr().unwrap().port()
-        )
-    }
-
-    /// Waits for the greeting and the beep to end; returns where the
-    /// daemon's RTP comes from.
-    async fn until_quiet(&self) -> SocketAddr {
-        let mut buf = [0u8; 2048];
-        let (mut heard, mut quiet) = (false, 0);
-        for _ in 0..1500 {
-            let (n, from) =
-                tokio::time::timeout(Duration::from_secs(2), self.socket.recv_from(&mut buf))
-                    .await
-                    .expect("RTP from the daemon")
-                    .unwrap();
-            let Datagram::Rtp(p) = classify(&buf[..n]) else {
-                continue;
-            };
-            let mut samples = Vec::new();
-            Law::Mu.decode_into(&p.payload, &mut samples);
-            if samples.iter().any(|s| s.unsigned_abs() > 1000) {
-                (heard, quiet) = (true, 0);
-            } else if heard {
-                quiet += 1;
-                if quiet >= 5 {
-                    return from;
-                }
-            }
-        }
-        panic!("the greeting never ended");
-    }
-
-    async fn send_tone(&mut self, to: SocketAddr, ms: u32) {
-        let samples: Vec<i16> = (0..8 * ms as usize)
-            .map(|i| {
-                (8000.0 * (2.0 * std::f32::consts::PI * 440.0 * i as f32 / 8000.0).sin()) as i16
-            })
-            .collect();
-        for chunk in samples.chunks(160) {
-            let mut codes = Vec::new();
-            Law::Mu.encode_into(chunk, &mut codes);
-            let packet = self.sender.packet(0, &codes, 160);
-            self.socket.send_to(&packet, to).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
-}
-
 #[tokio::test]
 async fn after_kill_9_registrations_are_back_nobody_is_busy_calls_up_are_interrupted_and_the_voicemail_plays(
 ) {
@@ -190,8 +121,8 @@ async fn after_kill_9_registrations_are_back_nobody_is_busy_calls_up_are_interru
     caller.send(&invite).await;
     let ok = caller.expect_response(200).await;
     caller.ack_2xx(&invite, &ok).await;
-    let daemon_rtp = rtp.until_quiet().await;
-    rtp.send_tone(daemon_rtp, 1500).await;
+    let daemon_rtp = rtp.until_prompts_done().await;
+    rtp.send_tone(daemon_rtp, 440.0, 1500).await;
     // The call records keep a call that is up within a second.
     tokio::time::sleep(Duration::from_millis(1300)).await;
     // Phones sign in; each 200 is the last thing before the kill for

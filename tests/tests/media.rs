@@ -5,12 +5,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use media::dtmf::Event;
 use media::g711::Law;
 use media::rtp::{classify, Datagram, RtpSender};
 use switchboard::server::Daemon;
 use switchboard_tests::sip::{HeaderName, Message, Method, NameAddr};
-use switchboard_tests::{test_config, Ua};
+use switchboard_tests::{test_config, Rtp, Ua};
 use tokio::net::UdpSocket;
 
 /// A short prompt: 0.2 s of a 600 Hz tone.
@@ -53,128 +52,6 @@ ring = []
 {extra}
 "#
     )
-}
-
-/// The caller's RTP side.
-struct Rtp {
-    socket: UdpSocket,
-    sender: RtpSender,
-}
-
-impl Rtp {
-    async fn bind() -> Rtp {
-        Rtp {
-            socket: UdpSocket::bind("127.0.0.1:0").await.unwrap(),
-            sender: RtpSender::new(77, 1, 0),
-        }
-    }
-
-    fn port(&self) -> u16 {
-        self.socket.local_addr().unwrap().port()
-    }
-
-    /// An offer without telephone-event: a phone that sends keys in band.
-    fn offer_without_events(&self) -> String {
-        format!(
-            "v=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-             m=audio {} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n",
-            self.port()
-        )
-    }
-
-    fn offer(&self) -> String {
-        format!(
-            "v=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
-             m=audio {} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
-            self.port()
-        )
-    }
-
-    /// The next RTP packet from the daemon (payload decoded), within 2 s.
-    async fn recv(&self) -> Option<(SocketAddr, Vec<i16>, u32)> {
-        let mut buf = [0u8; 2048];
-        loop {
-            let (n, from) =
-                tokio::time::timeout(Duration::from_secs(2), self.socket.recv_from(&mut buf))
-                    .await
-                    .ok()?
-                    .ok()?;
-            if let Datagram::Rtp(p) = classify(&buf[..n]) {
-                let mut samples = Vec::new();
-                Law::Mu.decode_into(&p.payload, &mut samples);
-                return Some((from, samples, p.timestamp));
-            }
-        }
-    }
-
-    /// Waits until the daemon has played sound and then gone quiet for
-    /// 100 ms, or stopped sending (its prompts are done); returns where its
-    /// RTP comes from.
-    async fn until_prompts_done(&self) -> SocketAddr {
-        let mut heard = false;
-        let mut quiet = 0;
-        let mut last = None;
-        // Bounded: 30 s of packets at most, sound or not.
-        for _ in 0..1500 {
-            let Some((from, samples, _)) = self.recv().await else {
-                match (heard, last) {
-                    (true, Some(from)) => return from,
-                    _ => panic!("no RTP from the daemon"),
-                }
-            };
-            last = Some(from);
-            let loud = samples.iter().any(|s| s.unsigned_abs() > 1000);
-            if loud {
-                heard = true;
-                quiet = 0;
-            } else if heard {
-                quiet += 1;
-                if quiet >= 5 {
-                    return from;
-                }
-            }
-        }
-        panic!("the daemon's prompts never ended (30 s of RTP)");
-    }
-
-    async fn send_tone(&mut self, to: SocketAddr, hz: f32, ms: u32) {
-        let n = 8 * ms as usize;
-        let samples: Vec<i16> = (0..n)
-            .map(|i| (8000.0 * (2.0 * std::f32::consts::PI * hz * i as f32 / 8000.0).sin()) as i16)
-            .collect();
-        for chunk in samples.chunks(160) {
-            let mut codes = Vec::new();
-            Law::Mu.encode_into(chunk, &mut codes);
-            let packet = self.sender.packet(0, &codes, 160);
-            self.socket.send_to(&packet, to).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
-    }
-
-    async fn send_digit(&mut self, to: SocketAddr, digit: char) {
-        let event = media::dtmf::event_of_digit(digit).unwrap();
-        let ts = self.sender.timestamp();
-        for (end, duration) in [
-            (false, 160),
-            (false, 320),
-            (true, 480),
-            (true, 480),
-            (true, 480),
-        ] {
-            let payload = Event {
-                event,
-                end,
-                volume: 10,
-                duration,
-            }
-            .to_bytes();
-            let packet = self
-                .sender
-                .packet_at(101, &payload, ts, !end && duration == 160);
-            self.socket.send_to(&packet, to).await.unwrap();
-        }
-        self.sender.skip(480);
-    }
 }
 
 fn sdp_port(message: &Message) -> u16 {
