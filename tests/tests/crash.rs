@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use switchboard_tests::sip::Method;
-use switchboard_tests::{answered_call, test_config_text, Rtp, Ua};
+use switchboard_tests::{answered_call, media_number, short_prompt, test_config_text, Rtp, Ua};
 
 /// Users who sign in just before the kill.
 const LATE_USERS: usize = 40;
@@ -49,28 +49,13 @@ fn start(config: &Path) -> (Process, SocketAddr) {
     (process, addr)
 }
 
-fn config(dir: &Path) -> String {
+/// The test workspace, +15550900 straight to voicemail with `greeting`,
+/// and the users who sign in just before the kill.
+fn config(dir: &Path, greeting: &str) -> String {
     use std::fmt::Write;
-    let mut extra = String::from(
-        r#"
-[media]
-rtp_ports = "24600-24699"
-
-[[numbers]]
-number = "+15550900"
-name = "Mailbox"
-timezone = "UTC"
-members = []
-
-[numbers.routing]
-strategy = "simultaneous"
-ring = []
-
-[numbers.hours]
-
-[numbers.outside]
-action = "voicemail"
-"#,
+    let mut extra = media_number(
+        "action = \"voicemail\"",
+        &format!("[numbers.voicemail]\ngreeting = \"{greeting}\"\n"),
     );
     for i in 0..LATE_USERS {
         write!(
@@ -88,19 +73,8 @@ async fn after_kill_9_registrations_are_back_nobody_is_busy_calls_up_are_interru
     let dir = tempfile::tempdir().unwrap();
     // The default greeting is spoken from the line's name; a short tone is
     // enough here.
-    let greeting = dir.path().join("greeting.wav");
-    let beep: Vec<i16> = (0..1600)
-        .map(|i| (6000.0 * (2.0 * std::f32::consts::PI * 600.0 * i as f32 / 8000.0).sin()) as i16)
-        .collect();
-    std::fs::write(&greeting, media::wav::encode(&beep)).unwrap();
-    let text = config(dir.path()).replacen(
-        "action = \"voicemail\"\n",
-        &format!(
-            "action = \"voicemail\"\n\n[numbers.voicemail]\ngreeting = \"{}\"\n",
-            greeting.display()
-        ),
-        1,
-    );
+    let greeting = short_prompt(dir.path(), "greeting.wav");
+    let text = config(dir.path(), &greeting);
     let config_path = dir.path().join("switchboard.toml");
     std::fs::write(&config_path, text).unwrap();
 

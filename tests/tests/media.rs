@@ -9,50 +9,8 @@ use media::g711::Law;
 use media::rtp::{classify, Datagram, RtpSender};
 use switchboard::server::Daemon;
 use switchboard_tests::sip::{HeaderName, Message, Method, NameAddr};
-use switchboard_tests::{test_config, Rtp, Ua};
+use switchboard_tests::{media_number, short_prompt, test_config, Rtp, Ua};
 use tokio::net::UdpSocket;
-
-/// A short prompt: 0.2 s of a 600 Hz tone.
-fn short_prompt(dir: &std::path::Path, name: &str) -> String {
-    let samples: Vec<i16> = (0..1600)
-        .map(|i| (6000.0 * (2.0 * std::f32::consts::PI * 600.0 * i as f32 / 8000.0).sin()) as i16)
-        .collect();
-    let path = dir.join(name);
-    std::fs::write(&path, media::wav::encode(&samples)).unwrap();
-    path.display().to_string()
-}
-
-/// +15550900 is closed all the time and sends calls to `outside`. Each
-/// test's daemon gets its own RTP ports (tests run side by side).
-fn media_number(outside: &str, extra: &str) -> String {
-    use std::sync::atomic::{AtomicU16, Ordering};
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    let base = 21000 + 100 * NEXT.fetch_add(1, Ordering::Relaxed);
-    let last = base + 99;
-    format!(
-        r#"
-[media]
-rtp_ports = "{base}-{last}"
-
-[[numbers]]
-number = "+15550900"
-name = "Mailbox"
-timezone = "UTC"
-members = []
-
-[numbers.routing]
-strategy = "simultaneous"
-ring = []
-
-[numbers.hours]
-
-[numbers.outside]
-{outside}
-
-{extra}
-"#
-    )
-}
 
 fn sdp_port(message: &Message) -> u16 {
     let sdp = std::str::from_utf8(message.body()).unwrap();

@@ -25,6 +25,16 @@ const QUEUE: usize = 65_536;
 const BATCH_INTERVAL: Duration = Duration::from_secs(1);
 const BATCH_MAX: usize = 1_000;
 
+/// The columns of `calls` and `calls_up` that a record fills, in order (a
+/// macro, so that the statements built from it are literals).
+macro_rules! columns {
+    () => {
+        "call_id, direction, caller, dialled, number, started, answered, ended, duration_ms,
+         talk_ms, outcome, status, answered_by, answered_device, hung_up_by, attempts, skipped,
+         placed_by"
+    };
+}
+
 pub const FILE_NAME: &str = "calls.db";
 
 const SCHEMA: &str = "
@@ -150,31 +160,57 @@ fn record_interrupted(db: &mut Connection, now: jiff::Timestamp) -> rusqlite::Re
         let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
         rows.collect::<rusqlite::Result<_>>()?
     };
-    for (id, started, answered) in &left {
-        tx.execute(
-            &format!(
-                "INSERT INTO calls ({COLUMNS}) SELECT call_id, direction, caller, dialled, number,
-                    started, answered, ?1, ?2, ?3, 'interrupted', status, answered_by,
-                    answered_device, NULL, attempts, skipped, placed_by
-                 FROM calls_up WHERE rowid = ?4"
-            ),
-            params![
+    {
+        let mut interrupted = tx.prepare(concat!(
+            "INSERT INTO calls (",
+            columns!(),
+            ") SELECT call_id, direction, caller, dialled, number, started, answered, ?1, ?2, \
+             ?3, 'interrupted', status, answered_by, answered_device, NULL, attempts, skipped, \
+             placed_by FROM calls_up WHERE rowid = ?4"
+        ))?;
+        for (id, started, answered) in &left {
+            interrupted.execute(params![
                 ended,
                 ms_to_now(started),
                 answered.as_deref().map(ms_to_now),
                 id
-            ],
-        )?;
+            ])?;
+        }
     }
     tx.execute("DELETE FROM calls_up", [])?;
     tx.commit()?;
     Ok(left.len())
 }
 
-/// The columns of `calls` and `calls_up` that a record fills, in order.
-const COLUMNS: &str = "call_id, direction, caller, dialled, number, started, answered, ended,
-    duration_ms, talk_ms, outcome, status, answered_by, answered_device, hung_up_by, attempts,
-    skipped, placed_by";
+/// Where a record goes.
+#[derive(Clone, Copy)]
+enum Table {
+    /// Calls that ended.
+    Calls,
+    /// Calls answered and not ended yet.
+    CallsUp,
+}
+
+impl Table {
+    fn insert(self) -> &'static str {
+        macro_rules! insert_into {
+            ($table:literal) => {
+                concat!(
+                    "INSERT INTO ",
+                    $table,
+                    " (",
+                    columns!(),
+                    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+                     ?15, ?16, ?17, ?18)"
+                )
+            };
+        }
+        match self {
+            Table::Calls => insert_into!("calls"),
+            Table::CallsUp => insert_into!("calls_up"),
+        }
+    }
+}
 
 fn write_loop(mut db: Connection, rx: mpsc::Receiver<Entry>) {
     let mut batch: Vec<Entry> = Vec::new();
@@ -234,7 +270,7 @@ fn insert(db: &mut Connection, batch: &[Entry], up: &mut CallsUp) -> rusqlite::R
     for entry in batch {
         match entry {
             Entry::Ended(record) => {
-                insert_record(&tx, "calls", record)?;
+                insert_record(&tx, Table::Calls, record)?;
                 pending.remove(record.call_id.as_str());
                 forget(&record.call_id, &mut gone)?;
             }
@@ -246,7 +282,7 @@ fn insert(db: &mut Connection, batch: &[Entry], up: &mut CallsUp) -> rusqlite::R
     }
     let mut made = Vec::with_capacity(pending.len());
     for (call_id, record) in pending {
-        insert_record(&tx, "calls_up", record)?;
+        insert_record(&tx, Table::CallsUp, record)?;
         made.push((call_id.to_string(), tx.last_insert_rowid()));
     }
     tx.commit()?;
@@ -258,23 +294,19 @@ fn insert(db: &mut Connection, batch: &[Entry], up: &mut CallsUp) -> rusqlite::R
     Ok(())
 }
 
-/// Inserts `record` into `table` (`calls`, or `calls_up`). The lists are
+/// Inserts `record` into `table`. The lists are
 /// serialised straight from the record (building JSON values first cost
 /// more than the insert itself).
 fn insert_record(
     tx: &rusqlite::Transaction<'_>,
-    table: &str,
+    table: Table,
     record: &CallRecord,
 ) -> rusqlite::Result<()> {
     let to_sql = |e: serde_json::Error| rusqlite::Error::ToSqlConversionFailure(Box::new(e));
     let attempts = serde_json::to_string(&attempts(record)).map_err(to_sql)?;
     let skipped = serde_json::to_string(&skipped(record)).map_err(to_sql)?;
     let row = Row::without_lists(record);
-    let mut statement = tx.prepare_cached(&format!(
-        "INSERT INTO {table} ({COLUMNS})
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-            ?18)"
-    ))?;
+    let mut statement = tx.prepare_cached(table.insert())?;
     statement.execute(params![
         row.call_id,
         row.direction,
