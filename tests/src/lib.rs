@@ -998,3 +998,47 @@ ring = []
 "#
     )
 }
+
+/// A daemon binary started on `config` for the load tools, with the
+/// addresses it logged as listening on; its warnings and errors are shown.
+pub struct DaemonProcess {
+    pub child: std::process::Child,
+    pub udp: SocketAddr,
+    pub tcp: Option<SocketAddr>,
+}
+
+impl DaemonProcess {
+    pub fn start(binary: &str, config: &Path) -> DaemonProcess {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(binary)
+            .args(["--config", &config.display().to_string()])
+            .env("RUST_LOG", "warn,switchboard::server=info")
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let addr = |tag: &str| {
+                    line.split(tag)
+                        .nth(1)
+                        .and_then(|rest| rest.split(')').next())
+                        .and_then(|a| a.parse::<SocketAddr>().ok())
+                };
+                if let Some(udp) = addr("udp=Some(") {
+                    let _ = tx.send((udp, addr("tcp=Some(")));
+                } else if line.contains("WARN") || line.contains("ERROR") {
+                    eprintln!("daemon: {line}");
+                }
+            }
+        });
+        let (udp, tcp) = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the daemon's listening line");
+        DaemonProcess { child, udp, tcp }
+    }
+}

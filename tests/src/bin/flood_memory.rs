@@ -18,9 +18,8 @@
 //!   target/release/flood_memory [DATAGRAMS=200000] [CONNECTIONS=2000] [BINARY=target/release/switchboard]
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// Loopback sources the floods come from.
@@ -73,35 +72,10 @@ ring = ["alice"]
         ),
     )
     .unwrap();
-    let mut child = Command::new(&binary)
-        .args(["--config", config.to_str().unwrap()])
-        .env("RUST_LOG", "warn,switchboard::server=info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
+    let daemon = switchboard_tests::DaemonProcess::start(&binary, &config);
+    let (mut child, udp) = (daemon.child, daemon.udp);
     let pid = child.id();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let port = |tag: &str| {
-                line.split(tag)
-                    .nth(1)
-                    .and_then(|rest| rest.split(')').next())
-                    .and_then(|p| p.parse::<u16>().ok())
-            };
-            if let (Some(udp), Some(tcp)) =
-                (port("udp=Some(127.0.0.1:"), port("tcp=Some(127.0.0.1:"))
-            {
-                let _ = tx.send((udp, tcp));
-            }
-        }
-    });
-    let (udp, tcp) = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("the daemon's listening line");
-    let udp: SocketAddr = format!("127.0.0.1:{udp}").parse().unwrap();
-    let tcp: SocketAddr = format!("127.0.0.1:{tcp}").parse().unwrap();
+    let tcp = daemon.tcp.expect("a TCP listener");
     std::thread::sleep(Duration::from_millis(500));
     let kib = |field: &str| memory_kib(pid, field);
     println!("before: {} KiB resident", kib("VmRSS:"));

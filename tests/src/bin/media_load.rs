@@ -18,9 +18,8 @@
 //! (benches/load/run.sh does that with MEDIA_SESSIONS, during its calls).
 #![allow(clippy::unwrap_used, clippy::disallowed_methods)]
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -83,30 +82,8 @@ rtp_ports = "30000-{}"
         match std::env::var("SB_ATTACH") {
             Ok(addr) => (None, addr.parse().expect("SB_ATTACH is HOST:PORT")),
             Err(_) => {
-                let mut child = Command::new(&binary)
-                    .args(["--config", config.to_str().unwrap()])
-                    .env("RUST_LOG", "warn,switchboard::server=info")
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap_or_else(|e| panic!("starting {binary}: {e}"));
-                let stderr = child.stderr.take().unwrap();
-                let (tx, rx) = std::sync::mpsc::channel();
-                std::thread::spawn(move || {
-                    for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                        if let Some(rest) = line.split("udp=Some(127.0.0.1:").nth(1) {
-                            let _ = tx.send(rest.split(')').next().unwrap_or("").to_string());
-                        } else if line.contains("WARN") || line.contains("ERROR") {
-                            eprintln!("daemon: {line}");
-                        }
-                    }
-                });
-                let port: u16 = rx
-                    .recv_timeout(Duration::from_secs(20))
-                    .expect("the daemon's listening line")
-                    .parse()
-                    .unwrap();
-                let server: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-                (Some(child), server)
+                let daemon = switchboard_tests::DaemonProcess::start(&binary, &config);
+                (Some(daemon.child), daemon.udp)
             }
         };
     let sip = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
