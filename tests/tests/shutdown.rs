@@ -149,9 +149,10 @@ async fn a_phone_whose_tcp_connection_closes_mid_call_ends_it_and_is_free_again(
 async fn a_phone_that_vanishes_without_a_bye_is_noticed_within_the_liveness_timeout() {
     let (daemon, _dir) = start("liveness_timeout = 10").await;
     let (bob, mut trunk) = bob_on_a_call(&daemon).await;
-    // bob's phone goes silent (it will not answer its probe); the carrier
-    // answers its own probes, and gets the BYE.
-    drop(bob);
+    // bob's phone goes silent (Wi-Fi gone: it will not answer its probe,
+    // and no ICMP comes back either); the carrier answers its own probes,
+    // and gets the BYE.
+    let _silent = bob;
     #[allow(clippy::disallowed_methods)]
     let vanished = std::time::Instant::now();
     // All of it within the liveness timeout (and a second of slack).
@@ -181,5 +182,58 @@ async fn a_phone_that_vanishes_without_a_bye_is_noticed_within_the_liveness_time
         "busy released {:.1} s after the phone vanished (liveness_timeout = 10)",
         vanished.elapsed().as_secs_f64()
     );
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_leg_to_a_phone_whose_port_is_closed_fails_at_once_not_at_the_ring_timeout() {
+    let (daemon, _dir) = start("").await;
+    let server = daemon.udp_addr.unwrap();
+    let mut bob = Ua::bind("127.0.0.1", server).await;
+    assert_eq!(
+        bob.register("bob", "bob-pw", None, 300).await.status(),
+        Some(200)
+    );
+    // The softphone quits without signing out: its port is closed, and the
+    // kernel answers the INVITE with ICMP "port unreachable".
+    drop(bob);
+    let mut trunk = Ua::bind("127.0.0.1", server).await;
+    let invite = trunk.invite("+15550200", "+15551234567");
+    trunk.send(&invite).await;
+    // bob's number rings for 30 s; the answer comes at once instead.
+    let answer = tokio::time::timeout(Duration::from_secs(5), trunk.final_response())
+        .await
+        .expect("a final answer before the ring timeout");
+    assert!(answer.status().unwrap() >= 400, "{answer}");
+    trunk.ack_non_2xx(&invite, &answer).await;
+    assert_eq!(daemon.presence.user("bob").active_calls(), 0);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_call_whose_phone_quit_ends_at_its_first_probe() {
+    let (daemon, _dir) = start("liveness_timeout = 20").await;
+    let (bob, mut trunk) = bob_on_a_call(&daemon).await;
+    // The softphone quits mid-call: its probe, 10 s later, meets a closed
+    // port and the call ends then (a silent phone would take 20 s).
+    drop(bob);
+    let bye = tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            let m = trunk.recv_within(Duration::from_secs(15)).await?;
+            match m.method() {
+                Some(Method::Options) => {
+                    let ok = switchboard_tests::sip::build::response_to(&m, 200, "OK", None, false);
+                    trunk.send(&ok).await;
+                }
+                Some(Method::Bye) => return Some(m),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the BYE at the first probe")
+    .expect("the BYE, not silence");
+    assert_eq!(bye.method(), Some(&Method::Bye));
+    assert_eq!(daemon.presence.user("bob").active_calls(), 0);
     daemon.stop().await;
 }

@@ -21,6 +21,7 @@ pub mod records;
 pub mod server;
 pub mod settings;
 pub mod tls;
+pub mod udp_errors;
 pub mod webhooks;
 
 /// The name errors give the embedded demo configuration (its prompts are

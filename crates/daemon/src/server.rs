@@ -24,7 +24,7 @@ use presence::{Presence, RegistrationStore};
 use sip::framing::{next_frame, Frame, PingDetector};
 use sip::ids::IdGenerator;
 use sip::transaction::{Peer, Transmit, Transport};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -395,6 +395,9 @@ impl Daemon {
 fn bind_udp(addr: SocketAddr) -> io::Result<UdpSocket> {
     let socket = std::net::UdpSocket::bind(addr)?;
     socket.set_nonblocking(true)?;
+    if let Err(e) = crate::udp_errors::enable(&socket) {
+        tracing::warn!(error = %e, "no ICMP reports on the UDP socket: legs to closed ports fail at their timeout");
+    }
     let socket = socket2::Socket::from(socket);
     let _ = socket.set_recv_buffer_size(8 << 20);
     let _ = socket.set_send_buffer_size(8 << 20);
@@ -550,19 +553,20 @@ async fn engine_loop(
         };
         let udp_ready = async {
             match &udp {
-                Some(s) => s.readable().await,
+                Some(s) => s.ready(Interest::READABLE | Interest::ERROR).await,
                 None => std::future::pending().await,
             }
         };
         tokio::select! {
             _ = shutdown.cancelled() => break,
             ready = udp_ready => {
-                if ready.is_err() {
-                    continue;
-                }
+                let Ok(ready) = ready else { continue };
                 let Some(socket) = &udp else { continue };
                 let now = clock::now();
                 loop_started = now;
+                if ready.is_error() {
+                    read_udp_errors(socket, &mut engine, now);
+                }
                 // Drain what the kernel holds, one clock read for the batch.
                 for _ in 0..256 {
                     match socket.try_recv_from(&mut buf) {
@@ -580,8 +584,10 @@ async fn engine_loop(
                         }
                         Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                         Err(e) => {
-                            // ICMP errors surface here on Linux; they concern one peer only.
+                            // An ICMP error surfaces here too; its details
+                            // (which peer) are in the error queue.
                             tracing::trace!(error = %e, "udp receive");
+                            read_udp_errors(socket, &mut engine, now);
                         }
                     }
                 }
@@ -650,6 +656,20 @@ async fn engine_loop(
     // Sessions end with the shutdown; a recording is finished before its
     // task returns, so the daemon's stop waits for them.
     media.wait().await;
+}
+
+/// Hands the engine each destination the UDP socket's error queue says
+/// is unreachable.
+fn read_udp_errors(socket: &UdpSocket, engine: &mut Engine, now: Instant) {
+    for _ in 0..256 {
+        match socket.try_io(Interest::ERROR, || crate::udp_errors::read_one(socket)) {
+            Ok(crate::udp_errors::Report::Unreachable(to)) => {
+                engine.handle_input(now, Input::Unreachable { to });
+            }
+            Ok(crate::udp_errors::Report::Other) => {}
+            Err(_) => break,
+        }
+    }
 }
 
 /// Sends everything the engine has queued and hands its events on; returns

@@ -27,6 +27,7 @@ mod registrar;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod replay;
 mod signin_log;
+mod unreachable;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -188,6 +189,11 @@ pub enum Input {
     ///
     /// [`Transport::TcpConnect`]: sip::transaction::Transport::TcpConnect
     ConnectFailed { to: SocketAddr },
+    /// ICMP said nothing takes UDP datagrams at `to` (port or host
+    /// unreachable): what waits for an answer from there fails now, not at
+    /// its timeout (RFC 3261 §17.1.4). A budget bounds how often a report
+    /// can make the engine look.
+    Unreachable { to: SocketAddr },
     /// What the media runtime reports for a session.
     Media(media::MediaEvent),
     /// Every registration change up to [`Output::Persist`]'s `through` is on
@@ -292,6 +298,7 @@ pub struct Engine<B: Backend = Arc<Presence>> {
     multi_challenged: auth::MultiChallenged,
     /// REGISTER answers waiting for their binding to be durable.
     awaiting_disk: registrar::AwaitingDisk,
+    unreachable: unreachable::UnreachableBudget,
 }
 
 impl<B: Backend> Engine<B> {
@@ -325,6 +332,7 @@ impl<B: Backend> Engine<B> {
             limit_hits: limits::LimitHits::default(),
             multi_challenged: auth::MultiChallenged::default(),
             awaiting_disk: registrar::AwaitingDisk::default(),
+            unreachable: unreachable::UnreachableBudget::default(),
         }
     }
 
@@ -366,6 +374,16 @@ impl<B: Backend> Engine<B> {
                     addr: to,
                 });
                 self.drain(now);
+            }
+            Input::Unreachable { to } => {
+                if self.unreachable.take(now) {
+                    tracing::debug!(%to, "ICMP: unreachable, its transactions fail");
+                    self.tl.transport_error(Peer {
+                        transport: sip::transaction::Transport::Udp,
+                        addr: to,
+                    });
+                    self.drain(now);
+                }
             }
         }
     }

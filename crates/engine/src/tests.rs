@@ -2353,3 +2353,4 @@ mod outbound;
 mod overload;
 mod redirect;
 mod simulation;
+mod unreachable;
