@@ -885,7 +885,11 @@ pub(crate) const ALLOW: &str =
     "INVITE, ACK, CANCEL, BYE, OPTIONS, PRACK, INFO, UPDATE, NOTIFY, MESSAGE";
 
 /// Extensions we support, in leg INVITEs and OPTIONS answers.
-pub(crate) const SUPPORTED: &str = "100rel";
+pub(crate) const SUPPORTED: &str = "100rel, timer";
+
+/// Extensions offered in a leg INVITE without SDP (no `100rel`: a reliable
+/// 18x would carry an offer our PRACK cannot answer, RFC 3262 §5).
+pub(crate) const SUPPORTED_LATE_OFFER: &str = "timer";
 
 /// One line per ban, in a fixed shape for people and fail2ban-like tools.
 fn log_ban(ban: &guard::NewBan) {

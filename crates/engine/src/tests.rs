@@ -2352,5 +2352,6 @@ mod lost;
 mod outbound;
 mod overload;
 mod redirect;
+mod session_timer;
 mod simulation;
 mod unreachable;

@@ -19,6 +19,7 @@ pub mod header;
 pub mod ids;
 pub mod message;
 pub mod reliable;
+pub mod session_timer;
 pub mod transaction;
 pub mod validate;
 

@@ -163,6 +163,8 @@ header_names! {
     Diversion => "Diversion";
     RSeq => "RSeq";
     RAck => "RAck";
+    SessionExpires => "Session-Expires", "x";
+    MinSe => "Min-SE";
 }
 
 /// Why a message was refused. `Display` gives the phrase used in a `400`.

@@ -193,6 +193,10 @@ impl<B: Backend> Engine<B> {
                 &contact_value(self.local_addr(transport), transport),
             );
             reply.push(HeaderName::Allow, ALLOW);
+            let caller_timer = self.calls.get(key).and_then(|c| c.session_timers.caller);
+            if let (false, Some(timer)) = (early, caller_timer) {
+                super::session_timer::push(timer, Side::Caller, &mut reply);
+            }
             reply.push(HeaderName::ContentType, "application/sdp");
             reply.set_body(body.into());
             if early {
@@ -203,6 +207,7 @@ impl<B: Backend> Engine<B> {
                 self.calls.disarm(key, CallTimer::StillRinging);
                 self.calls.arm(key, max_deadline, CallTimer::MaxDuration);
                 self.arm_liveness(now, key);
+                self.arm_session_timers(now, key);
                 self.announce_answered(key);
             }
         }

@@ -51,6 +51,8 @@ impl<B: Backend> Engine<B> {
             }
             (CallTimer::ReliableProvisional, _) => self.on_reliable_timer(now, key),
             (CallTimer::Liveness, _) => self.on_liveness_timer(now, key),
+            (CallTimer::SessionCaller, _) => self.on_session_timer(now, key, true),
+            (CallTimer::SessionCallee, _) => self.on_session_timer(now, key, false),
             (CallTimer::Media, _) => self.on_media_timer(now, key),
             (CallTimer::MaxDuration, CallState::Media) => {
                 self.send_bye(now, key, Side::Caller);

@@ -37,6 +37,14 @@ impl<B: Backend> Engine<B> {
             self.reply_new(now, from, request, 482, None);
             return;
         }
+        if let super::session_timer::CallerAsks::TooSmall(min) =
+            super::session_timer::caller_asks(&self.cfg, &request)
+        {
+            // RFC 4028 §9: the caller may ask again with a longer interval.
+            let min = min.to_string();
+            self.reply_new(now, from, request, 422, Some((HeaderName::MinSe, &min)));
+            return;
+        }
         if let Some(retry_after) = self.draining {
             // Stopping: the caller tries again later (or another node).
             let value = retry_after.to_string();
@@ -142,6 +150,10 @@ impl<B: Backend> Engine<B> {
                 super::reliable::ReliableProvisionals::new(required, self.ids.u64() as u32)
             }),
         };
+        let caller_timer = match super::session_timer::caller_asks(&self.cfg, req) {
+            super::session_timer::CallerAsks::Timer(timer) => Some(timer),
+            _ => None,
+        };
         let key = self.calls.next_key();
         let skipped = start.plan.skipped.clone();
         let call = Call {
@@ -173,6 +185,10 @@ impl<B: Backend> Engine<B> {
             answered: None,
             voicemail: false,
             probes: Default::default(),
+            session_timers: super::session_timer::SessionTimers {
+                caller: caller_timer,
+                callee: None,
+            },
         };
         self.tl.set_context(tx, TxCtx::Inbound(key));
         self.calls.insert(key, call);
@@ -408,11 +424,14 @@ impl<B: Backend> Engine<B> {
                 let dialog = Dialog::uac(peer, call_id, local, remote, binding.contact);
                 let mut invite = dialog.invite(&mut self.ids, local_addr, max_forwards);
                 invite.push(HeaderName::Allow, ALLOW);
-                if !body.is_empty() {
+                if body.is_empty() {
                     // Late offer: a reliable 18x would carry an offer our
                     // PRACK cannot answer (RFC 3262 §5), so none is invited.
+                    invite.push(HeaderName::Supported, crate::SUPPORTED_LATE_OFFER);
+                } else {
                     invite.push(HeaderName::Supported, SUPPORTED);
                 }
+                super::session_timer::offer(&self.cfg, &mut invite);
                 if let Some(ct) = &content_type {
                     invite.push(HeaderName::ContentType, ct);
                 }
@@ -647,6 +666,8 @@ impl<B: Backend> Engine<B> {
         };
         call.state = CallState::Answered(leg_id);
         call.answered = Some(at);
+        call.session_timers.callee = super::session_timer::leg_answers(response);
+        let caller_timer = call.session_timers.caller;
         let late_offer = call.caller.late_offer;
         let bridged = call.caller.answered_by_us;
         let workspace = Arc::clone(&call.workspace);
@@ -715,6 +736,9 @@ impl<B: Backend> Engine<B> {
                 &contact_value(self.local_addr(transport), transport),
             );
             ok.push(HeaderName::Allow, ALLOW);
+            if let Some(timer) = caller_timer {
+                super::session_timer::push(timer, Side::Caller, &mut ok);
+            }
             if let Some(ct) = response.header(HeaderName::ContentType) {
                 ok.push(HeaderName::ContentType, ct);
             }
@@ -723,6 +747,7 @@ impl<B: Backend> Engine<B> {
         }
         self.calls.arm(key, max_deadline, CallTimer::MaxDuration);
         self.arm_liveness(now, key);
+        self.arm_session_timers(now, key);
         self.calls.disarm(key, CallTimer::StillRinging);
         // Every other device of this call stops ringing, told that the call
         // was taken (so phones do not log a missed call)...

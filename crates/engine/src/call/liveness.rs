@@ -3,8 +3,9 @@
 //! a dialog; any answer but 481 or 408 says the peer holds the dialog), so
 //! a phone that vanished without a BYE (Wi-Fi gone, crashed, unplugged) is
 //! noticed within `liveness_timeout`: its call ends with a BYE to the other
-//! side and its user is free again. It must not touch media: calls routed
-//! straight to phones carry no RTP through the daemon.
+//! side and its user is free again. A side that negotiated a session timer
+//! (RFC 4028, [`super::session_timer`]) is not probed. It must not touch
+//! media: calls routed straight to phones carry no RTP through the daemon.
 
 use std::time::Instant;
 
@@ -39,7 +40,7 @@ impl<B: Backend> Engine<B> {
         let Some(call) = self.calls.get(key) else {
             return;
         };
-        let sides: Vec<Side> = match call.state {
+        let mut sides: Vec<Side> = match call.state {
             CallState::Answered(winner) if !call.callee_hung_up => {
                 vec![Side::Caller, Side::Leg(winner)]
             }
@@ -47,6 +48,11 @@ impl<B: Backend> Engine<B> {
             CallState::Ringing if call.caller.answered_by_us => vec![Side::Caller],
             CallState::Ringing => return,
         };
+        // A side with a session timer is watched by it instead.
+        sides.retain(|&side| call.session_timers.of(side).is_none());
+        if sides.is_empty() {
+            return;
+        }
         let probes = call.probes;
         for &side in &sides {
             let pending = match side {

@@ -16,6 +16,8 @@
 //!   voicemail, IVR), through the media runtime;
 //! - [`liveness`]: in-dialog OPTIONS to both sides of an answered call,
 //!   so a side that vanished without a BYE ends the call;
+//! - [`session_timer`]: session timers (RFC 4028) instead of the probes on
+//!   a side that supports them;
 //! - [`end`]: the single exit of a call, which releases busy state and
 //!   emits the call record.
 //!
@@ -31,6 +33,7 @@ mod redirect;
 mod relay;
 mod reliable;
 mod sdp;
+mod session_timer;
 mod table;
 
 use std::sync::Arc;
@@ -72,6 +75,10 @@ pub(crate) enum CallTimer {
     ReliableProvisional,
     /// Time to check both sides are still there (in-dialog OPTIONS).
     Liveness,
+    /// The caller's session timer: refresh it, or it expired.
+    SessionCaller,
+    /// The answering leg's session timer.
+    SessionCallee,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -296,6 +303,8 @@ pub(crate) struct Call<V> {
     pub(crate) voicemail: bool,
     /// Liveness probes sent and not answered yet.
     pub(crate) probes: liveness::Probes,
+    /// Each side's session timer (RFC 4028), where one was negotiated.
+    pub(crate) session_timers: session_timer::SessionTimers,
 }
 
 /// What the admin API shows of a call in progress.

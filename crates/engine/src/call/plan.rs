@@ -325,10 +325,13 @@ impl<B: Backend> Engine<B> {
             );
         }
         invite.push(HeaderName::Allow, ALLOW);
-        if !body.is_empty() {
+        if body.is_empty() {
             // Late offer: no reliable 18x, whose offer a PRACK must answer.
+            invite.push(HeaderName::Supported, crate::SUPPORTED_LATE_OFFER);
+        } else {
             invite.push(HeaderName::Supported, crate::SUPPORTED);
         }
+        super::session_timer::offer(&self.cfg, &mut invite);
         if let Some(ct) = &content_type {
             invite.push(HeaderName::ContentType, ct);
         }

@@ -134,6 +134,10 @@ impl<B: Backend> Engine<B> {
             // §12.2.2: a request older than the last one in the dialog.
             return self.respond_with_reason(now, server_tx, 500, "CSeq Out Of Order");
         }
+        if matches!(method, Method::Invite | Method::Update) {
+            // RFC 4028 §10: a re-INVITE or UPDATE from a side is its refresh.
+            self.session_refreshed(now, key, side);
+        }
         let Some(call) = self.calls.get(key) else {
             return;
         };
@@ -263,6 +267,11 @@ impl<B: Backend> Engine<B> {
         let cseq = dialog.local_cseq;
         let to = dialog.next_hop();
         copy_end_to_end(&original, &mut relayed);
+        // Session timers are hop by hop: the target side gets its own.
+        let target_timer = call.session_timers.of(target_side);
+        if let (Some(timer), Method::Invite | Method::Update) = (target_timer, &method) {
+            super::session_timer::push(timer, target_side, &mut relayed);
+        }
         relayed.set_body(original.body().clone());
         let client_tx = self
             .tl
@@ -309,7 +318,18 @@ impl<B: Backend> Engine<B> {
                     .tl
                     .request(server_tx)
                     .is_some_and(|r| !r.body().is_empty());
-                self.respond_plain(now, server_tx, if offer { 488 } else { 200 });
+                if offer {
+                    return self.respond_plain(now, server_tx, 488);
+                }
+                let tag = self.ids.tag();
+                let timer = self.calls.get(key).and_then(|c| c.session_timers.caller);
+                if let Some(req) = self.tl.request(server_tx) {
+                    let mut ok = response_to(req, 200, "OK", Some(&tag), false);
+                    if let Some(timer) = timer {
+                        super::session_timer::push(timer, Side::Caller, &mut ok);
+                    }
+                    self.tl.respond(now, server_tx, &ok);
+                }
             }
             Method::Options => self.respond_plain(now, server_tx, 200),
             _ => self.respond_plain(now, server_tx, 501),
@@ -348,12 +368,25 @@ impl<B: Backend> Engine<B> {
         let Some(original) = self.tl.request(server_tx) else {
             return;
         };
+        // The side that sent the request, and its session timer.
+        let origin_timer = self.calls.get(key).and_then(|call| {
+            let origin = if original.call_id() == Some(call.caller.dialog.call_id.as_str()) {
+                Side::Caller
+            } else {
+                call.other_side(Side::Caller)
+            };
+            Some((origin, call.session_timers.of(origin)?))
+        });
         let reply = match &response {
             Some(resp) => {
                 let status = resp.status().unwrap_or(500);
                 let mut reply =
                     response_to(original, status, resp.reason().unwrap_or(""), None, false);
                 copy_end_to_end(resp, &mut reply);
+                let refresh = matches!(original.method(), Some(Method::Invite | Method::Update));
+                if let (true, 200..=299, Some((origin, timer))) = (refresh, status, origin_timer) {
+                    super::session_timer::push(timer, origin, &mut reply);
+                }
                 if original.method() == Some(&Method::Invite) && (200..300).contains(&status) {
                     let transport = self
                         .tl

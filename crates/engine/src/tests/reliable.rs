@@ -51,7 +51,7 @@ fn a_carrier_requiring_100rel_gets_reliable_provisionals_retransmitted_until_pra
         "no 420: 100rel is supported"
     );
     let ib = invites_to(&mut sim, BOB_1).pop().unwrap();
-    assert_eq!(ib.header(HeaderName::Supported), Some("100rel"));
+    assert_eq!(ib.header(HeaderName::Supported), Some("100rel, timer"));
     assert!(ib.header(HeaderName::Allow).unwrap().contains("PRACK"));
 
     sim.deliver(BOB_1, &reply(&ib, 180, "b"));
@@ -171,7 +171,11 @@ fn legs_of_a_late_offer_call_do_not_offer_100rel() {
     sim.sign_in("bob", BOB_1);
     sim.deliver(TRUNK, &trunk_invite_without_sdp("rel9"));
     let ib = invites_to(&mut sim, BOB_1).pop().unwrap();
-    assert_eq!(ib.header(HeaderName::Supported), None);
+    assert_eq!(
+        ib.header(HeaderName::Supported),
+        Some("timer"),
+        "session timers, not 100rel"
+    );
 }
 
 #[test]
@@ -278,7 +282,7 @@ fn options_lists_100rel_as_supported() {
     sim.deliver(TRUNK, &Message::parse(raw.as_bytes()).unwrap());
     let ok = sim.take(TRUNK).pop().unwrap();
     assert_eq!(ok.status(), Some(200));
-    assert_eq!(ok.header(HeaderName::Supported), Some("100rel"));
+    assert_eq!(ok.header(HeaderName::Supported), Some("100rel, timer"));
 }
 
 #[test]
