@@ -221,8 +221,23 @@ async fn a_missing_prompt_is_refused_at_load_with_its_path_and_key() {
     assert!(Daemon::start(config).await.is_err());
 }
 
-#[tokio::test]
-async fn a_menu_key_rings_a_user_and_the_relay_bridges_them_pcmu_to_pcma() {
+/// A call to a menu whose "1" rings alice, bridged by the relay once she
+/// answers with PCMA; `server_extra` goes in `[server]`.
+struct Bridged {
+    daemon: Daemon,
+    _dir: tempfile::TempDir,
+    phone: Ua,
+    trunk: Ua,
+    caller_rtp: Rtp,
+    invite: Message,
+    ok: Message,
+    /// Where the daemon sends the caller's RTP from.
+    from: SocketAddr,
+    relay_port: u16,
+    phone_rtp: UdpSocket,
+}
+
+async fn bridged(server_extra: &str) -> Bridged {
     let dir = tempfile::tempdir().unwrap();
     let menu = short_prompt(dir.path(), "menu.wav");
     let extra = media_number(
@@ -232,9 +247,15 @@ async fn a_menu_key_rings_a_user_and_the_relay_bridges_them_pcmu_to_pcma() {
              [numbers.ivr.options]\n\"1\" = {{ action = \"ring\", users = [\"alice\"] }}\n"
         ),
     );
-    let daemon = Daemon::start(test_config(dir.path(), &extra))
-        .await
-        .unwrap();
+    let text = switchboard_tests::test_config_text(dir.path(), &extra).replacen(
+        "sip_udp = \"127.0.0.1:0\"",
+        &format!("sip_udp = \"127.0.0.1:0\"\n{server_extra}"),
+        1,
+    );
+    let config =
+        switchboard::settings::Config::parse(&text, std::path::Path::new("t.toml"), dir.path())
+            .unwrap();
+    let daemon = Daemon::start(config).await.unwrap();
     let server = daemon.udp_addr.unwrap();
     let mut phone = Ua::bind("127.0.0.1", server).await;
     assert_eq!(
@@ -245,7 +266,7 @@ async fn a_menu_key_rings_a_user_and_the_relay_bridges_them_pcmu_to_pcma() {
         Some(200)
     );
     let mut trunk = Ua::bind("127.0.0.1", server).await;
-    let mut caller_rtp = Rtp::bind().await;
+    let caller_rtp = Rtp::bind().await;
     let (invite, ok) = call(&mut trunk, &caller_rtp).await;
     let from = caller_rtp.until_prompts_done().await;
     // "1" by SIP INFO this time.
@@ -276,6 +297,34 @@ async fn a_menu_key_rings_a_user_and_the_relay_bridges_them_pcmu_to_pcma() {
         phone.expect_request(Method::Ack).await.method(),
         Some(&Method::Ack)
     );
+    Bridged {
+        daemon,
+        _dir: dir,
+        phone,
+        trunk,
+        caller_rtp,
+        invite,
+        ok,
+        from,
+        relay_port,
+        phone_rtp,
+    }
+}
+
+#[tokio::test]
+async fn a_menu_key_rings_a_user_and_the_relay_bridges_them_pcmu_to_pcma() {
+    let Bridged {
+        daemon,
+        _dir,
+        mut phone,
+        mut trunk,
+        mut caller_rtp,
+        invite,
+        ok,
+        from,
+        relay_port,
+        phone_rtp,
+    } = bridged("").await;
 
     // The caller's PCMU reaches alice as PCMA from the relay's port...
     caller_rtp.send_tone(from, 500.0, 200).await;
@@ -469,4 +518,51 @@ async fn a_wrong_key_replays_the_menu_then_no_key_leads_to_the_fallback() {
     daemon.stop().await;
     // The fallback was a message, not voicemail: no mailbox was touched.
     assert!(!dir.path().join("voicemail").exists());
+}
+
+#[tokio::test]
+async fn a_bridged_phone_that_stops_sending_rtp_is_hung_up_after_the_liveness_timeout() {
+    let Bridged {
+        daemon,
+        _dir,
+        mut phone,
+        mut trunk,
+        mut caller_rtp,
+        from,
+        ..
+    } = bridged("liveness_timeout = 10").await;
+    #[allow(clippy::disallowed_methods)]
+    let bridged_at = std::time::Instant::now();
+    // The caller keeps talking and both answer their probes; alice's phone
+    // sends no RTP at all (its media died, its signalling did not).
+    let ended = tokio::time::timeout(Duration::from_secs(16), async {
+        let mut byes = 0;
+        let mut talk = tokio::time::interval(Duration::from_millis(500));
+        while byes < 2 {
+            tokio::select! {
+                _ = talk.tick() => caller_rtp.send_tone(from, 500.0, 40).await,
+                Some(m) = phone.recv_within(Duration::from_secs(16)) => {
+                    if matches!(m.method(), Some(Method::Options | Method::Bye)) {
+                        phone.respond(&m, 200, None, None).await;
+                        byes += usize::from(m.method() == Some(&Method::Bye));
+                    }
+                }
+                Some(m) = trunk.recv_within(Duration::from_secs(16)) => {
+                    if matches!(m.method(), Some(Method::Options | Method::Bye)) {
+                        trunk.respond(&m, 200, None, None).await;
+                        byes += usize::from(m.method() == Some(&Method::Bye));
+                    }
+                }
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "a BYE to both sides");
+    let after = bridged_at.elapsed();
+    assert!(
+        after >= Duration::from_secs(9),
+        "not before the timeout: {after:?}"
+    );
+    assert_eq!(daemon.presence.user("alice").active_calls(), 0);
+    daemon.stop().await;
 }

@@ -273,6 +273,7 @@ impl Daemon {
             data_dir: server.data_dir.clone(),
             bind_ip,
             shutdown: shutdown.clone(),
+            rtp_timeout: server.liveness_timeout,
         })
         .context("starting the media thread")?;
         tasks.push(tokio::spawn(metrics_upkeep(

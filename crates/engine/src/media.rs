@@ -149,6 +149,12 @@ pub enum MediaEvent {
         /// Tenths of a second kept.
         tenths: u32,
     },
+    /// No RTP came for the session's inactivity timeout from the caller
+    /// (`leg` false) or from the leg it is bridged to: that side is gone.
+    Inactive {
+        session: MediaId,
+        leg: bool,
+    },
 }
 
 impl MediaEvent {
@@ -159,7 +165,8 @@ impl MediaEvent {
             | MediaEvent::Digit { session, .. }
             | MediaEvent::PromptsDone { session, .. }
             | MediaEvent::Silence { session }
-            | MediaEvent::Recorded { session, .. } => *session,
+            | MediaEvent::Recorded { session, .. }
+            | MediaEvent::Inactive { session, .. } => *session,
         }
     }
 }

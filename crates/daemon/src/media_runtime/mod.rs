@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use engine::media::{MediaCommand, MediaEvent, MediaId};
 use media::session::{Session, SessionConfig, SessionEvent};
@@ -34,6 +34,8 @@ pub(crate) struct MediaCtx {
     /// The address RTP sockets bind (the SIP listener's).
     pub(crate) bind_ip: IpAddr,
     pub(crate) shutdown: CancellationToken,
+    /// A side that sends no RTP for this long is gone (`liveness_timeout`).
+    pub(crate) rtp_timeout: Duration,
 }
 
 /// The sessions in progress, by id.
@@ -145,6 +147,39 @@ fn session_of(command: &MediaCommand) -> MediaId {
 /// Packets of 20 ms.
 const PACKET: Duration = Duration::from_millis(20);
 
+/// How often a session looks whether its sides still send RTP.
+const INACTIVITY_CHECK: Duration = Duration::from_secs(1);
+
+/// When one side of a session last sent RTP, and whether its silence was
+/// reported (once: the engine ends the call on it). Time is passed in.
+#[derive(Clone, Copy, Debug)]
+struct Heard {
+    last: Instant,
+    reported: bool,
+}
+
+impl Heard {
+    fn new(now: Instant) -> Heard {
+        Heard {
+            last: now,
+            reported: false,
+        }
+    }
+
+    fn packet(&mut self, now: Instant) {
+        self.last = now;
+    }
+
+    /// Whether the side has just been silent for `timeout` (true once).
+    fn silent(&mut self, now: Instant, timeout: Duration) -> bool {
+        if self.reported || now.saturating_duration_since(self.last) < timeout {
+            return false;
+        }
+        self.reported = true;
+        true
+    }
+}
+
 async fn run_session(
     id: MediaId,
     addr: SocketAddr,
@@ -186,6 +221,10 @@ async fn run_session(
     let mut relay: Option<media::relay::Relay> = None;
     let mut leg_latched = false;
     let mut current_play = 0u32;
+    // Media inactivity (the caller's, and the bridged leg's once bridged).
+    let mut caller_heard = Heard::new(crate::clock::now());
+    let mut leg_heard: Option<Heard> = None;
+    let mut inactivity = tokio::time::interval(INACTIVITY_CHECK);
     loop {
         let leg_recv = async {
             match &leg {
@@ -195,6 +234,16 @@ async fn run_session(
         };
         tokio::select! {
             _ = ctx.shutdown.cancelled() => break,
+            _ = inactivity.tick() => {
+                let now = crate::clock::now();
+                let timeout = ctx.rtp_timeout;
+                if caller_heard.silent(now, timeout) {
+                    report(MediaEvent::Inactive { session: id, leg: false }).await;
+                }
+                if leg_heard.as_mut().is_some_and(|h| h.silent(now, timeout)) {
+                    report(MediaEvent::Inactive { session: id, leg: true }).await;
+                }
+            }
             _ = ticker.tick(), if relay.is_none() => {
                 let (to, packet) = session.tick();
                 if remote_known {
@@ -203,6 +252,9 @@ async fn run_session(
             }
             received = socket.recv_from(&mut buf) => {
                 if let Ok((n, from)) = received {
+                    if from == session.remote() || !remote_known {
+                        caller_heard.packet(crate::clock::now());
+                    }
                     match (&mut relay, &leg) {
                         (Some(r), Some((leg_socket, Some(to)))) => {
                             // Only from the caller's latched address.
@@ -233,6 +285,9 @@ async fn run_session(
                     };
                     if !accepted {
                         continue;
+                    }
+                    if let Some(heard) = leg_heard.as_mut() {
+                        heard.packet(crate::clock::now());
                     }
                     if let Some(r) = relay.as_mut() {
                         if let Some(out) = r.forward(media::relay::Direction::BToA, &leg_buf[..n]) {
@@ -296,6 +351,7 @@ async fn run_session(
                     }
                     MediaCommand::Bridge { remote, law, telephone_event, .. } => {
                         session.stop_playing();
+                        leg_heard = Some(Heard::new(crate::clock::now()));
                         if let Some((_, to)) = leg.as_mut() {
                             *to = remote.or(*to);
                         }
@@ -374,5 +430,25 @@ async fn finish(
             tracing::warn!(error = %e, "finishing a voicemail failed");
             dropped
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_side_is_silent_once_after_the_timeout_since_its_last_packet() {
+        let start = crate::clock::now();
+        let timeout = Duration::from_secs(10);
+        let mut heard = Heard::new(start);
+        assert!(!heard.silent(start + Duration::from_secs(9), timeout));
+        heard.packet(start + Duration::from_secs(9));
+        assert!(!heard.silent(start + Duration::from_secs(18), timeout));
+        assert!(heard.silent(start + Duration::from_secs(19), timeout));
+        assert!(
+            !heard.silent(start + Duration::from_secs(30), timeout),
+            "reported once"
+        );
     }
 }

@@ -450,6 +450,17 @@ impl<B: Backend> Engine<B> {
             }
         }
         match (step, event) {
+            (_, MediaEvent::Inactive { leg, .. }) => {
+                let Some(call) = self.calls.get(key) else {
+                    return;
+                };
+                let side = match (call.state, leg) {
+                    (CallState::Answered(winner), true) => Side::Leg(winner),
+                    (_, false) if call.caller.answered_by_us => Side::Caller,
+                    _ => return,
+                };
+                self.drop_side(now, key, side, "no RTP for liveness_timeout");
+            }
             (_, MediaEvent::Failed { reason, .. }) => {
                 tracing::warn!(%reason, "media session failed");
                 let answered = self

@@ -106,6 +106,18 @@ impl<B: Backend> Engine<B> {
         }
     }
 
+    /// `side` of an answered call stopped doing its part (refreshing its
+    /// session, sending RTP) but may still be there: it gets a BYE too, and
+    /// the other side is hung up.
+    pub(crate) fn drop_side(&mut self, now: Instant, key: CallKey, side: Side, why: &'static str) {
+        let Some(call) = self.calls.get(key) else {
+            return;
+        };
+        tracing::info!(call_id = %call.caller.dialog.call_id, ?side, why, "hanging up a silent side");
+        self.send_bye(now, key, side);
+        self.hang_up(now, key, side);
+    }
+
     /// `side` of an answered call is gone: the other side is hung up.
     fn side_lost(&mut self, now: Instant, key: CallKey, side: Side, why: &'static str) {
         let Some(call) = self.calls.get(key) else {

@@ -194,11 +194,8 @@ impl<B: Backend> Engine<B> {
             return;
         };
         if !timer.we_refresh {
-            // The side may still be there, only not refreshing: it is told
-            // too (RFC 4028 §10), and the other side is hung up.
-            tracing::info!(call_id = %call.caller.dialog.call_id, ?side, "session expired: no refresh came");
-            self.send_bye(now, key, side);
-            return self.hang_up(now, key, side);
+            // RFC 4028 §10: the side is told too.
+            return self.drop_side(now, key, side, "session expired: no refresh came");
         }
         let Some(dialog) = self.calls.get_mut(key).and_then(|c| c.dialog_mut(side)) else {
             return;

@@ -623,3 +623,30 @@ fn a_key_to_another_number_follows_that_numbers_hours() {
     sim.done(session);
     assert_eq!(sim.take_requests(TRUNK, Method::Bye).len(), 1);
 }
+
+#[test]
+fn a_caller_silent_for_the_liveness_timeout_is_hung_up() {
+    let mut sim = sim_with(DestinationSpec::Voicemail);
+    let invite = invite_with_offer("v-quiet");
+    sim.deliver(TRUNK, &invite);
+    let (ok, session) = answered(&mut sim, 200);
+    sim.deliver(
+        TRUNK,
+        &Side::caller(&invite, &ok).request_at(Method::Ack, 1, ""),
+    );
+    sim.media.clear();
+    // The media runtime saw no RTP from the caller for liveness_timeout.
+    sim.feed(MediaEvent::Inactive {
+        session,
+        leg: false,
+    });
+    assert_eq!(sim.take_requests(TRUNK, Method::Bye).len(), 1, "told");
+    assert!(sim.media_taken().contains(&MediaCommand::Close { session }));
+    assert_eq!(sim.calls_left(), CallCounts::default());
+    // A report for a session already gone changes nothing.
+    sim.feed(MediaEvent::Inactive {
+        session,
+        leg: false,
+    });
+    assert!(sim.take(TRUNK).is_empty());
+}
