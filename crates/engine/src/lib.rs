@@ -355,6 +355,11 @@ impl<B: Backend> Engine<B> {
         }
     }
 
+    /// The live transactions, one line each (for tests and debugging).
+    pub fn describe_transactions(&self) -> Vec<String> {
+        self.tl.describe()
+    }
+
     pub fn handle_input(&mut self, now: Instant, input: Input) {
         match input {
             Input::Receive { from, bytes } => self.on_datagram(now, from, bytes),
@@ -528,7 +533,7 @@ impl<B: Backend> Engine<B> {
                 if message.is_request() {
                     self.on_request(now, from, message);
                 } else {
-                    self.on_response(now, message);
+                    self.on_response(now, from, message);
                 }
             }
             Err(sip::ParseError::Empty) => {}
@@ -686,9 +691,14 @@ impl<B: Backend> Engine<B> {
         false
     }
 
-    fn on_response(&mut self, now: Instant, response: Message) {
+    fn on_response(&mut self, now: Instant, from: Peer, response: Message) {
         if let Some(stray) = self.tl.on_response(now, response) {
             tracing::trace!(status = stray.status(), "response matches no transaction");
+            let invite_2xx = stray.status().is_some_and(|s| (200..300).contains(&s))
+                && stray.cseq().is_some_and(|c| c.method == "INVITE");
+            if invite_2xx {
+                self.on_stray_2xx(from, &stray);
+            }
         }
     }
 

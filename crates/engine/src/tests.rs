@@ -787,6 +787,36 @@ fn a_stray_2xx_after_the_call_ended_is_acked_and_hung_up() {
     assert_eq!(sim.busy("bob"), 0);
 }
 
+/// Found by the simulation (seed 0x5eed0019): a phone that answers after
+/// its INVITE transaction gave up (Timer B, 32 s without a response) got
+/// no ACK, kept the call up on its own, and refreshed it for ever.
+#[test]
+fn a_2xx_after_the_invite_gave_up_is_acked_and_ended_where_it_came_from() {
+    let mut sim = Sim::new(|_| {});
+    sim.sign_in("bob", BOB_1);
+    sim.deliver(TRUNK, &trunk_invite("late-2xx"));
+    let invite = sim.take_requests(BOB_1, Method::Invite).pop().unwrap();
+    // Nothing from the phone: the ring timeout cancels it at 30 s, and its
+    // transaction is gone 32 s later (§9.1).
+    sim.advance_to(100.0);
+    let _ = sim.take(BOB_1);
+    let mut ok = reply(&invite, 200, "late");
+    // Its Contact names another address: the answer goes to the sender.
+    ok.set(HeaderName::Contact, "<sip:bob@127.0.0.1:9999>");
+    sim.deliver(BOB_1, &ok);
+    let sent = sim.take(BOB_1);
+    let methods: Vec<_> = sent.iter().filter_map(|m| m.method().cloned()).collect();
+    assert_eq!(methods, vec![Method::Ack, Method::Bye], "{sent:?}");
+    assert_eq!(sent[1].cseq().unwrap().seq, invite.cseq().unwrap().seq + 1);
+    assert_eq!(sent[1].to_tag(), Some("late"));
+    assert!(sim.take("127.0.0.1:9999").is_empty());
+    // A copy of the 2xx gets them again; nothing is kept.
+    sim.deliver(BOB_1, &ok);
+    let again = sim.take(BOB_1);
+    assert_eq!(again.len(), 2, "{again:?}");
+    assert_eq!(sim.engine.stats(sim.now).transactions, 0);
+}
+
 #[test]
 fn a_bye_crossing_a_re_invite_ends_the_call_and_leaves_nothing_behind() {
     let mut sim = Sim::new(|_| {});

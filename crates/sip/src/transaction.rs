@@ -264,6 +264,23 @@ impl<C: Clone> Transactions<C> {
         self.txs.len()
     }
 
+    /// One line per live transaction (kind, state, key, peer, deadlines,
+    /// context): for tests and debugging, a walk over the whole table.
+    pub fn describe(&self) -> Vec<String>
+    where
+        C: std::fmt::Debug,
+    {
+        self.txs
+            .iter()
+            .map(|(id, tx)| {
+                format!(
+                    "{id:?} {:?} {:?} {} {:?} deadlines {:?} {:?}",
+                    tx.kind, tx.state, tx.key, tx.peer, tx.deadlines, tx.ctx
+                )
+            })
+            .collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.txs.is_empty()
     }

@@ -908,6 +908,53 @@ impl<B: Backend> Engine<B> {
         }
     }
 
+    /// A 2xx to an INVITE whose transaction is gone: a device that
+    /// answered after our INVITE gave up (Timer B), or a late copy. Its
+    /// dialog is not ours (unless it is a live call's answered leg, which
+    /// gets its ACK again): ACKed and ended with a BYE (§13.2.2.4), both
+    /// sent once to where the 2xx came from (never to its Contact, so a
+    /// forged 2xx cannot aim them elsewhere); a copy of the 2xx gets them
+    /// again.
+    pub(crate) fn on_stray_2xx(&mut self, from: Peer, response: &Message) {
+        let call_id = response.call_id().unwrap_or("");
+        let tag = tag_of(response.header(HeaderName::To).unwrap_or(""));
+        if let Some((key, Side::Leg(leg))) = self.calls.find(call_id) {
+            let live = self
+                .calls
+                .get(key)
+                .and_then(|c| c.leg(leg))
+                .filter(|l| l.state == LegState::Answered && l.dialog.remote_tag() == tag);
+            if let Some(leg) = live {
+                if let Some(ack) = leg.ack.clone() {
+                    let to = leg.dialog.next_hop();
+                    self.transmit(to, ack);
+                }
+                return;
+            }
+        }
+        let Some(cseq) = response.cseq().map(|c| c.seq) else {
+            return;
+        };
+        let mut request = Message::request(Method::Invite, &format!("sip:{}", from.addr));
+        request.push(
+            HeaderName::From,
+            response.header(HeaderName::From).unwrap_or(""),
+        );
+        request.push(HeaderName::CallId, call_id);
+        request.push(HeaderName::CSeq, &format!("{cseq} INVITE"));
+        let mut dialog = Dialog::from_response(&request, from, response);
+        // Where it came from, not where its Contact points.
+        dialog.remote_target = format!("sip:{}", from.addr);
+        dialog.route_set.clear();
+        let local = self.local_addr(from.transport);
+        let ack = dialog.ack(&mut self.ids, local, cseq, None);
+        self.transmit(from, Bytes::from(ack.encode()));
+        dialog.local_cseq = cseq;
+        let bye = dialog.request(&mut self.ids, local, Method::Bye);
+        self.transmit(from, Bytes::from(bye.encode()));
+        tracing::debug!(call_id, "a late 2xx: ACKed and ended");
+    }
+
     /// ACKs a 2xx on the dialog it creates, which we do not keep.
     fn ack_stray(&mut self, tx: TxId, response: &Message) {
         if let (Some(request), Some(peer)) = (self.tl.request(tx), self.tl.peer(tx)) {
