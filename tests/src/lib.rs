@@ -713,6 +713,30 @@ pub async fn tls_connect(
     connector.connect(name, tcp).await
 }
 
+/// [`test_config_text`] with `server` (lines of `[server]` keys) added to
+/// its `[server]` table.
+pub fn config_text_with_server(data_dir: &Path, server: &str, extra: &str) -> String {
+    test_config_text(data_dir, extra).replacen(
+        "sip_udp = \"127.0.0.1:0\"",
+        &format!("sip_udp = \"127.0.0.1:0\"\n{server}"),
+        1,
+    )
+}
+
+/// A daemon on [`config_text_with_server`] in a fresh data directory
+/// (kept as long as the returned directory lives).
+pub async fn start_daemon(
+    server: &str,
+    extra: &str,
+) -> (switchboard::server::Daemon, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let text = config_text_with_server(dir.path(), server, extra);
+    let config = switchboard::settings::Config::parse(&text, Path::new("t.toml"), dir.path())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let daemon = switchboard::server::Daemon::start(config).await.unwrap();
+    (daemon, dir)
+}
+
 /// The token the admin tests configure.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use engine::{Command, CommandReply};
 use switchboard::server::Daemon;
 use switchboard_tests::sip::{HeaderName, Method};
-use switchboard_tests::{answered_call, test_config_text, Ua};
+use switchboard_tests::{answered_call, Ua};
 
 /// INVITEs the flood sends, at most, and for how long.
 const FLOOD_INVITES: u32 = 20_000;
@@ -21,11 +21,8 @@ const FLOOD_FOR: Duration = Duration::from_secs(3);
 #[tokio::test]
 async fn an_invite_flood_is_shed_the_call_up_completes_and_the_daemon_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    let text = test_config_text(dir.path(), "").replacen(
-        "sip_udp = \"127.0.0.1:0\"",
-        "sip_udp = \"127.0.0.1:0\"\noverload_transactions = 300",
-        1,
-    );
+    let text =
+        switchboard_tests::config_text_with_server(dir.path(), "overload_transactions = 300", "");
     let config =
         switchboard::settings::Config::parse(&text, std::path::Path::new("t.toml"), dir.path())
             .unwrap();

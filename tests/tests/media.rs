@@ -247,11 +247,7 @@ async fn bridged(server_extra: &str) -> Bridged {
              [numbers.ivr.options]\n\"1\" = {{ action = \"ring\", users = [\"alice\"] }}\n"
         ),
     );
-    let text = switchboard_tests::test_config_text(dir.path(), &extra).replacen(
-        "sip_udp = \"127.0.0.1:0\"",
-        &format!("sip_udp = \"127.0.0.1:0\"\n{server_extra}"),
-        1,
-    );
+    let text = switchboard_tests::config_text_with_server(dir.path(), server_extra, &extra);
     let config =
         switchboard::settings::Config::parse(&text, std::path::Path::new("t.toml"), dir.path())
             .unwrap();

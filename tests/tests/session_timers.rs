@@ -7,22 +7,9 @@
 
 use std::time::Duration;
 
-use switchboard::server::Daemon;
-use switchboard::settings::Config;
 use switchboard_tests::sip::session_timer::{session_expires, Refresher, SessionExpires};
 use switchboard_tests::sip::{HeaderName, Message, Method};
-use switchboard_tests::{sdp_answer, test_config_text, Ua};
-
-async fn start(extra_server: &str) -> (Daemon, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let text = test_config_text(dir.path(), "").replacen(
-        "sip_udp = \"127.0.0.1:0\"",
-        &format!("sip_udp = \"127.0.0.1:0\"\n{extra_server}"),
-        1,
-    );
-    let config = Config::parse(&text, std::path::Path::new("t.toml"), dir.path()).unwrap();
-    (Daemon::start(config).await.unwrap(), dir)
-}
+use switchboard_tests::{sdp_answer, start_daemon, Ua};
 
 /// The trunk's INVITE to bob's number, asking for session timers.
 fn timer_invite(trunk: &mut Ua, session_expires: &str) -> Message {
@@ -34,7 +21,7 @@ fn timer_invite(trunk: &mut Ua, session_expires: &str) -> Message {
 
 #[tokio::test]
 async fn a_caller_gets_the_daemons_interval_and_refreshes_and_the_phone_is_offered_one() {
-    let (daemon, _dir) = start("").await;
+    let (daemon, _dir) = start_daemon("", "").await;
     let server = daemon.udp_addr.unwrap();
     let mut bob = Ua::bind("127.0.0.1", server).await;
     assert_eq!(
@@ -95,7 +82,7 @@ async fn a_caller_gets_the_daemons_interval_and_refreshes_and_the_phone_is_offer
 
 #[tokio::test]
 async fn an_interval_below_90_s_is_refused_with_422_and_min_se() {
-    let (daemon, _dir) = start("").await;
+    let (daemon, _dir) = start_daemon("", "").await;
     let server = daemon.udp_addr.unwrap();
     let mut trunk = Ua::bind("127.0.0.1", server).await;
     let invite = timer_invite(&mut trunk, "30");
@@ -110,7 +97,7 @@ async fn an_interval_below_90_s_is_refused_with_422_and_min_se() {
 #[tokio::test]
 async fn a_caller_that_stops_refreshing_is_hung_up_at_the_expiry_and_bob_is_free() {
     // 90 s: the smallest interval; the caller must refresh within 60 s.
-    let (daemon, _dir) = start("liveness_timeout = 90").await;
+    let (daemon, _dir) = start_daemon("liveness_timeout = 90", "").await;
     let server = daemon.udp_addr.unwrap();
     let mut bob = Ua::bind("127.0.0.1", server).await;
     assert_eq!(

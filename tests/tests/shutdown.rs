@@ -8,19 +8,11 @@
 use std::time::Duration;
 
 use switchboard::server::{stop_gracefully, Daemon};
-use switchboard::settings::Config;
 use switchboard_tests::sip::{HeaderName, Method};
-use switchboard_tests::{answered_call, sdp_answer, test_config_text, TcpUa, Ua};
+use switchboard_tests::{answered_call, sdp_answer, TcpUa, Ua};
 
 async fn start(extra_server: &str) -> (Daemon, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let text = test_config_text(dir.path(), "").replacen(
-        "sip_udp = \"127.0.0.1:0\"",
-        &format!("sip_udp = \"127.0.0.1:0\"\nsip_tcp = \"127.0.0.1:0\"\n{extra_server}"),
-        1,
-    );
-    let config = Config::parse(&text, std::path::Path::new("t.toml"), dir.path()).unwrap();
-    (Daemon::start(config).await.unwrap(), dir)
+    switchboard_tests::start_daemon(&format!("sip_tcp = \"127.0.0.1:0\"\n{extra_server}"), "").await
 }
 
 /// bob signed in over UDP and on an answered call from the trunk.
