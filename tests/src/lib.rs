@@ -62,6 +62,11 @@ impl Ua {
         }
     }
 
+    /// The UA's socket, for a peer that reads and answers on its own.
+    pub fn into_socket(self) -> UdpSocket {
+        self.socket
+    }
+
     pub fn unique(&mut self, prefix: &str) -> String {
         self.counter += 1;
         format!("{prefix}{}-{}", self.addr.port(), self.counter)

@@ -107,8 +107,9 @@ pub struct EngineConfig {
     pub tcp_addr: Option<SocketAddr>,
     /// The TLS listener's advertised address, when there is one.
     pub tls_addr: Option<SocketAddr>,
-    /// Live transactions past which new INVITEs get 503 (and, past a
-    /// quarter more, new REGISTERs): overload is shed, and the calls up keep
+    /// Live transactions past which new INVITEs get 503: first those of
+    /// the sources filling the table, past a quarter more every one, past
+    /// half more new REGISTERs too. Overload is shed, and the calls up keep
     /// their in-dialog requests and responses.
     pub overload_transactions: usize,
     /// A side of an answered call that vanished without a BYE is noticed
@@ -299,6 +300,7 @@ pub struct Engine<B: Backend = Arc<Presence>> {
     /// REGISTER answers waiting for their binding to be durable.
     awaiting_disk: registrar::AwaitingDisk,
     unreachable: unreachable::UnreachableBudget,
+    heavy_sources: limits::HeavySources,
 }
 
 impl<B: Backend> Engine<B> {
@@ -333,6 +335,7 @@ impl<B: Backend> Engine<B> {
             multi_challenged: auth::MultiChallenged::default(),
             awaiting_disk: registrar::AwaitingDisk::default(),
             unreachable: unreachable::UnreachableBudget::default(),
+            heavy_sources: limits::HeavySources::default(),
         }
     }
 
@@ -604,7 +607,7 @@ impl<B: Backend> Engine<B> {
             // plain UDP or TCP it is refused, never served insecurely.
             return self.reply_new(now, from, request, 416, None);
         }
-        if !in_dialog && self.overloaded(now, &method) {
+        if !in_dialog && self.overloaded(now, from, &method) {
             // Shed statelessly (no transaction: that is what is short).
             let tag = self.ids.tag();
             let mut reply = response_to(&request, 503, "Service Unavailable", Some(&tag), false);
@@ -664,17 +667,25 @@ impl<B: Backend> Engine<B> {
         self.tl.respond(now, tx, &ok);
     }
 
-    /// Whether a new request of `method` is shed: INVITEs once the live
-    /// transactions reach `overload_transactions`, REGISTERs a quarter
-    /// later (signing in again matters more than a new call), the rest
-    /// never (CANCEL, ACK and OPTIONS cost little and end things); new
-    /// INVITEs also once `max_calls` calls are up. Logged once a minute.
-    fn overloaded(&mut self, now: Instant, method: &Method) -> bool {
+    /// Whether a new request of `method` from `from` is shed. INVITEs:
+    /// once the live transactions reach `overload_transactions`, those of
+    /// the sources filling the table (a quarter of it or more each, see
+    /// [`limits::HeavySources`]); a quarter later, every one. REGISTERs
+    /// half later (signing in again matters more than a new call); the
+    /// rest never (CANCEL, ACK and OPTIONS cost little and end things).
+    /// New INVITEs also once `max_calls` calls are up. Logged once a
+    /// minute.
+    fn overloaded(&mut self, now: Instant, from: Peer, method: &Method) -> bool {
         let limit = self.cfg.overload_transactions;
         let live = self.tl.len();
         let shed = match method {
-            Method::Invite => live >= limit,
-            Method::Register => live >= limit.saturating_add(limit / 4),
+            Method::Invite if live >= limit.saturating_add(limit / 4) => true,
+            Method::Invite if live >= limit => {
+                let tl = &self.tl;
+                self.heavy_sources
+                    .is_heavy(now, from.addr.ip(), || tl.server_sources_sample())
+            }
+            Method::Register => live >= limit.saturating_add(limit / 2),
             _ => false,
         };
         if shed {

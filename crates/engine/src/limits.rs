@@ -87,3 +87,47 @@ impl LimitHits {
         self.logged[limit as usize]
     }
 }
+
+/// How often, while overloaded, who fills the transaction table is looked
+/// at again.
+/// (A flood admitted for that long adds that much of itself.)
+const HEAVY_EVERY: Duration = Duration::from_millis(100);
+
+/// The sources that fill the transaction table while it is past the
+/// overload threshold: each holding a quarter or more of a sample of its
+/// server transactions. Their new INVITEs are shed first, so that a flood
+/// from one carrier or attacker does not shut everyone else out; past a
+/// second threshold every new INVITE is shed.
+#[derive(Debug, Default)]
+pub(crate) struct HeavySources {
+    looked: Option<Instant>,
+    heavy: Vec<std::net::IpAddr>,
+}
+
+impl HeavySources {
+    /// Whether `ip` is one of them; `sample` (live server transactions by
+    /// source, and their total) is taken at most every 100 ms.
+    pub(crate) fn is_heavy(
+        &mut self,
+        now: Instant,
+        ip: std::net::IpAddr,
+        sample: impl FnOnce() -> (std::collections::HashMap<std::net::IpAddr, u32>, u32),
+    ) -> bool {
+        let stale = self
+            .looked
+            .is_none_or(|at| now.saturating_duration_since(at) >= HEAVY_EVERY);
+        if stale {
+            let (by_source, total) = sample();
+            self.heavy = by_source
+                .into_iter()
+                .filter(|&(_, n)| n.saturating_mul(4) >= total)
+                .map(|(ip, _)| ip)
+                .collect();
+            self.looked = Some(now);
+            if !self.heavy.is_empty() {
+                tracing::debug!(heavy = ?self.heavy, total, "sources filling the transaction table");
+            }
+        }
+        self.heavy.contains(&ip)
+    }
+}

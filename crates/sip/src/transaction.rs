@@ -264,6 +264,23 @@ impl<C: Clone> Transactions<C> {
         self.txs.len()
     }
 
+    /// Live server transactions by the IP they came from, in a sample of
+    /// a sixteenth of the table (all of it below 4,096), and the sample's
+    /// size: who fills the table, for overload control.
+    pub fn server_sources_sample(&self) -> (std::collections::HashMap<std::net::IpAddr, u32>, u32) {
+        let mut by_source = std::collections::HashMap::new();
+        let mut total = 0;
+        // A small table is walked whole (a sixteenth would be too few).
+        let every = if self.txs.len() < 4096 { 1 } else { 16 };
+        for (_, tx) in self.txs.sample(every) {
+            if matches!(tx.kind, Kind::ServerInvite | Kind::ServerNonInvite) {
+                *by_source.entry(tx.peer.addr.ip()).or_insert(0) += 1;
+                total += 1;
+            }
+        }
+        (by_source, total)
+    }
+
     /// One line per live transaction (kind, state, key, peer, deadlines,
     /// context): for tests and debugging, a walk over the whole table.
     pub fn describe(&self) -> Vec<String>

@@ -1,6 +1,6 @@
 //! Overload, in simulated time: past `overload_transactions` live
 //! transactions new INVITEs get 503 with Retry-After (statelessly), new
-//! REGISTERs a quarter later, while the calls up keep their BYEs; below
+//! REGISTERs half later, while the calls up keep their BYEs; below
 //! the threshold again, calls are taken.
 
 use super::*;
@@ -103,4 +103,69 @@ fn every_limit_hit_counts_and_each_limit_is_logged_apart_once_a_minute() {
     assert_eq!(counts.get(Limit::Calls), 3);
     assert_eq!(counts.get(Limit::LegsPerCall), 1);
     assert_eq!(counts.get(Limit::Transactions), 0);
+}
+
+/// bob on +15550100, and a carrier whose sources are all of 127/8 (two
+/// of its addresses: a flood from one, calls from the other).
+fn two_carrier_addresses() -> Directory {
+    let spec = WorkspaceSpec {
+        domain: "sim.test".into(),
+        seats: 5,
+        trunks: vec![TrunkSpec {
+            name: "carrier".into(),
+            sources: vec!["127.0.0.0/8".into()],
+            ..TrunkSpec::default()
+        }],
+        users: vec![UserSpec {
+            id: "bob".into(),
+            name: "bob".into(),
+            password: "pw".into(),
+            ..UserSpec::default()
+        }],
+        numbers: vec![NumberSpec {
+            number: "+15550100".into(),
+            name: "Sales".into(),
+            timezone: "UTC".into(),
+            members: vec!["bob".into()],
+            ring: vec!["bob".into()],
+            ..NumberSpec::default()
+        }],
+        ..Default::default()
+    };
+    Directory::from_workspace(spec, Path::new("sim")).unwrap()
+}
+
+#[test]
+fn past_the_threshold_the_source_filling_the_table_is_shed_first() {
+    const FLOOD: &str = "127.0.0.9:5070";
+    let mut sim = Sim::with_directory(two_carrier_addresses(), |cfg| {
+        cfg.overload_transactions = 80;
+    });
+    sim.sign_in("bob", BOB_1);
+    // The flood fills the table past 80 (a server and a leg transaction
+    // per call), then is refused.
+    let mut shed = 0;
+    for i in 0..60 {
+        sim.deliver(FLOOD, &trunk_invite(&format!("flood-{i}")));
+        shed += statuses(&sim.take(FLOOD))
+            .iter()
+            .filter(|&&s| s == 503)
+            .count();
+    }
+    let live = sim.engine.stats(sim.now).transactions;
+    assert!((80..90).contains(&live), "{live}");
+    assert_eq!(shed, 60 - 40, "the flood is shed past the threshold");
+    // Another address of the carrier still gets its calls through...
+    for i in 0..4 {
+        sim.deliver(TRUNK, &trunk_invite(&format!("legit-{i}")));
+        assert!(!statuses(&sim.take(TRUNK)).contains(&503), "call {i}");
+    }
+    // ...until the table is a quarter past the threshold: then everyone
+    // waits.
+    for i in 4..14 {
+        sim.deliver(TRUNK, &trunk_invite(&format!("legit-{i}")));
+    }
+    assert!(sim.engine.stats(sim.now).transactions >= 100);
+    sim.deliver(TRUNK, &trunk_invite("legit-late"));
+    assert_eq!(statuses(&sim.take(TRUNK)).last(), Some(&503));
 }

@@ -110,6 +110,16 @@ impl<K: Hash + Eq + ShardKey, V> ShardedMap<K, V> {
         removed
     }
 
+    /// The entries of one shard in `every` (an unbiased sample: keys
+    /// spread evenly over the shards), for estimates that cannot afford a
+    /// walk over the whole table.
+    pub(crate) fn sample(&self, every: usize) -> impl Iterator<Item = (&K, &V)> {
+        self.shards
+            .iter()
+            .step_by(every.max(1))
+            .flat_map(|s| s.iter())
+    }
+
     /// Every entry, shard by shard (for rare walks over the whole table).
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
         self.shards.iter().flat_map(|s| s.iter())
