@@ -1,6 +1,6 @@
 //! The UDP socket's error queue (Linux `IP_RECVERR`): which destinations
-//! answered a datagram with ICMP "port unreachable" (or host, network
-//! unreachable), so that the engine fails what waits on them at once
+//! answered a request with ICMP "port unreachable", so that the engine
+//! fails what waits on them at once
 //! instead of at its timeout. Without `IP_RECVERR` an unconnected socket
 //! hears nothing of ICMP. It reads the queue only; what a report means is
 //! the engine's (`Input::Unreachable`).
@@ -40,7 +40,8 @@ pub enum Report {
 /// Reads one entry of `socket`'s error queue; `WouldBlock` once it is
 /// empty.
 pub fn read_one(socket: &impl AsRawFd) -> io::Result<Report> {
-    // The original datagram's start comes back too; nothing of it is needed.
+    // The refused datagram's start comes back too: a refused response (a
+    // 503 to a flood from a closed port) concerns no transaction of ours.
     let mut payload = [0u8; 64];
     let mut iov = [io::IoSliceMut::new(&mut payload)];
     let mut control = nix::cmsg_space!(libc::sock_extended_err, libc::sockaddr_in6);
@@ -55,16 +56,22 @@ pub fn read_one(socket: &impl AsRawFd) -> io::Result<Report> {
     let Some(to) = message.address.and_then(socket_addr) else {
         return Ok(Report::Other);
     };
+    let refused_response = message
+        .iovs()
+        .next()
+        .is_some_and(|data| data.starts_with(b"SIP/2.0 "));
+    if refused_response {
+        return Ok(Report::Other);
+    }
     for cmsg in message.cmsgs().map_err(io::Error::from)? {
         let (err, icmp) = match cmsg {
             ControlMessageOwned::Ipv4RecvErr(err, _) => (err, libc::SO_EE_ORIGIN_ICMP),
             ControlMessageOwned::Ipv6RecvErr(err, _) => (err, libc::SO_EE_ORIGIN_ICMP6),
             _ => continue,
         };
-        let refused = matches!(
-            err.ee_errno as i32,
-            libc::ECONNREFUSED | libc::EHOSTUNREACH | libc::ENETUNREACH
-        );
+        // Only port unreachable is final: host and network unreachable
+        // come and go (a phone roaming between access points).
+        let refused = err.ee_errno as i32 == libc::ECONNREFUSED;
         if err.ee_origin == icmp && refused {
             return Ok(Report::Unreachable(to));
         }
@@ -117,6 +124,12 @@ mod tests {
                 io::ErrorKind::WouldBlock,
                 "{local}: read once"
             );
+            // A refused response concerns no transaction: not reported.
+            socket
+                .send_to(b"SIP/2.0 503 Service Unavailable", to)
+                .unwrap();
+            let _ = socket.recv_from(&mut buf);
+            assert_eq!(read_one(&socket).unwrap(), Report::Other, "{local}");
         }
     }
 }

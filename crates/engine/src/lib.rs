@@ -113,7 +113,9 @@ pub struct EngineConfig {
     /// their in-dialog requests and responses.
     pub overload_transactions: usize,
     /// A side of an answered call that vanished without a BYE is noticed
-    /// within this (in-dialog OPTIONS every half of it).
+    /// within this: by its session timer (this interval, at least 90 s)
+    /// where it supports one, else by in-dialog OPTIONS every half of it;
+    /// on anchored media, also by no RTP for this long.
     pub liveness_timeout: Duration,
     pub min_expires: u32,
     pub max_expires: u32,

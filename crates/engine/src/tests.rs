@@ -814,6 +814,14 @@ fn a_2xx_after_the_invite_gave_up_is_acked_and_ended_where_it_came_from() {
     sim.deliver(BOB_1, &ok);
     let again = sim.take(BOB_1);
     assert_eq!(again.len(), 2, "{again:?}");
+    // A 2xx whose top Via is not ours answers nobody here: dropped.
+    let mut forged = ok.clone();
+    forged.set(
+        HeaderName::Via,
+        "SIP/2.0/UDP 127.0.0.1:7777;branch=z9hG4bKforged",
+    );
+    sim.deliver(BOB_1, &forged);
+    assert!(sim.take(BOB_1).is_empty());
     assert_eq!(sim.engine.stats(sim.now).transactions, 0);
 }
 

@@ -24,8 +24,11 @@ use crate::header::{self, NameAddr, Uri, UriError, Via};
 use crate::message::{HeaderName, Message, ParseError};
 
 /// Option tags this element supports in `Require` (RFC 3261 §8.2.2.3):
-/// reliable provisionals (RFC 3262).
-pub const SUPPORTED_OPTION_TAGS: &[&str] = &[crate::reliable::OPTION_TAG];
+/// reliable provisionals (RFC 3262) and session timers (RFC 4028).
+pub const SUPPORTED_OPTION_TAGS: &[&str] = &[
+    crate::reliable::OPTION_TAG,
+    crate::session_timer::OPTION_TAG,
+];
 
 /// Why a request is refused, and how to answer it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -193,9 +193,18 @@ impl<B: Backend> Engine<B> {
                 &contact_value(self.local_addr(transport), transport),
             );
             reply.push(HeaderName::Allow, ALLOW);
-            let caller_timer = self.calls.get(key).and_then(|c| c.session_timers.caller);
-            if let (false, Some(timer)) = (early, caller_timer) {
-                super::session_timer::push(timer, Side::Caller, &mut reply);
+            let caller_timer = self
+                .calls
+                .get(key)
+                .and_then(|c| c.session_timers.caller)
+                .and_then(|t| super::session_timer::for_media_call(t, Some(req)));
+            if !early {
+                if let Some(call) = self.calls.get_mut(key) {
+                    call.session_timers.caller = caller_timer;
+                }
+                if let Some(timer) = caller_timer {
+                    super::session_timer::push(timer, &mut reply);
+                }
             }
             reply.push(HeaderName::ContentType, "application/sdp");
             reply.set_body(body.into());

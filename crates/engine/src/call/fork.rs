@@ -666,7 +666,7 @@ impl<B: Backend> Engine<B> {
         };
         call.state = CallState::Answered(leg_id);
         call.answered = Some(at);
-        call.session_timers.callee = super::session_timer::leg_answers(response);
+        call.session_timers.callee = super::session_timer::leg_answers(&self.cfg, response);
         let caller_timer = call.session_timers.caller;
         let late_offer = call.caller.late_offer;
         let bridged = call.caller.answered_by_us;
@@ -737,7 +737,7 @@ impl<B: Backend> Engine<B> {
             );
             ok.push(HeaderName::Allow, ALLOW);
             if let Some(timer) = caller_timer {
-                super::session_timer::push(timer, Side::Caller, &mut ok);
+                super::session_timer::push(timer, &mut ok);
             }
             if let Some(ct) = response.header(HeaderName::ContentType) {
                 ok.push(HeaderName::ContentType, ct);
@@ -909,32 +909,51 @@ impl<B: Backend> Engine<B> {
     }
 
     /// A 2xx to an INVITE whose transaction is gone: a device that
-    /// answered after our INVITE gave up (Timer B), or a late copy. Its
-    /// dialog is not ours (unless it is a live call's answered leg, which
-    /// gets its ACK again): ACKed and ended with a BYE (§13.2.2.4), both
-    /// sent once to where the 2xx came from (never to its Contact, so a
-    /// forged 2xx cannot aim them elsewhere); a copy of the 2xx gets them
-    /// again.
+    /// answered after our INVITE gave up (Timer B), or a late copy. A 2xx
+    /// whose top Via is not ours is no answer to us (§18.1.2): dropped.
+    /// One in a live call's dialogs is never hung up: the answered leg's
+    /// INVITE 2xx gets its ACK again, the rest is dropped. A leg that did
+    /// not win, or a call that is gone: ACKed and
+    /// ended with a BYE (§13.2.2.4), both sent once to where the 2xx came
+    /// from (never to its Contact, so a forged 2xx cannot aim them
+    /// elsewhere); a copy of the 2xx gets them again.
     pub(crate) fn on_stray_2xx(&mut self, from: Peer, response: &Message) {
+        let ours = self.local_addr(from.transport);
+        let via_is_ours = response.top_via().is_some_and(|via| {
+            via.port == Some(ours.port())
+                && via.host.trim_matches(['[', ']']) == ours.ip().to_string()
+        });
+        if !via_is_ours {
+            return;
+        }
         let call_id = response.call_id().unwrap_or("");
         let tag = tag_of(response.header(HeaderName::To).unwrap_or(""));
-        if let Some((key, Side::Leg(leg))) = self.calls.find(call_id) {
-            let live = self
-                .calls
-                .get(key)
-                .and_then(|c| c.leg(leg))
-                .filter(|l| l.state == LegState::Answered && l.dialog.remote_tag() == tag);
-            if let Some(leg) = live {
-                if let Some(ack) = leg.ack.clone() {
-                    let to = leg.dialog.next_hop();
-                    self.transmit(to, ack);
-                }
-                return;
-            }
-        }
         let Some(cseq) = response.cseq().map(|c| c.seq) else {
             return;
         };
+        match self.calls.find(call_id) {
+            // Our relayed re-INVITE's 2xx, late: the caller's dialog lives.
+            Some((_, Side::Caller)) => return,
+            Some((key, Side::Leg(leg))) => {
+                let answered = self
+                    .calls
+                    .get(key)
+                    .and_then(|c| c.leg(leg))
+                    .filter(|l| l.state == LegState::Answered && l.dialog.remote_tag() == tag);
+                if let Some(leg) = answered {
+                    // The call's own dialog: its INVITE's 2xx gets the
+                    // ACK again, a re-INVITE's is left alone.
+                    if let (true, Some(ack)) = (leg.invite_cseq == cseq, leg.ack.clone()) {
+                        let to = leg.dialog.next_hop();
+                        self.transmit(to, ack);
+                    }
+                    return;
+                }
+                // A leg that did not win (it timed out, was cancelled):
+                // its dialog is not kept, and ends below.
+            }
+            None => {}
+        }
         let mut request = Message::request(Method::Invite, &format!("sip:{}", from.addr));
         request.push(
             HeaderName::From,

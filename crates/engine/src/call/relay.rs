@@ -134,10 +134,6 @@ impl<B: Backend> Engine<B> {
             // §12.2.2: a request older than the last one in the dialog.
             return self.respond_with_reason(now, server_tx, 500, "CSeq Out Of Order");
         }
-        if matches!(method, Method::Invite | Method::Update) {
-            // RFC 4028 §10: a re-INVITE or UPDATE from a side is its refresh.
-            self.session_refreshed(now, key, side);
-        }
         let Some(call) = self.calls.get(key) else {
             return;
         };
@@ -268,9 +264,10 @@ impl<B: Backend> Engine<B> {
         let to = dialog.next_hop();
         copy_end_to_end(&original, &mut relayed);
         // Session timers are hop by hop: the target side gets its own.
+        super::session_timer::strip_option_tag(&mut relayed);
         let target_timer = call.session_timers.of(target_side);
         if let (Some(timer), Method::Invite | Method::Update) = (target_timer, &method) {
-            super::session_timer::push(timer, target_side, &mut relayed);
+            super::session_timer::push(timer, &mut relayed);
         }
         relayed.set_body(original.body().clone());
         let client_tx = self
@@ -326,10 +323,12 @@ impl<B: Backend> Engine<B> {
                 if let Some(req) = self.tl.request(server_tx) {
                     let mut ok = response_to(req, 200, "OK", Some(&tag), false);
                     if let Some(timer) = timer {
-                        super::session_timer::push(timer, Side::Caller, &mut ok);
+                        super::session_timer::push(timer, &mut ok);
                     }
                     self.tl.respond(now, server_tx, &ok);
                 }
+                // RFC 4028 §10: an UPDATE answered 2xx is a refresh.
+                self.session_refreshed(now, key, Side::Caller);
             }
             Method::Options => self.respond_plain(now, server_tx, 200),
             _ => self.respond_plain(now, server_tx, 501),
@@ -377,15 +376,18 @@ impl<B: Backend> Engine<B> {
             };
             Some((origin, call.session_timers.of(origin)?))
         });
+        let mut refreshed = None;
         let reply = match &response {
             Some(resp) => {
                 let status = resp.status().unwrap_or(500);
                 let mut reply =
                     response_to(original, status, resp.reason().unwrap_or(""), None, false);
                 copy_end_to_end(resp, &mut reply);
+                super::session_timer::strip_option_tag(&mut reply);
                 let refresh = matches!(original.method(), Some(Method::Invite | Method::Update));
                 if let (true, 200..=299, Some((origin, timer))) = (refresh, status, origin_timer) {
-                    super::session_timer::push(timer, origin, &mut reply);
+                    super::session_timer::push(timer, &mut reply);
+                    refreshed = Some(origin);
                 }
                 if original.method() == Some(&Method::Invite) && (200..300).contains(&status) {
                     let transport = self
@@ -405,6 +407,10 @@ impl<B: Backend> Engine<B> {
         };
         let is_2xx = reply.status().is_some_and(|s| (200..300).contains(&s));
         self.tl.respond(now, server_tx, &reply);
+        if let Some(origin) = refreshed {
+            // RFC 4028 §10: a refresh answered 2xx.
+            self.session_refreshed(now, key, origin);
+        }
         if let Some(call) = self.calls.get_mut(key) {
             let done = call
                 .relayed_invite

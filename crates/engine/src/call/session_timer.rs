@@ -87,13 +87,59 @@ pub(crate) fn caller_asks(cfg: &EngineConfig, invite: &Message) -> CallerAsks {
 }
 
 /// Reads the answering leg's 2xx (RFC 4028 §7.2, the daemon as UAC): no
-/// `Session-Expires`, no timer.
-pub(crate) fn leg_answers(response: &Message) -> Option<SideTimer> {
+/// `Session-Expires`, no timer. When the daemon refreshes, it does so at
+/// its own interval if the leg's is longer (refreshing more often is
+/// allowed), and only if the leg allows `UPDATE`; a leg that refreshes
+/// itself less often than the daemon's bound is probed as well (no timer
+/// here).
+pub(crate) fn leg_answers(cfg: &EngineConfig, response: &Message) -> Option<SideTimer> {
     let se = session_timer::session_expires(response)?;
-    Some(SideTimer {
-        secs: se.secs.max(MIN_SE_FLOOR),
-        // A missing refresher leaves it to the UAC: the daemon.
-        we_refresh: se.refresher != Some(Refresher::Uas),
+    let secs = se.secs.max(MIN_SE_FLOOR);
+    // A missing refresher leaves it to the UAC: the daemon.
+    let we_refresh = se.refresher != Some(Refresher::Uas);
+    match we_refresh {
+        true if allows_update(response) => Some(SideTimer {
+            secs: secs.min(our_interval(cfg)),
+            we_refresh,
+        }),
+        true => None,
+        false => (secs <= our_interval(cfg)).then_some(SideTimer { secs, we_refresh }),
+    }
+}
+
+/// Takes the `timer` tag out of `Require` and `Supported` (copied end to
+/// end from the other side): session timers are negotiated hop by hop,
+/// and [`push`] adds it where this hop has one.
+pub(crate) fn strip_option_tag(message: &mut Message) {
+    for header in [HeaderName::Require, HeaderName::Supported] {
+        let kept: Vec<String> = message
+            .values(header)
+            .map(str::trim)
+            .filter(|tag| !tag.eq_ignore_ascii_case(session_timer::OPTION_TAG))
+            .map(str::to_string)
+            .collect();
+        if message.has_header(header) {
+            message.remove(header);
+            if !kept.is_empty() {
+                message.push(header, &kept.join(", "));
+            }
+        }
+    }
+}
+
+/// The caller's timer on a call the daemon answers itself (voicemail,
+/// menus, the relay): its media session refuses re-INVITEs (488), so a
+/// caller refreshing by re-INVITE would never be refreshed. The daemon
+/// refreshes by UPDATE instead when the caller allows it and did not ask
+/// to refresh itself; otherwise no timer (the caller is probed, and its
+/// RTP watched).
+pub(crate) fn for_media_call(timer: SideTimer, invite: Option<&Message>) -> Option<SideTimer> {
+    let invite = invite?;
+    let asked_uac =
+        session_timer::session_expires(invite).and_then(|se| se.refresher) == Some(Refresher::Uac);
+    (allows_update(invite) && !asked_uac).then_some(SideTimer {
+        we_refresh: true,
+        ..timer
     })
 }
 
@@ -109,13 +155,16 @@ pub(crate) fn offer(cfg: &EngineConfig, invite: &mut Message) {
     invite.push(HeaderName::MinSe, &MIN_SE_FLOOR.to_string());
 }
 
-/// The `Session-Expires` of a message on `side`'s dialog, with the
-/// refresher named from that dialog's roles (the daemon is the UAS toward
-/// the caller, the UAC toward a leg).
-pub(crate) fn push(timer: SideTimer, side: Side, message: &mut Message) {
-    let refresher = match (side, timer.we_refresh) {
-        (Side::Caller, true) | (Side::Leg(_), false) => Refresher::Uas,
-        (Side::Caller, false) | (Side::Leg(_), true) => Refresher::Uac,
+/// The `Session-Expires` of a message the daemon sends on a side with
+/// `timer`. The refresher is named from the roles in this message's own
+/// transaction (RFC 4028 §7.4, §9): `uac` is whoever sends the request,
+/// so a request of ours says `uac` when we refresh, and a response of
+/// ours says `uac` when the peer (who sent the request) does.
+pub(crate) fn push(timer: SideTimer, message: &mut Message) {
+    let refresher = if message.is_request() == timer.we_refresh {
+        Refresher::Uac
+    } else {
+        Refresher::Uas
     };
     let se = SessionExpires {
         secs: timer.secs,
@@ -168,10 +217,16 @@ impl<B: Backend> Engine<B> {
         }
     }
 
-    /// A refresh (re-INVITE or UPDATE) came from `side`: if the peer is
-    /// its refresher, the session lives another interval.
+    /// A refresh (re-INVITE or UPDATE) from `side` of an answered call got
+    /// a 2xx (RFC 4028 §10: only that refreshes): if the peer is its
+    /// refresher, the session lives another interval.
     pub(crate) fn session_refreshed(&mut self, now: Instant, key: CallKey, side: Side) {
-        let Some(timer) = self.calls.get(key).and_then(|c| c.session_timers.of(side)) else {
+        let Some(timer) = self
+            .calls
+            .get(key)
+            .filter(|c| c.answered.is_some())
+            .and_then(|c| c.session_timers.of(side))
+        else {
             return;
         };
         if !timer.we_refresh {
@@ -202,7 +257,7 @@ impl<B: Backend> Engine<B> {
         };
         let local = crate::addressing::local_addr(&self.cfg, dialog.peer.transport);
         let mut update = dialog.request(&mut self.ids, local, Method::Update);
-        push(timer, side, &mut update);
+        push(timer, &mut update);
         let to = dialog.next_hop();
         // Answered like a probe: 481, 408 or nothing means the side is gone.
         self.tl.new_client(now, to, update, TxCtx::Probe(key, side));

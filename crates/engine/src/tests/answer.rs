@@ -650,3 +650,28 @@ fn a_caller_silent_for_the_liveness_timeout_is_hung_up() {
     });
     assert!(sim.take(TRUNK).is_empty());
 }
+
+#[test]
+fn a_caller_of_a_mailbox_with_session_timers_is_refreshed_by_the_daemon_with_update() {
+    // Its session refuses re-INVITEs, so the caller is not left to refresh.
+    let mut sim = sim_with(DestinationSpec::Voicemail);
+    let raw = String::from_utf8(invite_with_offer("v-timer").encode()).unwrap().replacen(
+        "Max-Forwards: 70\r\n",
+        "Max-Forwards: 70\r\nSupported: timer\r\nSession-Expires: 600\r\nAllow: INVITE, ACK, BYE, CANCEL, UPDATE\r\n",
+        1,
+    );
+    let invite = Message::parse(raw.as_bytes()).unwrap();
+    sim.deliver(TRUNK, &invite);
+    let (ok, _session) = answered(&mut sim, 200);
+    assert_eq!(
+        sip::session_timer::session_expires(&ok).and_then(|se| se.refresher),
+        Some(sip::session_timer::Refresher::Uas),
+        "{ok}"
+    );
+    sim.deliver(
+        TRUNK,
+        &Side::caller(&invite, &ok).request_at(Method::Ack, 1, ""),
+    );
+    sim.advance_to(60.1);
+    assert_eq!(sim.take_requests(TRUNK, Method::Update).len(), 1);
+}

@@ -31,8 +31,10 @@ fn answered_with(
     sim.deliver(TRUNK, &invite);
     let ib = invites_to(sim, BOB_1).pop().expect("bob rings");
     let mut ok = reply(&ib, 200, "bob-tag");
-    if let Some((name, value)) = phone_extra.split_once(": ") {
-        ok.push_other(name, value);
+    for line in phone_extra.split("\r\n") {
+        if let Some((name, value)) = line.split_once(": ") {
+            ok.push_other(name, value);
+        }
     }
     sim.deliver(BOB_1, &ok);
     let _ = sim.take(BOB_1);
@@ -165,8 +167,9 @@ fn a_caller_that_asks_the_daemon_to_refresh_gets_updates() {
             session_expires(&updates[0]),
             Some(SessionExpires {
                 secs: 120,
-                refresher: Some(Refresher::Uas)
-            })
+                refresher: Some(Refresher::Uac)
+            }),
+            "we send it and we refresh: uac in this transaction"
         );
         sim.deliver(TRUNK, &response_to(&updates[0], 200, "OK", None, false));
         answer_all(&mut sim, BOB_1, Method::Options, 200);
@@ -212,8 +215,8 @@ fn a_phone_that_refreshes_itself_is_not_probed_and_expires_when_it_stops() {
         .unwrap();
     assert_eq!(
         session_expires(&refreshed).map(|se| se.refresher),
-        Some(Some(Refresher::Uas)),
-        "the phone stays the refresher"
+        Some(Some(Refresher::Uac)),
+        "the phone (who sent the refresh) stays the refresher"
     );
     // Then silence: 88 s after that refresh, the call ends.
     sim.advance_to(120.2);
@@ -227,7 +230,12 @@ fn a_phone_that_refreshes_itself_is_not_probed_and_expires_when_it_stops() {
 #[test]
 fn a_phone_that_leaves_refreshing_to_the_daemon_gets_updates() {
     let mut sim = Sim::new(|_| {});
-    let _ = answered_with(&mut sim, "st7", "", "Session-Expires: 90;refresher=uac");
+    let _ = answered_with(
+        &mut sim,
+        "st7",
+        "",
+        "Session-Expires: 90;refresher=uac\r\nAllow: INVITE, ACK, BYE, CANCEL, UPDATE",
+    );
     sim.advance_to(45.1);
     let updates = sim.take_requests(BOB_1, Method::Update);
     assert_eq!(updates.len(), 1);
@@ -243,4 +251,42 @@ fn a_phone_that_leaves_refreshing_to_the_daemon_gets_updates() {
     sim.advance_to(45.1 + 32.1);
     assert_eq!(sim.take_requests(TRUNK, Method::Bye).len(), 1);
     assert_eq!(sim.busy("bob"), 0);
+}
+
+#[test]
+fn a_phone_that_leaves_refreshing_to_the_daemon_without_update_is_probed() {
+    let mut sim = Sim::new(|_| {});
+    let _ = answered_with(&mut sim, "st8", "", "Session-Expires: 90;refresher=uac");
+    sim.advance_to(60.2);
+    let to_phone = sim.take(BOB_1);
+    let methods: Vec<_> = to_phone
+        .iter()
+        .filter_map(|m| m.method().cloned())
+        .collect();
+    assert_eq!(methods, vec![Method::Options], "probed, not refreshed");
+}
+
+#[test]
+fn require_timer_is_understood_and_not_passed_to_a_side_without_timers() {
+    let mut sim = Sim::new(|_| {});
+    // An INVITE insisting on timers is served (no 420).
+    let (mut caller, _phone, ok) = answered_with(
+        &mut sim,
+        "st9",
+        "Supported: timer\r\nRequire: timer\r\nSession-Expires: 120\r\n",
+        "",
+    );
+    assert_eq!(ok.status(), Some(200));
+    // Its refresh, with Require: timer, reaches the phone (which has no
+    // timer) without it.
+    let mut update = caller.request(Method::Update, "");
+    update.push(HeaderName::Require, "timer");
+    update.push(HeaderName::SessionExpires, "120;refresher=uac");
+    sim.deliver(TRUNK, &update);
+    let relayed = sim
+        .take_requests(BOB_1, Method::Update)
+        .pop()
+        .expect("relayed");
+    assert!(!sip::session_timer::supports_timer(&relayed), "{relayed}");
+    assert_eq!(session_expires(&relayed), None);
 }

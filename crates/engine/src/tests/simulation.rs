@@ -901,7 +901,8 @@ impl Agent {
                 let Some(mut request) = self.in_dialog(d, method, cseq, &branch) else {
                     return;
                 };
-                let refresher = if self.trunk { "uac" } else { "uas" };
+                // The sender of a refresh that refreshes says `uac`.
+                let refresher = "uac";
                 match due {
                     Due::ReInvite => {
                         request.push(HeaderName::ContentType, "application/sdp");
