@@ -825,6 +825,38 @@ fn a_2xx_after_the_invite_gave_up_is_acked_and_ended_where_it_came_from() {
     assert_eq!(sim.engine.stats(sim.now).transactions, 0);
 }
 
+/// Found by the simulation (seed 0x5eed0042): a phone's re-INVITE is
+/// relayed to the carrier, the carrier answers 200, and the phone never
+/// ACKs (it crashed). The call ends, and the carrier's 2xx got no ACK at
+/// all: it kept resending it. It gets the daemon's ACK, then the BYE.
+#[test]
+fn a_relayed_re_invite_its_sender_never_acks_is_acked_on_the_other_side_then_ended() {
+    let mut sim = Sim::new(|_| {});
+    let (_caller, mut phone) = answered_call(&mut sim, "reack");
+    let _ = sim.take(TRUNK);
+    sim.deliver(
+        BOB_1,
+        &phone.request(Method::Invite, "v=0\r\no=b 2 2 IN IP4 127.0.0.1\r\n"),
+    );
+    let relayed = sim
+        .take_requests(TRUNK, Method::Invite)
+        .pop()
+        .expect("relayed");
+    let mut ok = response_to(&relayed, 200, "OK", None, false);
+    ok.push(HeaderName::Contact, &format!("<sip:trunk@{TRUNK}>"));
+    sim.deliver(TRUNK, &ok);
+    // bob gets the 200 and never ACKs it.
+    sim.advance_to(40.0);
+    let to_trunk = sim.take(TRUNK);
+    let seq = relayed.cseq().unwrap().seq;
+    let acked = to_trunk
+        .iter()
+        .any(|m| m.method() == Some(&Method::Ack) && m.cseq().is_some_and(|c| c.seq == seq));
+    assert!(acked, "the carrier's 2xx is ACKed: {to_trunk:?}");
+    assert!(to_trunk.iter().any(|m| m.method() == Some(&Method::Bye)));
+    assert_eq!(sim.busy("bob"), 0);
+}
+
 #[test]
 fn a_bye_crossing_a_re_invite_ends_the_call_and_leaves_nothing_behind() {
     let mut sim = Sim::new(|_| {});

@@ -425,6 +425,23 @@ impl<B: Backend> Engine<B> {
     /// Our 2xx to a relayed re-INVITE was never ACKed by its sender: the
     /// session ends on both sides (§13.3.1.4).
     pub(crate) fn on_reinvite_never_acked(&mut self, now: Instant, key: CallKey) {
+        // The other side's 2xx to the relayed re-INVITE waits for an ACK
+        // that will not come from its sender: it gets ours (§13.2.2.4), so
+        // it stops resending, then the BYE.
+        let relayed = self
+            .calls
+            .get(key)
+            .and_then(|c| Some((c.relayed_invite.as_ref()?, c)))
+            .filter(|(r, _)| r.ack.is_none())
+            .map(|(r, c)| (c.other_side(r.from_side), r.cseq));
+        if let Some((target, cseq)) = relayed {
+            if let Some(dialog) = self.calls.get(key).and_then(|c| c.dialog(target)) {
+                let local = local_addr(&self.cfg, dialog.peer.transport);
+                let ack = dialog.ack(&mut self.ids, local, cseq, None);
+                let to = dialog.next_hop();
+                self.transmit(to, Bytes::from(ack.encode()));
+            }
+        }
         let Some(call) = self.calls.get(key) else {
             return;
         };

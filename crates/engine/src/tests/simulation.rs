@@ -137,8 +137,9 @@ impl Pending {
         }
     }
 
-    /// An INVITE inside a dialog: sent until Timer B (32 s), so that the
-    /// 408 of a side that is gone still reaches its sender.
+    /// An INVITE inside a dialog, or a 2xx to an INVITE: sent for 64*T1
+    /// (Timer B, §13.3.1.4), so that the 408 of a side that is gone still
+    /// reaches its sender, and a 2xx its ACK.
     fn invite(now: Instant, bytes: Bytes) -> Pending {
         Pending {
             left: 11,
@@ -245,8 +246,10 @@ struct Agent {
     reinvites: u32,
     refreshes: u32,
     unanswered: u32,
-    /// Our 2xx that nobody ACKed (the dialog is then ended).
+    /// Our 2xx that nobody ACKed (the dialog is then ended), and the last
+    /// call it happened in.
     unacked: u32,
+    unacked_call: Option<String>,
 }
 
 fn parse(bytes: &[u8]) -> Option<Message> {
@@ -293,6 +296,7 @@ impl Agent {
             refreshes: 0,
             unanswered: 0,
             unacked: 0,
+            unacked_call: None,
         }
     }
 
@@ -573,7 +577,8 @@ impl Agent {
                     let ok = response(&m, 200, &d.tag, addr);
                     let bytes = Bytes::from(ok.encode());
                     net.send(now, addr, ENGINE.parse().unwrap(), bytes.clone());
-                    d.pending.push(Pending::new(now, bytes));
+                    // §13.3.1.4: resent for 64*T1 until its ACK.
+                    d.pending.push(Pending::invite(now, bytes));
                     return;
                 }
                 let status = if known { 200 } else { 481 };
@@ -778,6 +783,7 @@ impl Agent {
                 .any(|p| p.left == 0 && p.next <= now && p.bytes.starts_with(b"SIP/2.0 200"));
             if unacked && !d.ended {
                 self.unacked += 1;
+                self.unacked_call = Some(call_id.clone());
                 d.ended = true;
                 d.due.clear();
             }
@@ -841,7 +847,8 @@ impl Agent {
                     return;
                 };
                 d.answered = true;
-                d.pending.push(Pending::new(now, bytes));
+                // §13.3.1.4: resent for 64*T1 until its ACK.
+                d.pending.push(Pending::invite(now, bytes));
                 if let Some(every) = refresh_every {
                     d.refresh_every = Some(every);
                     d.due.push((now + every, Due::Refresh));
@@ -1192,7 +1199,10 @@ fn run(seed: u64, calls: u32, seconds: u64) -> Result<Summary, String> {
             ));
         }
         if agent.unacked > 0 {
-            return broken(format!("{}: a 2xx was never ACKed", agent.addr));
+            return broken(format!(
+                "{}: a 2xx was never ACKed (in {:?})",
+                agent.addr, agent.unacked_call
+            ));
         }
         summary.reinvites += agent.reinvites;
         summary.refreshes += agent.refreshes;
