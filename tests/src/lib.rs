@@ -815,6 +815,14 @@ pub async fn api(
     .expect("the request task")
 }
 
+/// A phone of `user` signed in (over UDP, for 300 s) to `server`.
+pub async fn signed_in(server: SocketAddr, user: &str, password: &str) -> Ua {
+    let mut phone = Ua::bind("127.0.0.1", server).await;
+    let answer = phone.register(user, password, None, 300).await;
+    assert_eq!(answer.status(), Some(200), "{user} signs in: {answer}");
+    phone
+}
+
 /// The phone answers the INVITE it gets; returns it and its tag.
 pub async fn answer(phone: &mut Ua, media_port: u16) -> (Message, String) {
     let invite = phone.expect_request(Method::Invite).await;

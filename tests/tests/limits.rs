@@ -6,17 +6,13 @@
 use std::time::Duration;
 
 use switchboard_tests::sip::{HeaderName, Method};
-use switchboard_tests::{answered_call, start_daemon, trunk_bye, Ua};
+use switchboard_tests::{answered_call, signed_in, start_daemon, trunk_bye, Ua};
 
 #[tokio::test]
 async fn past_max_calls_a_new_call_gets_503_and_the_call_up_goes_on() {
     let (daemon, _dir) = start_daemon("max_calls = 1", "").await;
     let server = daemon.udp_addr.unwrap();
-    let mut bob = Ua::bind("127.0.0.1", server).await;
-    assert_eq!(
-        bob.register("bob", "bob-pw", None, 300).await.status(),
-        Some(200)
-    );
+    let mut bob = signed_in(server, "bob", "bob-pw").await;
     let mut trunk = Ua::bind("127.0.0.1", server).await;
     let (invite, ok) = answered_call(&mut trunk, &mut bob, "+15550200").await;
 
@@ -58,12 +54,7 @@ async fn a_call_rings_at_most_max_legs_per_call_devices() {
         ("alice", "alice-pw"),
         ("bob", "bob-pw"),
     ] {
-        let mut phone = Ua::bind("127.0.0.1", server).await;
-        assert_eq!(
-            phone.register(user, password, None, 300).await.status(),
-            Some(200)
-        );
-        phones.push(phone);
+        phones.push(signed_in(server, user, password).await);
     }
     let mut trunk = Ua::bind("127.0.0.1", server).await;
     let invite = trunk.invite("+15550100", "+15551234567");

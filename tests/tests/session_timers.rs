@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use switchboard_tests::sip::session_timer::{session_expires, Refresher, SessionExpires};
 use switchboard_tests::sip::{HeaderName, Message, Method};
-use switchboard_tests::{sdp_answer, start_daemon, Ua};
+use switchboard_tests::{sdp_answer, signed_in, start_daemon, Ua};
 
 /// The trunk's INVITE to bob's number, asking for session timers.
 fn timer_invite(trunk: &mut Ua, session_expires: &str) -> Message {
@@ -23,11 +23,7 @@ fn timer_invite(trunk: &mut Ua, session_expires: &str) -> Message {
 async fn a_caller_gets_the_daemons_interval_and_refreshes_and_the_phone_is_offered_one() {
     let (daemon, _dir) = start_daemon("", "").await;
     let server = daemon.udp_addr.unwrap();
-    let mut bob = Ua::bind("127.0.0.1", server).await;
-    assert_eq!(
-        bob.register("bob", "bob-pw", None, 300).await.status(),
-        Some(200)
-    );
+    let mut bob = signed_in(server, "bob", "bob-pw").await;
     let mut trunk = Ua::bind("127.0.0.1", server).await;
     let invite = timer_invite(&mut trunk, "1800");
     trunk.send(&invite).await;
@@ -99,11 +95,7 @@ async fn a_caller_that_stops_refreshing_is_hung_up_at_the_expiry_and_bob_is_free
     // 90 s: the smallest interval; the caller must refresh within 60 s.
     let (daemon, _dir) = start_daemon("liveness_timeout = 90", "").await;
     let server = daemon.udp_addr.unwrap();
-    let mut bob = Ua::bind("127.0.0.1", server).await;
-    assert_eq!(
-        bob.register("bob", "bob-pw", None, 300).await.status(),
-        Some(200)
-    );
+    let mut bob = signed_in(server, "bob", "bob-pw").await;
     let mut trunk = Ua::bind("127.0.0.1", server).await;
     let invite = timer_invite(&mut trunk, "90");
     trunk.send(&invite).await;

@@ -8,11 +8,32 @@
 use std::time::Duration;
 
 use switchboard::server::{stop_gracefully, Daemon};
-use switchboard_tests::sip::{HeaderName, Method};
+use switchboard_tests::sip::{HeaderName, Message, Method};
 use switchboard_tests::{answered_call, sdp_answer, TcpUa, Ua};
 
 async fn start(extra_server: &str) -> (Daemon, tempfile::TempDir) {
     switchboard_tests::start_daemon(&format!("sip_tcp = \"127.0.0.1:0\"\n{extra_server}"), "").await
+}
+
+/// The BYE `ua` gets within `within`, answering the probes (OPTIONS) that
+/// come before it; `None`: none came.
+async fn bye_answering_probes(ua: &mut Ua, within: Duration) -> Option<Message> {
+    tokio::time::timeout(within, async {
+        loop {
+            let m = ua.recv_within(within).await?;
+            match m.method() {
+                Some(Method::Options) => {
+                    let ok = switchboard_tests::sip::build::response_to(&m, 200, "OK", None, false);
+                    ua.send(&ok).await;
+                }
+                Some(Method::Bye) => return Some(m),
+                _ => {}
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 /// bob signed in over UDP and on an answered call from the trunk.
@@ -148,22 +169,9 @@ async fn a_phone_that_vanishes_without_a_bye_is_noticed_within_the_liveness_time
     #[allow(clippy::disallowed_methods)]
     let vanished = std::time::Instant::now();
     // All of it within the liveness timeout (and a second of slack).
-    let bye = tokio::time::timeout(Duration::from_secs(11), async {
-        loop {
-            let m = trunk.recv_within(Duration::from_secs(11)).await?;
-            match m.method() {
-                Some(Method::Options) => {
-                    let ok = switchboard_tests::sip::build::response_to(&m, 200, "OK", None, false);
-                    trunk.send(&ok).await;
-                }
-                Some(Method::Bye) => return Some(m),
-                _ => {}
-            }
-        }
-    })
-    .await
-    .expect("the BYE within the liveness timeout")
-    .expect("the BYE, not silence");
+    let bye = bye_answering_probes(&mut trunk, Duration::from_secs(11))
+        .await
+        .expect("the BYE within the liveness timeout");
     assert_eq!(bye.method(), Some(&Method::Bye));
     assert_eq!(
         daemon.presence.user("bob").active_calls(),
@@ -209,22 +217,9 @@ async fn a_call_whose_phone_quit_ends_at_its_first_probe() {
     // The softphone quits mid-call: its probe, 10 s later, meets a closed
     // port and the call ends then (a silent phone would take 20 s).
     drop(bob);
-    let bye = tokio::time::timeout(Duration::from_secs(15), async {
-        loop {
-            let m = trunk.recv_within(Duration::from_secs(15)).await?;
-            match m.method() {
-                Some(Method::Options) => {
-                    let ok = switchboard_tests::sip::build::response_to(&m, 200, "OK", None, false);
-                    trunk.send(&ok).await;
-                }
-                Some(Method::Bye) => return Some(m),
-                _ => {}
-            }
-        }
-    })
-    .await
-    .expect("the BYE at the first probe")
-    .expect("the BYE, not silence");
+    let bye = bye_answering_probes(&mut trunk, Duration::from_secs(15))
+        .await
+        .expect("the BYE at the first probe");
     assert_eq!(bye.method(), Some(&Method::Bye));
     assert_eq!(daemon.presence.user("bob").active_calls(), 0);
     daemon.stop().await;

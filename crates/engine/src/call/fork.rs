@@ -37,14 +37,16 @@ impl<B: Backend> Engine<B> {
             self.reply_new(now, from, request, 482, None);
             return;
         }
-        if let super::session_timer::CallerAsks::TooSmall(min) =
-            super::session_timer::caller_asks(&self.cfg, &request)
-        {
-            // RFC 4028 §9: the caller may ask again with a longer interval.
-            let min = min.to_string();
-            self.reply_new(now, from, request, 422, Some((HeaderName::MinSe, &min)));
-            return;
-        }
+        let caller_timer = match super::session_timer::caller_asks(&self.cfg, &request) {
+            super::session_timer::CallerAsks::TooSmall(min) => {
+                // RFC 4028 §9: the caller may ask again with a longer interval.
+                let min = min.to_string();
+                self.reply_new(now, from, request, 422, Some((HeaderName::MinSe, &min)));
+                return;
+            }
+            super::session_timer::CallerAsks::Timer(timer) => Some(timer),
+            super::session_timer::CallerAsks::Nothing => None,
+        };
         if let Some(retry_after) = self.draining {
             // Stopping: the caller tries again later (or another node).
             let value = retry_after.to_string();
@@ -149,10 +151,6 @@ impl<B: Backend> Engine<B> {
                 let required = sip::reliable::names_100rel(req, HeaderName::Require);
                 super::reliable::ReliableProvisionals::new(required, self.ids.u64() as u32)
             }),
-        };
-        let caller_timer = match super::session_timer::caller_asks(&self.cfg, req) {
-            super::session_timer::CallerAsks::Timer(timer) => Some(timer),
-            _ => None,
         };
         let key = self.calls.next_key();
         let skipped = start.plan.skipped.clone();
